@@ -1,0 +1,7 @@
+"""``python -m roadsense.cli``."""
+
+import sys
+
+from roadsense.cli.main import main
+
+sys.exit(main())

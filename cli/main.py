@@ -1,0 +1,138 @@
+"""The one command-line entry point: ``roadsense <command> ...``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from roadsense.core import __version__
+from roadsense.core.errors import ConfigError, RoadSenseError
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _edge_run(args: argparse.Namespace) -> int:
+    from roadsense.core.config import load_config
+    from roadsense.edge.config import EdgeConfig
+    from roadsense.edge.runner import run
+
+    config = load_config(EdgeConfig, args.config).resolved(args.config.resolve().parent)
+    run(config)
+    return 0
+
+
+def _cloud_serve(args: argparse.Namespace) -> int:
+    from roadsense.cloud.app import serve
+    from roadsense.cloud.config import CloudConfig
+    from roadsense.core.config import load_config
+
+    config = load_config(CloudConfig, args.config).resolved(args.config.resolve().parent)
+    serve(config)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from roadsense.cli.demo import print_result, run_demo
+
+    # In --json mode the last stdout line is the JSON object; the rest goes to stderr.
+    console = Console(stderr=args.json)
+    result = run_demo(args.duration, args.agents, args.json, args.broker, console)
+    print_result(result, args.json, console)
+    ok = result["grpc_ok"] and result["reports_ingested"] == result["reports_published"] > 0
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command tree (tests walk it to check every command has help)."""
+    parser = argparse.ArgumentParser(
+        prog="roadsense",
+        description="RoadSense: edge-to-cloud city traffic. Roadside agents classify "
+        "congestion from cameras and publish over MQTT; the cloud keeps the city's state "
+        "and serves it over gRPC.",
+    )
+    parser.add_argument("--version", action="version", version=f"roadsense {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging threshold (default INFO)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    edge = commands.add_parser("edge", help="run the roadside agent", description="Roadside agent.")
+    edge_commands = edge.add_subparsers(dest="edge_command", metavar="COMMAND", required=True)
+    edge_run = edge_commands.add_parser(
+        "run",
+        help="capture, classify and publish until SIGTERM",
+        description="Run the edge agent: cameras → CNN → durable outbox → MQTT.",
+    )
+    edge_run.add_argument("--config", type=Path, required=True, help="edge TOML configuration")
+    edge_run.set_defaults(handler=_edge_run)
+
+    cloud = commands.add_parser("cloud", help="run the cloud service", description="Cloud service.")
+    cloud_commands = cloud.add_subparsers(dest="cloud_command", metavar="COMMAND", required=True)
+    serve = cloud_commands.add_parser(
+        "serve",
+        help="ingest telemetry and serve the gRPC API until SIGTERM",
+        description="Run the cloud service: MQTT ingest → SQLite store → gRPC API.",
+    )
+    serve.add_argument("--config", type=Path, required=True, help="cloud TOML configuration")
+    serve.set_defaults(handler=_cloud_serve)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run broker, cloud and edge agents together on one machine",
+        description="Run the whole flow locally on the shipped highway clip with a live view.",
+    )
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
+    demo.add_argument("--agents", type=int, default=2, help="edge agents to start (default 2)")
+    demo.add_argument(
+        "--json",
+        action="store_true",
+        help="no live view; print one JSON object with the figures as the last line",
+    )
+    demo.add_argument(
+        "--broker",
+        choices=["auto", "mosquitto", "embedded"],
+        default="auto",
+        help="MQTT broker: Mosquitto when installed (auto), or the embedded amqtt broker",
+    )
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; user mistakes end in one line on stderr, never a traceback."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo" and (args.duration <= 0 or args.agents < 1):
+        parser.error("--duration must be positive and --agents at least 1")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "demo" and args.log_level == "INFO":
+        logging.getLogger().setLevel(logging.WARNING)  # keep the live view readable
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as err:
+        print(f"roadsense: configuration error: {err}", file=sys.stderr)
+        return 2
+    except RoadSenseError as err:
+        print(f"roadsense: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

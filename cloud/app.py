@@ -1,0 +1,95 @@
+"""The cloud service: store, city state, ingest and the gRPC API, started together."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from roadsense.cloud.config import CloudConfig
+from roadsense.cloud.feed import ChangeFeed
+from roadsense.cloud.service import CityServicer, FleetServicer
+from roadsense.cloud.state import CityTracker
+from roadsense.cloud.store import SqliteStore
+from roadsense.cloud.subscriber import IngestWorker
+from roadsense.core.errors import RoadSenseError
+from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    city_pb2.DESCRIPTOR.services_by_name["CityService"].full_name,
+    city_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name,
+)
+
+
+class CloudService:
+    """One cloud worker: everything `roadsense cloud serve` runs."""
+
+    def __init__(self, config: CloudConfig) -> None:
+        self.config = config
+        self.store = SqliteStore(config.store.path)
+        self.tracker = CityTracker(int(config.state.stale_after_s * 1000))
+        self.tracker.load(self.store.segments(), self.store.latest_readings())
+        self.feed = ChangeFeed()
+        self.ingest = IngestWorker(config, self.store, self.tracker, self.feed)
+        self.health = health.HealthServicer()
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(
+                max_workers=config.grpc.max_workers, thread_name_prefix="grpc"
+            ),
+            options=[
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ],
+        )
+        city_pb2_grpc.add_CityServiceServicer_to_server(
+            CityServicer(self.tracker, self.feed, self.store), self.server
+        )
+        city_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(self.store), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        address = f"{config.grpc.host}:{config.grpc.port}"
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError as err:
+            raise RoadSenseError(f"cannot listen for gRPC on {address}: {err}") from err
+        self.address = f"{config.grpc.host}:{self.port}"
+
+    def start(self) -> None:
+        """Start the API and the ingest."""
+        self.server.start()
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.ingest.start()
+        logger.info("cloud service: gRPC on %s, store %s", self.address, self.config.store.path)
+
+    def stop(self) -> None:
+        """Report NOT_SERVING, finish in-flight RPCs, drain the ingest, close the store."""
+        self.health.enter_graceful_shutdown()
+        self.feed.close()
+        self.server.stop(self.config.grpc.grace_s).wait()
+        self.ingest.stop()
+        self.store.close()
+        logger.info("cloud service stopped")
+
+
+def serve(config: CloudConfig) -> None:
+    """Run the cloud service until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    service = CloudService(config)
+    service.start()
+    stop.wait()
+    logger.info("shutting down")
+    service.stop()

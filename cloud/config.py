@@ -1,0 +1,82 @@
+"""Configuration of the cloud service (``roadsense cloud serve --config cloud.toml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from roadsense.core.config import ConfigModel
+from roadsense.core.mqtt import MqttConfig
+
+
+class IngestConfig(ConfigModel):
+    """How telemetry is taken from the broker."""
+
+    client_id: str = Field(
+        default="roadsense-cloud-1",
+        description="MQTT client id of this worker; unique per worker, stable across restarts "
+        "so the broker keeps its session.",
+    )
+    username: str | None = Field(default=None, description="MQTT username of the cloud ingest.")
+    shared_group: str = Field(
+        default="roadsense-cloud",
+        description="MQTT 5 shared-subscription group; workers in one group split the load. "
+        "Empty for a plain subscription (MQTT 3.1.1 brokers).",
+    )
+    max_future_skew_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Reports timed further than this in the future are rejected.",
+    )
+    queue_size: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most messages waiting for the writer; when full, the MQTT thread waits "
+        "(back-pressure reaches the broker, which queues).",
+    )
+    batch_size: int = Field(default=500, ge=1, description="Most messages per write transaction.")
+
+
+class GrpcConfig(ConfigModel):
+    """Where the gRPC API listens."""
+
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(
+        default=50051, ge=0, le=65535, description="Port to bind; 0 picks a free one."
+    )
+    max_workers: int = Field(
+        default=16, ge=2, description="Threads serving RPCs; each open watch stream holds one."
+    )
+    grace_s: float = Field(
+        default=5.0, ge=0, description="Seconds in-flight RPCs get to finish on shutdown."
+    )
+
+
+class StoreConfig(ConfigModel):
+    """The city store."""
+
+    path: Path = Field(default=Path("city.sqlite"), description="SQLite file of the city store.")
+
+
+class StateConfig(ConfigModel):
+    """How segment state is derived from reports."""
+
+    stale_after_s: float = Field(
+        default=120.0, gt=0, description="A segment with no report for this long is stale."
+    )
+
+
+class CloudConfig(ConfigModel):
+    """Everything the cloud service runs with."""
+
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description="Telemetry ingest.")
+    grpc: GrpcConfig = Field(default_factory=GrpcConfig, description="gRPC API.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="City store.")
+    state: StateConfig = Field(default_factory=StateConfig, description="Segment state.")
+
+    def resolved(self, base: Path) -> CloudConfig:
+        """Copy with a relative store path made relative to ``base`` (the config's folder)."""
+        path = self.store.path if self.store.path.is_absolute() else base / self.store.path
+        return self.model_copy(update={"store": self.store.model_copy(update={"path": path})})

@@ -1,0 +1,91 @@
+"""What the cloud works with once a message has been decoded and checked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One accepted congestion report."""
+
+    device_id: str
+    camera_id: str
+    segment_id: str
+    seq: int
+    capture_time_ms: int
+    window_start_ms: int
+    received_ms: int
+    model_version: str
+    labels: tuple[str, ...]
+    probabilities: tuple[float, ...]
+    frames_in_window: int
+    level: float
+
+    @property
+    def label(self) -> str:
+        """The most probable class."""
+        best = max(range(len(self.probabilities)), key=self.probabilities.__getitem__)
+        return self.labels[best]
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A device's birth (online) or last will (offline)."""
+
+    device_id: str
+    online: bool
+    time_ms: int
+    received_ms: int
+    agent_version: str
+    model_version: str
+    camera_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HealthRecord:
+    """A device's health message, kept as JSON."""
+
+    device_id: str
+    time_ms: int
+    received_ms: int
+    body_json: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message that failed validation; it goes to the dead-letter table."""
+
+    topic: str
+    reason: str
+    payload: bytes
+    received_ms: int
+
+
+@dataclass(frozen=True)
+class SegmentSnapshot:
+    """Fused state of one road segment."""
+
+    segment_id: str
+    level: float
+    label: str
+    updated_ms: int
+    last_changed_ms: int
+    camera_ids: tuple[str, ...]
+    stale: bool
+    reports: int
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """What the registry knows about a device."""
+
+    device_id: str
+    online: bool
+    last_seen_ms: int
+    agent_version: str
+    model_version: str
+    camera_ids: tuple[str, ...]
+
+
+Telemetry = Reading | StatusUpdate | HealthRecord | Rejected

@@ -1,0 +1,129 @@
+"""Decode and validate one MQTT message into a domain record.
+
+Pure functions, no I/O: a bad message becomes a ``Rejected`` record with a
+reason (kept in the dead-letter table), never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+
+from google.protobuf.json_format import MessageToJson
+from google.protobuf.message import DecodeError
+
+from roadsense.cloud.congestion import level_from_probabilities
+from roadsense.cloud.domain import HealthRecord, Reading, Rejected, StatusUpdate, Telemetry
+from roadsense.proto import SCHEMA_VERSION
+from roadsense.proto.topics import TopicKind, is_identifier, parse_topic
+from roadsense.proto.v1 import telemetry_pb2
+
+PROBABILITY_SUM_TOLERANCE = 0.02
+
+
+def decode_message(topic: str, payload: bytes, received_ms: int, max_future_ms: int) -> Telemetry:
+    """Turn a message into a Reading, StatusUpdate, HealthRecord or Rejected."""
+    parsed = parse_topic(topic)
+    if parsed is None:
+        return Rejected(topic, "topic is not a RoadSense telemetry topic", payload, received_ms)
+
+    def reject(reason: str) -> Rejected:
+        return Rejected(topic, reason, payload, received_ms)
+
+    try:
+        if parsed.kind is TopicKind.CONGESTION:
+            report = telemetry_pb2.CongestionReport.FromString(payload)
+        elif parsed.kind is TopicKind.STATUS:
+            status = telemetry_pb2.DeviceStatus.FromString(payload)
+        else:
+            health = telemetry_pb2.DeviceHealth.FromString(payload)
+    except DecodeError as err:
+        return reject(f"payload is not a valid {parsed.kind.value} protobuf: {err}")
+
+    if parsed.kind is TopicKind.CONGESTION:
+        problem = _report_problem(
+            report, parsed.device_id, parsed.camera_id, received_ms, max_future_ms
+        )
+        if problem:
+            return reject(problem)
+        probabilities = tuple(float(p) for p in report.probabilities)
+        return Reading(
+            device_id=report.device_id,
+            camera_id=report.camera_id,
+            segment_id=report.segment_id,
+            seq=report.seq,
+            capture_time_ms=report.capture_time_ms,
+            window_start_ms=report.window_start_ms,
+            received_ms=received_ms,
+            model_version=report.model_version,
+            labels=tuple(report.labels),
+            probabilities=probabilities,
+            frames_in_window=report.frames_in_window,
+            level=level_from_probabilities(probabilities),
+        )
+    if parsed.kind is TopicKind.STATUS:
+        problem = _common_problem(status.schema_version, status.device_id, parsed.device_id)
+        if problem:
+            return reject(problem)
+        if status.state == telemetry_pb2.DeviceStatus.STATE_UNSPECIFIED:
+            return reject("status has no state")
+        return StatusUpdate(
+            device_id=status.device_id,
+            online=status.state == telemetry_pb2.DeviceStatus.ONLINE,
+            time_ms=status.time_ms,
+            received_ms=received_ms,
+            agent_version=status.agent_version,
+            model_version=status.model_version,
+            camera_ids=tuple(status.camera_ids),
+        )
+    problem = _common_problem(health.schema_version, health.device_id, parsed.device_id)
+    if problem:
+        return reject(problem)
+    return HealthRecord(
+        device_id=health.device_id,
+        time_ms=health.time_ms,
+        received_ms=received_ms,
+        body_json=MessageToJson(health, indent=None),
+    )
+
+
+def _common_problem(schema_version: int, device_id: str, topic_device: str) -> str | None:
+    if schema_version != SCHEMA_VERSION:
+        return f"schema_version {schema_version} is not supported (expected {SCHEMA_VERSION})"
+    if device_id != topic_device:
+        return f"payload device_id {device_id!r} does not match topic device {topic_device!r}"
+    return None
+
+
+def _report_problem(
+    report: telemetry_pb2.CongestionReport,
+    topic_device: str,
+    topic_camera: str | None,
+    received_ms: int,
+    max_future_ms: int,
+) -> str | None:
+    problem = _common_problem(report.schema_version, report.device_id, topic_device)
+    if problem:
+        return problem
+    if report.camera_id != topic_camera:
+        return (
+            f"payload camera_id {report.camera_id!r} does not match topic camera {topic_camera!r}"
+        )
+    if not is_identifier(report.segment_id):
+        return f"segment_id {report.segment_id!r} is not a valid identifier"
+    if report.seq == 0:
+        return "seq must be 1 or more"
+    if report.capture_time_ms <= 0:
+        return "capture_time_ms is missing"
+    if report.capture_time_ms > received_ms + max_future_ms:
+        ahead = (report.capture_time_ms - received_ms) / 1000
+        return f"capture_time_ms is {ahead:.1f} s in the future (limit {max_future_ms / 1000:g} s)"
+    if len(report.labels) < 2:
+        return "report needs at least two class labels"
+    if len(report.labels) != len(report.probabilities):
+        return f"{len(report.probabilities)} probabilities for {len(report.labels)} labels"
+    if any(not math.isfinite(p) or p < 0.0 or p > 1.0 for p in report.probabilities):
+        return "probabilities must be finite and within 0..1"
+    total = sum(report.probabilities)
+    if abs(total - 1.0) > PROBABILITY_SUM_TOLERANCE:
+        return f"probabilities sum to {total:.4f}, not 1"
+    return None

@@ -1,0 +1,95 @@
+"""City-wide state: each segment's level fused over the cameras that watch it.
+
+A segment's level is the mean of its cameras' latest levels, counting only
+cameras that reported within the staleness limit (all of them, flagged
+stale, when none did). The city congestion index is the mean level of the
+segments that are not stale.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import replace
+
+from roadsense.cloud.domain import Reading, SegmentSnapshot
+
+CameraKey = tuple[str, str]
+
+
+class CityTracker:
+    """In-memory fused state per segment, rebuilt from the store at start."""
+
+    def __init__(self, stale_after_ms: int) -> None:
+        self._stale_after_ms = stale_after_ms
+        self._lock = threading.Lock()
+        self._cameras: dict[str, dict[CameraKey, Reading]] = {}
+        self._segments: dict[str, SegmentSnapshot] = {}
+
+    def load(self, segments: Iterable[SegmentSnapshot], readings: Iterable[Reading]) -> None:
+        """Restore stored segment rows and each camera's latest reading."""
+        with self._lock:
+            for snapshot in segments:
+                self._segments[snapshot.segment_id] = snapshot
+            for reading in readings:
+                key = (reading.device_id, reading.camera_id)
+                self._cameras.setdefault(reading.segment_id, {})[key] = reading
+
+    def apply(self, readings: Iterable[Reading]) -> list[SegmentSnapshot]:
+        """Fold new readings in; return the segments whose state changed."""
+        touched: dict[str, int] = {}
+        with self._lock:
+            for reading in readings:
+                cameras = self._cameras.setdefault(reading.segment_id, {})
+                key = (reading.device_id, reading.camera_id)
+                current = cameras.get(key)
+                # A late report is stored but does not overwrite a newer reading.
+                if current is None or reading.capture_time_ms >= current.capture_time_ms:
+                    cameras[key] = reading
+                touched[reading.segment_id] = touched.get(reading.segment_id, 0) + 1
+            changed = []
+            for segment_id, count in touched.items():
+                snapshot = self._fuse(segment_id, count)
+                self._segments[segment_id] = snapshot
+                changed.append(snapshot)
+        return changed
+
+    def _fuse(self, segment_id: str, new_reports: int) -> SegmentSnapshot:
+        cameras = self._cameras[segment_id]
+        newest = max(r.capture_time_ms for r in cameras.values())
+        fresh = [r for r in cameras.values() if newest - r.capture_time_ms <= self._stale_after_ms]
+        level = round(sum(r.level for r in fresh) / len(fresh), 3)
+        label = max(fresh, key=lambda r: r.capture_time_ms).label
+        previous = self._segments.get(segment_id)
+        last_changed = newest
+        if previous is not None and previous.label == label:
+            last_changed = previous.last_changed_ms
+        return SegmentSnapshot(
+            segment_id=segment_id,
+            level=level,
+            label=label,
+            updated_ms=newest,
+            last_changed_ms=last_changed,
+            camera_ids=tuple(sorted(f"{d}/{c}" for d, c in cameras)),
+            stale=False,
+            reports=(previous.reports if previous else 0) + new_reports,
+        )
+
+    def snapshot(self, now_ms: int, segment_ids: Iterable[str] = ()) -> list[SegmentSnapshot]:
+        """Current state of the requested segments (all when none named), stale flags set."""
+        wanted = set(segment_ids)
+        with self._lock:
+            segments = [s for s in self._segments.values() if not wanted or s.segment_id in wanted]
+        return sorted(
+            (self.with_staleness(s, now_ms) for s in segments), key=lambda s: s.segment_id
+        )
+
+    def with_staleness(self, snapshot: SegmentSnapshot, now_ms: int) -> SegmentSnapshot:
+        """The snapshot with its stale flag computed for ``now_ms``."""
+        return replace(snapshot, stale=now_ms - snapshot.updated_ms > self._stale_after_ms)
+
+
+def congestion_index(segments: Iterable[SegmentSnapshot]) -> float:
+    """Mean level of the segments that are not stale; 0 when there are none."""
+    levels = [s.level for s in segments if not s.stale]
+    return round(sum(levels) / len(levels), 3) if levels else 0.0

@@ -1,0 +1,307 @@
+"""The city store: an interface, and its SQLite implementation.
+
+Everything the cloud keeps goes through ``Store`` so a multi-node deployment
+can put it on a server database later. ``SqliteStore`` writes each batch of
+messages in one transaction, deduplicating reports on (device_id, seq).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from roadsense.cloud.domain import (
+    DeviceRecord,
+    HealthRecord,
+    Reading,
+    Rejected,
+    SegmentSnapshot,
+    StatusUpdate,
+    Telemetry,
+)
+from roadsense.core.sqlite import Migration, migrate, open_database, transaction
+
+SegmentUpdater = Callable[[list[Reading]], list[SegmentSnapshot]]
+
+
+@dataclass
+class BatchResult:
+    """What one write did."""
+
+    accepted: list[Reading] = field(default_factory=list)
+    duplicates: int = 0
+    rejected: int = 0
+    statuses: list[StatusUpdate] = field(default_factory=list)
+    health: int = 0
+    segments: list[SegmentSnapshot] = field(default_factory=list)
+
+
+class Store(abc.ABC):
+    """Persistence of reports, segments, devices, health and dead letters."""
+
+    @abc.abstractmethod
+    def write_batch(
+        self, records: Sequence[Telemetry], update_segments: SegmentUpdater
+    ) -> BatchResult:
+        """Store records atomically; ``update_segments`` turns new readings into segment rows."""
+
+    @abc.abstractmethod
+    def segments(self) -> list[SegmentSnapshot]:
+        """Every known segment's last stored state."""
+
+    @abc.abstractmethod
+    def latest_readings(self) -> list[Reading]:
+        """The newest reading of every camera."""
+
+    @abc.abstractmethod
+    def devices(self) -> list[DeviceRecord]:
+        """The device registry."""
+
+    @abc.abstractmethod
+    def report_keys(self) -> list[tuple[str, int]]:
+        """Every stored (device_id, seq), in insertion order."""
+
+    @abc.abstractmethod
+    def dead_letters(self) -> list[tuple[str, str]]:
+        """(topic, reason) of every rejected message, oldest first."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the database."""
+
+
+def _schema_v1(db: Database) -> None:
+    db.execute(
+        """CREATE TABLE reports (
+            id INTEGER PRIMARY KEY,
+            device_id TEXT NOT NULL, seq INTEGER NOT NULL,
+            camera_id TEXT NOT NULL, segment_id TEXT NOT NULL,
+            capture_time_ms INTEGER NOT NULL, window_start_ms INTEGER NOT NULL,
+            received_ms INTEGER NOT NULL, model_version TEXT NOT NULL,
+            labels TEXT NOT NULL, probabilities TEXT NOT NULL,
+            frames_in_window INTEGER NOT NULL, level REAL NOT NULL)"""
+    )
+    db.execute("CREATE UNIQUE INDEX reports_device_seq ON reports (device_id, seq)")
+    db.execute("CREATE INDEX reports_segment_time ON reports (segment_id, capture_time_ms)")
+    db.execute(
+        """CREATE TABLE segments (
+            segment_id TEXT PRIMARY KEY, level REAL NOT NULL, label TEXT NOT NULL,
+            updated_ms INTEGER NOT NULL, last_changed_ms INTEGER NOT NULL,
+            camera_ids TEXT NOT NULL, reports INTEGER NOT NULL)"""
+    )
+    db.execute(
+        """CREATE TABLE devices (
+            device_id TEXT PRIMARY KEY, online INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,
+            agent_version TEXT NOT NULL DEFAULT '', model_version TEXT NOT NULL DEFAULT '',
+            camera_ids TEXT NOT NULL DEFAULT '[]')"""
+    )
+    db.execute(
+        """CREATE TABLE health (
+            id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, time_ms INTEGER NOT NULL,
+            received_ms INTEGER NOT NULL, body TEXT NOT NULL)"""
+    )
+    db.execute(
+        """CREATE TABLE dead_letters (
+            id INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL, topic TEXT NOT NULL,
+            reason TEXT NOT NULL, payload BLOB NOT NULL)"""
+    )
+
+
+MIGRATIONS = [Migration("0001_city_schema", _schema_v1)]
+
+
+class SqliteStore(Store):
+    """The store on one SQLite file (WAL)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._lock = threading.Lock()
+        self._db = open_database(path)
+        migrate(self._db, MIGRATIONS)
+
+    def write_batch(
+        self, records: Sequence[Telemetry], update_segments: SegmentUpdater
+    ) -> BatchResult:
+        result = BatchResult()
+        with self._lock, transaction(self._db):
+            for record in records:
+                if isinstance(record, Reading):
+                    if self._insert_reading(record):
+                        result.accepted.append(record)
+                    else:
+                        result.duplicates += 1
+                elif isinstance(record, StatusUpdate):
+                    self._upsert_status(record)
+                    result.statuses.append(record)
+                elif isinstance(record, HealthRecord):
+                    self._db.execute(
+                        "INSERT INTO health (device_id, time_ms, received_ms, body) "
+                        "VALUES (?, ?, ?, ?)",
+                        [record.device_id, record.time_ms, record.received_ms, record.body_json],
+                    )
+                    self._touch_device(record.device_id, record.received_ms)
+                    result.health += 1
+                else:
+                    self._insert_rejected(record)
+                    result.rejected += 1
+            if result.accepted:
+                result.segments = update_segments(result.accepted)
+                self._save_segments(result.segments)
+        return result
+
+    def _insert_reading(self, r: Reading) -> bool:
+        cursor = self._db.execute(
+            """INSERT OR IGNORE INTO reports (device_id, seq, camera_id, segment_id,
+                capture_time_ms, window_start_ms, received_ms, model_version, labels,
+                probabilities, frames_in_window, level)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                r.device_id,
+                r.seq,
+                r.camera_id,
+                r.segment_id,
+                r.capture_time_ms,
+                r.window_start_ms,
+                r.received_ms,
+                r.model_version,
+                json.dumps(r.labels),
+                json.dumps(r.probabilities),
+                r.frames_in_window,
+                r.level,
+            ],
+        )
+        if cursor.rowcount:
+            self._touch_device(r.device_id, r.received_ms)
+        return bool(cursor.rowcount)
+
+    def _touch_device(self, device_id: str, seen_ms: int) -> None:
+        self._db.execute(
+            """INSERT INTO devices (device_id, online, last_seen_ms) VALUES (?, 1, ?)
+               ON CONFLICT (device_id) DO UPDATE
+               SET last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms)""",
+            [device_id, seen_ms],
+        )
+
+    def _upsert_status(self, s: StatusUpdate) -> None:
+        self._db.execute(
+            """INSERT INTO devices (device_id, online, last_seen_ms, agent_version,
+                model_version, camera_ids) VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (device_id) DO UPDATE SET online = excluded.online,
+                last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms),
+                agent_version = excluded.agent_version,
+                model_version = excluded.model_version, camera_ids = excluded.camera_ids""",
+            [
+                s.device_id,
+                int(s.online),
+                s.received_ms,
+                s.agent_version,
+                s.model_version,
+                json.dumps(s.camera_ids),
+            ],
+        )
+
+    def _insert_rejected(self, r: Rejected) -> None:
+        self._db.execute(
+            "INSERT INTO dead_letters (received_ms, topic, reason, payload) VALUES (?, ?, ?, ?)",
+            [r.received_ms, r.topic, r.reason, r.payload],
+        )
+
+    def _save_segments(self, segments: list[SegmentSnapshot]) -> None:
+        self._db.conn.executemany(
+            """INSERT INTO segments (segment_id, level, label, updated_ms, last_changed_ms,
+                camera_ids, reports) VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (segment_id) DO UPDATE SET level = excluded.level,
+                label = excluded.label, updated_ms = excluded.updated_ms,
+                last_changed_ms = excluded.last_changed_ms,
+                camera_ids = excluded.camera_ids, reports = excluded.reports""",
+            [
+                (
+                    s.segment_id,
+                    s.level,
+                    s.label,
+                    s.updated_ms,
+                    s.last_changed_ms,
+                    json.dumps(s.camera_ids),
+                    s.reports,
+                )
+                for s in segments
+            ],
+        )
+
+    def segments(self) -> list[SegmentSnapshot]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT segment_id, level, label, updated_ms, last_changed_ms, camera_ids, "
+                "reports FROM segments ORDER BY segment_id"
+            ).fetchall()
+        return [
+            SegmentSnapshot(
+                segment_id=row[0],
+                level=row[1],
+                label=row[2],
+                updated_ms=row[3],
+                last_changed_ms=row[4],
+                camera_ids=tuple(json.loads(row[5])),
+                stale=False,
+                reports=row[6],
+            )
+            for row in rows
+        ]
+
+    def latest_readings(self) -> list[Reading]:
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT device_id, camera_id, segment_id, seq, capture_time_ms,
+                    window_start_ms, received_ms, model_version, labels, probabilities,
+                    frames_in_window, level
+                   FROM reports r WHERE id = (
+                    SELECT id FROM reports WHERE device_id = r.device_id
+                    AND camera_id = r.camera_id ORDER BY capture_time_ms DESC, id DESC LIMIT 1)"""
+            ).fetchall()
+        return [
+            Reading(
+                device_id=row[0],
+                camera_id=row[1],
+                segment_id=row[2],
+                seq=row[3],
+                capture_time_ms=row[4],
+                window_start_ms=row[5],
+                received_ms=row[6],
+                model_version=row[7],
+                labels=tuple(json.loads(row[8])),
+                probabilities=tuple(json.loads(row[9])),
+                frames_in_window=row[10],
+                level=row[11],
+            )
+            for row in rows
+        ]
+
+    def devices(self) -> list[DeviceRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT device_id, online, last_seen_ms, agent_version, model_version, "
+                "camera_ids FROM devices ORDER BY device_id"
+            ).fetchall()
+        return [
+            DeviceRecord(row[0], bool(row[1]), row[2], row[3], row[4], tuple(json.loads(row[5])))
+            for row in rows
+        ]
+
+    def report_keys(self) -> list[tuple[str, int]]:
+        with self._lock:
+            rows = self._db.execute("SELECT device_id, seq FROM reports ORDER BY id").fetchall()
+        return [(str(d), int(s)) for d, s in rows]
+
+    def dead_letters(self) -> list[tuple[str, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT topic, reason FROM dead_letters ORDER BY id").fetchall()
+        return [(str(t), str(r)) for t, r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

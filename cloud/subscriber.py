@@ -1,0 +1,209 @@
+"""Telemetry ingest: MQTT shared subscription → bounded queue → batched writes.
+
+The MQTT thread only enqueues. A writer thread decodes, validates and stores
+batches in one transaction each, then acknowledges the messages (manual
+PUBACK), so the broker keeps any message the store has not committed: a crash
+between receipt and commit loses nothing. When the queue is full the MQTT
+thread waits, which pushes back to the broker; every wait is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from roadsense.cloud.config import CloudConfig
+from roadsense.cloud.domain import Rejected, Telemetry
+from roadsense.cloud.feed import ChangeFeed
+from roadsense.cloud.ingest import decode_message
+from roadsense.cloud.state import CityTracker
+from roadsense.cloud.store import Store
+from roadsense.core.paho_client import connect_async, create_client, guarded_callback, set_nodelay
+from roadsense.core.timeutil import now_ms
+from roadsense.proto.topics import telemetry_subscriptions
+
+logger = logging.getLogger(__name__)
+
+RETRY_DELAY_S = 1.0
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_ms: int
+
+
+@dataclass
+class IngestStats:
+    """Counters of the ingest since start."""
+
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    statuses: int = 0
+    health: int = 0
+    batches: int = 0
+    backpressure_waits: int = 0
+    write_failures: int = 0
+
+
+class IngestWorker:
+    """Subscribes to the fleet's telemetry and writes it to the store."""
+
+    def __init__(
+        self, config: CloudConfig, store: Store, tracker: CityTracker, feed: ChangeFeed
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._tracker = tracker
+        self._feed = feed
+        self._queue: queue.Queue[_Incoming] = queue.Queue(maxsize=config.ingest.queue_size)
+        self._stats = IngestStats()
+        self._stats_lock = threading.Lock()
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._closing = False
+        self._client = create_client(
+            config.mqtt, config.ingest.client_id, config.ingest.username, manual_ack=True
+        )
+        self._client.on_connect = guarded_callback(self._on_connect)
+        self._client.on_disconnect = guarded_callback(self._on_disconnect)
+        self._client.on_message = guarded_callback(self._on_message)
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+
+    def stats(self) -> IngestStats:
+        """A copy of the counters."""
+        with self._stats_lock:
+            return IngestStats(**vars(self._stats))
+
+    def queue_depth(self) -> int:
+        """Messages waiting for the writer."""
+        return self._queue.qsize()
+
+    def is_connected(self) -> bool:
+        """True after a successful CONNACK and subscription request."""
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Block until connected or the timeout passes."""
+        return self._connected.wait(timeout_s)
+
+    def start(self) -> None:
+        """Start the writer and connect to the broker."""
+        self._writer.start()
+        connect_async(self._client, self._config.mqtt)
+
+    def stop(self) -> None:
+        """Disconnect, then write what is queued."""
+        self._closing = True
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._stop.set()
+        self._writer.join(10.0)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            logger.warning("ingest: broker refused the connection: %s", reason_code)
+            return
+        set_nodelay(client)
+        group = self._config.ingest.shared_group or None
+        # Subscribe on every connect: the broker may have lost the session.
+        client.subscribe([(f, 1) for f in telemetry_subscriptions(group)])
+        self._connected.set()
+        logger.info(
+            "ingest connected to %s:%d (session present: %s)",
+            self._config.mqtt.host,
+            self._config.mqtt.port,
+            flags.session_present,
+        )
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self._connected.is_set() and not self._closing:
+            logger.warning("ingest disconnected: %s", reason_code)
+        self._connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        incoming = _Incoming(
+            message.topic, bytes(message.payload), message.mid, message.qos, now_ms()
+        )
+        try:
+            self._queue.put_nowait(incoming)
+        except queue.Full:
+            with self._stats_lock:
+                self._stats.backpressure_waits += 1
+            self._queue.put(incoming)
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            batch = [first]
+            while len(batch) < self._config.ingest.batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._write(batch)
+
+    def _write(self, batch: list[_Incoming]) -> None:
+        max_future_ms = int(self._config.ingest.max_future_skew_s * 1000)
+        records: list[Telemetry] = [
+            decode_message(m.topic, m.payload, m.received_ms, max_future_ms) for m in batch
+        ]
+        for record in records:
+            if isinstance(record, Rejected):
+                logger.warning("ingest rejected a message on %s: %s", record.topic, record.reason)
+        while True:
+            try:
+                result = self._store.write_batch(records, self._tracker.apply)
+                break
+            except Exception:
+                # Not acknowledged, so nothing is lost; the store may come back.
+                logger.exception("ingest: writing a batch of %d failed; retrying", len(batch))
+                with self._stats_lock:
+                    self._stats.write_failures += 1
+                if self._stop.wait(RETRY_DELAY_S):
+                    return
+        if result.segments:
+            self._feed.publish(result.segments)
+        for message in batch:
+            if message.qos > 0:
+                self._client.ack(message.mid, message.qos)
+        with self._stats_lock:
+            s = self._stats
+            s.received += len(batch)
+            s.accepted += len(result.accepted)
+            s.duplicates += result.duplicates
+            s.rejected += result.rejected
+            s.statuses += len(result.statuses)
+            s.health += result.health
+            s.batches += 1

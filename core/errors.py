@@ -1,0 +1,29 @@
+"""The exceptions RoadSense raises; all derive from RoadSenseError."""
+
+
+class RoadSenseError(Exception):
+    """Base class of every error RoadSense raises on purpose."""
+
+
+class ConfigError(RoadSenseError):
+    """A configuration file is missing, unreadable or invalid."""
+
+
+class ModelLoadError(RoadSenseError):
+    """A model artifact or its card cannot be loaded or does not match."""
+
+
+class UnknownBackendError(ModelLoadError):
+    """No classifier backend is registered under the requested key."""
+
+
+class CaptureError(RoadSenseError):
+    """A camera source cannot be opened or read."""
+
+
+class PayloadError(RoadSenseError):
+    """A message on the wire cannot be decoded or fails validation."""
+
+
+class BrokerError(RoadSenseError):
+    """An MQTT broker cannot be started or reached."""

@@ -1,0 +1,49 @@
+"""MQTT connection settings shared by the edge agent and the cloud ingest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from roadsense.core.config import ConfigModel
+
+
+class TlsConfig(ConfigModel):
+    """TLS towards the broker; client certificate and key for mutual TLS."""
+
+    ca_file: Path = Field(description="CA certificate (PEM) that signed the broker's certificate.")
+    cert_file: Path | None = Field(
+        default=None, description="Client certificate (PEM) for mutual TLS; CN = device id."
+    )
+    key_file: Path | None = Field(
+        default=None, description="Private key (PEM) of the client certificate."
+    )
+
+
+class MqttConfig(ConfigModel):
+    """Where and how to reach the MQTT broker."""
+
+    host: str = Field(default="127.0.0.1", description="Broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port.")
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT protocol version. 5 in production; 3.1.1 only for brokers "
+        "without MQTT 5 (the demo's embedded fallback broker).",
+    )
+    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive in seconds.")
+    session_expiry_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=0,
+        description="How long the broker keeps the session (subscriptions, queued QoS 1 "
+        "messages) after a disconnect (MQTT 5).",
+    )
+    password_file: Path | None = Field(
+        default=None, description="File holding the MQTT password, when the broker wants one."
+    )
+    tls: TlsConfig | None = Field(default=None, description="TLS settings; plain TCP when absent.")
+    reconnect_min_s: float = Field(
+        default=1.0, gt=0, description="First reconnect delay; doubles up to reconnect_max_s."
+    )
+    reconnect_max_s: float = Field(default=60.0, gt=0, description="Longest reconnect delay.")

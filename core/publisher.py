@@ -1,0 +1,125 @@
+"""Publishing to MQTT behind an interface the domain code can fake.
+
+Domain code never imports paho: it talks to a ``Publisher``. ``MqttPublisher``
+is the paho-mqtt 2.x implementation; ``MemoryPublisher`` serves unit tests.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+AckCallback = Callable[[], None]
+ConnectCallback = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class LastWill:
+    """Message the broker publishes when the client vanishes."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+class Publisher(abc.ABC):
+    """Sends messages to the broker and reports their acknowledgement."""
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Connect in the background; reconnects on its own."""
+
+    @abc.abstractmethod
+    def stop(self, final: tuple[str, bytes] | None = None) -> None:
+        """Publish ``final`` (topic, payload; retained) if connected, then disconnect."""
+
+    @abc.abstractmethod
+    def is_connected(self) -> bool:
+        """True only after a successful CONNACK and until the link drops."""
+
+    @abc.abstractmethod
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        on_ack: AckCallback | None = None,
+    ) -> bool:
+        """Hand a message to the client; False when it was not accepted (not connected).
+
+        ``on_ack`` runs once the broker acknowledged a QoS 1 message (PUBACK),
+        on the client's network thread.
+        """
+
+    @abc.abstractmethod
+    def set_on_connect(self, callback: ConnectCallback) -> None:
+        """Run ``callback`` after every successful (re)connection."""
+
+
+@dataclass
+class PublishedMessage:
+    """A message a MemoryPublisher received."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    on_ack: AckCallback | None = field(default=None, repr=False)
+
+
+class MemoryPublisher(Publisher):
+    """In-memory publisher for unit tests; acknowledges at once unless told not to."""
+
+    def __init__(self, auto_ack: bool = True) -> None:
+        self.messages: list[PublishedMessage] = []
+        self.auto_ack = auto_ack
+        self.connected = False
+        self._on_connect: ConnectCallback | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.connected = True
+        if self._on_connect:
+            self._on_connect()
+
+    def stop(self, final: tuple[str, bytes] | None = None) -> None:
+        if final and self.connected:
+            self.publish(final[0], final[1], retain=True)
+        self.connected = False
+
+    def is_connected(self) -> bool:
+        return self.connected
+
+    def set_on_connect(self, callback: ConnectCallback) -> None:
+        self._on_connect = callback
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        on_ack: AckCallback | None = None,
+    ) -> bool:
+        if not self.connected:
+            return False
+        with self._lock:
+            self.messages.append(PublishedMessage(topic, payload, qos, retain, on_ack))
+        if self.auto_ack and on_ack:
+            on_ack()
+        return True
+
+    def ack_all(self) -> None:
+        """Acknowledge every message published so far (when auto_ack is off)."""
+        with self._lock:
+            pending = [m.on_ack for m in self.messages if m.on_ack]
+            for message in self.messages:
+                message.on_ack = None
+        for callback in pending:
+            callback()

@@ -1,0 +1,1 @@
+"""Classifier backends; each registers itself with roadsense.edge.classifier."""

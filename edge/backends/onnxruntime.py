@@ -1,0 +1,86 @@
+"""ONNX Runtime classifier backend (CPU, or CUDA where the provider exists)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from roadsense.core.errors import ModelLoadError
+from roadsense.edge.classifier import Classifier, Probabilities, register
+from roadsense.edge.preprocess import Frame, frames_to_tensor
+from roadsense.models.card import ModelCard
+
+
+class OnnxRuntimeClassifier(Classifier):
+    """Runs the card's ONNX model with ONNX Runtime."""
+
+    key = "onnxruntime"
+
+    def __init__(self, model_path: Path, card: ModelCard, options: dict[str, object]) -> None:
+        super().__init__(model_path, card)
+        session_options = ort.SessionOptions()
+        threads = options.get("intra_op_threads", 0)
+        if not isinstance(threads, int) or threads < 0:
+            raise ModelLoadError(
+                f"intra_op_threads must be a non-negative integer, got {threads!r}"
+            )
+        session_options.intra_op_num_threads = threads
+        # Spinning threads steal the CPU the capture threads need (shared/PITFALLS.md).
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = [
+            p
+            for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+            if p in ort.get_available_providers()
+        ]
+        try:
+            self._session = ort.InferenceSession(
+                str(model_path), sess_options=session_options, providers=providers
+            )
+        except Exception as err:  # onnxruntime raises its own untyped errors
+            raise ModelLoadError(
+                f"{model_path}: ONNX Runtime cannot load the model: {err}"
+            ) from err
+        self._check_io()
+        warmup = np.zeros((card.input.height, card.input.width, 3), dtype=np.uint8)
+        self.classify([warmup])
+
+    def _check_io(self) -> None:
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        spec = self.card.input
+        if spec.name not in inputs:
+            raise ModelLoadError(
+                f"{self.model_path}: no input named {spec.name!r} (model has {sorted(inputs)})"
+            )
+        shape = inputs[spec.name].shape
+        if list(shape[1:]) != [3, spec.height, spec.width]:
+            raise ModelLoadError(
+                f"{self.model_path}: input shape {shape} does not match the card "
+                f"(N, 3, {spec.height}, {spec.width})"
+            )
+        if inputs[spec.name].type != "tensor(float)":
+            raise ModelLoadError(
+                f"{self.model_path}: input type {inputs[spec.name].type}, card says float32"
+            )
+        outputs = [o.name for o in self._session.get_outputs()]
+        if self.card.output_name not in outputs:
+            raise ModelLoadError(
+                f"{self.model_path}: no output named {self.card.output_name!r} (has {outputs})"
+            )
+
+    def classify(self, frames: Sequence[Frame]) -> Probabilities:
+        """Classify a batch of BGR frames."""
+        if not 1 <= len(frames) <= self.max_batch:
+            raise ValueError(f"batch of {len(frames)} frames, allowed 1..{self.max_batch}")
+        tensor = frames_to_tensor(frames, self.card.input)
+        (probabilities,) = self._session.run(
+            [self.card.output_name], {self.card.input.name: tensor}
+        )
+        return self._check_output(np.asarray(probabilities), len(frames))
+
+
+@register(OnnxRuntimeClassifier.key)
+def _create(model_path: Path, card: ModelCard, options: dict[str, object]) -> Classifier:
+    return OnnxRuntimeClassifier(model_path, card, options)

@@ -1,0 +1,108 @@
+"""The Classifier interface and the registry of its backends.
+
+A backend is a module in ``roadsense.edge.backends`` that subclasses
+``Classifier`` and registers itself under a key with ``register``. Its
+constructor loads the model, checks it against the card and runs one warm-up
+inference, so a wrong model fails at start (``ModelLoadError``), not on the
+first real frame.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from roadsense.core.errors import ModelLoadError, UnknownBackendError
+from roadsense.edge.preprocess import Frame
+from roadsense.models.card import ModelCard, load_card
+
+logger = logging.getLogger(__name__)
+
+Probabilities = npt.NDArray[np.float32]
+"""Class probabilities: batch x classes, rows summing to 1, in card label order."""
+
+
+class Classifier(abc.ABC):
+    """A congestion classifier: BGR frames in, class probabilities out."""
+
+    key: str = ""
+
+    def __init__(self, model_path: Path, card: ModelCard) -> None:
+        self.model_path = model_path
+        self.card = card
+
+    @property
+    def labels(self) -> list[str]:
+        """Class labels in output order."""
+        return list(self.card.labels)
+
+    @property
+    def max_batch(self) -> int:
+        """Largest batch one ``classify`` call takes."""
+        return self.card.max_batch
+
+    @abc.abstractmethod
+    def classify(self, frames: Sequence[Frame]) -> Probabilities:
+        """Classify up to ``max_batch`` frames; one probability row per frame."""
+
+    def close(self) -> None:  # noqa: B027 - backends without resources need nothing
+        """Release runtime resources."""
+
+    def _check_output(self, probabilities: npt.NDArray[np.float32], batch: int) -> Probabilities:
+        expected = (batch, len(self.card.labels))
+        if probabilities.shape != expected:
+            raise ModelLoadError(
+                f"{self.model_path}: output shape {probabilities.shape}, card expects {expected}"
+            )
+        return probabilities.astype(np.float32, copy=False)
+
+
+ClassifierFactory = Callable[[Path, ModelCard, dict[str, object]], Classifier]
+_REGISTRY: dict[str, ClassifierFactory] = {}
+# Backend modules, imported on demand so their optional runtimes stay optional.
+_BACKEND_MODULES = {
+    "onnxruntime": "roadsense.edge.backends.onnxruntime",
+}
+
+
+def register(key: str) -> Callable[[ClassifierFactory], ClassifierFactory]:
+    """Class decorator: make a backend available under ``key``."""
+
+    def decorate(factory: ClassifierFactory) -> ClassifierFactory:
+        _REGISTRY[key] = factory
+        return factory
+
+    return decorate
+
+
+def available_backends() -> list[str]:
+    """Keys a configuration may name."""
+    return sorted(_BACKEND_MODULES)
+
+
+def create_classifier(
+    key: str, model_path: str | Path, options: dict[str, object] | None = None
+) -> Classifier:
+    """Load the model with the backend registered under ``key``."""
+    if key not in _BACKEND_MODULES:
+        raise UnknownBackendError(
+            f"unknown classifier backend {key!r}; known: {', '.join(available_backends())}"
+        )
+    importlib.import_module(_BACKEND_MODULES[key])
+    path = Path(model_path)
+    card = load_card(path)
+    classifier = _REGISTRY[key](path, card, dict(options or {}))
+    logger.info(
+        "classifier backend %s loaded %s (model %s%s)",
+        key,
+        path.name,
+        card.version,
+        ", PLACEHOLDER: not a trained model" if card.placeholder else "",
+    )
+    return classifier

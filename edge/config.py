@@ -1,0 +1,151 @@
+"""Configuration of the edge agent (``roadsense edge run --config edge.toml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from roadsense.core.config import ConfigModel
+from roadsense.core.mqtt import MqttConfig
+from roadsense.proto.topics import is_identifier
+
+
+def _identifier(value: str) -> str:
+    if not is_identifier(value):
+        raise ValueError(
+            "must be 1-64 characters of letters, digits, '_', '.', '-', starting with a "
+            "letter or digit"
+        )
+    return value
+
+
+class CameraConfig(ConfigModel):
+    """One camera watching one road segment."""
+
+    id: str = Field(description="Camera id, unique on this device; part of the MQTT topic.")
+    source: str = Field(
+        description="Video file path, RTSP/HTTP URL, USB/V4L2 index (e.g. '0') or a "
+        "GStreamer pipeline string."
+    )
+    segment_id: str = Field(description="Road segment this camera watches.")
+    sample_hz: float = Field(
+        default=2.0, gt=0, le=60, description="Frames per second sent to the classifier."
+    )
+    loop: bool = Field(default=False, description="Restart a video file at its end.")
+
+    _check_id = field_validator("id", "segment_id")(_identifier)
+
+
+class ClassifierConfig(ConfigModel):
+    """The congestion classifier backend and its model."""
+
+    type: Literal["onnxruntime"] = Field(
+        default="onnxruntime", description="Backend key: onnxruntime."
+    )
+    model: Path | None = Field(
+        default=None,
+        description="ONNX model with its .card.json beside it; the shipped placeholder "
+        "when absent.",
+    )
+    intra_op_threads: int = Field(
+        default=0, ge=0, description="ONNX Runtime intra-op threads; 0 lets it choose."
+    )
+
+
+class ReportConfig(ConfigModel):
+    """How classifications become congestion reports."""
+
+    window: int = Field(
+        default=6, ge=1, description="Classified frames averaged into one report (per camera)."
+    )
+    interval_s: float = Field(
+        default=5.0, gt=0, description="Seconds between reports of one camera."
+    )
+
+
+class OutboxConfig(ConfigModel):
+    """The durable store-and-forward queue of reports."""
+
+    path: Path = Field(default=Path("outbox.sqlite"), description="SQLite file of the outbox.")
+    max_rows: int = Field(default=500_000, ge=1, description="Most reports kept unsent.")
+    max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="Most payload bytes kept."
+    )
+    max_age_s: float = Field(
+        default=7 * 24 * 3600, gt=0, description="Unsent reports older than this are dropped."
+    )
+    max_inflight: int = Field(
+        default=200,
+        ge=1,
+        le=1000,
+        description="Most unacknowledged QoS 1 publishes at once (packet ids are 16-bit; "
+        "shared/PITFALLS.md #1).",
+    )
+
+
+class EdgeConfig(ConfigModel):
+    """Everything one roadside device runs with."""
+
+    device_id: str = Field(description="Device id: MQTT client id, username and topic level.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
+    classifier: ClassifierConfig = Field(
+        default_factory=ClassifierConfig, description="Congestion classifier."
+    )
+    reports: ReportConfig = Field(default_factory=ReportConfig, description="Report cadence.")
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable outbox.")
+    health_interval_s: float = Field(
+        default=30.0, gt=0, description="Seconds between health messages."
+    )
+    cameras: list[CameraConfig] = Field(min_length=1, description="Cameras of this device.")
+
+    _check_device = field_validator("device_id")(_identifier)
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> EdgeConfig:
+        ids = [c.id for c in self.cameras]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate camera ids: {', '.join(duplicates)}")
+        return self
+
+    def resolved(self, base: Path) -> EdgeConfig:
+        """Copy with relative file paths made relative to ``base`` (the config's folder)."""
+
+        def rel(path: Path | None) -> Path | None:
+            return path if path is None or path.is_absolute() else base / path
+
+        cameras = [
+            c.model_copy(update={"source": str(base / c.source)})
+            if _is_relative_file(c.source)
+            else c
+            for c in self.cameras
+        ]
+        tls = self.mqtt.tls
+        if tls is not None:
+            tls = tls.model_copy(
+                update={
+                    "ca_file": rel(tls.ca_file),
+                    "cert_file": rel(tls.cert_file),
+                    "key_file": rel(tls.key_file),
+                }
+            )
+        return self.model_copy(
+            update={
+                "cameras": cameras,
+                "classifier": self.classifier.model_copy(
+                    update={"model": rel(self.classifier.model)}
+                ),
+                "outbox": self.outbox.model_copy(update={"path": rel(self.outbox.path)}),
+                "mqtt": self.mqtt.model_copy(
+                    update={"tls": tls, "password_file": rel(self.mqtt.password_file)}
+                ),
+            }
+        )
+
+
+def _is_relative_file(source: str) -> bool:
+    if source.isdigit() or "://" in source or "!" in source:
+        return False
+    return not Path(source).is_absolute()

@@ -1,0 +1,47 @@
+"""Build an edge agent from its configuration and run it until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from roadsense.core.paho_client import MqttPublisher
+from roadsense.edge.agent import EdgeAgent, last_will
+from roadsense.edge.classifier import create_classifier
+from roadsense.edge.config import EdgeConfig
+from roadsense.edge.outbox import Outbox
+from roadsense.models.shipped import PLACEHOLDER_CNN
+
+logger = logging.getLogger(__name__)
+
+
+def build_agent(config: EdgeConfig) -> EdgeAgent:
+    """Load the classifier, open the outbox and set up MQTT for one device."""
+    options: dict[str, object] = {"intra_op_threads": config.classifier.intra_op_threads}
+    classifier = create_classifier(
+        config.classifier.type, config.classifier.model or PLACEHOLDER_CNN, options
+    )
+    outbox = Outbox(config.outbox)
+    publisher = MqttPublisher(
+        config.mqtt,
+        client_id=config.device_id,
+        username=config.device_id,
+        will=last_will(config, classifier.card.version),
+        max_inflight=config.outbox.max_inflight,
+    )
+    return EdgeAgent(config, classifier, publisher, outbox)
+
+
+def run(config: EdgeConfig) -> None:
+    """Run an agent until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    agent = build_agent(config)
+    agent.start()
+    stop.wait()
+    logger.info("stopping edge agent %s", config.device_id)
+    agent.stop_capture()
+    agent.flush(timeout_s=5.0)
+    agent.stop()

@@ -1,0 +1,38 @@
+"""Per-camera smoothing: the mean class probabilities of the last K frames."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import numpy.typing as npt
+
+
+class ProbabilityWindow:
+    """Sliding window over one camera's classified frames."""
+
+    def __init__(self, size: int) -> None:
+        self._items: deque[tuple[int, npt.NDArray[np.float32]]] = deque(maxlen=size)
+        self.fresh = False
+        """True when a frame arrived since the last report."""
+
+    def add(self, capture_time_ms: int, probabilities: npt.NDArray[np.float32]) -> None:
+        """Add one frame's probabilities."""
+        self._items.append((capture_time_ms, probabilities))
+        self.fresh = True
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def mean(self) -> npt.NDArray[np.float32]:
+        """Mean probabilities over the window (not empty)."""
+        if not self._items:
+            raise ValueError("empty window")
+        mean: npt.NDArray[np.float32] = np.mean(
+            np.stack([p for _, p in self._items]), axis=0, dtype=np.float32
+        )
+        return mean
+
+    def span_ms(self) -> tuple[int, int]:
+        """Capture times of the oldest and newest frame in the window."""
+        return self._items[0][0], self._items[-1][0]

@@ -1,0 +1,79 @@
+"""MQTT topic names of the wire contract, built and parsed in one place.
+
+roadsense/v1/<device_id>/status                  DeviceStatus (retained)
+roadsense/v1/<device_id>/<camera_id>/congestion  CongestionReport
+roadsense/v1/<device_id>/health                  DeviceHealth
+roadsense/v1/<device_id>/cmd/<name>              commands to the device
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+PREFIX = "roadsense/v1"
+# Identifiers double as topic levels and MQTT usernames: no wildcards, no
+# separators, nothing a broker ACL pattern could misread.
+IDENTIFIER_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_IDENTIFIER = re.compile(rf"^{IDENTIFIER_PATTERN}$")
+_TOPIC = re.compile(
+    rf"^{PREFIX}/(?P<device>{IDENTIFIER_PATTERN})/"
+    rf"(?:(?P<kind>status|health)|(?P<camera>{IDENTIFIER_PATTERN})/congestion)$"
+)
+
+
+class TopicKind(enum.Enum):
+    """What a telemetry topic carries."""
+
+    STATUS = "status"
+    HEALTH = "health"
+    CONGESTION = "congestion"
+
+
+@dataclass(frozen=True)
+class TelemetryTopic:
+    """A parsed telemetry topic."""
+
+    kind: TopicKind
+    device_id: str
+    camera_id: str | None = None
+
+
+def is_identifier(value: str) -> bool:
+    """True when value is usable as a device, camera or segment id."""
+    return bool(_IDENTIFIER.match(value))
+
+
+def status_topic(device_id: str) -> str:
+    """Topic of a device's retained birth / last-will message."""
+    return f"{PREFIX}/{device_id}/status"
+
+
+def health_topic(device_id: str) -> str:
+    """Topic of a device's periodic health message."""
+    return f"{PREFIX}/{device_id}/health"
+
+
+def congestion_topic(device_id: str, camera_id: str) -> str:
+    """Topic of one camera's congestion reports."""
+    return f"{PREFIX}/{device_id}/{camera_id}/congestion"
+
+
+def telemetry_subscriptions(shared_group: str | None = None) -> list[str]:
+    """Topic filters that cover all device telemetry, optionally shared."""
+    filters = [f"{PREFIX}/+/status", f"{PREFIX}/+/health", f"{PREFIX}/+/+/congestion"]
+    if shared_group:
+        return [f"$share/{shared_group}/{f}" for f in filters]
+    return filters
+
+
+def parse_topic(topic: str) -> TelemetryTopic | None:
+    """Parse a telemetry topic; None when it is not one of the contract's."""
+    match = _TOPIC.match(topic)
+    if match is None:
+        return None
+    device = match["device"]
+    if match["camera"] is not None:
+        return TelemetryTopic(TopicKind.CONGESTION, device, match["camera"])
+    return TelemetryTopic(TopicKind(match["kind"]), device)

@@ -1,0 +1,98 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CongestionReport(_message.Message):
+    __slots__ = ("schema_version", "device_id", "camera_id", "segment_id", "seq", "capture_time_ms", "window_start_ms", "model_version", "labels", "probabilities", "frames_in_window")
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_MS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_IN_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    schema_version: int
+    device_id: str
+    camera_id: str
+    segment_id: str
+    seq: int
+    capture_time_ms: int
+    window_start_ms: int
+    model_version: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    probabilities: _containers.RepeatedScalarFieldContainer[float]
+    frames_in_window: int
+    def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., segment_id: _Optional[str] = ..., seq: _Optional[int] = ..., capture_time_ms: _Optional[int] = ..., window_start_ms: _Optional[int] = ..., model_version: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., frames_in_window: _Optional[int] = ...) -> None: ...
+
+class DeviceStatus(_message.Message):
+    __slots__ = ("schema_version", "device_id", "state", "time_ms", "agent_version", "model_version", "camera_ids")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[DeviceStatus.State]
+        ONLINE: _ClassVar[DeviceStatus.State]
+        OFFLINE: _ClassVar[DeviceStatus.State]
+    STATE_UNSPECIFIED: DeviceStatus.State
+    ONLINE: DeviceStatus.State
+    OFFLINE: DeviceStatus.State
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CAMERA_IDS_FIELD_NUMBER: _ClassVar[int]
+    schema_version: int
+    device_id: str
+    state: DeviceStatus.State
+    time_ms: int
+    agent_version: str
+    model_version: str
+    camera_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., state: _Optional[_Union[DeviceStatus.State, str]] = ..., time_ms: _Optional[int] = ..., agent_version: _Optional[str] = ..., model_version: _Optional[str] = ..., camera_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CameraHealth(_message.Message):
+    __slots__ = ("camera_id", "state", "frames_captured", "last_frame_ms")
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_CAPTURED_FIELD_NUMBER: _ClassVar[int]
+    LAST_FRAME_MS_FIELD_NUMBER: _ClassVar[int]
+    camera_id: str
+    state: str
+    frames_captured: int
+    last_frame_ms: int
+    def __init__(self, camera_id: _Optional[str] = ..., state: _Optional[str] = ..., frames_captured: _Optional[int] = ..., last_frame_ms: _Optional[int] = ...) -> None: ...
+
+class DeviceHealth(_message.Message):
+    __slots__ = ("schema_version", "device_id", "time_ms", "uptime_s", "cameras", "frames_classified", "reports_created", "reports_acknowledged", "outbox_pending", "outbox_dropped", "backend")
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_S_FIELD_NUMBER: _ClassVar[int]
+    CAMERAS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_CLASSIFIED_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_CREATED_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_ACKNOWLEDGED_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_PENDING_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    schema_version: int
+    device_id: str
+    time_ms: int
+    uptime_s: float
+    cameras: _containers.RepeatedCompositeFieldContainer[CameraHealth]
+    frames_classified: int
+    reports_created: int
+    reports_acknowledged: int
+    outbox_pending: int
+    outbox_dropped: int
+    backend: str
+    def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., uptime_s: _Optional[float] = ..., cameras: _Optional[_Iterable[_Union[CameraHealth, _Mapping]]] = ..., frames_classified: _Optional[int] = ..., reports_created: _Optional[int] = ..., reports_acknowledged: _Optional[int] = ..., outbox_pending: _Optional[int] = ..., outbox_dropped: _Optional[int] = ..., backend: _Optional[str] = ...) -> None: ...
