@@ -165,7 +165,7 @@ def _run(
     cloud = CloudService(
         CloudConfig(
             mqtt=mqtt,
-            ingest=IngestConfig(shared_group="roadsense-cloud" if broker.protocol == "5" else ""),
+            ingest=IngestConfig(),
             grpc=GrpcConfig(host="127.0.0.1", port=0),
             store=StoreConfig(path=workdir / "city.sqlite"),
         )

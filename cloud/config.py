@@ -20,9 +20,11 @@ class IngestConfig(ConfigModel):
     )
     username: str | None = Field(default=None, description="MQTT username of the cloud ingest.")
     shared_group: str = Field(
-        default="roadsense-cloud",
-        description="MQTT 5 shared-subscription group; workers in one group split the load. "
-        "Empty for a plain subscription (MQTT 3.1.1 brokers).",
+        default="",
+        description="MQTT 5 shared-subscription group: workers in one group split the load. "
+        "Empty (the default) subscribes plainly: Mosquitto 2.0 does not queue for an offline "
+        "shared subscriber after a broker restart, so one worker on Mosquitto should not "
+        "share; several workers need a broker that does (e.g. EMQX).",
     )
     max_future_skew_s: float = Field(
         default=30.0,

@@ -9,6 +9,7 @@ enter the durable outbox first; the forwarder publishes them.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -169,7 +170,10 @@ class EdgeAgent:
                 if frame is not None and frame.index != last_index[cam_id]:
                     due.append(frame)
                     last_index[cam_id] = frame.index
-                    next_sample[cam_id] = now + sample_period[cam_id]
+                    # Due times sit on a grid per rate, so cameras sampled at the
+                    # same rate come due together and share one classifier call.
+                    period = sample_period[cam_id]
+                    next_sample[cam_id] = (math.floor(now / period) + 1) * period
             if due:
                 self._classify(due)
             for cam_id, window in self._windows.items():

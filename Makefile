@@ -1,0 +1,67 @@
+# RoadSense: `make demo` runs the whole flow locally; `make test` runs lint,
+# type checks and the tests. Both create .venv and install what they need.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+# torch first and pinned: this exact build satisfies the `train` extra's range
+# from a local wheel where one exists, instead of pulling a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+MYPY_PACKAGES := $(foreach p,core cli edge cloud proto models provisioning,-p roadsense.$(p))
+
+.PHONY: demo test lint typecheck unit install install-dev mosquitto proto clean
+
+demo: $(VENV)/.deps-all
+	$(PIP) install --quiet --no-deps --no-build-isolation .
+	$(BIN)/roadsense demo --duration 60
+
+test: $(VENV)/.deps-dev mosquitto
+	$(PIP) install --quiet --no-deps --no-build-isolation .
+	$(MAKE) --no-print-directory lint typecheck unit
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# The package maps folders onto roadsense.<folder>; mypy checks the installed
+# copy (its error paths point into .venv, one to one with the folders here).
+typecheck:
+	cd $(VENV) && bin/mypy --config-file ../pyproject.toml $(MYPY_PACKAGES)
+	$(BIN)/mypy --config-file pyproject.toml tests
+
+unit:
+	$(BIN)/python -m pytest -q
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip "setuptools>=77"
+
+$(VENV)/.deps-all: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install --quiet $(TORCH)
+	$(PIP) install --quiet --no-build-isolation ".[all]"
+	touch $@
+
+$(VENV)/.deps-dev: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install --quiet $(TORCH)
+	$(PIP) install --quiet --no-build-isolation ".[all,dev]"
+	touch $@ $(VENV)/.deps-all
+
+# The tests run a real Mosquitto on free loopback ports.
+mosquitto:
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then \
+		exit 0; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing mosquitto with apt-get"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	else \
+		echo "make test needs the Mosquitto broker: install it (Debian/Ubuntu: sudo apt-get install mosquitto; macOS: brew install mosquitto) and run make test again" >&2; \
+		exit 1; \
+	fi
+
+proto: $(VENV)/.deps-dev
+	$(BIN)/python proto/generate.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info test-artifacts

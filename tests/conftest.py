@@ -1,0 +1,74 @@
+"""Shared fixtures: a real Mosquitto per session, cloud services on port 0, tmp SQLite.
+
+Every test also fails when an MQTT callback raised (paho would otherwise
+swallow or log it) or when anything logged at ERROR, such as an exception in
+a gRPC servicer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from roadsense.cli.broker import RunningBroker, mosquitto_binary, start_mosquitto
+from roadsense.cloud.app import CloudService
+from roadsense.cloud.config import CloudConfig, GrpcConfig, IngestConfig, StoreConfig
+from roadsense.core import paho_client
+from roadsense.core.mqtt import MqttConfig
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_VIDEO = REPO / "edge" / "samples" / "highway_video03.avi"
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_swallowed_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    paho_client.callback_errors.clear()
+    caplog.set_level(logging.INFO)
+    yield
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not paho_client.callback_errors, f"MQTT callback raised: {paho_client.callback_errors}"
+    assert not errors, "errors were logged: " + "; ".join(r.getMessage() for r in errors)
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
+    """A real Mosquitto on a free 127.0.0.1 port with its own config."""
+    if mosquitto_binary() is None:
+        pytest.fail("mosquitto is not installed; `make test` installs it")
+    broker = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def mqtt_config(mosquitto: RunningBroker) -> MqttConfig:
+    return MqttConfig(
+        host=mosquitto.host, port=mosquitto.port, session_expiry_s=300, reconnect_max_s=2
+    )
+
+
+@pytest.fixture
+def cloud_config(
+    mqtt_config: MqttConfig, tmp_path: Path, request: pytest.FixtureRequest
+) -> CloudConfig:
+    # A client id and share group per test: no test sees another's session.
+    name = f"cloud-{abs(hash(request.node.nodeid)):x}"
+    return CloudConfig(
+        mqtt=mqtt_config,
+        ingest=IngestConfig(client_id=name, shared_group=name),
+        grpc=GrpcConfig(host="127.0.0.1", port=0, grace_s=1.0),
+        store=StoreConfig(path=tmp_path / "city.sqlite"),
+    )
+
+
+@pytest.fixture
+def cloud(cloud_config: CloudConfig) -> Iterator[CloudService]:
+    """A started cloud service: ingest connected, gRPC on a free port."""
+    service = CloudService(cloud_config)
+    service.start()
+    assert service.ingest.wait_connected(10.0), "cloud ingest did not connect"
+    yield service
+    service.stop()

@@ -1,0 +1,123 @@
+"""Configuration: strict TOML, one clear line per mistake, every field described."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from roadsense.cloud.config import CloudConfig
+from roadsense.core.config import ConfigModel, load_config
+from roadsense.core.errors import ConfigError
+from roadsense.edge.config import EdgeConfig
+
+REPO = Path(__file__).resolve().parent.parent
+
+MINIMAL_EDGE = """
+device_id = "dev-1"
+[[cameras]]
+id = "cam1"
+source = "clip.avi"
+segment_id = "seg-1"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "conf.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_sample_configs_are_valid() -> None:
+    edge = load_config(EdgeConfig, REPO / "edge" / "sample-config.toml")
+    cloud = load_config(CloudConfig, REPO / "cloud" / "sample-config.toml")
+    assert edge.device_id == "jetson-0001"
+    assert [c.id for c in edge.cameras] == ["cam1", "cam2"]
+    assert cloud.ingest.shared_group == ""
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    config = load_config(EdgeConfig, _write(tmp_path, MINIMAL_EDGE)).resolved(tmp_path)
+    assert config.cameras[0].source == str(tmp_path / "clip.avi")
+    assert config.outbox.path == tmp_path / "outbox.sqlite"
+
+
+def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path, MINIMAL_EDGE.replace('device_id = "dev-1"', 'device_id = "dev-1"\nfoo = 1')
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(EdgeConfig, path)
+    assert str(info.value) == f"{path}: foo: unknown key"
+
+
+def test_bad_value_names_key_and_expectation(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL_EDGE + "[mqtt]\nport = 70000\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(EdgeConfig, path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: mqtt.port: ")
+    assert "less than or equal to 65535" in message
+    assert "70000" in message
+    assert "\n" not in message
+
+
+def test_nested_list_key_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL_EDGE.replace('id = "cam1"', 'id = "cam/1"'))
+    with pytest.raises(ConfigError, match=r"cameras\[0\]\.id: .*letters, digits"):
+        load_config(EdgeConfig, path)
+
+
+def test_duplicate_cameras_rejected(tmp_path: Path) -> None:
+    text = MINIMAL_EDGE + '[[cameras]]\nid = "cam1"\nsource = "0"\nsegment_id = "s2"\n'
+    with pytest.raises(ConfigError, match="duplicate camera ids: cam1"):
+        load_config(EdgeConfig, _write(tmp_path, text))
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        load_config(EdgeConfig, tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(EdgeConfig, _write(tmp_path, "device_id = "))
+
+
+def _models(root: type[BaseModel]) -> set[type[BaseModel]]:
+    seen = {root}
+    for field in root.model_fields.values():
+        for candidate in getattr(field.annotation, "__args__", (field.annotation,)):
+            inner = getattr(candidate, "__args__", (candidate,))
+            for kind in inner:
+                if isinstance(kind, type) and issubclass(kind, BaseModel) and kind not in seen:
+                    seen |= _models(kind)
+    return seen
+
+
+@pytest.mark.parametrize("root", [EdgeConfig, CloudConfig])
+def test_every_config_field_has_a_description(root: type[ConfigModel]) -> None:
+    models = _models(root)
+    assert len(models) > 3
+    undocumented = [
+        f"{model.__name__}.{name}"
+        for model in models
+        for name, field in model.model_fields.items()
+        if not field.description
+    ]
+    assert not undocumented
+
+
+def test_cli_reports_config_error_in_one_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL_EDGE + '[mqtt]\nprotocol = "4"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "roadsense.cli", "edge", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"roadsense: configuration error: {path}: mqtt.protocol:")
+    assert "Traceback" not in result.stderr

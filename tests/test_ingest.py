@@ -1,0 +1,98 @@
+"""Decoding and validating telemetry: accept good data, dead-letter the rest with a reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from roadsense.cloud.congestion import level_from_probabilities
+from roadsense.cloud.domain import HealthRecord, Reading, Rejected, StatusUpdate
+from roadsense.cloud.ingest import decode_message
+from roadsense.core.timeutil import now_ms
+from roadsense.proto.v1 import telemetry_pb2
+
+from .factories import report, status
+
+TOPIC = "roadsense/v1/dev-1/cam1/congestion"
+SKEW_MS = 30_000
+
+
+def _decode(topic: str, payload: bytes) -> object:
+    return decode_message(topic, payload, now_ms(), SKEW_MS)
+
+
+def test_valid_report_becomes_a_reading() -> None:
+    record = _decode(TOPIC, report(seq=7, probabilities=[0, 0, 0, 0.5, 0.5]).SerializeToString())
+    assert isinstance(record, Reading)
+    assert (record.device_id, record.camera_id, record.segment_id, record.seq) == (
+        "dev-1",
+        "cam1",
+        "seg-1",
+        7,
+    )
+    assert record.level == 8.75
+    assert record.label == "heavy"
+
+
+@pytest.mark.parametrize(
+    ("probabilities", "level"),
+    [([1, 0, 0, 0, 0], 0.0), ([0, 0, 0, 0, 1], 10.0), ([0, 0, 1, 0, 0], 5.0), ([0.5, 0.5], 5.0)],
+)
+def test_levels_span_zero_to_ten(probabilities: list[float], level: float) -> None:
+    assert level_from_probabilities(probabilities) == level
+
+
+def test_late_reports_are_kept() -> None:
+    day_old = now_ms() - 24 * 3600 * 1000
+    assert isinstance(_decode(TOPIC, report(capture_time_ms=day_old).SerializeToString()), Reading)
+
+
+@pytest.mark.parametrize(
+    ("topic", "message", "reason"),
+    [
+        ("roadsense/v1/dev-2/cam1/congestion", report(), "does not match topic device 'dev-2'"),
+        ("roadsense/v1/dev-1/cam9/congestion", report(), "does not match topic camera 'cam9'"),
+        (TOPIC, report(capture_time_ms=now_ms() + 3_600_000), "in the future (limit 30 s)"),
+        (TOPIC, report(seq=0), "seq must be 1 or more"),
+        (TOPIC, report(probabilities=[0.5, 0.5, 0.5, 0, 0]), "sum to 1.5000"),
+        (TOPIC, report(probabilities=[-0.5, 1.5, 0, 0, 0]), "within 0..1"),
+        (TOPIC, report(probabilities=[0.5, 0.5]), "2 probabilities for 5 labels"),
+        (TOPIC, report(labels=["only"], probabilities=[1.0]), "at least two class labels"),
+        (TOPIC, report(segment="bad segment"), "segment_id 'bad segment'"),
+        ("roadsense/v1/dev-1/status", status(device="dev-9"), "does not match topic device"),
+        ("weather/today", report(), "not a RoadSense telemetry topic"),
+    ],
+)
+def test_bad_messages_are_rejected_with_reason(topic: str, message: object, reason: str) -> None:
+    payload = message.SerializeToString()  # type: ignore[attr-defined]
+    record = _decode(topic, payload)
+    assert isinstance(record, Rejected)
+    assert reason in record.reason
+    assert record.topic == topic
+    assert record.payload == payload
+
+
+def test_garbage_payload_is_rejected() -> None:
+    record = _decode(TOPIC, b"\xff\xff\xff not protobuf")
+    assert isinstance(record, Rejected)
+    assert "not a valid congestion protobuf" in record.reason
+
+
+def test_wrong_schema_version_is_rejected() -> None:
+    message = report()
+    message.schema_version = 99
+    record = _decode(TOPIC, message.SerializeToString())
+    assert isinstance(record, Rejected)
+    assert "schema_version 99 is not supported" in record.reason
+
+
+def test_status_and_health() -> None:
+    birth = _decode("roadsense/v1/dev-1/status", status(online=True).SerializeToString())
+    assert isinstance(birth, StatusUpdate)
+    assert birth.online
+    will = _decode("roadsense/v1/dev-1/status", status(online=False).SerializeToString())
+    assert isinstance(will, StatusUpdate)
+    assert not will.online
+    health = telemetry_pb2.DeviceHealth(schema_version=1, device_id="dev-1", outbox_pending=4)
+    record = _decode("roadsense/v1/dev-1/health", health.SerializeToString())
+    assert isinstance(record, HealthRecord)
+    assert '"outboxPending": "4"' in record.body_json

@@ -1,0 +1,135 @@
+"""The SQLite store and the fused city state, on real SQLite files."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from roadsense.cloud.domain import Reading, Rejected
+from roadsense.cloud.feed import ChangeFeed
+from roadsense.cloud.ingest import decode_message
+from roadsense.cloud.state import CityTracker, congestion_index
+from roadsense.cloud.store import SqliteStore
+from roadsense.core.timeutil import now_ms
+
+from .factories import report, status
+
+STALE_MS = 60_000
+
+
+def _reading(**kwargs: object) -> Reading:
+    message = report(**kwargs)  # type: ignore[arg-type]
+    topic = f"roadsense/v1/{message.device_id}/{message.camera_id}/congestion"
+    record = decode_message(topic, message.SerializeToString(), now_ms(), 30_000)
+    assert isinstance(record, Reading)
+    return record
+
+
+def test_duplicates_are_stored_once(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "city.sqlite")
+    tracker = CityTracker(STALE_MS)
+    first = store.write_batch([_reading(seq=1), _reading(seq=2)], tracker.apply)
+    again = store.write_batch([_reading(seq=2), _reading(seq=3), _reading(seq=2)], tracker.apply)
+    assert len(first.accepted) == 2
+    assert first.duplicates == 0
+    assert [r.seq for r in again.accepted] == [3]
+    assert again.duplicates == 2
+    assert store.report_keys() == [("dev-1", 1), ("dev-1", 2), ("dev-1", 3)]
+    store.close()
+    rows = (
+        sqlite3.connect(tmp_path / "city.sqlite")
+        .execute("SELECT device_id, seq, segment_id, level FROM reports ORDER BY seq")
+        .fetchall()
+    )
+    assert rows == [
+        ("dev-1", 1, "seg-1", 5.0),
+        ("dev-1", 2, "seg-1", 5.0),
+        ("dev-1", 3, "seg-1", 5.0),
+    ]
+
+
+def test_dead_letters_and_device_registry(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "city.sqlite")
+    tracker = CityTracker(STALE_MS)
+    birth = decode_message(
+        "roadsense/v1/dev-1/status", status().SerializeToString(), now_ms(), 30_000
+    )
+    rejected = Rejected("roadsense/v1/x/status", "bad", b"\x01", now_ms())
+    result = store.write_batch([birth, rejected], tracker.apply)
+    assert result.rejected == 1
+    assert len(result.statuses) == 1
+    assert store.dead_letters() == [("roadsense/v1/x/status", "bad")]
+    (device,) = store.devices()
+    assert device.device_id == "dev-1"
+    assert device.online
+    assert device.camera_ids == ("cam1",)
+    will = decode_message(
+        "roadsense/v1/dev-1/status", status(online=False).SerializeToString(), now_ms(), 30_000
+    )
+    store.write_batch([will], tracker.apply)
+    assert not store.devices()[0].online
+
+
+def test_segment_fuses_its_cameras_and_survives_restart(tmp_path: Path) -> None:
+    path = tmp_path / "city.sqlite"
+    store = SqliteStore(path)
+    tracker = CityTracker(STALE_MS)
+    free = [1.0, 0, 0, 0, 0]
+    jammed = [0, 0, 0, 0, 1.0]
+    t = now_ms()
+    store.write_batch(
+        [
+            _reading(device="a", camera="c1", seq=1, probabilities=free, capture_time_ms=t - 1000),
+            _reading(device="b", camera="c1", seq=1, probabilities=jammed, capture_time_ms=t),
+            _reading(device="b", camera="c2", seq=2, segment="seg-2", probabilities=free),
+        ],
+        tracker.apply,
+    )
+    seg1, seg2 = tracker.snapshot(now_ms())
+    assert seg1.segment_id == "seg-1"
+    assert seg1.level == 5.0
+    assert seg1.camera_ids == ("a/c1", "b/c1")
+    assert seg1.label == "jammed"  # label of the newest reading
+    assert seg1.reports == 2
+    assert seg2.reports == 1
+    assert congestion_index([seg1, seg2]) == 2.5
+    store.close()
+
+    reopened = SqliteStore(path)
+    restored = CityTracker(STALE_MS)
+    restored.load(reopened.segments(), reopened.latest_readings())
+    assert restored.snapshot(now_ms()) == tracker.snapshot(now_ms())
+    # A late report is stored but does not move the segment back in time.
+    result = reopened.write_batch(
+        [_reading(device="b", camera="c1", seq=9, probabilities=free, capture_time_ms=t - 50_000)],
+        restored.apply,
+    )
+    assert len(result.accepted) == 1
+    assert restored.snapshot(now_ms(), ["seg-1"])[0].level == 5.0
+
+
+def test_stale_segments_leave_the_city_index(tmp_path: Path) -> None:
+    tracker = CityTracker(STALE_MS)
+    old = now_ms() - 10 * 60_000
+    tracker.apply([_reading(probabilities=[0, 0, 0, 0, 1.0], capture_time_ms=old)])
+    tracker.apply([_reading(seq=2, segment="seg-2", probabilities=[1.0, 0, 0, 0, 0])])
+    stale, fresh = tracker.snapshot(now_ms())
+    assert stale.stale
+    assert not fresh.stale
+    assert congestion_index([stale, fresh]) == 0.0
+
+
+def test_watchers_coalesce_and_filter() -> None:
+    feed = ChangeFeed()
+    tracker = CityTracker(STALE_MS)
+    everything = feed.subscribe()
+    only_two = feed.subscribe(["seg-2"])
+    for seq in range(1, 50):
+        feed.publish(tracker.apply([_reading(seq=seq, segment=f"seg-{seq % 2 + 1}")]))
+    changed = everything.take(0.1)
+    assert sorted(s.segment_id for s in changed) == ["seg-1", "seg-2"]
+    assert {s.segment_id: s.reports for s in changed} == {"seg-1": 24, "seg-2": 25}
+    assert [s.segment_id for s in only_two.take(0.1)] == ["seg-2"]
+    assert everything.take(0.01) == []
+    feed.unsubscribe(everything)
+    assert len(feed) == 1
