@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from concurrent import futures
 
 import grpc
@@ -18,6 +16,7 @@ from roadsense.cloud.state import CityTracker
 from roadsense.cloud.store import SqliteStore
 from roadsense.cloud.subscriber import IngestWorker
 from roadsense.core.errors import RoadSenseError
+from roadsense.core.signals import wait_for_stop_signal
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -85,11 +84,8 @@ class CloudService:
 
 def serve(config: CloudConfig) -> None:
     """Run the cloud service until SIGTERM or SIGINT."""
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     service = CloudService(config)
     service.start()
-    stop.wait()
+    wait_for_stop_signal()
     logger.info("shutting down")
     service.stop()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 
 from roadsense.core.paho_client import MqttPublisher
+from roadsense.core.signals import wait_for_stop_signal
 from roadsense.edge.agent import EdgeAgent, last_will
 from roadsense.edge.classifier import create_classifier
 from roadsense.edge.config import EdgeConfig
@@ -35,12 +34,9 @@ def build_agent(config: EdgeConfig) -> EdgeAgent:
 
 def run(config: EdgeConfig) -> None:
     """Run an agent until SIGTERM or SIGINT."""
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     agent = build_agent(config)
     agent.start()
-    stop.wait()
+    wait_for_stop_signal()
     logger.info("stopping edge agent %s", config.device_id)
     agent.stop_capture()
     agent.flush(timeout_s=5.0)
