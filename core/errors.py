@@ -27,3 +27,11 @@ class PayloadError(RoadSenseError):
 
 class BrokerError(RoadSenseError):
     """An MQTT broker cannot be started or reached."""
+
+
+class OutboxWriteError(RoadSenseError):
+    """The edge outbox cannot store a report (disk full, read-only, corrupt)."""
+
+
+class CommandError(RoadSenseError):
+    """A remote command is malformed or asks for something invalid."""

@@ -22,7 +22,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from roadsense.core.mqtt import MqttConfig
-from roadsense.core.publisher import AckCallback, ConnectCallback, LastWill, Publisher
+from roadsense.core.publisher import (
+    AckCallback,
+    ConnectCallback,
+    LastWill,
+    MessageHandler,
+    Publisher,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -127,15 +133,28 @@ class MqttPublisher(Publisher):
         self._client.on_publish = guarded_callback(self._on_publish)
         self._connected = threading.Event()
         self._lock = threading.Lock()
-        # mid → callback; mids whose PUBACK arrived before publish() returned.
-        self._pending: dict[int, AckCallback | None] = {}
-        self._early_acks: set[int] = set()
+        # mid → (on_ack, on_fail); mids whose PUBACK came before publish() returned.
+        self._pending: dict[int, tuple[AckCallback | None, AckCallback | None]] = {}
+        self._early: dict[int, bool] = {}
+        self._subscriptions: dict[str, MessageHandler] = {}
+        self._client.on_message = guarded_callback(self._on_message)
         self._on_connect_callback: ConnectCallback | None = None
         self._client_id = client_id
         self._stopping = False
 
     def set_on_connect(self, callback: ConnectCallback) -> None:
         self._on_connect_callback = callback
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler) -> None:
+        self._subscriptions[topic_filter] = handler
+        self._client.message_callback_add(
+            topic_filter, guarded_callback(lambda c, u, m: handler(m.topic, bytes(m.payload)))
+        )
+        if self.is_connected():
+            self._client.subscribe(topic_filter, qos=1)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        logger.warning("%s: unexpected message on %s", self._client_id, message.topic)
 
     def start(self) -> None:
         connect_async(self._client, self._config)
@@ -167,6 +186,7 @@ class MqttPublisher(Publisher):
         qos: int = 1,
         retain: bool = False,
         on_ack: AckCallback | None = None,
+        on_fail: AckCallback | None = None,
     ) -> bool:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         # NO_CONN: paho keeps a QoS 1 message and sends it after reconnecting.
@@ -176,13 +196,12 @@ class MqttPublisher(Publisher):
         if qos == 0:
             return True
         with self._lock:
-            acked_already = info.mid in self._early_acks
-            if acked_already:
-                self._early_acks.discard(info.mid)
-            else:
-                self._pending[info.mid] = on_ack
-        if acked_already and on_ack:
-            on_ack()
+            early = self._early.pop(info.mid, None)
+            if early is None:
+                self._pending[info.mid] = (on_ack, on_fail)
+        callback = on_ack if early else on_fail if early is False else None
+        if callback:
+            callback()
         return True
 
     def _on_connect(
@@ -198,6 +217,8 @@ class MqttPublisher(Publisher):
             self._connected.clear()
             return
         set_nodelay(client)
+        for topic_filter in self._subscriptions:
+            client.subscribe(topic_filter, qos=1)
         self._connected.set()
         logger.info(
             "%s: connected to %s:%d (session present: %s)",
@@ -230,16 +251,14 @@ class MqttPublisher(Publisher):
         properties: Properties | None,
     ) -> None:
         # Runs under paho's out-message lock: never call into paho from here.
-        if reason_code.is_failure:
-            logger.warning("%s: broker rejected message %d: %s", self._client_id, mid, reason_code)
-            with self._lock:
-                self._pending.pop(mid, None)
-            return
+        delivered = not reason_code.is_failure
+        if not delivered:
+            logger.warning("%s: broker refused message %d: %s", self._client_id, mid, reason_code)
         with self._lock:
-            if mid in self._pending:
-                callback = self._pending.pop(mid)
-            else:
-                self._early_acks.add(mid)
-                callback = None
+            callbacks = self._pending.pop(mid, None)
+            if callbacks is None:
+                self._early[mid] = delivered
+                return
+        callback = callbacks[0] if delivered else callbacks[1]
         if callback:
             callback()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 AckCallback = Callable[[], None]
 ConnectCallback = Callable[[], None]
+MessageHandler = Callable[[str, bytes], None]
 
 
 @dataclass(frozen=True)
@@ -49,16 +50,25 @@ class Publisher(abc.ABC):
         qos: int = 1,
         retain: bool = False,
         on_ack: AckCallback | None = None,
+        on_fail: AckCallback | None = None,
     ) -> bool:
-        """Hand a message to the client; False when it was not accepted (not connected).
+        """Hand a message to the client; False when it was not accepted.
 
         ``on_ack`` runs once the broker acknowledged a QoS 1 message (PUBACK),
-        on the client's network thread.
+        ``on_fail`` when the broker refused it (a failure reason code); both on
+        the client's network thread.
         """
 
     @abc.abstractmethod
     def set_on_connect(self, callback: ConnectCallback) -> None:
         """Run ``callback`` after every successful (re)connection."""
+
+    @abc.abstractmethod
+    def subscribe(self, topic_filter: str, handler: MessageHandler) -> None:
+        """Deliver messages matching ``topic_filter`` to ``handler(topic, payload)``.
+
+        The subscription is renewed on every reconnection.
+        """
 
 
 @dataclass
@@ -79,6 +89,7 @@ class MemoryPublisher(Publisher):
         self.messages: list[PublishedMessage] = []
         self.auto_ack = auto_ack
         self.connected = False
+        self.subscriptions: dict[str, MessageHandler] = {}
         self._on_connect: ConnectCallback | None = None
         self._lock = threading.Lock()
 
@@ -98,6 +109,17 @@ class MemoryPublisher(Publisher):
     def set_on_connect(self, callback: ConnectCallback) -> None:
         self._on_connect = callback
 
+    def subscribe(self, topic_filter: str, handler: MessageHandler) -> None:
+        self.subscriptions[topic_filter] = handler
+
+    def deliver(self, topic: str, payload: bytes) -> None:
+        """Simulate an incoming message on a subscribed topic (exact filter match)."""
+        for topic_filter, handler in self.subscriptions.items():
+            if topic_filter == topic or (
+                topic_filter.endswith("/#") and topic.startswith(topic_filter[:-1])
+            ):
+                handler(topic, payload)
+
     def publish(
         self,
         topic: str,
@@ -106,6 +128,7 @@ class MemoryPublisher(Publisher):
         qos: int = 1,
         retain: bool = False,
         on_ack: AckCallback | None = None,
+        on_fail: AckCallback | None = None,
     ) -> bool:
         if not self.connected:
             return False

@@ -2,8 +2,10 @@
 
 Every camera is sampled at its own rate; frames due from all cameras go to
 the classifier in one batch (up to the model's max batch). Each camera's
-probabilities are smoothed over a window and reported every interval. Reports
-enter the durable outbox first; the forwarder publishes them.
+probabilities are smoothed over a window and reported every interval, and at
+once when the most probable class changes. Reports enter the durable outbox
+first; the forwarder publishes them. Settings changed by a remote ``config``
+command are applied by the inference loop and persisted in the outbox file.
 """
 
 from __future__ import annotations
@@ -15,19 +17,38 @@ import time
 from dataclasses import dataclass
 
 from roadsense.core import __version__
+from roadsense.core.errors import CommandError, OutboxWriteError
 from roadsense.core.publisher import LastWill, Publisher
 from roadsense.core.timeutil import now_ms
-from roadsense.edge.capture import CameraCapture, CapturedFrame
+from roadsense.edge.capture import CameraCapture, CameraState, CapturedFrame
 from roadsense.edge.classifier import Classifier
 from roadsense.edge.config import EdgeConfig
 from roadsense.edge.forwarder import Forwarder
+from roadsense.edge.health import InferenceTimer, read_temperatures
+from roadsense.edge.metrics import MetricsServer
 from roadsense.edge.outbox import Outbox
+from roadsense.edge.remote import (
+    Overrides,
+    apply_overrides,
+    merge_overrides,
+    parse_config_command,
+    settings_summary,
+)
 from roadsense.edge.smoothing import ProbabilityWindow
 from roadsense.proto import SCHEMA_VERSION
-from roadsense.proto.topics import congestion_topic, health_topic, status_topic
+from roadsense.proto.topics import (
+    command_filter,
+    congestion_topic,
+    health_topic,
+    reply_topic,
+    status_topic,
+)
 from roadsense.proto.v1 import telemetry_pb2
 
 logger = logging.getLogger(__name__)
+
+OVERRIDES_SETTING = "remote_config"
+ERROR_LOG_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -37,6 +58,7 @@ class AgentStats:
     frames_classified: int = 0
     classifier_calls: int = 0
     reports_created: int = 0
+    reports_lost: int = 0
 
 
 def status_message(device_id: str, state: int, model_version: str, camera_ids: list[str]) -> bytes:
@@ -73,36 +95,65 @@ class EdgeAgent:
         publisher: Publisher,
         outbox: Outbox,
     ) -> None:
-        self.config = config
+        self.file_config = config
         self.classifier = classifier
         self.publisher = publisher
         self.outbox = outbox
         self.stats = AgentStats()
-        self.forwarder = Forwarder(outbox, publisher, config.outbox.max_inflight)
-        self.cameras = [CameraCapture(c) for c in config.cameras]
-        self._windows = {c.id: ProbabilityWindow(config.reports.window) for c in config.cameras}
-        self._segments = {c.id: c.segment_id for c in config.cameras}
+        self.timer = InferenceTimer()
+        self._settings_lock = threading.Lock()
+        self._overrides: Overrides = outbox.load_setting(OVERRIDES_SETTING) or {}
+        try:
+            self.config = apply_overrides(config, self._overrides)
+        except CommandError as err:
+            logger.warning("persisted remote settings no longer fit the config, ignored: %s", err)
+            self._overrides = {}
+            self.config = config
+        self.forwarder = Forwarder(
+            outbox, publisher, config.outbox.max_inflight, config.outbox.replay_rate_per_s
+        )
+        self.cameras: dict[str, CameraCapture] = {}
+        self._windows = {
+            c.id: ProbabilityWindow(self.config.reports.window) for c in config.cameras
+        }
+        self._last_label: dict[str, str] = {}
+        self._outbox_state = "ok"
+        self._last_error_log = 0.0
+        self._metrics: MetricsServer | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"agent-{config.device_id}", daemon=True
         )
         self._started_at = time.monotonic()
         publisher.set_on_connect(self._on_connect)
+        publisher.subscribe(command_filter(config.device_id), self._on_command)
 
     # Lifecycle -------------------------------------------------------------
 
+    @property
+    def device_id(self) -> str:
+        """This device's id."""
+        return self.file_config.device_id
+
+    @property
+    def metrics_port(self) -> int | None:
+        """Port of the Prometheus endpoint, when it runs."""
+        return self._metrics.port if self._metrics else None
+
     def start(self) -> None:
-        """Start cameras, forwarder, MQTT and the inference loop."""
+        """Start cameras, forwarder, metrics, MQTT and the inference loop."""
         logger.info(
             "edge agent %s starting: %d camera(s), backend %s, model %s",
-            self.config.device_id,
-            len(self.cameras),
+            self.device_id,
+            len(self.config.cameras),
             self.classifier.key,
             self.classifier.card.version,
         )
-        for camera in self.cameras:
-            camera.start()
+        self._reconcile_cameras()
         self.forwarder.start()
+        metrics = self.file_config.metrics
+        if metrics.enabled:
+            self._metrics = MetricsServer(metrics.host, metrics.port, self.health)
         self.publisher.start()
         self._thread.start()
 
@@ -111,7 +162,7 @@ class EdgeAgent:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(10.0)
-        for camera in self.cameras:
+        for camera in list(self.cameras.values()):
             camera.stop()
 
     def flush(self, timeout_s: float) -> bool:
@@ -126,88 +177,171 @@ class EdgeAgent:
         """Stop everything; unacknowledged reports stay in the outbox for next time."""
         self.stop_capture()
         offline = status_message(
-            self.config.device_id,
+            self.device_id,
             telemetry_pb2.DeviceStatus.OFFLINE,
             self.classifier.card.version,
-            [c.id for c in self.config.cameras],
+            [c.id for c in self.file_config.cameras],
         )
         self.forwarder.stop()
-        self.publisher.stop(final=(status_topic(self.config.device_id), offline))
+        self.publisher.stop(final=(status_topic(self.device_id), offline))
+        if self._metrics:
+            self._metrics.stop()
         self.classifier.close()
         self.outbox.close()
-        logger.info("edge agent %s stopped", self.config.device_id)
+        logger.info("edge agent %s stopped", self.device_id)
+
+    def shutdown(self) -> None:
+        """SIGTERM: stop capture, flush within the grace period, say offline, close."""
+        self.stop_capture()
+        grace = self.file_config.shutdown_grace_s
+        if not self.flush(grace):
+            logger.warning(
+                "%d reports still unacknowledged after %.0f s; kept for the next start",
+                self.outbox.pending_count(),
+                grace,
+            )
+        self.stop()
 
     # MQTT ------------------------------------------------------------------
 
     def _on_connect(self) -> None:
         birth = status_message(
-            self.config.device_id,
+            self.device_id,
             telemetry_pb2.DeviceStatus.ONLINE,
             self.classifier.card.version,
-            [c.id for c in self.config.cameras],
+            [c.id for c in self.file_config.cameras],
         )
-        self.publisher.publish(status_topic(self.config.device_id), birth, qos=1, retain=True)
-        self.forwarder.notify()
+        self.publisher.publish(status_topic(self.device_id), birth, qos=1, retain=True)
+        self._publish_health()  # status and health before any backlog
+        self.forwarder.connected()
+
+    def _on_command(self, topic: str, payload: bytes) -> None:
+        name = topic.rsplit("/", 1)[-1]
+        request_id = ""
+        try:
+            if name != "config":
+                raise CommandError(f"unknown command {name!r}")
+            request_id, overrides = parse_config_command(payload)
+            with self._settings_lock:
+                merged = merge_overrides(self._overrides, overrides)
+                new_config = apply_overrides(self.file_config, merged)
+                self.outbox.save_setting(OVERRIDES_SETTING, merged)
+                self._overrides = merged
+                self.config = new_config
+            logger.info("remote config %s applied: %s", request_id, overrides)
+            self._reply(name, request_id, ok=True)
+        except CommandError as err:
+            logger.warning("command %s (%s) refused: %s", name, request_id, err)
+            self._reply(name, request_id, ok=False, error=str(err))
+
+    def _reply(self, command: str, request_id: str, *, ok: bool, error: str = "") -> None:
+        with self._settings_lock:
+            settings = settings_summary(self.config)
+        reply = telemetry_pb2.CommandReply(
+            schema_version=SCHEMA_VERSION,
+            device_id=self.device_id,
+            request_id=request_id,
+            command=command,
+            ok=ok,
+            error=error,
+            time_ms=now_ms(),
+            settings_json=settings,
+        )
+        self.publisher.publish(reply_topic(self.device_id, command), reply.SerializeToString())
 
     # Inference loop ----------------------------------------------------------
 
+    def _reconcile_cameras(self) -> None:
+        """Start enabled cameras, stop disabled ones, resize windows (loop thread)."""
+        with self._settings_lock:
+            config = self.config
+        for camera_config in config.cameras:
+            running = self.cameras.get(camera_config.id)
+            if camera_config.enabled and running is None:
+                capture = CameraCapture(camera_config)
+                self.cameras[camera_config.id] = capture
+                capture.start()
+            elif not camera_config.enabled and running is not None:
+                running.stop()
+                del self.cameras[camera_config.id]
+            self._windows[camera_config.id].resize(config.reports.window)
+
     def _run(self) -> None:
-        sample_period = {c.id: 1.0 / c.sample_hz for c in self.config.cameras}
-        next_sample = dict.fromkeys(sample_period, 0.0)
-        last_index = dict.fromkeys(sample_period, 0)
-        next_report = {
-            c.id: time.monotonic() + self.config.reports.interval_s for c in self.config.cameras
-        }
-        next_health = time.monotonic() + self.config.health_interval_s
+        next_sample: dict[str, float] = {}
+        last_index: dict[str, int] = {}
+        next_report: dict[str, float] = {}
+        next_health = time.monotonic() + self.file_config.health_interval_s
+        applied = self.config
         while not self._stop.is_set():
+            with self._settings_lock:
+                config = self.config
+            if config is not applied:
+                self._reconcile_cameras()
+                applied = config
+            periods = {c.id: 1.0 / c.sample_hz for c in config.cameras if c.enabled}
             now = time.monotonic()
             due: list[CapturedFrame] = []
-            for camera in self.cameras:
-                cam_id = camera.config.id
-                if now < next_sample[cam_id]:
+            for cam_id, period in periods.items():
+                camera = self.cameras.get(cam_id)
+                if camera is None or now < next_sample.get(cam_id, 0.0):
                     continue
                 frame = camera.latest()
-                if frame is not None and frame.index != last_index[cam_id]:
+                if frame is not None and frame.index != last_index.get(cam_id):
                     due.append(frame)
                     last_index[cam_id] = frame.index
                     # Due times sit on a grid per rate, so cameras sampled at the
                     # same rate come due together and share one classifier call.
-                    period = sample_period[cam_id]
                     next_sample[cam_id] = (math.floor(now / period) + 1) * period
             if due:
                 self._classify(due)
-            for cam_id, window in self._windows.items():
-                if now >= next_report[cam_id] and window.fresh:
+            interval = config.reports.interval_s
+            for cam_id in periods:
+                window = self._windows[cam_id]
+                if not window.fresh:
+                    continue
+                label_changed = (
+                    config.reports.on_level_change
+                    and cam_id in self._last_label
+                    and self._current_label(window) != self._last_label[cam_id]
+                )
+                if label_changed or now >= next_report.setdefault(cam_id, now + interval):
                     self._report(cam_id, window)
-                    next_report[cam_id] = now + self.config.reports.interval_s
+                    next_report[cam_id] = now + interval
             if now >= next_health:
                 self._publish_health()
-                next_health = now + self.config.health_interval_s
-            wake = min([*next_sample.values(), next_health])
+                next_health = now + self.file_config.health_interval_s
+            wake = min([*(next_sample.get(c, now) for c in periods), next_health])
             self._stop.wait(min(max(wake - time.monotonic(), 0.005), 0.25))
 
     def _classify(self, frames: list[CapturedFrame]) -> None:
         step = self.classifier.max_batch
         for start in range(0, len(frames), step):
             batch = frames[start : start + step]
+            began = time.perf_counter()
             probabilities = self.classifier.classify([f.image for f in batch])
+            self.timer.record((time.perf_counter() - began) * 1000, len(batch))
             self.stats.classifier_calls += 1
             self.stats.frames_classified += len(batch)
             for frame, row in zip(batch, probabilities, strict=True):
                 self._windows[frame.camera_id].add(frame.capture_time_ms, row)
+
+    def _current_label(self, window: ProbabilityWindow) -> str:
+        return self.classifier.labels[int(window.mean().argmax())]
 
     def _report(self, camera_id: str, window: ProbabilityWindow) -> None:
         start_ms, end_ms = window.span_ms()
         probabilities = window.mean()
         frames = len(window)
         window.fresh = False
+        self._last_label[camera_id] = self.classifier.labels[int(probabilities.argmax())]
+        segment = next(c.segment_id for c in self.file_config.cameras if c.id == camera_id)
 
         def build(seq: int) -> bytes:
             return telemetry_pb2.CongestionReport(
                 schema_version=SCHEMA_VERSION,
-                device_id=self.config.device_id,
+                device_id=self.device_id,
                 camera_id=camera_id,
-                segment_id=self._segments[camera_id],
+                segment_id=segment,
                 seq=seq,
                 capture_time_ms=end_ms,
                 window_start_ms=start_ms,
@@ -217,38 +351,76 @@ class EdgeAgent:
                 frames_in_window=frames,
             ).SerializeToString()
 
-        self.outbox.append(congestion_topic(self.config.device_id, camera_id), build)
+        try:
+            self.outbox.append(congestion_topic(self.device_id, camera_id), build)
+        except OutboxWriteError as err:
+            self.stats.reports_lost += 1
+            self._outbox_state = str(err)
+            if time.monotonic() - self._last_error_log >= ERROR_LOG_INTERVAL_S:
+                self._last_error_log = time.monotonic()
+                logger.error("report lost (%d so far): %s", self.stats.reports_lost, err)
+            return
+        self._outbox_state = "ok"
         self.stats.reports_created += 1
         self.forwarder.notify()
 
+    # Health ------------------------------------------------------------------
+
     def health(self) -> telemetry_pb2.DeviceHealth:
         """The device's current health message."""
+        with self._settings_lock:
+            config = self.config
         cameras = []
-        for camera in self.cameras:
-            latest = camera.latest()
+        for camera_config in config.cameras:
+            capture = self.cameras.get(camera_config.id)
+            if capture is None:
+                cameras.append(
+                    telemetry_pb2.CameraHealth(
+                        camera_id=camera_config.id,
+                        state=CameraState.DISABLED.value,
+                        sample_hz=camera_config.sample_hz,
+                    )
+                )
+                continue
+            status = capture.status()
             cameras.append(
                 telemetry_pb2.CameraHealth(
-                    camera_id=camera.config.id,
-                    state=camera.state.value,
-                    frames_captured=camera.frames_captured,
-                    last_frame_ms=latest.capture_time_ms if latest else 0,
+                    camera_id=status.camera_id,
+                    state=status.state.value,
+                    frames_captured=status.frames_captured,
+                    last_frame_ms=status.last_frame_ms,
+                    fps=status.fps,
+                    sample_hz=camera_config.sample_hz,
+                    reconnects=status.reconnects,
+                    problem=status.problem,
                 )
             )
+        outbox = self.outbox.stats()
+        p50, p95, batch = self.timer.summary()
         return telemetry_pb2.DeviceHealth(
             schema_version=SCHEMA_VERSION,
-            device_id=self.config.device_id,
+            device_id=self.device_id,
             time_ms=now_ms(),
-            uptime_s=time.monotonic() - self._started_at,
+            uptime_s=round(time.monotonic() - self._started_at, 3),
             cameras=cameras,
             frames_classified=self.stats.frames_classified,
             reports_created=self.stats.reports_created,
             reports_acknowledged=self.forwarder.acknowledged,
-            outbox_pending=self.outbox.pending_count(),
-            outbox_dropped=self.outbox.dropped_count(),
+            outbox_pending=outbox.depth,
+            outbox_dropped=outbox.dropped,
             backend=self.classifier.key,
+            inference_p50_ms=p50,
+            inference_p95_ms=p95,
+            mean_batch_size=batch,
+            outbox_bytes=outbox.bytes,
+            outbox_oldest_age_s=round(outbox.oldest_age_s, 3),
+            temperatures_c=read_temperatures(),
+            model_version=self.classifier.card.version,
+            outbox_state=self._outbox_state,
+            reports_lost=self.stats.reports_lost,
         )
 
     def _publish_health(self) -> None:
         if self.publisher.is_connected():
             payload = self.health().SerializeToString()
-            self.publisher.publish(health_topic(self.config.device_id), payload, qos=1)
+            self.publisher.publish(health_topic(self.device_id), payload, qos=1)

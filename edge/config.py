@@ -34,6 +34,22 @@ class CameraConfig(ConfigModel):
         default=2.0, gt=0, le=60, description="Frames per second sent to the classifier."
     )
     loop: bool = Field(default=False, description="Restart a video file at its end.")
+    enabled: bool = Field(default=True, description="Capture and report this camera.")
+    stall_timeout_s: float = Field(
+        default=10.0, gt=0, description="No frame for this long means the stream stalled."
+    )
+    reconnect_min_s: float = Field(
+        default=1.0, gt=0, description="First delay before reopening a failed stream."
+    )
+    reconnect_max_s: float = Field(
+        default=60.0, gt=0, description="Longest delay between reopening attempts."
+    )
+    fail_after: int = Field(
+        default=5,
+        ge=1,
+        description="Consecutive failed openings after which the camera is reported "
+        "'failed' (it keeps retrying at the longest delay).",
+    )
 
     _check_id = field_validator("id", "segment_id")(_identifier)
 
@@ -63,6 +79,10 @@ class ReportConfig(ConfigModel):
     interval_s: float = Field(
         default=5.0, gt=0, description="Seconds between reports of one camera."
     )
+    on_level_change: bool = Field(
+        default=True,
+        description="Report at once when a camera's most probable class changes.",
+    )
 
 
 class OutboxConfig(ConfigModel):
@@ -83,6 +103,20 @@ class OutboxConfig(ConfigModel):
         description="Most unacknowledged QoS 1 publishes at once (packet ids are 16-bit; "
         "shared/PITFALLS.md #1).",
     )
+    replay_rate_per_s: float = Field(
+        default=50.0,
+        gt=0,
+        description="Most backlog reports replayed per second after a reconnection; new "
+        "reports are sent first and are not limited.",
+    )
+
+
+class MetricsConfig(ConfigModel):
+    """Prometheus endpoint with the figures of the health message."""
+
+    enabled: bool = Field(default=False, description="Serve /metrics over HTTP.")
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(default=9108, ge=0, le=65535, description="Port; 0 picks a free one.")
 
 
 class EdgeConfig(ConfigModel):
@@ -97,6 +131,14 @@ class EdgeConfig(ConfigModel):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable outbox.")
     health_interval_s: float = Field(
         default=30.0, gt=0, description="Seconds between health messages."
+    )
+    shutdown_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="On SIGTERM, how long to keep publishing stored reports before exiting.",
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="Prometheus metrics endpoint."
     )
     cameras: list[CameraConfig] = Field(min_length=1, description="Cameras of this device.")
 

@@ -2,24 +2,34 @@
 
 A report gets its per-device sequence number in the same transaction that
 stores it, so a crash can neither lose a stored report nor reuse a number.
+The file is written with ``synchronous=FULL``: roadside boxes lose power, and
+a commit that a power cut could undo might hand out a sequence number twice.
 A row leaves only when the broker acknowledged it (QoS 1 PUBACK) or when a
 bound (rows, bytes, age) forces the oldest out; those drops are counted.
+The same file keeps settings changed by remote commands.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlite_utils import Database
 
+from roadsense.core.errors import OutboxWriteError
 from roadsense.core.sqlite import Migration, migrate, open_database, transaction
 from roadsense.core.timeutil import now_ms
 from roadsense.edge.config import OutboxConfig
 
 logger = logging.getLogger(__name__)
+
+PayloadBuilder = Callable[[int], bytes]
+"""Serialises a report given the sequence number the outbox assigns to it."""
 
 
 def _create_tables(db: Database) -> None:
@@ -34,7 +44,14 @@ def _create_tables(db: Database) -> None:
     )
 
 
-MIGRATIONS = [Migration("0001_outbox", _create_tables)]
+def _create_settings(db: Database) -> None:
+    db.execute("CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+MIGRATIONS = [
+    Migration("0001_outbox", _create_tables),
+    Migration("0002_settings", _create_settings),
+]
 
 
 @dataclass(frozen=True)
@@ -46,30 +63,58 @@ class OutboxRow:
     payload: bytes
 
 
+@dataclass(frozen=True)
+class OutboxStats:
+    """How full the outbox is."""
+
+    depth: int
+    bytes: int
+    oldest_age_s: float
+    dropped: int
+    acknowledged: int
+    next_seq: int
+
+
 class Outbox:
     """SQLite-backed, bounded, ack-driven queue of outgoing reports."""
 
     def __init__(self, config: OutboxConfig) -> None:
         self._config = config
         self._lock = threading.Lock()
-        self._db = open_database(config.path)
-        migrate(self._db, MIGRATIONS)
+        try:
+            self._db = open_database(config.path, synchronous="FULL")
+            migrate(self._db, MIGRATIONS)
+        except sqlite3.Error as err:
+            raise OutboxWriteError(f"{config.path}: cannot open the outbox: {err}") from err
 
-    def append(self, topic: str, build_payload: Callable[[int], bytes]) -> int:
+    def append(self, topic: str, build_payload: PayloadBuilder) -> int:
         """Store a report; ``build_payload(seq)`` serialises it with its sequence number."""
+        return self.append_many([(topic, build_payload)])[0]
+
+    def append_many(self, reports: Sequence[tuple[str, PayloadBuilder]]) -> list[int]:
+        """Store several reports in one transaction; return their sequence numbers."""
         created = now_ms()
-        with self._lock, transaction(self._db):
-            seq = self._counter("next_seq")
-            payload = build_payload(seq)
-            self._db.execute(
-                "INSERT INTO outbox (seq, topic, payload, created_ms) VALUES (?, ?, ?, ?)",
-                [seq, topic, payload, created],
-            )
-            self._db.execute("UPDATE counters SET value = ? WHERE name = 'next_seq'", [seq + 1])
-            dropped = self._enforce_bounds(created)
+        try:
+            with self._lock, transaction(self._db):
+                first = self._counter("next_seq")
+                rows = [
+                    (first + i, topic, build(first + i), created)
+                    for i, (topic, build) in enumerate(reports)
+                ]
+                self._db.conn.executemany(
+                    "INSERT INTO outbox (seq, topic, payload, created_ms) VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+                self._db.execute(
+                    "UPDATE counters SET value = ? WHERE name = 'next_seq'", [first + len(rows)]
+                )
+                dropped = self._enforce_bounds(created)
+        except sqlite3.Error as err:
+            # Disk full, read-only medium, corrupt file: nothing was stored.
+            raise OutboxWriteError(f"{self._config.path}: cannot store reports: {err}") from err
         if dropped:
-            logger.warning("outbox full: dropped %d oldest reports", dropped)
-        return seq
+            logger.warning("outbox bound reached: dropped the %d oldest reports", dropped)
+        return [row[0] for row in rows]
 
     def _counter(self, name: str) -> int:
         row = self._db.execute("SELECT value FROM counters WHERE name = ?", [name]).fetchone()
@@ -91,31 +136,28 @@ class Outbox:
             ).rowcount
         if size > cfg.max_bytes:
             # Oldest first until the rest fits.
-            rows = self._db.execute(
-                "SELECT seq, LENGTH(payload) FROM outbox ORDER BY seq"
-            ).fetchall()
+            rows = self._db.execute("SELECT seq, LENGTH(payload) FROM outbox ORDER BY seq")
             excess = size - cfg.max_bytes
             cut = []
             for seq, length in rows:
                 if excess <= 0:
                     break
-                cut.append(seq)
+                cut.append((seq,))
                 excess -= length
-            dropped += self._db.execute(
-                f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(cut))})", cut
-            ).rowcount
+            dropped += self._db.conn.executemany("DELETE FROM outbox WHERE seq = ?", cut).rowcount
         if dropped:
             self._db.execute(
                 "UPDATE counters SET value = value + ? WHERE name = 'dropped'", [dropped]
             )
         return dropped
 
-    def pending_after(self, seq: int, limit: int) -> list[OutboxRow]:
-        """Stored reports with a sequence number above ``seq``, oldest first."""
+    def pending(self, after: int, limit: int, before: int | None = None) -> list[OutboxRow]:
+        """Stored reports with ``after < seq < before``, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                [seq, limit],
+                "SELECT seq, topic, payload FROM outbox WHERE seq > ? AND seq < ? "
+                "ORDER BY seq LIMIT ?",
+                [after, before if before is not None else 2**63 - 1, limit],
             ).fetchall()
         return [OutboxRow(int(s), str(t), bytes(p)) for s, t, p in rows]
 
@@ -129,25 +171,52 @@ class Outbox:
                 "UPDATE counters SET value = value + ? WHERE name = 'acknowledged'", [removed]
             )
 
+    def stats(self) -> OutboxStats:
+        """Depth, bytes, age of the oldest row and the counters, in one read."""
+        with self._lock:
+            depth, size, oldest = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), MIN(created_ms) FROM outbox"
+            ).fetchone()
+            counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+        return OutboxStats(
+            depth=int(depth),
+            bytes=int(size),
+            oldest_age_s=max(0.0, (now_ms() - oldest) / 1000) if oldest is not None else 0.0,
+            dropped=int(counters["dropped"]),
+            acknowledged=int(counters["acknowledged"]),
+            next_seq=int(counters["next_seq"]),
+        )
+
     def pending_count(self) -> int:
         """Reports stored and not yet acknowledged."""
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        return self.stats().depth
 
     def dropped_count(self) -> int:
         """Reports dropped by the bounds since the outbox was created."""
-        with self._lock:
-            return self._counter("dropped")
+        return self.stats().dropped
 
     def acknowledged_count(self) -> int:
         """Reports acknowledged by the broker since the outbox was created."""
-        with self._lock:
-            return self._counter("acknowledged")
+        return self.stats().acknowledged
 
     def next_seq(self) -> int:
         """The sequence number the next report will get."""
+        return self.stats().next_seq
+
+    def load_setting(self, name: str) -> Any:
+        """A persisted setting (JSON), or None."""
         with self._lock:
-            return self._counter("next_seq")
+            row = self._db.execute("SELECT value FROM settings WHERE name = ?", [name]).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_setting(self, name: str, value: Any) -> None:
+        """Persist a setting (JSON) durably."""
+        with self._lock, transaction(self._db):
+            self._db.execute(
+                "INSERT INTO settings (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [name, json.dumps(value, sort_keys=True)],
+            )
 
     def close(self) -> None:
         """Close the database."""

@@ -38,6 +38,4 @@ def run(config: EdgeConfig) -> None:
     agent.start()
     wait_for_stop_signal()
     logger.info("stopping edge agent %s", config.device_id)
-    agent.stop_capture()
-    agent.flush(timeout_s=5.0)
-    agent.stop()
+    agent.shutdown()

@@ -21,6 +21,10 @@ class ProbabilityWindow:
         self._items.append((capture_time_ms, probabilities))
         self.fresh = True
 
+    def resize(self, size: int) -> None:
+        """Change the window length, keeping the newest frames."""
+        self._items = deque(self._items, maxlen=size)
+
     def __len__(self) -> int:
         return len(self._items)
 

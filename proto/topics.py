@@ -60,6 +60,21 @@ def congestion_topic(device_id: str, camera_id: str) -> str:
     return f"{PREFIX}/{device_id}/{camera_id}/congestion"
 
 
+def command_topic(device_id: str, name: str) -> str:
+    """Topic of a command to a device."""
+    return f"{PREFIX}/{device_id}/cmd/{name}"
+
+
+def command_filter(device_id: str) -> str:
+    """Filter covering every command to a device."""
+    return f"{PREFIX}/{device_id}/cmd/#"
+
+
+def reply_topic(device_id: str, name: str) -> str:
+    """Topic of a device's reply to a command (inside its own subtree)."""
+    return f"{PREFIX}/{device_id}/reply/{name}"
+
+
 def telemetry_subscriptions(shared_group: str | None = None) -> list[str]:
     """Topic filters that cover all device telemetry, optionally shared."""
     filters = [f"{PREFIX}/+/status", f"{PREFIX}/+/health", f"{PREFIX}/+/+/congestion"]

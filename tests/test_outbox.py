@@ -30,13 +30,13 @@ def test_rows_leave_only_when_acknowledged(tmp_path: Path) -> None:
     for _ in range(5):
         outbox.append("roadsense/v1/d/c/congestion", _payload)
     outbox.acknowledge_many([2, 4])
-    rows = outbox.pending_after(0, 10)
+    rows = outbox.pending(0, 10)
     assert [(r.seq, r.payload) for r in rows] == [
         (1, b"report-1"),
         (3, b"report-3"),
         (5, b"report-5"),
     ]
-    assert [r.seq for r in outbox.pending_after(3, 10)] == [5]
+    assert [r.seq for r in outbox.pending(3, 10)] == [5]
     assert outbox.acknowledged_count() == 2
 
 
@@ -44,7 +44,7 @@ def test_row_bound_drops_oldest_and_counts(tmp_path: Path) -> None:
     outbox = Outbox(OutboxConfig(path=tmp_path / "o.sqlite", max_rows=3))
     for _ in range(5):
         outbox.append("t", _payload)
-    assert [r.seq for r in outbox.pending_after(0, 10)] == [3, 4, 5]
+    assert [r.seq for r in outbox.pending(0, 10)] == [3, 4, 5]
     assert outbox.dropped_count() == 2
 
 
@@ -52,7 +52,7 @@ def test_byte_bound_drops_oldest_and_counts(tmp_path: Path) -> None:
     outbox = Outbox(OutboxConfig(path=tmp_path / "o.sqlite", max_bytes=1024))
     for _ in range(3):
         outbox.append("t", lambda seq: bytes(400))
-    assert [r.seq for r in outbox.pending_after(0, 10)] == [2, 3]
+    assert [r.seq for r in outbox.pending(0, 10)] == [2, 3]
     assert outbox.dropped_count() == 1
 
 
@@ -61,6 +61,6 @@ def test_age_bound_drops_expired(tmp_path: Path) -> None:
     outbox.append("t", _payload)
     time.sleep(0.01)
     outbox.append("t", _payload)
-    assert [r.seq for r in outbox.pending_after(0, 10)] == [2]
+    assert [r.seq for r in outbox.pending(0, 10)] == [2]
     assert outbox.dropped_count() == 1
     assert outbox.next_seq() == 3

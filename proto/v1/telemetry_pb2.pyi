@@ -60,19 +60,34 @@ class DeviceStatus(_message.Message):
     def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., state: _Optional[_Union[DeviceStatus.State, str]] = ..., time_ms: _Optional[int] = ..., agent_version: _Optional[str] = ..., model_version: _Optional[str] = ..., camera_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CameraHealth(_message.Message):
-    __slots__ = ("camera_id", "state", "frames_captured", "last_frame_ms")
+    __slots__ = ("camera_id", "state", "frames_captured", "last_frame_ms", "fps", "sample_hz", "reconnects", "problem")
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     FRAMES_CAPTURED_FIELD_NUMBER: _ClassVar[int]
     LAST_FRAME_MS_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_HZ_FIELD_NUMBER: _ClassVar[int]
+    RECONNECTS_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
     camera_id: str
     state: str
     frames_captured: int
     last_frame_ms: int
-    def __init__(self, camera_id: _Optional[str] = ..., state: _Optional[str] = ..., frames_captured: _Optional[int] = ..., last_frame_ms: _Optional[int] = ...) -> None: ...
+    fps: float
+    sample_hz: float
+    reconnects: int
+    problem: str
+    def __init__(self, camera_id: _Optional[str] = ..., state: _Optional[str] = ..., frames_captured: _Optional[int] = ..., last_frame_ms: _Optional[int] = ..., fps: _Optional[float] = ..., sample_hz: _Optional[float] = ..., reconnects: _Optional[int] = ..., problem: _Optional[str] = ...) -> None: ...
 
 class DeviceHealth(_message.Message):
-    __slots__ = ("schema_version", "device_id", "time_ms", "uptime_s", "cameras", "frames_classified", "reports_created", "reports_acknowledged", "outbox_pending", "outbox_dropped", "backend")
+    __slots__ = ("schema_version", "device_id", "time_ms", "uptime_s", "cameras", "frames_classified", "reports_created", "reports_acknowledged", "outbox_pending", "outbox_dropped", "backend", "inference_p50_ms", "inference_p95_ms", "mean_batch_size", "outbox_bytes", "outbox_oldest_age_s", "temperatures_c", "model_version", "outbox_state", "reports_lost")
+    class TemperaturesCEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +99,15 @@ class DeviceHealth(_message.Message):
     OUTBOX_PENDING_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_DROPPED_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_P95_MS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_OLDEST_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURES_C_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_STATE_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_LOST_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     device_id: str
     time_ms: int
@@ -95,4 +119,57 @@ class DeviceHealth(_message.Message):
     outbox_pending: int
     outbox_dropped: int
     backend: str
-    def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., uptime_s: _Optional[float] = ..., cameras: _Optional[_Iterable[_Union[CameraHealth, _Mapping]]] = ..., frames_classified: _Optional[int] = ..., reports_created: _Optional[int] = ..., reports_acknowledged: _Optional[int] = ..., outbox_pending: _Optional[int] = ..., outbox_dropped: _Optional[int] = ..., backend: _Optional[str] = ...) -> None: ...
+    inference_p50_ms: float
+    inference_p95_ms: float
+    mean_batch_size: float
+    outbox_bytes: int
+    outbox_oldest_age_s: float
+    temperatures_c: _containers.ScalarMap[str, float]
+    model_version: str
+    outbox_state: str
+    reports_lost: int
+    def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., uptime_s: _Optional[float] = ..., cameras: _Optional[_Iterable[_Union[CameraHealth, _Mapping]]] = ..., frames_classified: _Optional[int] = ..., reports_created: _Optional[int] = ..., reports_acknowledged: _Optional[int] = ..., outbox_pending: _Optional[int] = ..., outbox_dropped: _Optional[int] = ..., backend: _Optional[str] = ..., inference_p50_ms: _Optional[float] = ..., inference_p95_ms: _Optional[float] = ..., mean_batch_size: _Optional[float] = ..., outbox_bytes: _Optional[int] = ..., outbox_oldest_age_s: _Optional[float] = ..., temperatures_c: _Optional[_Mapping[str, float]] = ..., model_version: _Optional[str] = ..., outbox_state: _Optional[str] = ..., reports_lost: _Optional[int] = ...) -> None: ...
+
+class CameraSettings(_message.Message):
+    __slots__ = ("camera_id", "sample_hz", "enabled")
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_HZ_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    camera_id: str
+    sample_hz: float
+    enabled: bool
+    def __init__(self, camera_id: _Optional[str] = ..., sample_hz: _Optional[float] = ..., enabled: _Optional[bool] = ...) -> None: ...
+
+class ConfigCommand(_message.Message):
+    __slots__ = ("schema_version", "request_id", "report_interval_s", "window", "cameras")
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REPORT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    CAMERAS_FIELD_NUMBER: _ClassVar[int]
+    schema_version: int
+    request_id: str
+    report_interval_s: float
+    window: int
+    cameras: _containers.RepeatedCompositeFieldContainer[CameraSettings]
+    def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., report_interval_s: _Optional[float] = ..., window: _Optional[int] = ..., cameras: _Optional[_Iterable[_Union[CameraSettings, _Mapping]]] = ...) -> None: ...
+
+class CommandReply(_message.Message):
+    __slots__ = ("schema_version", "device_id", "request_id", "command", "ok", "error", "time_ms", "settings_json")
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    schema_version: int
+    device_id: str
+    request_id: str
+    command: str
+    ok: bool
+    error: str
+    time_ms: int
+    settings_json: str
+    def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., request_id: _Optional[str] = ..., command: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., time_ms: _Optional[int] = ..., settings_json: _Optional[str] = ...) -> None: ...

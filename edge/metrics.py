@@ -1,0 +1,96 @@
+"""Prometheus endpoint serving the figures of the agent's health message."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from roadsense.proto.v1 import telemetry_pb2
+
+logger = logging.getLogger(__name__)
+
+CAMERA_STATES = ("starting", "streaming", "stalled", "reconnecting", "failed", "ended", "disabled")
+
+
+class HealthCollector(Collector):
+    """Turns a DeviceHealth, taken at scrape time, into Prometheus metrics."""
+
+    def __init__(self, health: Callable[[], telemetry_pb2.DeviceHealth]) -> None:
+        self._health = health
+
+    def collect(self) -> Iterator[Metric]:
+        h = self._health()
+        device = [h.device_id]
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            metric = GaugeMetricFamily(f"roadsense_edge_{name}", doc, labels=["device"])
+            metric.add_metric(device, value)
+            return metric
+
+        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+            metric = CounterMetricFamily(f"roadsense_edge_{name}", doc, labels=["device"])
+            metric.add_metric(device, value)
+            return metric
+
+        yield gauge("uptime_seconds", "Seconds since the agent started.", h.uptime_s)
+        yield counter("frames_classified", "Frames classified.", h.frames_classified)
+        yield counter("reports_created", "Reports stored in the outbox.", h.reports_created)
+        yield counter(
+            "reports_acknowledged", "Reports acknowledged by the broker.", h.reports_acknowledged
+        )
+        yield counter("outbox_dropped", "Reports dropped by outbox bounds.", h.outbox_dropped)
+        yield counter("reports_lost", "Reports the outbox could not store.", h.reports_lost)
+        yield gauge("outbox_depth", "Reports waiting for acknowledgement.", h.outbox_pending)
+        yield gauge("outbox_bytes", "Payload bytes in the outbox.", h.outbox_bytes)
+        yield gauge(
+            "outbox_oldest_age_seconds", "Age of the oldest unsent report.", h.outbox_oldest_age_s
+        )
+        yield gauge(
+            "inference_latency_p50_ms", "Median classifier call latency.", h.inference_p50_ms
+        )
+        yield gauge("inference_latency_p95_ms", "95th percentile latency.", h.inference_p95_ms)
+        yield gauge("batch_size_mean", "Mean frames per classifier call.", h.mean_batch_size)
+        fps = GaugeMetricFamily(
+            "roadsense_edge_camera_fps", "Frames decoded per second.", labels=["device", "camera"]
+        )
+        state = GaugeMetricFamily(
+            "roadsense_edge_camera_state",
+            "1 for the camera's current state.",
+            labels=["device", "camera", "state"],
+        )
+        for camera in h.cameras:
+            fps.add_metric([h.device_id, camera.camera_id], camera.fps)
+            for name in CAMERA_STATES:
+                state.add_metric([h.device_id, camera.camera_id, name], float(camera.state == name))
+        yield fps
+        yield state
+        temperature = GaugeMetricFamily(
+            "roadsense_edge_temperature_celsius", "Thermal zones.", labels=["device", "zone"]
+        )
+        for zone, celsius in sorted(h.temperatures_c.items()):
+            temperature.add_metric([h.device_id, zone], celsius)
+        yield temperature
+
+
+class MetricsServer:
+    """HTTP /metrics on its own thread."""
+
+    def __init__(self, host: str, port: int, health: Callable[[], telemetry_pb2.DeviceHealth]):
+        self.registry = CollectorRegistry()
+        self.registry.register(HealthCollector(health))
+        self._server: WSGIServer
+        self._thread: threading.Thread
+        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        self.port = int(self._server.server_port)
+        logger.info("metrics on http://%s:%d/metrics", host, self.port)
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
