@@ -80,6 +80,7 @@ class PublishedMessage:
     qos: int
     retain: bool
     on_ack: AckCallback | None = field(default=None, repr=False)
+    on_fail: AckCallback | None = field(default=None, repr=False)
 
 
 class MemoryPublisher(Publisher):
@@ -133,10 +134,18 @@ class MemoryPublisher(Publisher):
         if not self.connected:
             return False
         with self._lock:
-            self.messages.append(PublishedMessage(topic, payload, qos, retain, on_ack))
+            self.messages.append(PublishedMessage(topic, payload, qos, retain, on_ack, on_fail))
         if self.auto_ack and on_ack:
             on_ack()
         return True
+
+    def refuse(self, index: int) -> None:
+        """The broker refuses message ``index`` (a failure reason code)."""
+        with self._lock:
+            message = self.messages[index]
+            callback, message.on_ack, message.on_fail = message.on_fail, None, None
+        if callback:
+            callback()
 
     def ack_all(self) -> None:
         """Acknowledge every message published so far (when auto_ack is off)."""
@@ -144,5 +153,6 @@ class MemoryPublisher(Publisher):
             pending = [m.on_ack for m in self.messages if m.on_ack]
             for message in self.messages:
                 message.on_ack = None
+                message.on_fail = None
         for callback in pending:
             callback()

@@ -299,12 +299,15 @@ class EdgeAgent:
                 window = self._windows[cam_id]
                 if not window.fresh:
                     continue
-                label_changed = (
-                    config.reports.on_level_change
-                    and cam_id in self._last_label
-                    and self._current_label(window) != self._last_label[cam_id]
-                )
-                if label_changed or now >= next_report.setdefault(cam_id, now + interval):
+                if cam_id not in self._last_label:
+                    # The first report of a camera goes out as soon as its window is full.
+                    urgent = len(window) >= config.reports.window
+                else:
+                    urgent = (
+                        config.reports.on_level_change
+                        and self._current_label(window) != self._last_label[cam_id]
+                    )
+                if urgent or now >= next_report.setdefault(cam_id, now + interval):
                     self._report(cam_id, window)
                     next_report[cam_id] = now + interval
             if now >= next_health:

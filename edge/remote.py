@@ -58,7 +58,7 @@ def parse_config_command(payload: bytes) -> tuple[str, Overrides]:
 
 def merge_overrides(old: Overrides, new: Overrides) -> Overrides:
     """Overrides persisted so far, updated by a new command."""
-    merged = json.loads(json.dumps(old))
+    merged: Overrides = json.loads(json.dumps(old))
     for key in ("report_interval_s", "window"):
         if key in new:
             merged[key] = new[key]

@@ -81,6 +81,8 @@ def card_path_for(onnx_path: Path) -> Path:
 def load_card(onnx_path: str | Path) -> ModelCard:
     """Load and check the card beside an ONNX artifact (sha256 included)."""
     onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ModelLoadError(f"{onnx_path}: model file not found")
     card_path = card_path_for(onnx_path)
     try:
         data = json.loads(card_path.read_text(encoding="utf-8"))

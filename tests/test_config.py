@@ -121,3 +121,17 @@ def test_cli_reports_config_error_in_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"roadsense: configuration error: {path}: mqtt.protocol:")
     assert "Traceback" not in result.stderr
+
+
+def test_missing_model_is_one_clear_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL_EDGE + '[classifier]\nmodel = "models/none.onnx"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "roadsense.cli", "edge", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"roadsense: error: {tmp_path / 'models' / 'none.onnx'}: model file not found"
+    )

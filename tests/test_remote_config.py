@@ -1,0 +1,141 @@
+"""Remote configuration over a real broker: applied live, persisted, refused when invalid."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from roadsense.core.mqtt import MqttConfig
+from roadsense.core.paho_client import connect_async, create_client
+from roadsense.edge.agent import EdgeAgent
+from roadsense.edge.capture import CameraState
+from roadsense.edge.config import CameraConfig, EdgeConfig, OutboxConfig
+from roadsense.edge.runner import build_agent
+from roadsense.proto.topics import command_topic, reply_topic
+from roadsense.proto.v1 import telemetry_pb2
+
+from .conftest import SAMPLE_VIDEO
+from .helpers import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+class Operator:
+    """Sends commands to a device and collects its replies, over MQTT."""
+
+    def __init__(self, mqtt: MqttConfig, device: str) -> None:
+        self.device = device
+        self.replies: list[telemetry_pb2.CommandReply] = []
+        self._lock = threading.Lock()
+        self._client = create_client(mqtt, f"operator-{device}")
+        self._client.on_connect = lambda c, u, f, r, p: c.subscribe(reply_topic(device, "+"), qos=1)
+        self._client.on_message = self._on_message
+        connect_async(self._client, mqtt)
+        assert wait_until(self._client.is_connected)
+
+    def _on_message(self, client: object, userdata: object, message: object) -> None:
+        reply = telemetry_pb2.CommandReply.FromString(message.payload)  # type: ignore[attr-defined]
+        with self._lock:
+            self.replies.append(reply)
+
+    def send(self, name: str, payload: bytes) -> telemetry_pb2.CommandReply:
+        count = len(self.replies)
+        self._client.publish(command_topic(self.device, name), payload, qos=1)
+        assert wait_until(lambda: len(self.replies) > count), "no reply"
+        return self.replies[count]
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def _config(mqtt: MqttConfig, tmp_path: Path) -> EdgeConfig:
+    return EdgeConfig(
+        device_id="remote-1",
+        mqtt=mqtt,
+        outbox=OutboxConfig(path=tmp_path / "outbox.sqlite"),
+        cameras=[
+            CameraConfig(id=cam, source=str(SAMPLE_VIDEO), segment_id=f"remote-{cam}", loop=True)
+            for cam in ("cam1", "cam2")
+        ],
+    )
+
+
+def _command(**fields: object) -> bytes:
+    cameras = fields.pop("cameras", [])
+    command = telemetry_pb2.ConfigCommand(schema_version=1, request_id="req", **fields)  # type: ignore[arg-type]
+    for camera in cameras:  # type: ignore[attr-defined]
+        command.cameras.add(**camera)
+    return command.SerializeToString()
+
+
+def _state(agent: EdgeAgent, camera: str) -> str:
+    return next(c.state for c in agent.health().cameras if c.camera_id == camera)
+
+
+def test_config_command_round_trip(mqtt_config: MqttConfig, tmp_path: Path) -> None:
+    agent = build_agent(_config(mqtt_config, tmp_path))
+    operator = Operator(mqtt_config, "remote-1")
+    try:
+        agent.start()
+        assert wait_until(agent.publisher.is_connected)
+        assert wait_until(lambda: _state(agent, "cam2") == CameraState.STREAMING.value)
+        reply = operator.send(
+            "config",
+            _command(
+                report_interval_s=1.5,
+                window=3,
+                cameras=[
+                    {"camera_id": "cam1", "sample_hz": 4.0},
+                    {"camera_id": "cam2", "enabled": False},
+                ],
+            ),
+        )
+        assert reply.ok, reply.error
+        assert reply.request_id == "req"
+        assert reply.command == "config"
+        assert json.loads(reply.settings_json) == {
+            "report_interval_s": 1.5,
+            "window": 3,
+            "cameras": {
+                "cam1": {"sample_hz": 4.0, "enabled": True},
+                "cam2": {"sample_hz": 2.0, "enabled": False},
+            },
+        }
+        assert wait_until(lambda: _state(agent, "cam2") == CameraState.DISABLED.value)
+        assert agent.config.reports.interval_s == 1.5
+
+        refusals = {
+            "rate out of range": _command(cameras=[{"camera_id": "cam1", "sample_hz": 500.0}]),
+            "unknown camera": _command(cameras=[{"camera_id": "cam9", "enabled": True}]),
+            "not protobuf": b"\xff\x00junk",
+            "nothing": _command(),
+        }
+        reasons = {name: operator.send("config", payload) for name, payload in refusals.items()}
+        assert not any(r.ok for r in reasons.values())
+        assert "cameras[0].sample_hz: Input should be less than or equal to 60" in (
+            reasons["rate out of range"].error
+        )
+        assert "unknown camera 'cam9'" in reasons["unknown camera"].error
+        assert "not a ConfigCommand protobuf" in reasons["not protobuf"].error
+        assert reasons["nothing"].error == "the command changes nothing"
+        unknown = operator.send("reboot", b"")
+        assert not unknown.ok
+        assert unknown.error == "unknown command 'reboot'"
+        # Refused commands changed nothing.
+        assert json.loads(unknown.settings_json) == json.loads(reply.settings_json)
+    finally:
+        agent.stop()
+        operator.close()
+
+    # Persisted: the next start runs with the remote settings.
+    restarted = build_agent(_config(mqtt_config, tmp_path))
+    try:
+        assert restarted.config.reports.interval_s == 1.5
+        assert [c.enabled for c in restarted.config.cameras] == [True, False]
+        assert restarted.config.cameras[0].sample_hz == 4.0
+    finally:
+        restarted.stop()
