@@ -49,6 +49,26 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _bench_edge(args: argparse.Namespace) -> int:
+    import json
+
+    from roadsense.bench.edge import run_edge_bench
+    from roadsense.models.shipped import PLACEHOLDER_CNN
+
+    result = run_edge_bench(
+        args.model or PLACEHOLDER_CNN,
+        batch=args.batch,
+        max_cameras=args.max_cameras,
+        trial_s=args.trial_seconds,
+    )
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree (tests walk it to check every command has help)."""
     parser = argparse.ArgumentParser(
@@ -105,6 +125,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="MQTT broker: Mosquitto when installed (auto), or the embedded amqtt broker",
     )
     demo.set_defaults(handler=_demo)
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure throughput",
+        description="Benchmarks that print ratios against a baseline measured in the same run.",
+    )
+    bench_commands = bench.add_subparsers(dest="bench_command", metavar="COMMAND", required=True)
+    bench_edge = bench_commands.add_parser(
+        "edge",
+        help="classifier alone vs the whole edge pipeline, and cameras per box at 2 Hz",
+        description="Measure model_only_fps, pipeline_fps, their ratio and cameras_at_2hz "
+        "on the shipped clip.",
+    )
+    bench_edge.add_argument("--json", action="store_true", help="print one JSON line")
+    bench_edge.add_argument(
+        "--model", type=Path, help="ONNX model with its card (default: the shipped one)"
+    )
+    bench_edge.add_argument("--batch", type=int, default=8, help="classifier batch (default 8)")
+    bench_edge.add_argument(
+        "--max-cameras", type=int, default=64, help="most cameras to try (default 64)"
+    )
+    bench_edge.add_argument(
+        "--trial-seconds", type=float, default=6.0, help="length of each camera trial"
+    )
+    bench_edge.set_defaults(handler=_bench_edge)
     return parser
 
 

@@ -27,7 +27,7 @@ def _commands(
 def test_every_command_has_help_text() -> None:
     commands = _commands(build_parser())
     names = {" ".join(path) for path, _, _ in commands}
-    assert {"edge", "edge run", "cloud", "cloud serve", "demo"} <= names
+    assert {"edge", "edge run", "cloud", "cloud serve", "demo", "bench", "bench edge"} <= names
     for path, parser, summary in commands:
         assert summary, f"{' '.join(path)} has no help line"
         assert parser.description, f"{' '.join(path)} has no description"
@@ -37,7 +37,8 @@ def test_every_command_has_help_text() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [[], ["edge"], ["edge", "run"], ["cloud"], ["cloud", "serve"], ["demo"]]
+    "argv",
+    [[], ["edge"], ["edge", "run"], ["cloud"], ["cloud", "serve"], ["demo"], ["bench", "edge"]],
 )
 def test_help_exits_cleanly(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:

@@ -1,0 +1,25 @@
+"""The edge benchmark runs end to end and its figures are consistent (no timing asserted)."""
+
+from __future__ import annotations
+
+import pytest
+
+from roadsense.bench.edge import run_edge_bench
+from roadsense.models.shipped import PLACEHOLDER_CNN
+
+pytestmark = pytest.mark.integration
+
+
+def test_edge_bench_reports_every_figure() -> None:
+    result = run_edge_bench(PLACEHOLDER_CNN, batch=8, min_model_s=0.2, max_cameras=2, trial_s=1.0)
+    assert result["frames"] == 1699  # every decodable frame of the clip went through
+    assert result["publisher"] == "mosquitto"
+    assert result["model_only_fps"] > 0
+    assert result["pipeline_fps"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["pipeline_fps"] / result["model_only_fps"], abs=0.002
+    )
+    trials = result["camera_trials"]
+    assert [t["cameras"] for t in trials][:1] == [1]
+    assert result["cameras_at_2hz"] in (0, 1, 2)
+    assert result["model_placeholder"] is True
