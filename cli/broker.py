@@ -125,8 +125,14 @@ def _spawn_mosquitto(config: Path, log: Path, host: str, port: int) -> subproces
     return process
 
 
-def start_mosquitto(workdir: Path, port: int = 0, extra_config: str = "") -> RunningBroker:
-    """Run Mosquitto on 127.0.0.1 with its own config in ``workdir``."""
+def start_mosquitto(
+    workdir: Path, port: int = 0, extra_config: str = "", listener_config: str = ""
+) -> RunningBroker:
+    """Run Mosquitto on 127.0.0.1 with its own config in ``workdir``.
+
+    ``listener_config`` goes right under the listener line (TLS files,
+    ``require_certificate``); ``extra_config`` at the end.
+    """
     host = "127.0.0.1"
     port = port or free_port(host)
     data_dir = workdir / "mosquitto-data"
@@ -135,7 +141,9 @@ def start_mosquitto(workdir: Path, port: int = 0, extra_config: str = "") -> Run
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         settings += "user root\n"  # otherwise it drops to 'mosquitto' and cannot write here
     config = workdir / "mosquitto.conf"
-    config.write_text(f"listener {port} {host}\n{settings}{extra_config}", encoding="utf-8")
+    config.write_text(
+        f"listener {port} {host}\n{listener_config}{settings}{extra_config}", encoding="utf-8"
+    )
     log = workdir / "mosquitto.log"
     process = _spawn_mosquitto(config, log, host, port)
     return RunningBroker("mosquitto", host, port, "5", config, log, _process=process)

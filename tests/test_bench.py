@@ -11,8 +11,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_edge_bench_reports_every_figure() -> None:
-    result = run_edge_bench(PLACEHOLDER_CNN, batch=8, min_model_s=0.2, max_cameras=2, trial_s=1.0)
+    result = run_edge_bench(
+        PLACEHOLDER_CNN, batch=8, min_model_s=0.2, max_cameras=2, trial_s=1.0, repeats=1
+    )
     assert result["frames"] == 1699  # every decodable frame of the clip went through
+    assert result["runs"] == 1
+    assert len(result["pipeline_fps_runs"]) == 1
     assert result["publisher"] == "mosquitto"
     assert result["model_only_fps"] > 0
     assert result["pipeline_fps"] > 0
