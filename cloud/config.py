@@ -38,6 +38,11 @@ class IngestConfig(ConfigModel):
         "(back-pressure reaches the broker, which queues).",
     )
     batch_size: int = Field(default=500, ge=1, description="Most messages per write transaction.")
+    max_payload_bytes: int = Field(
+        default=64 * 1024,
+        ge=256,
+        description="Larger messages are dead-lettered (only their first KiB is kept).",
+    )
 
 
 class GrpcConfig(ConfigModel):

@@ -60,6 +60,8 @@ class Rejected:
     reason: str
     payload: bytes
     received_ms: int
+    code: str = "invalid"
+    """Kind of problem (bad_topic, bad_protobuf, device_mismatch, future, ...), for metrics."""
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,38 @@ from roadsense.proto.topics import TopicKind, is_identifier, parse_topic
 from roadsense.proto.v1 import telemetry_pb2
 
 PROBABILITY_SUM_TOLERANCE = 0.02
+Problem = tuple[str, str]
+"""(code, reason): the code names the kind of problem for metrics; the reason explains it."""
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
+KEPT_BYTES_OF_OVERSIZED = 1024
+"""Dead letters keep only the head of an oversized payload."""
 
 
-def decode_message(topic: str, payload: bytes, received_ms: int, max_future_ms: int) -> Telemetry:
+def decode_message(
+    topic: str,
+    payload: bytes,
+    received_ms: int,
+    max_future_ms: int,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> Telemetry:
     """Turn a message into a Reading, StatusUpdate, HealthRecord or Rejected."""
+    if len(payload) > max_payload_bytes:
+        return Rejected(
+            topic,
+            f"payload of {len(payload)} bytes exceeds the {max_payload_bytes}-byte limit",
+            payload[:KEPT_BYTES_OF_OVERSIZED],
+            received_ms,
+            code="too_large",
+        )
     parsed = parse_topic(topic)
     if parsed is None:
-        return Rejected(topic, "topic is not a RoadSense telemetry topic", payload, received_ms)
+        return Rejected(
+            topic, "topic is not a RoadSense telemetry topic", payload, received_ms, "bad_topic"
+        )
 
-    def reject(reason: str) -> Rejected:
-        return Rejected(topic, reason, payload, received_ms)
+    def reject(problem: Problem) -> Rejected:
+        code, reason = problem
+        return Rejected(topic, reason, payload, received_ms, code)
 
     try:
         if parsed.kind is TopicKind.CONGESTION:
@@ -37,7 +59,9 @@ def decode_message(topic: str, payload: bytes, received_ms: int, max_future_ms: 
         else:
             health = telemetry_pb2.DeviceHealth.FromString(payload)
     except DecodeError as err:
-        return reject(f"payload is not a valid {parsed.kind.value} protobuf: {err}")
+        return reject(
+            ("bad_protobuf", f"payload is not a valid {parsed.kind.value} protobuf: {err}")
+        )
 
     if parsed.kind is TopicKind.CONGESTION:
         problem = _report_problem(
@@ -65,7 +89,7 @@ def decode_message(topic: str, payload: bytes, received_ms: int, max_future_ms: 
         if problem:
             return reject(problem)
         if status.state == telemetry_pb2.DeviceStatus.STATE_UNSPECIFIED:
-            return reject("status has no state")
+            return reject(("bad_field", "status has no state"))
         return StatusUpdate(
             device_id=status.device_id,
             online=status.state == telemetry_pb2.DeviceStatus.ONLINE,
@@ -86,11 +110,17 @@ def decode_message(topic: str, payload: bytes, received_ms: int, max_future_ms: 
     )
 
 
-def _common_problem(schema_version: int, device_id: str, topic_device: str) -> str | None:
+def _common_problem(schema_version: int, device_id: str, topic_device: str) -> Problem | None:
     if schema_version != SCHEMA_VERSION:
-        return f"schema_version {schema_version} is not supported (expected {SCHEMA_VERSION})"
+        return (
+            "schema",
+            f"schema_version {schema_version} is not supported (expected {SCHEMA_VERSION})",
+        )
     if device_id != topic_device:
-        return f"payload device_id {device_id!r} does not match topic device {topic_device!r}"
+        return (
+            "device_mismatch",
+            f"payload device_id {device_id!r} does not match topic device {topic_device!r}",
+        )
     return None
 
 
@@ -100,30 +130,43 @@ def _report_problem(
     topic_camera: str | None,
     received_ms: int,
     max_future_ms: int,
-) -> str | None:
+) -> Problem | None:
     problem = _common_problem(report.schema_version, report.device_id, topic_device)
     if problem:
         return problem
     if report.camera_id != topic_camera:
         return (
-            f"payload camera_id {report.camera_id!r} does not match topic camera {topic_camera!r}"
+            "camera_mismatch",
+            f"payload camera_id {report.camera_id!r} does not match topic camera {topic_camera!r}",
         )
     if not is_identifier(report.segment_id):
-        return f"segment_id {report.segment_id!r} is not a valid identifier"
+        return ("bad_field", f"segment_id {report.segment_id!r} is not a valid identifier")
     if report.seq == 0:
-        return "seq must be 1 or more"
+        return ("bad_field", "seq must be 1 or more")
     if report.capture_time_ms <= 0:
-        return "capture_time_ms is missing"
+        return ("bad_field", "capture_time_ms is missing")
     if report.capture_time_ms > received_ms + max_future_ms:
         ahead = (report.capture_time_ms - received_ms) / 1000
-        return f"capture_time_ms is {ahead:.1f} s in the future (limit {max_future_ms / 1000:g} s)"
+        return (
+            "future",
+            f"capture_time_ms is {ahead:.1f} s in the future (limit {max_future_ms / 1000:g} s)",
+        )
+    if report.frames_in_window == 0:
+        return ("bad_field", "frames_in_window must be 1 or more")
+    return _probability_problem(report)
+
+
+def _probability_problem(report: telemetry_pb2.CongestionReport) -> Problem | None:
     if len(report.labels) < 2:
-        return "report needs at least two class labels"
+        return ("bad_probabilities", "report needs at least two class labels")
     if len(report.labels) != len(report.probabilities):
-        return f"{len(report.probabilities)} probabilities for {len(report.labels)} labels"
+        return (
+            "bad_probabilities",
+            f"{len(report.probabilities)} probabilities for {len(report.labels)} labels",
+        )
     if any(not math.isfinite(p) or p < 0.0 or p > 1.0 for p in report.probabilities):
-        return "probabilities must be finite and within 0..1"
+        return ("bad_probabilities", "probabilities must be finite and within 0..1")
     total = sum(report.probabilities)
     if abs(total - 1.0) > PROBABILITY_SUM_TOLERANCE:
-        return f"probabilities sum to {total:.4f}, not 1"
+        return ("bad_probabilities", f"probabilities sum to {total:.4f}, not 1")
     return None

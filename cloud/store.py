@@ -72,6 +72,10 @@ class Store(abc.ABC):
         """(topic, reason) of every rejected message, oldest first."""
 
     @abc.abstractmethod
+    def dead_letter_codes(self) -> dict[str, int]:
+        """How many messages were rejected, by problem code."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release the database."""
 
@@ -113,7 +117,15 @@ def _schema_v1(db: Database) -> None:
     )
 
 
-MIGRATIONS = [Migration("0001_city_schema", _schema_v1)]
+def _dead_letter_codes(db: Database) -> None:
+    db.execute("ALTER TABLE dead_letters ADD COLUMN code TEXT NOT NULL DEFAULT 'invalid'")
+    db.execute("CREATE INDEX dead_letters_code ON dead_letters (code)")
+
+
+MIGRATIONS = [
+    Migration("0001_city_schema", _schema_v1),
+    Migration("0002_dead_letter_codes", _dead_letter_codes),
+]
 
 
 class SqliteStore(Store):
@@ -207,8 +219,9 @@ class SqliteStore(Store):
 
     def _insert_rejected(self, r: Rejected) -> None:
         self._db.execute(
-            "INSERT INTO dead_letters (received_ms, topic, reason, payload) VALUES (?, ?, ?, ?)",
-            [r.received_ms, r.topic, r.reason, r.payload],
+            "INSERT INTO dead_letters (received_ms, topic, reason, payload, code) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [r.received_ms, r.topic, r.reason, r.payload, r.code],
         )
 
     def _save_segments(self, segments: list[SegmentSnapshot]) -> None:
@@ -301,6 +314,13 @@ class SqliteStore(Store):
         with self._lock:
             rows = self._db.execute("SELECT topic, reason FROM dead_letters ORDER BY id").fetchall()
         return [(str(t), str(r)) for t, r in rows]
+
+    def dead_letter_codes(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT code, COUNT(*) FROM dead_letters GROUP BY code"
+            ).fetchall()
+        return {str(code): int(count) for code, count in rows}
 
     def close(self) -> None:
         with self._lock:

@@ -176,8 +176,10 @@ class IngestWorker:
 
     def _write(self, batch: list[_Incoming]) -> None:
         max_future_ms = int(self._config.ingest.max_future_skew_s * 1000)
+        max_bytes = self._config.ingest.max_payload_bytes
         records: list[Telemetry] = [
-            decode_message(m.topic, m.payload, m.received_ms, max_future_ms) for m in batch
+            decode_message(m.topic, m.payload, m.received_ms, max_future_ms, max_bytes)
+            for m in batch
         ]
         for record in records:
             if isinstance(record, Rejected):

@@ -18,6 +18,7 @@ def report(
     probabilities: list[float] | None = None,
     capture_time_ms: int | None = None,
     labels: list[str] | None = None,
+    frames: int = 3,
 ) -> telemetry_pb2.CongestionReport:
     captured = now_ms() if capture_time_ms is None else capture_time_ms
     return telemetry_pb2.CongestionReport(
@@ -31,7 +32,7 @@ def report(
         model_version="test-1",
         labels=LABELS if labels is None else labels,
         probabilities=[0.0, 0.0, 1.0, 0.0, 0.0] if probabilities is None else probabilities,
-        frames_in_window=3,
+        frames_in_window=frames,
     )
 
 

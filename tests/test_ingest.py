@@ -47,34 +47,78 @@ def test_late_reports_are_kept() -> None:
 
 
 @pytest.mark.parametrize(
-    ("topic", "message", "reason"),
+    ("topic", "message", "code", "reason"),
     [
-        ("roadsense/v1/dev-2/cam1/congestion", report(), "does not match topic device 'dev-2'"),
-        ("roadsense/v1/dev-1/cam9/congestion", report(), "does not match topic camera 'cam9'"),
-        (TOPIC, report(capture_time_ms=now_ms() + 3_600_000), "in the future (limit 30 s)"),
-        (TOPIC, report(seq=0), "seq must be 1 or more"),
-        (TOPIC, report(probabilities=[0.5, 0.5, 0.5, 0, 0]), "sum to 1.5000"),
-        (TOPIC, report(probabilities=[-0.5, 1.5, 0, 0, 0]), "within 0..1"),
-        (TOPIC, report(probabilities=[0.5, 0.5]), "2 probabilities for 5 labels"),
-        (TOPIC, report(labels=["only"], probabilities=[1.0]), "at least two class labels"),
-        (TOPIC, report(segment="bad segment"), "segment_id 'bad segment'"),
-        ("roadsense/v1/dev-1/status", status(device="dev-9"), "does not match topic device"),
-        ("weather/today", report(), "not a RoadSense telemetry topic"),
+        (
+            "roadsense/v1/dev-2/cam1/congestion",
+            report(),
+            "device_mismatch",
+            "does not match topic device 'dev-2'",
+        ),
+        (
+            "roadsense/v1/dev-1/cam9/congestion",
+            report(),
+            "camera_mismatch",
+            "does not match topic camera 'cam9'",
+        ),
+        (
+            TOPIC,
+            report(capture_time_ms=now_ms() + 3_600_000),
+            "future",
+            "in the future (limit 30 s)",
+        ),
+        (TOPIC, report(seq=0), "bad_field", "seq must be 1 or more"),
+        (TOPIC, report(probabilities=[0.5, 0.5, 0.5, 0, 0]), "bad_probabilities", "sum to 1.5000"),
+        (TOPIC, report(probabilities=[-0.5, 1.5, 0, 0, 0]), "bad_probabilities", "within 0..1"),
+        (
+            TOPIC,
+            report(probabilities=[float("nan"), 1, 0, 0, 0]),
+            "bad_probabilities",
+            "finite",
+        ),
+        (TOPIC, report(probabilities=[0.5, 0.5]), "bad_probabilities", "2 probabilities for 5"),
+        (
+            TOPIC,
+            report(labels=["only"], probabilities=[1.0]),
+            "bad_probabilities",
+            "at least two class labels",
+        ),
+        (TOPIC, report(segment="bad segment"), "bad_field", "segment_id 'bad segment'"),
+        (TOPIC, report(frames=0), "bad_field", "frames_in_window must be 1 or more"),
+        (
+            "roadsense/v1/dev-1/status",
+            status(device="dev-9"),
+            "device_mismatch",
+            "does not match topic device",
+        ),
+        ("weather/today", report(), "bad_topic", "not a RoadSense telemetry topic"),
     ],
 )
-def test_bad_messages_are_rejected_with_reason(topic: str, message: object, reason: str) -> None:
+def test_bad_messages_are_rejected_with_reason(
+    topic: str, message: object, code: str, reason: str
+) -> None:
     payload = message.SerializeToString()  # type: ignore[attr-defined]
     record = _decode(topic, payload)
     assert isinstance(record, Rejected)
+    assert record.code == code
     assert reason in record.reason
     assert record.topic == topic
     assert record.payload == payload
+
+
+def test_oversized_payload_is_rejected_and_truncated() -> None:
+    record = decode_message(TOPIC, bytes(100_000), now_ms(), SKEW_MS, max_payload_bytes=65_536)
+    assert isinstance(record, Rejected)
+    assert record.code == "too_large"
+    assert record.reason == "payload of 100000 bytes exceeds the 65536-byte limit"
+    assert len(record.payload) == 1024
 
 
 def test_garbage_payload_is_rejected() -> None:
     record = _decode(TOPIC, b"\xff\xff\xff not protobuf")
     assert isinstance(record, Rejected)
     assert "not a valid congestion protobuf" in record.reason
+    assert record.code == "bad_protobuf"
 
 
 def test_wrong_schema_version_is_rejected() -> None:
