@@ -25,6 +25,7 @@ from rich.table import Table
 
 from roadsense.cli.broker import RunningBroker, start_broker
 from roadsense.cloud.app import CloudService
+from roadsense.cloud.auth import AuthConfig, TokenConfig, new_token
 from roadsense.cloud.config import CloudConfig, GrpcConfig, IngestConfig, StoreConfig
 from roadsense.core.mqtt import MqttConfig
 from roadsense.edge.agent import EdgeAgent
@@ -76,13 +77,14 @@ class _Watch:
     """Counts WatchCityState updates in the background, as a dashboard would."""
 
     channel: grpc.Channel
+    metadata: list[tuple[str, str]]
     updates: int = 0
     error: str | None = None
     _call: Any = field(default=None, repr=False)
 
     def start(self) -> None:
         stub = city_pb2_grpc.CityServiceStub(self.channel)
-        self._call = stub.WatchCityState(city_pb2.WatchCityStateRequest())
+        self._call = stub.WatchCityState(city_pb2.WatchCityStateRequest(), metadata=self.metadata)
         threading.Thread(target=self._run, name="demo-watch", daemon=True).start()
 
     def _run(self) -> None:
@@ -162,18 +164,21 @@ def _run(
     console: Console,
 ) -> dict[str, Any]:
     mqtt = MqttConfig(host=broker.host, port=broker.port, protocol=broker.protocol)
+    token, digest = new_token()
+    auth = AuthConfig(tokens=[TokenConfig(name="demo", role="admin", sha256=digest)])
+    credentials = [("authorization", f"Bearer {token}")]
     cloud = CloudService(
         CloudConfig(
             mqtt=mqtt,
             ingest=IngestConfig(),
-            grpc=GrpcConfig(host="127.0.0.1", port=0),
+            grpc=GrpcConfig(host="127.0.0.1", port=0, auth=auth),
             store=StoreConfig(path=workdir / "city.sqlite"),
         )
     )
     cloud.start()
     edge: list[EdgeAgent] = []
     channel = grpc.insecure_channel(cloud.address)
-    watch = _Watch(channel)
+    watch = _Watch(channel, credentials)
     try:
         cloud.ingest.wait_connected(10.0)
         watch.start()
@@ -194,7 +199,9 @@ def _run(
         try:
             while (elapsed := time.monotonic() - started) < duration_s:
                 if live:
-                    state = stub.GetCityState(city_pb2.GetCityStateRequest(), timeout=RPC_TIMEOUT_S)
+                    state = stub.GetCityState(
+                        city_pb2.GetCityStateRequest(), timeout=RPC_TIMEOUT_S, metadata=credentials
+                    )
                     live.update(_table(state, elapsed, duration_s))
                 time.sleep(0.5)
         finally:
@@ -205,7 +212,9 @@ def _run(
         flushed = all(agent.flush(timeout_s=15.0) for agent in edge)
         published = sum(agent.forwarder.acknowledged for agent in edge)
         ingested = _wait_for_ingest(cloud, published, timeout_s=15.0)
-        state = stub.GetCityState(city_pb2.GetCityStateRequest(), timeout=RPC_TIMEOUT_S)
+        state = stub.GetCityState(
+            city_pb2.GetCityStateRequest(), timeout=RPC_TIMEOUT_S, metadata=credentials
+        )
         health = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=""), timeout=RPC_TIMEOUT_S
         )

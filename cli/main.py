@@ -36,6 +36,16 @@ def _cloud_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cloud_token(args: argparse.Namespace) -> int:
+    from roadsense.cloud.auth import new_token
+
+    token, digest = new_token()
+    print(f"token (give it to the client; it is not stored anywhere): {token}")
+    print("add to the cloud configuration:")
+    print(f'[[grpc.auth.tokens]]\nname = "{args.name}"\nrole = "{args.role}"\nsha256 = "{digest}"')
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -105,6 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--config", type=Path, required=True, help="cloud TOML configuration")
     serve.set_defaults(handler=_cloud_serve)
+    token = cloud_commands.add_parser(
+        "token",
+        help="make a client token for the gRPC API",
+        description="Print a new random token and the configuration lines (its SHA-256 and "
+        "role) that let the cloud accept it.",
+    )
+    token.add_argument("--name", required=True, help="who will hold the token")
+    token.add_argument(
+        "--role", choices=["reader", "feed", "admin"], required=True, help="what it may do"
+    )
+    token.set_defaults(handler=_cloud_token)
 
     demo = commands.add_parser(
         "demo",

@@ -9,6 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from roadsense.cloud.auth import TokenAuthInterceptor
 from roadsense.cloud.config import CloudConfig
 from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.service import CityServicer, FleetServicer
@@ -38,10 +39,15 @@ class CloudService:
         self.feed = ChangeFeed()
         self.ingest = IngestWorker(config, self.store, self.tracker, self.feed)
         self.health = health.HealthServicer()
+        if not config.grpc.auth.tokens:
+            logger.warning("gRPC API is open to anyone who can reach it: no tokens configured")
         self.server = grpc.server(
             futures.ThreadPoolExecutor(
                 max_workers=config.grpc.max_workers, thread_name_prefix="grpc"
             ),
+            interceptors=[TokenAuthInterceptor(config.grpc.auth)]
+            if config.grpc.auth.tokens
+            else [],
             options=[
                 ("grpc.keepalive_time_ms", 60_000),
                 ("grpc.keepalive_timeout_ms", 20_000),

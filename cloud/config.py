@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from roadsense.cloud.auth import AuthConfig
 from roadsense.core.config import ConfigModel
 from roadsense.core.mqtt import MqttConfig
 
@@ -58,6 +59,7 @@ class GrpcConfig(ConfigModel):
     grace_s: float = Field(
         default=5.0, ge=0, description="Seconds in-flight RPCs get to finish on shutdown."
     )
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="Client tokens and roles.")
 
 
 class StoreConfig(ConfigModel):

@@ -27,7 +27,16 @@ def _commands(
 def test_every_command_has_help_text() -> None:
     commands = _commands(build_parser())
     names = {" ".join(path) for path, _, _ in commands}
-    assert {"edge", "edge run", "cloud", "cloud serve", "demo", "bench", "bench edge"} <= names
+    assert {
+        "edge",
+        "edge run",
+        "cloud",
+        "cloud serve",
+        "cloud token",
+        "demo",
+        "bench",
+        "bench edge",
+    } <= names
     for path, parser, summary in commands:
         assert summary, f"{' '.join(path)} has no help line"
         assert parser.description, f"{' '.join(path)} has no description"
