@@ -77,7 +77,7 @@ class _Watch:
     """Counts WatchCityState updates in the background, as a dashboard would."""
 
     channel: grpc.Channel
-    metadata: list[tuple[str, str]]
+    metadata: tuple[tuple[str, str], ...]
     updates: int = 0
     error: str | None = None
     _call: Any = field(default=None, repr=False)
@@ -166,7 +166,7 @@ def _run(
     mqtt = MqttConfig(host=broker.host, port=broker.port, protocol=broker.protocol)
     token, digest = new_token()
     auth = AuthConfig(tokens=[TokenConfig(name="demo", role="admin", sha256=digest)])
-    credentials = [("authorization", f"Bearer {token}")]
+    credentials = (("authorization", f"Bearer {token}"),)
     cloud = CloudService(
         CloudConfig(
             mqtt=mqtt,

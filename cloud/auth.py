@@ -70,8 +70,8 @@ def new_token() -> tuple[str, str]:
 
 
 def _abort_handler(
-    handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
-) -> grpc.RpcMethodHandler:
+    handler: grpc.RpcMethodHandler[Any, Any], code: grpc.StatusCode, message: str
+) -> grpc.RpcMethodHandler[Any, Any]:
     def abort(request: Any, context: grpc.ServicerContext) -> Any:
         context.abort(code, message)
 
@@ -84,7 +84,7 @@ def _abort_handler(
     )
 
 
-class TokenAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class TokenAuthInterceptor(grpc.ServerInterceptor):
     """Checks the bearer token and the role of every call."""
 
     def __init__(self, config: AuthConfig) -> None:
@@ -92,9 +92,9 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or method.startswith(OPEN_SERVICES):

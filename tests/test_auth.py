@@ -21,15 +21,16 @@ OK = grpc.StatusCode.OK
 UNAUTH = grpc.StatusCode.UNAUTHENTICATED
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 
-Call = Callable[[grpc.Channel, list[tuple[str, str]]], object]
+Metadata = tuple[tuple[str, str], ...]
+Call = Callable[[grpc.Channel, Metadata], object]
 
 
-def _get_state(channel: grpc.Channel, metadata: list[tuple[str, str]]) -> object:
+def _get_state(channel: grpc.Channel, metadata: Metadata) -> object:
     stub = city_pb2_grpc.CityServiceStub(channel)
     return stub.GetCityState(city_pb2.GetCityStateRequest(), timeout=5, metadata=metadata)
 
 
-def _watch(channel: grpc.Channel, metadata: list[tuple[str, str]]) -> object:
+def _watch(channel: grpc.Channel, metadata: Metadata) -> object:
     stub = city_pb2_grpc.CityServiceStub(channel)
     stream = stub.WatchCityState(city_pb2.WatchCityStateRequest(), timeout=5, metadata=metadata)
     first = next(iter(stream))
@@ -37,7 +38,7 @@ def _watch(channel: grpc.Channel, metadata: list[tuple[str, str]]) -> object:
     return first
 
 
-def _list_devices(channel: grpc.Channel, metadata: list[tuple[str, str]]) -> object:
+def _list_devices(channel: grpc.Channel, metadata: Metadata) -> object:
     stub = city_pb2_grpc.FleetServiceStub(channel)
     return stub.ListDevices(city_pb2.ListDevicesRequest(), timeout=5, metadata=metadata)
 
@@ -47,11 +48,11 @@ RPCS: dict[str, tuple[Call, set[str]]] = {
     "WatchCityState": (_watch, {"reader", "feed", "admin"}),
     "ListDevices": (_list_devices, {"admin"}),
 }
-CALLERS = {
-    "none": [],
-    "wrong": [("authorization", "Bearer not-a-token")],
-    "malformed": [("authorization", "Basic dXNlcjpwYXNz")],
-    **{role: [("authorization", f"Bearer {token}")] for role, token in TOKENS.items()},
+CALLERS: dict[str, Metadata] = {
+    "none": (),
+    "wrong": (("authorization", "Bearer not-a-token"),),
+    "malformed": (("authorization", "Basic dXNlcjpwYXNz"),),
+    **{role: (("authorization", f"Bearer {token}"),) for role, token in TOKENS.items()},
 }
 
 
@@ -70,11 +71,11 @@ def secured(cloud_config: CloudConfig) -> Iterator[CloudService]:
     service.stop()
 
 
-def _code(call: Call, channel: grpc.Channel, metadata: list[tuple[str, str]]) -> grpc.StatusCode:
+def _code(call: Call, channel: grpc.Channel, metadata: Metadata) -> grpc.StatusCode:
     try:
         call(channel, metadata)
     except grpc.RpcError as err:
-        return err.code()  # type: ignore[no-any-return]
+        return err.code()
     return OK
 
 
@@ -105,10 +106,10 @@ def test_health_and_reflection_stay_open(secured: CloudService) -> None:
 def test_error_messages_say_what_is_wrong(secured: CloudService) -> None:
     with grpc.insecure_channel(secured.address) as channel:
         with pytest.raises(grpc.RpcError) as missing:
-            _list_devices(channel, [])
+            _list_devices(channel, ())
         with pytest.raises(grpc.RpcError) as denied:
             _list_devices(channel, CALLERS["reader"])
-    assert missing.value.details() == "missing 'authorization: Bearer' token"  # type: ignore[attr-defined]
-    assert denied.value.details() == (  # type: ignore[attr-defined]
+    assert missing.value.details() == "missing 'authorization: Bearer' token"
+    assert denied.value.details() == (
         "role 'reader' may not call /roadsense.v1.FleetService/ListDevices"
     )
