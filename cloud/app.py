@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent import futures
 
 import grpc
@@ -18,10 +19,12 @@ from roadsense.cloud.store import SqliteStore
 from roadsense.cloud.subscriber import IngestWorker
 from roadsense.core.errors import RoadSenseError
 from roadsense.core.signals import wait_for_stop_signal
+from roadsense.core.timeutil import now_ms
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
+MAINTENANCE_INTERVAL_S = 300.0
 SERVICE_NAMES = (
     city_pb2.DESCRIPTOR.services_by_name["CityService"].full_name,
     city_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name,
@@ -33,7 +36,8 @@ class CloudService:
 
     def __init__(self, config: CloudConfig) -> None:
         self.config = config
-        self.store = SqliteStore(config.store.path)
+        history_interval_ms = int(config.state.history_interval_s * 1000)
+        self.store = SqliteStore(config.store.path, history_interval_ms)
         self.tracker = CityTracker(int(config.state.stale_after_s * 1000))
         self.tracker.load(self.store.segments(), self.store.latest_readings())
         self.feed = ChangeFeed()
@@ -56,7 +60,14 @@ class CloudService:
             ],
         )
         city_pb2_grpc.add_CityServiceServicer_to_server(
-            CityServicer(self.tracker, self.feed, self.store), self.server
+            CityServicer(
+                self.tracker,
+                self.feed,
+                self.store,
+                {s.id: s for s in config.segments},
+                history_interval_ms,
+            ),
+            self.server,
         )
         city_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(self.store), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -69,6 +80,20 @@ class CloudService:
         except RuntimeError as err:
             raise RoadSenseError(f"cannot listen for gRPC on {address}: {err}") from err
         self.address = f"{config.grpc.host}:{self.port}"
+        self._stopping = threading.Event()
+        self._maintenance = threading.Thread(
+            target=self._maintain, name="cloud-maintenance", daemon=True
+        )
+
+    def _maintain(self) -> None:
+        """Prune history past its retention, at start and then every few minutes."""
+        retention_ms = int(self.config.state.history_retention_days * 86_400_000)
+        while True:
+            pruned = self.store.prune_history(now_ms() - retention_ms)
+            if pruned:
+                logger.info("pruned %d history intervals past retention", pruned)
+            if self._stopping.wait(MAINTENANCE_INTERVAL_S):
+                return
 
     def start(self) -> None:
         """Start the API and the ingest."""
@@ -76,11 +101,13 @@ class CloudService:
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.ingest.start()
+        self._maintenance.start()
         logger.info("cloud service: gRPC on %s, store %s", self.address, self.config.store.path)
 
     def stop(self) -> None:
         """Report NOT_SERVING, finish in-flight RPCs, drain the ingest, close the store."""
         self.health.enter_graceful_shutdown()
+        self._stopping.set()
         self.feed.close()
         self.server.stop(self.config.grpc.grace_s).wait()
         self.ingest.stop()

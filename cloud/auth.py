@@ -32,6 +32,8 @@ OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerRefl
 METHOD_ROLES: Mapping[str, frozenset[str]] = {
     "/roadsense.v1.CityService/GetCityState": frozenset({"reader", "feed", "admin"}),
     "/roadsense.v1.CityService/WatchCityState": frozenset({"reader", "feed", "admin"}),
+    "/roadsense.v1.CityService/ListSegments": frozenset({"reader", "feed", "admin"}),
+    "/roadsense.v1.CityService/GetSegment": frozenset({"reader", "feed", "admin"}),
     "/roadsense.v1.FleetService/ListDevices": frozenset({"admin"}),
 }
 """Roles allowed per method; a method not listed needs ``admin``."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from roadsense.cloud.auth import AuthConfig
+from roadsense.cloud.city import SegmentConfig
 from roadsense.core.config import ConfigModel
 from roadsense.core.mqtt import MqttConfig
 
@@ -74,6 +75,12 @@ class StateConfig(ConfigModel):
     stale_after_s: float = Field(
         default=120.0, gt=0, description="A segment with no report for this long is stale."
     )
+    history_interval_s: float = Field(
+        default=60.0, gt=0, description="Length of one history interval (charts, forecasts)."
+    )
+    history_retention_days: float = Field(
+        default=90.0, gt=0, description="History older than this is deleted."
+    )
 
 
 class CloudConfig(ConfigModel):
@@ -84,6 +91,17 @@ class CloudConfig(ConfigModel):
     grpc: GrpcConfig = Field(default_factory=GrpcConfig, description="gRPC API.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="City store.")
     state: StateConfig = Field(default_factory=StateConfig, description="Segment state.")
+    segments: list[SegmentConfig] = Field(
+        default_factory=list, description="The city's road segments ([[segments]] tables)."
+    )
+
+    @model_validator(mode="after")
+    def _unique_segments(self) -> CloudConfig:
+        ids = [s.id for s in self.segments]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate segment ids: {', '.join(duplicates)}")
+        return self
 
     def resolved(self, base: Path) -> CloudConfig:
         """Copy with a relative store path made relative to ``base`` (the config's folder)."""

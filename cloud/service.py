@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import grpc
 
+from roadsense.cloud.city import SegmentConfig, unconfigured
 from roadsense.cloud.domain import SegmentSnapshot
 from roadsense.cloud.feed import ChangeFeed
-from roadsense.cloud.state import CityTracker, congestion_index
+from roadsense.cloud.state import CityTracker, congestion_index, segments_per_band
 from roadsense.cloud.store import Store
 from roadsense.core.timeutil import now_ms
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
@@ -34,13 +35,35 @@ def segment_message(snapshot: SegmentSnapshot) -> city_pb2.SegmentState:
     )
 
 
+def segment_info(config: SegmentConfig, configured: bool) -> city_pb2.SegmentInfo:
+    """City configuration of a segment → protobuf."""
+    return city_pb2.SegmentInfo(
+        segment_id=config.id,
+        name=config.name,
+        road_class=config.road_class,
+        length_m=config.length_m,
+        coordinates=[city_pb2.LatLon(lat=lat, lon=lon) for lat, lon in config.coordinates],
+        direction=config.direction,
+        configured=configured,
+    )
+
+
 class CityServicer(city_pb2_grpc.CityServiceServicer):
     """roadsense.v1.CityService."""
 
-    def __init__(self, tracker: CityTracker, feed: ChangeFeed, store: Store) -> None:
+    def __init__(
+        self,
+        tracker: CityTracker,
+        feed: ChangeFeed,
+        store: Store,
+        city: Mapping[str, SegmentConfig],
+        history_interval_ms: int,
+    ) -> None:
         self._tracker = tracker
         self._feed = feed
         self._store = store
+        self._city = city
+        self._history_interval_ms = history_interval_ms
 
     def _city_state(self, segment_ids: list[str]) -> city_pb2.CityState:
         now = now_ms()
@@ -49,10 +72,49 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
         online = sum(1 for d in devices if d.online)
         return city_pb2.CityState(
             segments=[segment_message(s) for s in segments],
-            congestion_index=congestion_index(segments),
+            congestion_index=congestion_index(segments, self._city),
             as_of_ms=now,
             devices_online=online,
             devices_offline=len(devices) - online,
+            segments_per_band=segments_per_band(segments),
+        )
+
+    def _info(self, segment_id: str) -> city_pb2.SegmentInfo:
+        config = self._city.get(segment_id)
+        return segment_info(config or unconfigured(segment_id), configured=config is not None)
+
+    def ListSegments(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.ListSegmentsRequest, context: grpc.ServicerContext
+    ) -> city_pb2.ListSegmentsResponse:
+        states = self._tracker.snapshot(now_ms())
+        ids = sorted(self._city.keys() | {s.segment_id for s in states})
+        return city_pb2.ListSegmentsResponse(
+            segments=[self._info(i) for i in ids],
+            states=[segment_message(s) for s in states],
+        )
+
+    def GetSegment(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.GetSegmentRequest, context: grpc.ServicerContext
+    ) -> city_pb2.GetSegmentResponse:
+        now = now_ms()
+        (state,) = self._tracker.snapshot(now, [request.segment_id]) or (None,)
+        if state is None and request.segment_id not in self._city:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no segment {request.segment_id!r}")
+        to_ms = request.to_ms or now
+        from_ms = request.from_ms or to_ms - 3_600_000
+        if from_ms > to_ms:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"from_ms {from_ms} is after to_ms {to_ms}"
+            )
+        history = self._store.history(request.segment_id, from_ms, to_ms)
+        return city_pb2.GetSegmentResponse(
+            info=self._info(request.segment_id),
+            state=segment_message(state) if state else None,
+            history=[
+                city_pb2.HistoryPoint(start_ms=p.start_ms, level=p.level, reports=p.reports)
+                for p in history
+            ],
+            interval_ms=self._history_interval_ms,
         )
 
     def GetCityState(  # noqa: N802 - gRPC method name
@@ -75,7 +137,7 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
                 if not changed:
                     continue
                 now = now_ms()
-                index = congestion_index(self._tracker.snapshot(now))
+                index = congestion_index(self._tracker.snapshot(now), self._city)
                 for snapshot_change in changed:
                     yield city_pb2.CityStateUpdate(
                         segment=segment_message(self._tracker.with_staleness(snapshot_change, now)),

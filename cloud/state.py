@@ -1,17 +1,21 @@
 """City-wide state: each segment's level fused over the cameras that watch it.
 
-A segment's level is the mean of its cameras' latest levels, counting only
-cameras that reported within the staleness limit (all of them, flagged
-stale, when none did). The city congestion index is the mean level of the
-segments that are not stale.
+A segment's level is the weighted mean of its cameras' latest levels: each
+camera weighs its confidence (the probability of its most probable class)
+times its recency (``exp(-age / stale_after)``, age behind the segment's
+newest reading); cameras older than the staleness limit do not count. The
+city congestion index is the mean level of the segments that are not stale,
+weighted by length times road class (``roadsense.cloud.city``).
 """
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+from roadsense.cloud.city import ROAD_CLASS_WEIGHT, SegmentConfig, band
 from roadsense.cloud.domain import Reading, SegmentSnapshot
 
 CameraKey = tuple[str, str]
@@ -58,7 +62,13 @@ class CityTracker:
         cameras = self._cameras[segment_id]
         newest = max(r.capture_time_ms for r in cameras.values())
         fresh = [r for r in cameras.values() if newest - r.capture_time_ms <= self._stale_after_ms]
-        level = round(sum(r.level for r in fresh) / len(fresh), 3)
+        weights = [
+            max(r.probabilities) * math.exp(-(newest - r.capture_time_ms) / self._stale_after_ms)
+            for r in fresh
+        ]
+        level = round(
+            sum(w * r.level for w, r in zip(weights, fresh, strict=True)) / sum(weights), 3
+        )
         label = max(fresh, key=lambda r: r.capture_time_ms).label
         previous = self._segments.get(segment_id)
         last_changed = newest
@@ -89,7 +99,27 @@ class CityTracker:
         return replace(snapshot, stale=now_ms - snapshot.updated_ms > self._stale_after_ms)
 
 
-def congestion_index(segments: Iterable[SegmentSnapshot]) -> float:
-    """Mean level of the segments that are not stale; 0 when there are none."""
-    levels = [s.level for s in segments if not s.stale]
-    return round(sum(levels) / len(levels), 3) if levels else 0.0
+def congestion_index(
+    segments: Iterable[SegmentSnapshot], city: Mapping[str, SegmentConfig] | None = None
+) -> float:
+    """Level of the segments that are not stale, weighted by length x road class; 0 if none."""
+    city = city or {}
+    total = weight_sum = 0.0
+    for segment in segments:
+        if segment.stale:
+            continue
+        config = city.get(segment.segment_id)
+        weight = config.weight if config else ROAD_CLASS_WEIGHT["local"]
+        total += weight * segment.level
+        weight_sum += weight
+    return round(total / weight_sum, 3) if weight_sum else 0.0
+
+
+def segments_per_band(segments: Iterable[SegmentSnapshot]) -> dict[str, int]:
+    """How many segments (not stale) fall in each 0-10 band."""
+    counts: dict[str, int] = {}
+    for segment in segments:
+        if not segment.stale:
+            name = band(segment.level)
+            counts[name] = counts.get(name, 0) + 1
+    return counts

@@ -42,6 +42,15 @@ class BatchResult:
     segments: list[SegmentSnapshot] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class HistoryPoint:
+    """Mean level of a segment over one history interval."""
+
+    start_ms: int
+    level: float
+    reports: int
+
+
 class Store(abc.ABC):
     """Persistence of reports, segments, devices, health and dead letters."""
 
@@ -70,6 +79,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def dead_letters(self) -> list[tuple[str, str]]:
         """(topic, reason) of every rejected message, oldest first."""
+
+    @abc.abstractmethod
+    def history(self, segment_id: str, from_ms: int, to_ms: int) -> list[HistoryPoint]:
+        """A segment's history intervals starting within [from_ms, to_ms]."""
+
+    @abc.abstractmethod
+    def prune_history(self, before_ms: int) -> int:
+        """Delete history intervals that start before ``before_ms``; return how many."""
 
     @abc.abstractmethod
     def dead_letter_codes(self) -> dict[str, int]:
@@ -122,16 +139,27 @@ def _dead_letter_codes(db: Database) -> None:
     db.execute("CREATE INDEX dead_letters_code ON dead_letters (code)")
 
 
+def _segment_history(db: Database) -> None:
+    db.execute(
+        """CREATE TABLE segment_history (
+            segment_id TEXT NOT NULL, start_ms INTEGER NOT NULL,
+            level_sum REAL NOT NULL, reports INTEGER NOT NULL,
+            PRIMARY KEY (segment_id, start_ms))"""
+    )
+
+
 MIGRATIONS = [
     Migration("0001_city_schema", _schema_v1),
     Migration("0002_dead_letter_codes", _dead_letter_codes),
+    Migration("0003_segment_history", _segment_history),
 ]
 
 
 class SqliteStore(Store):
     """The store on one SQLite file (WAL)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, history_interval_ms: int = 60_000) -> None:
+        self._history_interval_ms = history_interval_ms
         self._lock = threading.Lock()
         self._db = open_database(path)
         migrate(self._db, MIGRATIONS)
@@ -164,6 +192,7 @@ class SqliteStore(Store):
             if result.accepted:
                 result.segments = update_segments(result.accepted)
                 self._save_segments(result.segments)
+                self._add_history(result.accepted)
         return result
 
     def _insert_reading(self, r: Reading) -> bool:
@@ -245,6 +274,33 @@ class SqliteStore(Store):
                 for s in segments
             ],
         )
+
+    def _add_history(self, readings: list[Reading]) -> None:
+        interval = self._history_interval_ms
+        self._db.conn.executemany(
+            """INSERT INTO segment_history (segment_id, start_ms, level_sum, reports)
+               VALUES (?, ?, ?, 1)
+               ON CONFLICT (segment_id, start_ms) DO UPDATE
+               SET level_sum = level_sum + excluded.level_sum, reports = reports + 1""",
+            [(r.segment_id, r.capture_time_ms // interval * interval, r.level) for r in readings],
+        )
+
+    def history(self, segment_id: str, from_ms: int, to_ms: int) -> list[HistoryPoint]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT start_ms, level_sum / reports, reports FROM segment_history "
+                "WHERE segment_id = ? AND start_ms BETWEEN ? AND ? ORDER BY start_ms",
+                [segment_id, from_ms, to_ms],
+            ).fetchall()
+        return [HistoryPoint(int(s), round(float(level), 3), int(n)) for s, level, n in rows]
+
+    def prune_history(self, before_ms: int) -> int:
+        with self._lock, transaction(self._db):
+            return int(
+                self._db.execute(
+                    "DELETE FROM segment_history WHERE start_ms < ?", [before_ms]
+                ).rowcount
+            )
 
     def segments(self) -> list[SegmentSnapshot]:
         with self._lock:

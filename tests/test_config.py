@@ -37,6 +37,8 @@ def test_sample_configs_are_valid() -> None:
     assert edge.device_id == "jetson-0001"
     assert [c.id for c in edge.cameras] == ["cam1", "cam2"]
     assert cloud.ingest.shared_group == ""
+    assert [s.id for s in cloud.segments] == [c.segment_id for c in edge.cameras]
+    assert cloud.grpc.auth.tokens[0].role == "reader"
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
@@ -135,3 +137,9 @@ def test_missing_model_is_one_clear_line(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         f"roadsense: error: {tmp_path / 'models' / 'none.onnx'}: model file not found"
     )
+
+
+def test_duplicate_segments_rejected(tmp_path: Path) -> None:
+    text = '[[segments]]\nid = "a"\nname = "A"\n[[segments]]\nid = "a"\nname = "A again"\n'
+    with pytest.raises(ConfigError, match="duplicate segment ids: a"):
+        load_config(CloudConfig, _write(tmp_path, text))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from pathlib import Path
 
+from roadsense.cloud.city import SegmentConfig
 from roadsense.cloud.domain import Reading, Rejected
 from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.ingest import decode_message
-from roadsense.cloud.state import CityTracker, congestion_index
-from roadsense.cloud.store import SqliteStore
+from roadsense.cloud.state import CityTracker, congestion_index, segments_per_band
+from roadsense.cloud.store import HistoryPoint, SqliteStore
 from roadsense.core.timeutil import now_ms
 
 from .factories import report, status
@@ -87,12 +89,14 @@ def test_segment_fuses_its_cameras_and_survives_restart(tmp_path: Path) -> None:
     )
     seg1, seg2 = tracker.snapshot(now_ms())
     assert seg1.segment_id == "seg-1"
-    assert seg1.level == 5.0
+    # Equal confidence; the older camera weighs exp(-1 s / 60 s) against 1.
+    older = math.exp(-1000 / STALE_MS)
+    assert seg1.level == round(10 / (1 + older), 3)
     assert seg1.camera_ids == ("a/c1", "b/c1")
     assert seg1.label == "jammed"  # label of the newest reading
     assert seg1.reports == 2
     assert seg2.reports == 1
-    assert congestion_index([seg1, seg2]) == 2.5
+    assert congestion_index([seg1, seg2]) == round(seg1.level / 2, 3)
     store.close()
 
     reopened = SqliteStore(path)
@@ -105,7 +109,7 @@ def test_segment_fuses_its_cameras_and_survives_restart(tmp_path: Path) -> None:
         restored.apply,
     )
     assert len(result.accepted) == 1
-    assert restored.snapshot(now_ms(), ["seg-1"])[0].level == 5.0
+    assert restored.snapshot(now_ms(), ["seg-1"])[0].level == seg1.level
 
 
 def test_stale_segments_leave_the_city_index(tmp_path: Path) -> None:
@@ -133,3 +137,59 @@ def test_watchers_coalesce_and_filter() -> None:
     assert everything.take(0.01) == []
     feed.unsubscribe(everything)
     assert len(feed) == 1
+
+
+def test_confident_and_recent_cameras_weigh_more() -> None:
+    tracker = CityTracker(STALE_MS)
+    t = now_ms()
+    sure_jam = [0, 0, 0, 0, 1.0]
+    unsure_free = [0.4, 0.3, 0.3, 0, 0]
+    tracker.apply(
+        [
+            _reading(device="a", camera="c", seq=1, probabilities=sure_jam, capture_time_ms=t),
+            _reading(device="b", camera="c", seq=1, probabilities=unsure_free, capture_time_ms=t),
+        ]
+    )
+    (segment,) = tracker.snapshot(now_ms())
+    unsure_level = (0 * 0.4 + 1 * 0.3 + 2 * 0.3) / 4 * 10  # 2.25
+    assert segment.level == round((1.0 * 10 + 0.4 * unsure_level) / 1.4, 3)
+
+
+def test_city_index_weighs_length_and_road_class() -> None:
+    city = {
+        "ring": SegmentConfig(id="ring", name="Ring", road_class="motorway", length_m=2000),
+        "lane": SegmentConfig(id="lane", name="Lane", road_class="local", length_m=500),
+    }
+    tracker = CityTracker(STALE_MS)
+    tracker.apply(
+        [
+            _reading(device="a", segment="ring", probabilities=[0, 0, 0, 0, 1.0]),
+            _reading(device="b", segment="lane", probabilities=[1.0, 0, 0, 0, 0]),
+        ]
+    )
+    segments = tracker.snapshot(now_ms())
+    # 2000 m x 3.0 at level 10 against 500 m x 1.0 at level 0.
+    assert congestion_index(segments, city) == round(6000 * 10 / 6500, 3)
+    assert segments_per_band(segments) == {"severe": 1, "free": 1}
+
+
+def test_history_is_kept_per_interval_and_pruned(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "city.sqlite", history_interval_ms=60_000)
+    tracker = CityTracker(STALE_MS)
+    base = (now_ms() // 60_000 - 10) * 60_000
+    readings = [
+        _reading(seq=1, capture_time_ms=base + 1_000, probabilities=[1.0, 0, 0, 0, 0]),
+        _reading(seq=2, capture_time_ms=base + 2_000, probabilities=[0, 0, 1.0, 0, 0]),
+        _reading(seq=3, capture_time_ms=base + 61_000, probabilities=[0, 0, 0, 0, 1.0]),
+    ]
+    store.write_batch(readings, tracker.apply)
+    store.write_batch([_reading(seq=3)], tracker.apply)  # a duplicate adds nothing
+    assert store.history("seg-1", base, base + 120_000) == [
+        HistoryPoint(base, 2.5, 2),
+        HistoryPoint(base + 60_000, 10.0, 1),
+    ]
+    assert store.history("seg-1", base + 30_000, base + 120_000) == [
+        HistoryPoint(base + 60_000, 10.0, 1)
+    ]
+    assert store.prune_history(base + 30_000) == 1
+    assert store.history("seg-1", 0, base + 120_000) == [HistoryPoint(base + 60_000, 10.0, 1)]

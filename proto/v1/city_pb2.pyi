@@ -27,18 +27,97 @@ class SegmentState(_message.Message):
     def __init__(self, segment_id: _Optional[str] = ..., level: _Optional[float] = ..., label: _Optional[str] = ..., updated_ms: _Optional[int] = ..., last_changed_ms: _Optional[int] = ..., camera_ids: _Optional[_Iterable[str]] = ..., stale: _Optional[bool] = ..., reports: _Optional[int] = ...) -> None: ...
 
 class CityState(_message.Message):
-    __slots__ = ("segments", "congestion_index", "as_of_ms", "devices_online", "devices_offline")
+    __slots__ = ("segments", "congestion_index", "as_of_ms", "devices_online", "devices_offline", "segments_per_band")
+    class SegmentsPerBandEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     CONGESTION_INDEX_FIELD_NUMBER: _ClassVar[int]
     AS_OF_MS_FIELD_NUMBER: _ClassVar[int]
     DEVICES_ONLINE_FIELD_NUMBER: _ClassVar[int]
     DEVICES_OFFLINE_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_PER_BAND_FIELD_NUMBER: _ClassVar[int]
     segments: _containers.RepeatedCompositeFieldContainer[SegmentState]
     congestion_index: float
     as_of_ms: int
     devices_online: int
     devices_offline: int
-    def __init__(self, segments: _Optional[_Iterable[_Union[SegmentState, _Mapping]]] = ..., congestion_index: _Optional[float] = ..., as_of_ms: _Optional[int] = ..., devices_online: _Optional[int] = ..., devices_offline: _Optional[int] = ...) -> None: ...
+    segments_per_band: _containers.ScalarMap[str, int]
+    def __init__(self, segments: _Optional[_Iterable[_Union[SegmentState, _Mapping]]] = ..., congestion_index: _Optional[float] = ..., as_of_ms: _Optional[int] = ..., devices_online: _Optional[int] = ..., devices_offline: _Optional[int] = ..., segments_per_band: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class SegmentInfo(_message.Message):
+    __slots__ = ("segment_id", "name", "road_class", "length_m", "coordinates", "direction", "configured")
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROAD_CLASS_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_M_FIELD_NUMBER: _ClassVar[int]
+    COORDINATES_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURED_FIELD_NUMBER: _ClassVar[int]
+    segment_id: str
+    name: str
+    road_class: str
+    length_m: float
+    coordinates: _containers.RepeatedCompositeFieldContainer[LatLon]
+    direction: str
+    configured: bool
+    def __init__(self, segment_id: _Optional[str] = ..., name: _Optional[str] = ..., road_class: _Optional[str] = ..., length_m: _Optional[float] = ..., coordinates: _Optional[_Iterable[_Union[LatLon, _Mapping]]] = ..., direction: _Optional[str] = ..., configured: _Optional[bool] = ...) -> None: ...
+
+class LatLon(_message.Message):
+    __slots__ = ("lat", "lon")
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LON_FIELD_NUMBER: _ClassVar[int]
+    lat: float
+    lon: float
+    def __init__(self, lat: _Optional[float] = ..., lon: _Optional[float] = ...) -> None: ...
+
+class HistoryPoint(_message.Message):
+    __slots__ = ("start_ms", "level", "reports")
+    START_MS_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    start_ms: int
+    level: float
+    reports: int
+    def __init__(self, start_ms: _Optional[int] = ..., level: _Optional[float] = ..., reports: _Optional[int] = ...) -> None: ...
+
+class ListSegmentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSegmentsResponse(_message.Message):
+    __slots__ = ("segments", "states")
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[SegmentInfo]
+    states: _containers.RepeatedCompositeFieldContainer[SegmentState]
+    def __init__(self, segments: _Optional[_Iterable[_Union[SegmentInfo, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[SegmentState, _Mapping]]] = ...) -> None: ...
+
+class GetSegmentRequest(_message.Message):
+    __slots__ = ("segment_id", "from_ms", "to_ms")
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    TO_MS_FIELD_NUMBER: _ClassVar[int]
+    segment_id: str
+    from_ms: int
+    to_ms: int
+    def __init__(self, segment_id: _Optional[str] = ..., from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ...) -> None: ...
+
+class GetSegmentResponse(_message.Message):
+    __slots__ = ("info", "state", "history", "interval_ms")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    info: SegmentInfo
+    state: SegmentState
+    history: _containers.RepeatedCompositeFieldContainer[HistoryPoint]
+    interval_ms: int
+    def __init__(self, info: _Optional[_Union[SegmentInfo, _Mapping]] = ..., state: _Optional[_Union[SegmentState, _Mapping]] = ..., history: _Optional[_Iterable[_Union[HistoryPoint, _Mapping]]] = ..., interval_ms: _Optional[int] = ...) -> None: ...
 
 class GetCityStateRequest(_message.Message):
     __slots__ = ("segment_ids",)

@@ -44,6 +44,16 @@ class CityServiceStub:
                 request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.WatchCityStateRequest.SerializeToString,
                 response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.CityStateUpdate.FromString,
                 _registered_method=True)
+        self.ListSegments = channel.unary_unary(
+                '/roadsense.v1.CityService/ListSegments',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ListSegmentsRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ListSegmentsResponse.FromString,
+                _registered_method=True)
+        self.GetSegment = channel.unary_unary(
+                '/roadsense.v1.CityService/GetSegment',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentResponse.FromString,
+                _registered_method=True)
 
 
 class CityServiceServicer:
@@ -61,6 +71,18 @@ class CityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSegments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSegment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +95,16 @@ def add_CityServiceServicer_to_server(servicer, server):
                     servicer.WatchCityState,
                     request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.WatchCityStateRequest.FromString,
                     response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.CityStateUpdate.SerializeToString,
+            ),
+            'ListSegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSegments,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ListSegmentsRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ListSegmentsResponse.SerializeToString,
+            ),
+            'GetSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSegment,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +161,60 @@ class CityService:
             '/roadsense.v1.CityService/WatchCityState',
             roadsense_dot_proto_dot_v1_dot_city__pb2.WatchCityStateRequest.SerializeToString,
             roadsense_dot_proto_dot_v1_dot_city__pb2.CityStateUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.CityService/ListSegments',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.ListSegmentsRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.ListSegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.CityService/GetSegment',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,12 +33,16 @@ class CityServiceStub:
     def __new__(cls, channel: _aio.Channel) -> CityServiceAsyncStub: ...
     GetCityState: _grpc.UnaryUnaryMultiCallable[_city_pb2.GetCityStateRequest, _city_pb2.CityState]
     WatchCityState: _grpc.UnaryStreamMultiCallable[_city_pb2.WatchCityStateRequest, _city_pb2.CityStateUpdate]
+    ListSegments: _grpc.UnaryUnaryMultiCallable[_city_pb2.ListSegmentsRequest, _city_pb2.ListSegmentsResponse]
+    GetSegment: _grpc.UnaryUnaryMultiCallable[_city_pb2.GetSegmentRequest, _city_pb2.GetSegmentResponse]
 
 @_typing.type_check_only
 class CityServiceAsyncStub(CityServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetCityState: _aio.UnaryUnaryMultiCallable[_city_pb2.GetCityStateRequest, _city_pb2.CityState]  # type: ignore[assignment]
     WatchCityState: _aio.UnaryStreamMultiCallable[_city_pb2.WatchCityStateRequest, _city_pb2.CityStateUpdate]  # type: ignore[assignment]
+    ListSegments: _aio.UnaryUnaryMultiCallable[_city_pb2.ListSegmentsRequest, _city_pb2.ListSegmentsResponse]  # type: ignore[assignment]
+    GetSegment: _aio.UnaryUnaryMultiCallable[_city_pb2.GetSegmentRequest, _city_pb2.GetSegmentResponse]  # type: ignore[assignment]
 
 class CityServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -54,6 +58,20 @@ class CityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _city_pb2.WatchCityStateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_city_pb2.CityStateUpdate], _abc.AsyncIterator[_city_pb2.CityStateUpdate]]: ...
+
+    @_abc_1.abstractmethod
+    def ListSegments(
+        self,
+        request: _city_pb2.ListSegmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.ListSegmentsResponse, _abc.Awaitable[_city_pb2.ListSegmentsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetSegment(
+        self,
+        request: _city_pb2.GetSegmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.GetSegmentResponse, _abc.Awaitable[_city_pb2.GetSegmentResponse]]: ...
 
 def add_CityServiceServicer_to_server(servicer: CityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -1,0 +1,102 @@
+"""ListSegments and GetSegment on a real gRPC server, with a configured city."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from roadsense.cloud.app import CloudService
+from roadsense.cloud.city import SegmentConfig
+from roadsense.cloud.config import CloudConfig
+from roadsense.core.mqtt import MqttConfig
+from roadsense.core.paho_client import MqttPublisher
+from roadsense.core.timeutil import now_ms
+from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+
+from .factories import report
+from .helpers import wait_until
+
+pytestmark = pytest.mark.integration
+
+RING = SegmentConfig(
+    id="api-ring",
+    name="Ring Rd northbound",
+    road_class="motorway",
+    length_m=1800,
+    coordinates=[(22.54, 114.05), (22.55, 114.06)],
+    direction="northbound",
+)
+QUIET = SegmentConfig(id="api-quiet", name="Quiet Lane", road_class="local", length_m=300)
+
+
+@pytest.fixture
+def city(cloud_config: CloudConfig) -> Iterator[CloudService]:
+    service = CloudService(cloud_config.model_copy(update={"segments": [RING, QUIET]}))
+    service.start()
+    assert service.ingest.wait_connected(10.0)
+    yield service
+    service.stop()
+
+
+def test_segments_from_config_and_reports(city: CloudService, mqtt_config: MqttConfig) -> None:
+    publisher = MqttPublisher(mqtt_config, client_id="api-dev")
+    publisher.start()
+    assert publisher.wait_connected(10.0)
+    t = now_ms()
+    for seq, (segment, jam) in enumerate(
+        [("api-ring", 1.0), ("api-ring", 1.0), ("api-adhoc", 0.0)], start=1
+    ):
+        probabilities = [1.0 - jam, 0, 0, 0, jam]
+        message = report(
+            device="api-dev",
+            seq=seq,
+            segment=segment,
+            probabilities=probabilities,
+            capture_time_ms=t - 1000 + seq,
+        )
+        publisher.publish("roadsense/v1/api-dev/cam1/congestion", message.SerializeToString())
+    assert wait_until(lambda: len([k for k in city.store.report_keys() if k[0] == "api-dev"]) == 3)
+    publisher.stop()
+
+    with grpc.insecure_channel(city.address) as channel:
+        stub = city_pb2_grpc.CityServiceStub(channel)
+        listed = stub.ListSegments(city_pb2.ListSegmentsRequest(), timeout=5)
+        infos = {s.segment_id: s for s in listed.segments}
+        assert {"api-ring", "api-quiet", "api-adhoc"} <= set(infos)
+        assert infos["api-ring"].configured
+        assert infos["api-ring"].road_class == "motorway"
+        assert [(c.lat, c.lon) for c in infos["api-ring"].coordinates] == RING.coordinates
+        assert not infos["api-adhoc"].configured
+        assert infos["api-adhoc"].name == "api-adhoc"
+
+        ring = stub.GetSegment(city_pb2.GetSegmentRequest(segment_id="api-ring"), timeout=5)
+        assert ring.info.name == "Ring Rd northbound"
+        assert ring.state.reports == 2
+        assert ring.state.level == 10.0
+        assert ring.interval_ms == 60_000
+        assert sum(p.reports for p in ring.history) == 2
+        assert all(p.level == 10.0 for p in ring.history)
+
+        quiet = stub.GetSegment(city_pb2.GetSegmentRequest(segment_id="api-quiet"), timeout=5)
+        assert quiet.info.configured
+        assert not quiet.HasField("state")
+        assert not quiet.history
+
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.GetSegment(city_pb2.GetSegmentRequest(segment_id="nowhere"), timeout=5)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        assert missing.value.details() == "no segment 'nowhere'"
+        with pytest.raises(grpc.RpcError) as backwards:
+            stub.GetSegment(
+                city_pb2.GetSegmentRequest(segment_id="api-ring", from_ms=t, to_ms=t - 1), timeout=5
+            )
+        assert backwards.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+        state = stub.GetCityState(
+            city_pb2.GetCityStateRequest(segment_ids=["api-ring", "api-adhoc"]), timeout=5
+        )
+    # 1800 m motorway (x3) at 10 against an unconfigured segment (weight 1) at 0.
+    assert state.congestion_index == round(5400 * 10 / 5401, 3)
+    assert dict(state.segments_per_band) == {"severe": 1, "free": 1}
