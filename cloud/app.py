@@ -11,13 +11,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from roadsense.cloud.auth import TokenAuthInterceptor
-from roadsense.cloud.config import CloudConfig
+from roadsense.cloud.config import CloudConfig, GrpcTlsConfig
 from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.service import CityServicer, FleetServicer
 from roadsense.cloud.state import CityTracker
 from roadsense.cloud.store import SqliteStore
 from roadsense.cloud.subscriber import IngestWorker
-from roadsense.core.errors import RoadSenseError
+from roadsense.core.errors import ConfigError, RoadSenseError
 from roadsense.core.signals import wait_for_stop_signal
 from roadsense.core.timeutil import now_ms
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
@@ -29,6 +29,18 @@ SERVICE_NAMES = (
     city_pb2.DESCRIPTOR.services_by_name["CityService"].full_name,
     city_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name,
 )
+
+
+def _server_credentials(tls: GrpcTlsConfig) -> grpc.ServerCredentials:
+    try:
+        key = tls.key_file.read_bytes()
+        chain = tls.cert_file.read_bytes()
+        client_ca = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
+    except OSError as err:
+        raise ConfigError(f"gRPC TLS: cannot read {err.filename}: {err.strerror}") from err
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
 
 
 class CloudService:
@@ -76,7 +88,12 @@ class CloudService:
         )
         address = f"{config.grpc.host}:{config.grpc.port}"
         try:
-            self.port = self.server.add_insecure_port(address)
+            if config.grpc.tls is None:
+                self.port = self.server.add_insecure_port(address)
+            else:
+                self.port = self.server.add_secure_port(
+                    address, _server_credentials(config.grpc.tls)
+                )
         except RuntimeError as err:
             raise RoadSenseError(f"cannot listen for gRPC on {address}: {err}") from err
         self.address = f"{config.grpc.host}:{self.port}"

@@ -47,6 +47,18 @@ class IngestConfig(ConfigModel):
     )
 
 
+class GrpcTlsConfig(ConfigModel):
+    """TLS for the gRPC API, optionally mutual."""
+
+    cert_file: Path = Field(description="Server certificate chain (PEM).")
+    key_file: Path = Field(description="Server private key (PEM).")
+    client_ca_file: Path | None = Field(
+        default=None,
+        description="CA (PEM) whose client certificates are required (mutual TLS); absent: "
+        "clients need no certificate.",
+    )
+
+
 class GrpcConfig(ConfigModel):
     """Where the gRPC API listens."""
 
@@ -61,6 +73,9 @@ class GrpcConfig(ConfigModel):
         default=5.0, ge=0, description="Seconds in-flight RPCs get to finish on shutdown."
     )
     auth: AuthConfig = Field(default_factory=AuthConfig, description="Client tokens and roles.")
+    tls: GrpcTlsConfig | None = Field(
+        default=None, description="TLS settings; plaintext (loopback only!) when absent."
+    )
 
 
 class StoreConfig(ConfigModel):
@@ -104,6 +119,23 @@ class CloudConfig(ConfigModel):
         return self
 
     def resolved(self, base: Path) -> CloudConfig:
-        """Copy with a relative store path made relative to ``base`` (the config's folder)."""
-        path = self.store.path if self.store.path.is_absolute() else base / self.store.path
-        return self.model_copy(update={"store": self.store.model_copy(update={"path": path})})
+        """Copy with relative file paths made relative to ``base`` (the config's folder)."""
+
+        def rel(path: Path | None) -> Path | None:
+            return path if path is None or path.is_absolute() else base / path
+
+        tls = self.grpc.tls
+        if tls is not None:
+            tls = tls.model_copy(
+                update={
+                    "cert_file": rel(tls.cert_file),
+                    "key_file": rel(tls.key_file),
+                    "client_ca_file": rel(tls.client_ca_file),
+                }
+            )
+        return self.model_copy(
+            update={
+                "store": self.store.model_copy(update={"path": rel(self.store.path)}),
+                "grpc": self.grpc.model_copy(update={"tls": tls}),
+            }
+        )
