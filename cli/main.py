@@ -36,6 +36,26 @@ def _cloud_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cloud_check(args: argparse.Namespace) -> int:
+    import json
+
+    from roadsense.cloud.check import check
+    from roadsense.cloud.config import CloudConfig
+    from roadsense.core.config import load_config
+
+    config = load_config(CloudConfig, args.config).resolved(args.config.resolve().parent)
+    report = check(config)
+    if args.json:
+        print(json.dumps({"ok": report.ok, "problems": report.problems, **report.facts}))
+    else:
+        for key, value in report.facts.items():
+            print(f"{key}: {value}")
+        for problem in report.problems:
+            print(f"problem: {problem}")
+        print("ok" if report.ok else f"{len(report.problems)} problem(s)")
+    return 0 if report.ok else 1
+
+
 def _cloud_token(args: argparse.Namespace) -> int:
     from roadsense.cloud.auth import new_token
 
@@ -115,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--config", type=Path, required=True, help="cloud TOML configuration")
     serve.set_defaults(handler=_cloud_serve)
+    check = cloud_commands.add_parser(
+        "check",
+        help="validate a configuration and its database without starting",
+        description="Check the configuration, the files it names and the store (integrity, "
+        "migrations); exit 1 on a problem.",
+    )
+    check.add_argument("--config", type=Path, required=True, help="cloud TOML configuration")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(handler=_cloud_check)
     token = cloud_commands.add_parser(
         "token",
         help="make a client token for the gRPC API",

@@ -13,11 +13,13 @@ from grpc_reflection.v1alpha import reflection
 from roadsense.cloud.auth import TokenAuthInterceptor
 from roadsense.cloud.config import CloudConfig, GrpcTlsConfig
 from roadsense.cloud.feed import ChangeFeed
+from roadsense.cloud.metrics import CloudMetrics, RpcTimingInterceptor
 from roadsense.cloud.service import CityServicer, FleetServicer
 from roadsense.cloud.state import CityTracker
 from roadsense.cloud.store import SqliteStore
 from roadsense.cloud.subscriber import IngestWorker
 from roadsense.core.errors import ConfigError, RoadSenseError
+from roadsense.core.metrics import MetricsServer
 from roadsense.core.signals import wait_for_stop_signal
 from roadsense.core.timeutil import now_ms
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
@@ -53,7 +55,16 @@ class CloudService:
         self.tracker = CityTracker(int(config.state.stale_after_s * 1000))
         self.tracker.load(self.store.segments(), self.store.latest_readings())
         self.feed = ChangeFeed()
-        self.ingest = IngestWorker(config, self.store, self.tracker, self.feed)
+        self.metrics = CloudMetrics()
+        self.ingest = IngestWorker(
+            config,
+            self.store,
+            self.tracker,
+            self.feed,
+            lag_observer=self.metrics.capture_to_store_seconds.observe,
+        )
+        self.metrics.watch(self.ingest, self.store, self.feed)
+        self._metrics_server: MetricsServer | None = None
         self.health = health.HealthServicer()
         if not config.grpc.auth.tokens:
             logger.warning("gRPC API is open to anyone who can reach it: no tokens configured")
@@ -61,9 +72,10 @@ class CloudService:
             futures.ThreadPoolExecutor(
                 max_workers=config.grpc.max_workers, thread_name_prefix="grpc"
             ),
-            interceptors=[TokenAuthInterceptor(config.grpc.auth)]
-            if config.grpc.auth.tokens
-            else [],
+            interceptors=[
+                RpcTimingInterceptor(self.metrics.rpc_seconds),
+                *([TokenAuthInterceptor(config.grpc.auth)] if config.grpc.auth.tokens else []),
+            ],
             options=[
                 ("grpc.keepalive_time_ms", 60_000),
                 ("grpc.keepalive_timeout_ms", 20_000),
@@ -119,6 +131,10 @@ class CloudService:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.ingest.start()
         self._maintenance.start()
+        if self.config.metrics.enabled:
+            self._metrics_server = MetricsServer(
+                self.config.metrics.host, self.config.metrics.port, self.metrics.registry
+            )
         logger.info("cloud service: gRPC on %s, store %s", self.address, self.config.store.path)
 
     def stop(self) -> None:
@@ -128,6 +144,8 @@ class CloudService:
         self.feed.close()
         self.server.stop(self.config.grpc.grace_s).wait()
         self.ingest.stop()
+        if self._metrics_server:
+            self._metrics_server.stop()
         self.store.close()
         logger.info("cloud service stopped")
 

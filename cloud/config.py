@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from roadsense.cloud.auth import AuthConfig
 from roadsense.cloud.city import SegmentConfig
 from roadsense.core.config import ConfigModel
+from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig
 
 
@@ -106,6 +107,9 @@ class CloudConfig(ConfigModel):
     grpc: GrpcConfig = Field(default_factory=GrpcConfig, description="gRPC API.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="City store.")
     state: StateConfig = Field(default_factory=StateConfig, description="Segment state.")
+    metrics: MetricsConfig = Field(
+        default_factory=lambda: MetricsConfig(port=9109), description="Prometheus endpoint."
+    )
     segments: list[SegmentConfig] = Field(
         default_factory=list, description="The city's road segments ([[segments]] tables)."
     )

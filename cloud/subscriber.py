@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,8 +63,14 @@ class IngestWorker:
     """Subscribes to the fleet's telemetry and writes it to the store."""
 
     def __init__(
-        self, config: CloudConfig, store: Store, tracker: CityTracker, feed: ChangeFeed
+        self,
+        config: CloudConfig,
+        store: Store,
+        tracker: CityTracker,
+        feed: ChangeFeed,
+        lag_observer: Callable[[float], None] | None = None,
     ) -> None:
+        self._lag_observer = lag_observer
         self._config = config
         self._store = store
         self._tracker = tracker
@@ -197,6 +204,10 @@ class IngestWorker:
                     return
         if result.segments:
             self._feed.publish(result.segments)
+        if self._lag_observer is not None:
+            committed = now_ms()
+            for reading in result.accepted:
+                self._lag_observer((committed - reading.capture_time_ms) / 1000)
         for message in batch:
             if message.qos > 0:
                 self._client.ack(message.mid, message.qos)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from roadsense.core import __version__
 from roadsense.core.errors import CommandError, OutboxWriteError
+from roadsense.core.metrics import MetricsServer
 from roadsense.core.publisher import LastWill, Publisher
 from roadsense.core.timeutil import now_ms
 from roadsense.edge.capture import CameraCapture, CameraState, CapturedFrame
@@ -25,7 +26,7 @@ from roadsense.edge.classifier import Classifier
 from roadsense.edge.config import EdgeConfig
 from roadsense.edge.forwarder import Forwarder
 from roadsense.edge.health import InferenceTimer, read_temperatures
-from roadsense.edge.metrics import MetricsServer
+from roadsense.edge.metrics import serve_health_metrics
 from roadsense.edge.outbox import Outbox
 from roadsense.edge.remote import (
     Overrides,
@@ -153,7 +154,7 @@ class EdgeAgent:
         self.forwarder.start()
         metrics = self.file_config.metrics
         if metrics.enabled:
-            self._metrics = MetricsServer(metrics.host, metrics.port, self.health)
+            self._metrics = serve_health_metrics(metrics.host, metrics.port, self.health)
         self.publisher.start()
         self._thread.start()
 

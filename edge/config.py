@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from roadsense.core.config import ConfigModel
+from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig
 from roadsense.proto.topics import is_identifier
 
@@ -109,14 +110,6 @@ class OutboxConfig(ConfigModel):
         description="Most backlog reports replayed per second after a reconnection; new "
         "reports are sent first and are not limited.",
     )
-
-
-class MetricsConfig(ConfigModel):
-    """Prometheus endpoint with the figures of the health message."""
-
-    enabled: bool = Field(default=False, description="Serve /metrics over HTTP.")
-    host: str = Field(default="127.0.0.1", description="Address to bind.")
-    port: int = Field(default=9108, ge=0, le=65535, description="Port; 0 picks a free one.")
 
 
 class EdgeConfig(ConfigModel):

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from roadsense.core.metrics import MetricsServer
 from roadsense.proto.v1 import telemetry_pb2
 
 logger = logging.getLogger(__name__)
@@ -78,19 +76,10 @@ class HealthCollector(Collector):
         yield temperature
 
 
-class MetricsServer:
-    """HTTP /metrics on its own thread."""
-
-    def __init__(self, host: str, port: int, health: Callable[[], telemetry_pb2.DeviceHealth]):
-        self.registry = CollectorRegistry()
-        self.registry.register(HealthCollector(health))
-        self._server: WSGIServer
-        self._thread: threading.Thread
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
-        self.port = int(self._server.server_port)
-        logger.info("metrics on http://%s:%d/metrics", host, self.port)
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self._server.shutdown()
-        self._server.server_close()
+def serve_health_metrics(
+    host: str, port: int, health: Callable[[], telemetry_pb2.DeviceHealth]
+) -> MetricsServer:
+    """Serve the agent's health figures for Prometheus."""
+    registry = CollectorRegistry()
+    registry.register(HealthCollector(health))
+    return MetricsServer(host, port, registry)

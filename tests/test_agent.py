@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from roadsense.core.metrics import MetricsConfig
 from roadsense.core.publisher import MemoryPublisher
 from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.classifier import Classifier, Probabilities, create_classifier
 from roadsense.edge.config import (
     CameraConfig,
     EdgeConfig,
-    MetricsConfig,
     OutboxConfig,
     ReportConfig,
 )
