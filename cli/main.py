@@ -99,6 +99,22 @@ def _bench_edge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_ingest(args: argparse.Namespace) -> int:
+    import json
+
+    from roadsense.bench.ingest import run_ingest_bench
+
+    result = run_ingest_bench(
+        devices=args.devices, messages=args.messages, rate=args.rate, seconds=args.seconds
+    )
+    print(
+        json.dumps(result, sort_keys=True)
+        if args.json
+        else "\n".join(f"{key}: {value}" for key, value in result.items())
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree (tests walk it to check every command has help)."""
     parser = argparse.ArgumentParser(
@@ -200,6 +216,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--trial-seconds", type=float, default=6.0, help="length of each camera trial"
     )
     bench_edge.set_defaults(handler=_bench_edge)
+    bench_ingest = bench_commands.add_parser(
+        "ingest",
+        help="cloud ingest vs a bare subscriber on the same broker, and capture-to-query latency",
+        description="Measure raw_subscriber_msgs_per_s, ingest_msgs_per_s, their ratio and "
+        "p99_capture_to_queryable_ms at a fixed rate, on a private Mosquitto.",
+    )
+    bench_ingest.add_argument("--json", action="store_true", help="print one JSON line")
+    bench_ingest.add_argument(
+        "--devices", type=int, default=1000, help="simulated devices (default 1000)"
+    )
+    bench_ingest.add_argument(
+        "--messages", type=int, default=20_000, help="reports per throughput run"
+    )
+    bench_ingest.add_argument(
+        "--rate", type=float, default=2000.0, help="fixed rate of the latency run (msgs/s)"
+    )
+    bench_ingest.add_argument(
+        "--seconds", type=float, default=10.0, help="length of the latency run"
+    )
+    bench_ingest.set_defaults(handler=_bench_ingest)
     return parser
 
 

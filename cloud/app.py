@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent import futures
 
 import grpc
@@ -33,6 +34,19 @@ SERVICE_NAMES = (
 )
 
 
+def _both(
+    first: Callable[[float], None], second: Callable[[float], None] | None
+) -> Callable[[float], None]:
+    if second is None:
+        return first
+
+    def observe(lag_s: float) -> None:
+        first(lag_s)
+        second(lag_s)
+
+    return observe
+
+
 def _server_credentials(tls: GrpcTlsConfig) -> grpc.ServerCredentials:
     try:
         key = tls.key_file.read_bytes()
@@ -48,7 +62,9 @@ def _server_credentials(tls: GrpcTlsConfig) -> grpc.ServerCredentials:
 class CloudService:
     """One cloud worker: everything `roadsense cloud serve` runs."""
 
-    def __init__(self, config: CloudConfig) -> None:
+    def __init__(
+        self, config: CloudConfig, lag_observer: Callable[[float], None] | None = None
+    ) -> None:
         self.config = config
         history_interval_ms = int(config.state.history_interval_s * 1000)
         self.store = SqliteStore(config.store.path, history_interval_ms)
@@ -61,7 +77,7 @@ class CloudService:
             self.store,
             self.tracker,
             self.feed,
-            lag_observer=self.metrics.capture_to_store_seconds.observe,
+            lag_observer=_both(self.metrics.capture_to_store_seconds.observe, lag_observer),
         )
         self.metrics.watch(self.ingest, self.store, self.feed)
         self._metrics_server: MetricsServer | None = None

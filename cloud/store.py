@@ -8,6 +8,7 @@ messages in one transaction, deduplicating reports on (device_id, seq).
 from __future__ import annotations
 
 import abc
+import functools
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -28,6 +29,12 @@ from roadsense.cloud.domain import (
 from roadsense.core.sqlite import Migration, migrate, open_database, transaction
 
 SegmentUpdater = Callable[[list[Reading]], list[SegmentSnapshot]]
+
+
+@functools.lru_cache(maxsize=64)
+def _labels_json(labels: tuple[str, ...]) -> str:
+    # Every report of a model carries the same labels: encode them once.
+    return json.dumps(labels)
 
 
 @dataclass
@@ -168,11 +175,15 @@ class SqliteStore(Store):
         self, records: Sequence[Telemetry], update_segments: SegmentUpdater
     ) -> BatchResult:
         result = BatchResult()
+        seen: dict[str, int] = {}
         with self._lock, transaction(self._db):
             for record in records:
                 if isinstance(record, Reading):
                     if self._insert_reading(record):
                         result.accepted.append(record)
+                        seen[record.device_id] = max(
+                            record.received_ms, seen.get(record.device_id, 0)
+                        )
                     else:
                         result.duplicates += 1
                 elif isinstance(record, StatusUpdate):
@@ -184,11 +195,19 @@ class SqliteStore(Store):
                         "VALUES (?, ?, ?, ?)",
                         [record.device_id, record.time_ms, record.received_ms, record.body_json],
                     )
-                    self._touch_device(record.device_id, record.received_ms)
+                    seen[record.device_id] = max(record.received_ms, seen.get(record.device_id, 0))
                     result.health += 1
                 else:
                     self._insert_rejected(record)
                     result.rejected += 1
+            # Once per device and batch, after its statuses: a report never flips a
+            # device that said "offline" in this batch back to online.
+            self._db.conn.executemany(
+                """INSERT INTO devices (device_id, online, last_seen_ms) VALUES (?, 1, ?)
+                   ON CONFLICT (device_id) DO UPDATE
+                   SET last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms)""",
+                list(seen.items()),
+            )
             if result.accepted:
                 result.segments = update_segments(result.accepted)
                 self._save_segments(result.segments)
@@ -196,7 +215,7 @@ class SqliteStore(Store):
         return result
 
     def _insert_reading(self, r: Reading) -> bool:
-        cursor = self._db.execute(
+        cursor = self._db.conn.execute(
             """INSERT OR IGNORE INTO reports (device_id, seq, camera_id, segment_id,
                 capture_time_ms, window_start_ms, received_ms, model_version, labels,
                 probabilities, frames_in_window, level)
@@ -210,23 +229,13 @@ class SqliteStore(Store):
                 r.window_start_ms,
                 r.received_ms,
                 r.model_version,
-                json.dumps(r.labels),
-                json.dumps(r.probabilities),
+                _labels_json(r.labels),
+                "[" + ",".join(repr(p) for p in r.probabilities) + "]",
                 r.frames_in_window,
                 r.level,
             ],
         )
-        if cursor.rowcount:
-            self._touch_device(r.device_id, r.received_ms)
         return bool(cursor.rowcount)
-
-    def _touch_device(self, device_id: str, seen_ms: int) -> None:
-        self._db.execute(
-            """INSERT INTO devices (device_id, online, last_seen_ms) VALUES (?, 1, ?)
-               ON CONFLICT (device_id) DO UPDATE
-               SET last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms)""",
-            [device_id, seen_ms],
-        )
 
     def _upsert_status(self, s: StatusUpdate) -> None:
         self._db.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from roadsense.bench.edge import run_edge_bench
+from roadsense.bench.ingest import run_ingest_bench
 from roadsense.models.shipped import PLACEHOLDER_CNN
 
 pytestmark = pytest.mark.integration
@@ -27,3 +28,14 @@ def test_edge_bench_reports_every_figure() -> None:
     assert [t["cameras"] for t in trials][:1] == [1]
     assert result["cameras_at_2hz"] in (0, 1, 2)
     assert result["model_placeholder"] is True
+
+
+def test_ingest_bench_reports_every_figure() -> None:
+    result = run_ingest_bench(devices=50, messages=500, rate=500.0, seconds=1.0)
+    assert result["raw_subscriber_msgs_per_s"] > 0
+    assert result["ingest_msgs_per_s"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["ingest_msgs_per_s"] / result["raw_subscriber_msgs_per_s"], abs=0.002
+    )
+    assert result["latency_reports"] == 500  # every report of the fixed-rate run was timed
+    assert 0 <= result["p50_capture_to_queryable_ms"] <= result["p99_capture_to_queryable_ms"]

@@ -37,6 +37,7 @@ def test_every_command_has_help_text() -> None:
         "demo",
         "bench",
         "bench edge",
+        "bench ingest",
     } <= names
     for path, parser, summary in commands:
         assert summary, f"{' '.join(path)} has no help line"
