@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from roadsense.core import __version__
 from roadsense.core.errors import ConfigError, RoadSenseError
@@ -115,6 +116,82 @@ def _bench_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_grpc(args: argparse.Namespace) -> int:
+    import json
+
+    from roadsense.bench.grpc import run_grpc_bench
+
+    result = run_grpc_bench(segments=args.segments, calls=args.calls, watchers=args.watchers)
+    print(
+        json.dumps(result, sort_keys=True)
+        if args.json
+        else "\n".join(f"{key}: {value}" for key, value in result.items())
+    )
+    return 0
+
+
+def _add_bench_commands(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="measure throughput",
+        description="Benchmarks that print ratios against a baseline measured in the same run.",
+    )
+    bench_commands = bench.add_subparsers(dest="bench_command", metavar="COMMAND", required=True)
+    bench_edge = bench_commands.add_parser(
+        "edge",
+        help="classifier alone vs the whole edge pipeline, and cameras per box at 2 Hz",
+        description="Measure model_only_fps, pipeline_fps, their ratio and cameras_at_2hz "
+        "on the shipped clip.",
+    )
+    bench_edge.add_argument("--json", action="store_true", help="print one JSON line")
+    bench_edge.add_argument(
+        "--model", type=Path, help="ONNX model with its card (default: the shipped one)"
+    )
+    bench_edge.add_argument("--batch", type=int, default=8, help="classifier batch (default 8)")
+    bench_edge.add_argument(
+        "--max-cameras", type=int, default=64, help="most cameras to try (default 64)"
+    )
+    bench_edge.add_argument(
+        "--trial-seconds", type=float, default=6.0, help="length of each camera trial"
+    )
+    bench_edge.set_defaults(handler=_bench_edge)
+    bench_ingest = bench_commands.add_parser(
+        "ingest",
+        help="cloud ingest vs a bare subscriber on the same broker, and capture-to-query latency",
+        description="Measure raw_subscriber_msgs_per_s, ingest_msgs_per_s, their ratio and "
+        "p99_capture_to_queryable_ms at a fixed rate, on a private Mosquitto.",
+    )
+    bench_ingest.add_argument("--json", action="store_true", help="print one JSON line")
+    bench_ingest.add_argument(
+        "--devices", type=int, default=1000, help="simulated devices (default 1000)"
+    )
+    bench_ingest.add_argument(
+        "--messages", type=int, default=20_000, help="reports per throughput run"
+    )
+    bench_ingest.add_argument(
+        "--rate", type=float, default=2000.0, help="fixed rate of the latency run (msgs/s)"
+    )
+    bench_ingest.add_argument(
+        "--seconds", type=float, default=10.0, help="length of the latency run"
+    )
+    bench_ingest.set_defaults(handler=_bench_ingest)
+    bench_grpc = bench_commands.add_parser(
+        "grpc",
+        help="GetCityState latency on a big city and change fan-out to many watchers",
+        description="Measure GetCityState p50/p99 against a health-check baseline, and the "
+        "p99 delivery latency of a change to concurrent WatchCityState streams.",
+    )
+    bench_grpc.add_argument("--json", action="store_true", help="print one JSON line")
+    bench_grpc.add_argument(
+        "--segments", type=int, default=10_000, help="segments in the city (default 10000)"
+    )
+    bench_grpc.add_argument("--calls", type=int, default=200, help="GetCityState calls")
+    bench_grpc.add_argument(
+        "--watchers", type=int, default=100, help="concurrent watch streams (default 100)"
+    )
+    bench_grpc.set_defaults(handler=_bench_grpc)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree (tests walk it to check every command has help)."""
     parser = argparse.ArgumentParser(
@@ -192,50 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_demo)
 
-    bench = commands.add_parser(
-        "bench",
-        help="measure throughput",
-        description="Benchmarks that print ratios against a baseline measured in the same run.",
-    )
-    bench_commands = bench.add_subparsers(dest="bench_command", metavar="COMMAND", required=True)
-    bench_edge = bench_commands.add_parser(
-        "edge",
-        help="classifier alone vs the whole edge pipeline, and cameras per box at 2 Hz",
-        description="Measure model_only_fps, pipeline_fps, their ratio and cameras_at_2hz "
-        "on the shipped clip.",
-    )
-    bench_edge.add_argument("--json", action="store_true", help="print one JSON line")
-    bench_edge.add_argument(
-        "--model", type=Path, help="ONNX model with its card (default: the shipped one)"
-    )
-    bench_edge.add_argument("--batch", type=int, default=8, help="classifier batch (default 8)")
-    bench_edge.add_argument(
-        "--max-cameras", type=int, default=64, help="most cameras to try (default 64)"
-    )
-    bench_edge.add_argument(
-        "--trial-seconds", type=float, default=6.0, help="length of each camera trial"
-    )
-    bench_edge.set_defaults(handler=_bench_edge)
-    bench_ingest = bench_commands.add_parser(
-        "ingest",
-        help="cloud ingest vs a bare subscriber on the same broker, and capture-to-query latency",
-        description="Measure raw_subscriber_msgs_per_s, ingest_msgs_per_s, their ratio and "
-        "p99_capture_to_queryable_ms at a fixed rate, on a private Mosquitto.",
-    )
-    bench_ingest.add_argument("--json", action="store_true", help="print one JSON line")
-    bench_ingest.add_argument(
-        "--devices", type=int, default=1000, help="simulated devices (default 1000)"
-    )
-    bench_ingest.add_argument(
-        "--messages", type=int, default=20_000, help="reports per throughput run"
-    )
-    bench_ingest.add_argument(
-        "--rate", type=float, default=2000.0, help="fixed rate of the latency run (msgs/s)"
-    )
-    bench_ingest.add_argument(
-        "--seconds", type=float, default=10.0, help="length of the latency run"
-    )
-    bench_ingest.set_defaults(handler=_bench_ingest)
+    _add_bench_commands(commands)
     return parser
 
 

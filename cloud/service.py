@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from collections.abc import Iterator, Mapping
 
 import grpc
@@ -17,12 +19,14 @@ from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
+INDEX_CACHE_MS = 1000
 WATCH_POLL_S = 0.5
 """How often an idle watch stream checks whether its client is still there."""
 
 
+@functools.lru_cache(maxsize=65_536)
 def segment_message(snapshot: SegmentSnapshot) -> city_pb2.SegmentState:
-    """Domain segment → protobuf."""
+    """Domain segment → protobuf (cached: snapshots are immutable; callers never mutate)."""
     return city_pb2.SegmentState(
         segment_id=snapshot.segment_id,
         level=snapshot.level,
@@ -64,20 +68,32 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
         self._store = store
         self._city = city
         self._history_interval_ms = history_interval_ms
+        # Every watcher sends the city index with each change; with thousands of
+        # segments and many watchers, computing it per message would dominate.
+        self._index_lock = threading.Lock()
+        self._index_cache: tuple[int, float] = (0, 0.0)
 
     def _city_state(self, segment_ids: list[str]) -> city_pb2.CityState:
         now = now_ms()
         segments = self._tracker.snapshot(now, segment_ids)
-        devices = self._store.devices()
-        online = sum(1 for d in devices if d.online)
+        online, offline = self._store.device_counts()
         return city_pb2.CityState(
             segments=[segment_message(s) for s in segments],
             congestion_index=congestion_index(segments, self._city),
             as_of_ms=now,
             devices_online=online,
-            devices_offline=len(devices) - online,
+            devices_offline=offline,
             segments_per_band=segments_per_band(segments),
         )
+
+    def _current_index(self, now: int) -> float:
+        """The whole city's index, recomputed at most once per INDEX_CACHE_MS."""
+        with self._index_lock:
+            computed_at, value = self._index_cache
+            if now - computed_at >= INDEX_CACHE_MS:
+                value = congestion_index(self._tracker.snapshot(now), self._city)
+                self._index_cache = (now, value)
+            return value
 
     def _info(self, segment_id: str) -> city_pb2.SegmentInfo:
         config = self._city.get(segment_id)
@@ -137,7 +153,7 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
                 if not changed:
                     continue
                 now = now_ms()
-                index = congestion_index(self._tracker.snapshot(now), self._city)
+                index = self._current_index(now)
                 for snapshot_change in changed:
                     yield city_pb2.CityStateUpdate(
                         segment=segment_message(self._tracker.with_staleness(snapshot_change, now)),

@@ -96,7 +96,8 @@ class CityTracker:
 
     def with_staleness(self, snapshot: SegmentSnapshot, now_ms: int) -> SegmentSnapshot:
         """The snapshot with its stale flag computed for ``now_ms``."""
-        return replace(snapshot, stale=now_ms - snapshot.updated_ms > self._stale_after_ms)
+        stale = now_ms - snapshot.updated_ms > self._stale_after_ms
+        return snapshot if stale == snapshot.stale else replace(snapshot, stale=stale)
 
 
 def congestion_index(

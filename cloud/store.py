@@ -80,6 +80,10 @@ class Store(abc.ABC):
         """The device registry."""
 
     @abc.abstractmethod
+    def device_counts(self) -> tuple[int, int]:
+        """(online, offline) devices in the registry."""
+
+    @abc.abstractmethod
     def report_keys(self) -> list[tuple[str, int]]:
         """Every stored (device_id, seq), in insertion order."""
 
@@ -369,6 +373,13 @@ class SqliteStore(Store):
             DeviceRecord(row[0], bool(row[1]), row[2], row[3], row[4], tuple(json.loads(row[5])))
             for row in rows
         ]
+
+    def device_counts(self) -> tuple[int, int]:
+        with self._lock:
+            online, total = self._db.execute(
+                "SELECT COALESCE(SUM(online), 0), COUNT(*) FROM devices"
+            ).fetchone()
+        return int(online), int(total) - int(online)
 
     def report_keys(self) -> list[tuple[str, int]]:
         with self._lock:

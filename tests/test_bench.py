@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from roadsense.bench.edge import run_edge_bench
+from roadsense.bench.grpc import run_grpc_bench
 from roadsense.bench.ingest import run_ingest_bench
 from roadsense.models.shipped import PLACEHOLDER_CNN
 
@@ -39,3 +40,11 @@ def test_ingest_bench_reports_every_figure() -> None:
     )
     assert result["latency_reports"] == 500  # every report of the fixed-rate run was timed
     assert 0 <= result["p50_capture_to_queryable_ms"] <= result["p99_capture_to_queryable_ms"]
+
+
+def test_grpc_bench_reports_every_figure() -> None:
+    result = run_grpc_bench(segments=200, calls=20, watchers=5)
+    assert result["fanout_samples"] == 5 * 10  # every watcher saw every change
+    assert 0 < result["get_city_state_p50_ms"] <= result["get_city_state_p99_ms"]
+    assert 0 <= result["fanout_p50_ms"] <= result["fanout_p99_ms"]
+    assert result["get_city_state_ratio"] > 0

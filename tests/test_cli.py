@@ -38,6 +38,7 @@ def test_every_command_has_help_text() -> None:
         "bench",
         "bench edge",
         "bench ingest",
+        "bench grpc",
     } <= names
     for path, parser, summary in commands:
         assert summary, f"{' '.join(path)} has no help line"
