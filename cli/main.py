@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -38,8 +39,6 @@ def _cloud_serve(args: argparse.Namespace) -> int:
 
 
 def _cloud_check(args: argparse.Namespace) -> int:
-    import json
-
     from roadsense.cloud.check import check
     from roadsense.cloud.config import CloudConfig
     from roadsense.core.config import load_config
@@ -80,9 +79,17 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _bench_edge(args: argparse.Namespace) -> int:
-    import json
+def _print_figures(figures: dict[str, Any], as_json: bool) -> int:
+    """A benchmark's figures: one JSON line, or one ``key: value`` line each."""
+    if as_json:
+        print(json.dumps(figures, sort_keys=True))
+    else:
+        for key, value in figures.items():
+            print(f"{key}: {value}")
+    return 0
 
+
+def _bench_edge(args: argparse.Namespace) -> int:
     from roadsense.bench.edge import run_edge_bench
     from roadsense.models.shipped import PLACEHOLDER_CNN
 
@@ -92,42 +99,23 @@ def _bench_edge(args: argparse.Namespace) -> int:
         max_cameras=args.max_cameras,
         trial_s=args.trial_seconds,
     )
-    if args.json:
-        print(json.dumps(result, sort_keys=True))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
-    return 0
+    return _print_figures(result, args.json)
 
 
 def _bench_ingest(args: argparse.Namespace) -> int:
-    import json
-
     from roadsense.bench.ingest import run_ingest_bench
 
     result = run_ingest_bench(
         devices=args.devices, messages=args.messages, rate=args.rate, seconds=args.seconds
     )
-    print(
-        json.dumps(result, sort_keys=True)
-        if args.json
-        else "\n".join(f"{key}: {value}" for key, value in result.items())
-    )
-    return 0
+    return _print_figures(result, args.json)
 
 
 def _bench_grpc(args: argparse.Namespace) -> int:
-    import json
-
     from roadsense.bench.grpc import run_grpc_bench
 
     result = run_grpc_bench(segments=args.segments, calls=args.calls, watchers=args.watchers)
-    print(
-        json.dumps(result, sort_keys=True)
-        if args.json
-        else "\n".join(f"{key}: {value}" for key, value in result.items())
-    )
-    return 0
+    return _print_figures(result, args.json)
 
 
 def _add_bench_commands(commands: Any) -> None:
