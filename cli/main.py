@@ -12,6 +12,7 @@ from typing import Any
 
 from roadsense.core import __version__
 from roadsense.core.errors import ConfigError, RoadSenseError
+from roadsense.core.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging threshold (default INFO)",
     )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text for people, json (one object per line) for log collectors",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     edge = commands.add_parser("edge", help="run the roadside agent", description="Roadside agent.")
@@ -267,11 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "demo" and (args.duration <= 0 or args.agents < 1):
         parser.error("--duration must be positive and --agents at least 1")
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, args.log_format)
     if args.command == "demo" and args.log_level == "INFO":
         logging.getLogger().setLevel(logging.WARNING)  # keep the live view readable
     handler: Handler = args.handler

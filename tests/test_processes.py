@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -56,7 +57,9 @@ def test_services_run_from_config_files_and_stop_cleanly(
         f"sample_hz = 8\nloop = true\n",
         encoding="utf-8",
     )
-    cloud = _start("cloud", "serve", "--config", str(tmp_path / "cloud.toml"))
+    cloud = _start(
+        "--log-format", "json", "cloud", "serve", "--config", str(tmp_path / "cloud.toml")
+    )
     edge = None
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
@@ -102,6 +105,10 @@ def test_services_run_from_config_files_and_stop_cleanly(
             edge.kill()
         cloud_output = _stop(cloud)
     assert "Traceback" not in cloud_output
+    entries = [json.loads(line) for line in cloud_output.splitlines() if line.strip()]
+    assert entries, "the cloud logged nothing"
+    assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
+    assert any(entry["message"] == "cloud service stopped" for entry in entries)
 
     # Everything the edge numbered reached the store exactly once.
     with sqlite3.connect(tmp_path / "state" / "city.sqlite") as store:
