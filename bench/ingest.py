@@ -107,16 +107,16 @@ def _connect_persistent(client: mqtt.Client, port: int) -> None:
     client.connect("127.0.0.1", port, clean_start=False, properties=properties)
 
 
-def raw_subscriber_rate(port: int, devices: int, messages: int) -> float:
+def raw_subscriber_rate(port: int, devices: int, messages: int, run: int = 0) -> float:
     """Messages per second a counting-only paho subscriber drains from its session."""
-    first_visit = _session_client("bench-raw")
+    first_visit = _session_client(f"bench-raw-{run}")
     _connect_persistent(first_visit, port)
     first_visit.subscribe("roadsense/v1/+/+/congestion", qos=1)
     first_visit.loop_start()
     time.sleep(0.5)
     first_visit.disconnect()
     first_visit.loop_stop()
-    _run_publisher(port, devices, messages, 0.0, "raw")
+    _run_publisher(port, devices, messages, 0.0, f"raw{run}")
     received = 0
     first = last = 0.0
     done = threading.Event()
@@ -130,7 +130,7 @@ def raw_subscriber_rate(port: int, devices: int, messages: int) -> float:
         if received == messages:
             done.set()
 
-    client = _session_client("bench-raw")
+    client = _session_client(f"bench-raw-{run}")
     client.on_message = on_message
     _connect_persistent(client, port)
     client.loop_start()
@@ -154,12 +154,13 @@ def _cloud(port: int, workdir: Path, name: str, lags: list[float]) -> CloudServi
     return service
 
 
-def ingest_rate(port: int, workdir: Path, devices: int, messages: int) -> float:
+def ingest_rate(port: int, workdir: Path, devices: int, messages: int, run: int = 0) -> float:
     """Reports per second the cloud ingest drains from its session and stores."""
     lags: list[float] = []
-    _cloud(port, workdir, "throughput", lags).stop()  # leaves its session behind
-    _run_publisher(port, devices, messages, 0.0, "ingest")
-    service = _cloud(port, workdir, "throughput", lags)
+    name = f"throughput{run}"
+    _cloud(port, workdir, name, lags).stop()  # leaves its session behind
+    _run_publisher(port, devices, messages, 0.0, f"ingest{run}")
+    service = _cloud(port, workdir, name, lags)
     try:
         while service.ingest.stats().received == 0:
             time.sleep(0.001)
@@ -194,15 +195,26 @@ def capture_to_queryable_ms(
 
 
 def run_ingest_bench(
-    *, devices: int = 1000, messages: int = 20_000, rate: float = 2000.0, seconds: float = 10.0
+    *,
+    devices: int = 1000,
+    messages: int = 20_000,
+    rate: float = 2000.0,
+    seconds: float = 10.0,
+    repeats: int = 3,
 ) -> dict[str, Any]:
     """Run every measurement against one fresh Mosquitto."""
     with tempfile.TemporaryDirectory(prefix="roadsense-bench-ingest-") as tmp:
         workdir = Path(tmp)
         broker = start_mosquitto(workdir / "broker")
         try:
-            raw = raw_subscriber_rate(broker.port, devices, messages)
-            ingest = ingest_rate(broker.port, workdir, devices, messages)
+            # Alternate baseline and ingest and keep medians: the machine is noisy.
+            raw_runs: list[float] = []
+            ingest_runs: list[float] = []
+            for run in range(repeats):
+                raw_runs.append(raw_subscriber_rate(broker.port, devices, messages, run))
+                ingest_runs.append(ingest_rate(broker.port, workdir, devices, messages, run))
+            raw = statistics.median(raw_runs)
+            ingest = statistics.median(ingest_runs)
             p50, p99, measured = capture_to_queryable_ms(
                 broker.port, workdir, devices, rate, seconds
             )
@@ -215,6 +227,9 @@ def run_ingest_bench(
         "raw_subscriber_msgs_per_s": round(raw, 1),
         "ingest_msgs_per_s": round(ingest, 1),
         "ratio": round(ingest / raw, 3) if raw else None,
+        "runs": repeats,
+        "raw_subscriber_runs": [round(v, 1) for v in raw_runs],
+        "ingest_runs": [round(v, 1) for v in ingest_runs],
         "fixed_rate_msgs_per_s": rate,
         "latency_reports": measured,
         "p50_capture_to_queryable_ms": round(p50, 2),

@@ -29,6 +29,8 @@ from roadsense.cloud.domain import (
 from roadsense.core.sqlite import Migration, migrate, open_database, transaction
 
 SegmentUpdater = Callable[[list[Reading]], list[SegmentSnapshot]]
+KEY_CHUNK = 400
+"""(device, seq) pairs looked up per query when deduplicating a batch."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -181,16 +183,15 @@ class SqliteStore(Store):
         result = BatchResult()
         seen: dict[str, int] = {}
         with self._lock, transaction(self._db):
+            readings = [r for r in records if isinstance(r, Reading)]
+            result.accepted = self._insert_readings(readings)
+            result.duplicates = len(readings) - len(result.accepted)
+            for reading in result.accepted:
+                seen[reading.device_id] = max(reading.received_ms, seen.get(reading.device_id, 0))
             for record in records:
                 if isinstance(record, Reading):
-                    if self._insert_reading(record):
-                        result.accepted.append(record)
-                        seen[record.device_id] = max(
-                            record.received_ms, seen.get(record.device_id, 0)
-                        )
-                    else:
-                        result.duplicates += 1
-                elif isinstance(record, StatusUpdate):
+                    continue
+                if isinstance(record, StatusUpdate):
                     self._upsert_status(record)
                     result.statuses.append(record)
                 elif isinstance(record, HealthRecord):
@@ -218,28 +219,48 @@ class SqliteStore(Store):
                 self._add_history(result.accepted)
         return result
 
-    def _insert_reading(self, r: Reading) -> bool:
-        cursor = self._db.conn.execute(
-            """INSERT OR IGNORE INTO reports (device_id, seq, camera_id, segment_id,
+    def _insert_readings(self, readings: list[Reading]) -> list[Reading]:
+        """Store the readings not stored yet; return them, in order (dedup on device, seq)."""
+        existing: set[tuple[str, int]] = set()
+        keys = [(r.device_id, r.seq) for r in readings]
+        for start in range(0, len(keys), KEY_CHUNK):
+            chunk = keys[start : start + KEY_CHUNK]
+            values = ",".join("(?, ?)" for _ in chunk)
+            rows = self._db.conn.execute(
+                f"SELECT device_id, seq FROM reports WHERE (device_id, seq) IN (VALUES {values})",
+                [part for key in chunk for part in key],
+            ).fetchall()
+            existing.update((str(d), int(s)) for d, s in rows)
+        fresh = []
+        for reading in readings:
+            key = (reading.device_id, reading.seq)
+            if key not in existing:
+                existing.add(key)  # a redelivery inside the same batch
+                fresh.append(reading)
+        self._db.conn.executemany(
+            """INSERT INTO reports (device_id, seq, camera_id, segment_id,
                 capture_time_ms, window_start_ms, received_ms, model_version, labels,
                 probabilities, frames_in_window, level)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
-                r.device_id,
-                r.seq,
-                r.camera_id,
-                r.segment_id,
-                r.capture_time_ms,
-                r.window_start_ms,
-                r.received_ms,
-                r.model_version,
-                _labels_json(r.labels),
-                "[" + ",".join(repr(p) for p in r.probabilities) + "]",
-                r.frames_in_window,
-                r.level,
+                (
+                    r.device_id,
+                    r.seq,
+                    r.camera_id,
+                    r.segment_id,
+                    r.capture_time_ms,
+                    r.window_start_ms,
+                    r.received_ms,
+                    r.model_version,
+                    _labels_json(r.labels),
+                    "[" + ",".join(repr(p) for p in r.probabilities) + "]",
+                    r.frames_in_window,
+                    r.level,
+                )
+                for r in fresh
             ],
         )
-        return bool(cursor.rowcount)
+        return fresh
 
     def _upsert_status(self, s: StatusUpdate) -> None:
         self._db.execute(
