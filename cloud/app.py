@@ -104,8 +104,9 @@ class CloudService:
                 self.tracker,
                 self.feed,
                 self.store,
-                {s.id: s for s in config.segments},
-                history_interval_ms,
+                city={s.id: s for s in config.segments},
+                history_interval_ms=history_interval_ms,
+                max_future_ms=int(config.ingest.max_future_skew_s * 1000),
             ),
             self.server,
         )

@@ -25,6 +25,13 @@ ROAD_CLASS_WEIGHT: dict[str, float] = {
 """How much a segment's level counts in the city index, per metre, by road class."""
 
 
+class DeviceConfig(ConfigModel):
+    """A device of the fleet registry and its cameras."""
+
+    id: str = Field(description="Device id (MQTT username, certificate CN).")
+    cameras: list[str] = Field(description="Camera ids the device may report for.")
+
+
 class SegmentConfig(ConfigModel):
     """One road segment of the city."""
 
@@ -38,6 +45,11 @@ class SegmentConfig(ConfigModel):
         default_factory=list, description="WGS84 polyline as [[lat, lon], ...]."
     )
     direction: str = Field(default="", description="Direction of travel, e.g. 'northbound'.")
+    cameras: list[str] = Field(
+        default_factory=list,
+        description="Cameras watching this segment as 'device/camera'; their reports count "
+        "here whatever segment the device names.",
+    )
 
     @field_validator("id")
     @classmethod

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from roadsense.cloud.auth import AuthConfig
-from roadsense.cloud.city import SegmentConfig
+from roadsense.cloud.city import DeviceConfig, SegmentConfig
 from roadsense.core.config import ConfigModel
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig
@@ -110,6 +110,11 @@ class CloudConfig(ConfigModel):
     metrics: MetricsConfig = Field(
         default_factory=lambda: MetricsConfig(port=9109), description="Prometheus endpoint."
     )
+    devices: list[DeviceConfig] = Field(
+        default_factory=list,
+        description="Fleet registry ([[devices]]). When not empty, telemetry from any other "
+        "device or camera is dead-lettered.",
+    )
     segments: list[SegmentConfig] = Field(
         default_factory=list, description="The city's road segments ([[segments]] tables)."
     )
@@ -120,7 +125,19 @@ class CloudConfig(ConfigModel):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"duplicate segment ids: {', '.join(duplicates)}")
+        mapped = [c for s in self.segments for c in s.cameras]
+        twice = sorted({c for c in mapped if mapped.count(c) > 1})
+        if twice:
+            raise ValueError(f"cameras mapped to more than one segment: {', '.join(twice)}")
         return self
+
+    def known_devices(self) -> dict[str, frozenset[str]]:
+        """The fleet registry: device id → camera ids (empty: no registry)."""
+        return {d.id: frozenset(d.cameras) for d in self.devices}
+
+    def camera_segments(self) -> dict[str, str]:
+        """The city's camera → segment mapping ("device/camera" → segment id)."""
+        return {camera: s.id for s in self.segments for camera in s.cameras}
 
     def resolved(self, base: Path) -> CloudConfig:
         """Copy with relative file paths made relative to ``base`` (the config's folder)."""

@@ -7,6 +7,7 @@ reason (kept in the dead-letter table), never an exception.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import DecodeError
@@ -31,8 +32,17 @@ def decode_message(
     received_ms: int,
     max_future_ms: int,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    *,
+    known_devices: Mapping[str, frozenset[str]] | None = None,
+    camera_segments: Mapping[str, str] | None = None,
 ) -> Telemetry:
-    """Turn a message into a Reading, StatusUpdate, HealthRecord or Rejected."""
+    """Turn a message into a Reading, StatusUpdate, HealthRecord or Rejected.
+
+    ``known_devices`` (device id → camera ids), when not empty, is the fleet
+    registry: anything from another device or camera is rejected.
+    ``camera_segments`` ("device/camera" → segment id) is the city's own
+    camera-to-segment mapping, which wins over the segment a report names.
+    """
     if len(payload) > max_payload_bytes:
         return Rejected(
             topic,
@@ -50,6 +60,18 @@ def decode_message(
     def reject(problem: Problem) -> Rejected:
         code, reason = problem
         return Rejected(topic, reason, payload, received_ms, code)
+
+    if known_devices:
+        cameras = known_devices.get(parsed.device_id)
+        if cameras is None:
+            return reject(("unknown_device", f"device {parsed.device_id!r} is not in the fleet"))
+        if parsed.camera_id is not None and parsed.camera_id not in cameras:
+            return reject(
+                (
+                    "unknown_camera",
+                    f"camera {parsed.camera_id!r} is not registered for {parsed.device_id!r}",
+                )
+            )
 
     try:
         if parsed.kind is TopicKind.CONGESTION:
@@ -70,10 +92,11 @@ def decode_message(
         if problem:
             return reject(problem)
         probabilities = tuple(float(p) for p in report.probabilities)
+        mapped = (camera_segments or {}).get(f"{report.device_id}/{report.camera_id}")
         return Reading(
             device_id=report.device_id,
             camera_id=report.camera_id,
-            segment_id=report.segment_id,
+            segment_id=mapped or report.segment_id,
             seq=report.seq,
             capture_time_ms=report.capture_time_ms,
             window_start_ms=report.window_start_ms,

@@ -12,6 +12,7 @@ import grpc
 from roadsense.cloud.city import SegmentConfig, unconfigured
 from roadsense.cloud.domain import SegmentSnapshot
 from roadsense.cloud.feed import ChangeFeed
+from roadsense.cloud.feeds import MAX_BATCH, check_observations, check_weather
 from roadsense.cloud.state import CityTracker, congestion_index, segments_per_band
 from roadsense.cloud.store import Store
 from roadsense.core.timeutil import now_ms
@@ -52,6 +53,24 @@ def segment_info(config: SegmentConfig, configured: bool) -> city_pb2.SegmentInf
     )
 
 
+def _check_batch_size(size: int, context: grpc.ServicerContext) -> None:
+    if size > MAX_BATCH:
+        context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{size} items in one request; send at most {MAX_BATCH} per call",
+        )
+
+
+def _ingest_response(
+    stored: int, duplicates: int, refused: list[tuple[int, str]]
+) -> city_pb2.IngestResponse:
+    return city_pb2.IngestResponse(
+        accepted=stored,
+        duplicates=duplicates,
+        rejected=[city_pb2.RejectedItem(index=i, reason=r) for i, r in refused],
+    )
+
+
 class CityServicer(city_pb2_grpc.CityServiceServicer):
     """roadsense.v1.CityService."""
 
@@ -60,9 +79,12 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
         tracker: CityTracker,
         feed: ChangeFeed,
         store: Store,
+        *,
         city: Mapping[str, SegmentConfig],
         history_interval_ms: int,
+        max_future_ms: int,
     ) -> None:
+        self._max_future_ms = max_future_ms
         self._tracker = tracker
         self._feed = feed
         self._store = store
@@ -73,9 +95,13 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
         self._index_lock = threading.Lock()
         self._index_cache: tuple[int, float] = (0, 0.0)
 
-    def _city_state(self, segment_ids: list[str]) -> city_pb2.CityState:
+    def _city_state(
+        self, segment_ids: list[str], request: city_pb2.GetCityStateRequest | None = None
+    ) -> city_pb2.CityState:
         now = now_ms()
         segments = self._tracker.snapshot(now, segment_ids)
+        if request is not None:
+            segments = self._filtered(segments, request)
         online, offline = self._store.device_counts()
         return city_pb2.CityState(
             segments=[segment_message(s) for s in segments],
@@ -85,6 +111,23 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
             devices_offline=offline,
             segments_per_band=segments_per_band(segments),
         )
+
+    def _filtered(
+        self, segments: list[SegmentSnapshot], request: city_pb2.GetCityStateRequest
+    ) -> list[SegmentSnapshot]:
+        classes = set(request.road_classes)
+
+        def road_class(segment_id: str) -> str:
+            config = self._city.get(segment_id)
+            return config.road_class if config else "local"
+
+        return [
+            s
+            for s in segments
+            if s.level >= request.min_level
+            and not (request.exclude_stale and s.stale)
+            and (not classes or road_class(s.segment_id) in classes)
+        ]
 
     def _current_index(self, now: int) -> float:
         """The whole city's index, recomputed at most once per INDEX_CACHE_MS."""
@@ -133,10 +176,30 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
             interval_ms=self._history_interval_ms,
         )
 
+    def IngestObservations(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.IngestObservationsRequest, context: grpc.ServicerContext
+    ) -> city_pb2.IngestResponse:
+        items = list(request.observations)
+        _check_batch_size(len(items), context)
+        now = now_ms()
+        records, refused = check_observations(items, now, self._max_future_ms)
+        stored = self._store.add_observations(records, now)
+        return _ingest_response(stored, len(records) - stored, refused)
+
+    def IngestWeather(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.IngestWeatherRequest, context: grpc.ServicerContext
+    ) -> city_pb2.IngestResponse:
+        items = list(request.weather)
+        _check_batch_size(len(items), context)
+        now = now_ms()
+        records, refused = check_weather(items, now, self._max_future_ms)
+        stored = self._store.add_weather(records, now)
+        return _ingest_response(stored, len(records) - stored, refused)
+
     def GetCityState(  # noqa: N802 - gRPC method name
         self, request: city_pb2.GetCityStateRequest, context: grpc.ServicerContext
     ) -> city_pb2.CityState:
-        return self._city_state(list(request.segment_ids))
+        return self._city_state(list(request.segment_ids), request)
 
     def WatchCityState(  # noqa: N802 - gRPC method name
         self, request: city_pb2.WatchCityStateRequest, context: grpc.ServicerContext

@@ -26,6 +26,7 @@ from roadsense.cloud.domain import (
     StatusUpdate,
     Telemetry,
 )
+from roadsense.cloud.feeds import ObservationRecord, WeatherRecord
 from roadsense.core.sqlite import Migration, migrate, open_database, transaction
 
 SegmentUpdater = Callable[[list[Reading]], list[SegmentSnapshot]]
@@ -102,6 +103,18 @@ class Store(abc.ABC):
         """Delete history intervals that start before ``before_ms``; return how many."""
 
     @abc.abstractmethod
+    def add_observations(self, records: Sequence[ObservationRecord], received_ms: int) -> int:
+        """Store observations not stored yet (segment, time, source); return how many."""
+
+    @abc.abstractmethod
+    def add_weather(self, records: Sequence[WeatherRecord], received_ms: int) -> int:
+        """Store weather not stored yet (time, source); return how many."""
+
+    @abc.abstractmethod
+    def observations(self, segment_id: str, from_ms: int, to_ms: int) -> list[ObservationRecord]:
+        """A segment's observations within [from_ms, to_ms], oldest first."""
+
+    @abc.abstractmethod
     def dead_letter_codes(self) -> dict[str, int]:
         """How many messages were rejected, by problem code."""
 
@@ -161,10 +174,25 @@ def _segment_history(db: Database) -> None:
     )
 
 
+def _feeds(db: Database) -> None:
+    db.execute(
+        """CREATE TABLE observations (
+            segment_id TEXT NOT NULL, time_ms INTEGER NOT NULL, source TEXT NOT NULL,
+            value REAL NOT NULL, unit TEXT NOT NULL, received_ms INTEGER NOT NULL,
+            PRIMARY KEY (segment_id, time_ms, source))"""
+    )
+    db.execute(
+        """CREATE TABLE weather (
+            time_ms INTEGER NOT NULL, source TEXT NOT NULL, code TEXT NOT NULL,
+            received_ms INTEGER NOT NULL, PRIMARY KEY (time_ms, source))"""
+    )
+
+
 MIGRATIONS = [
     Migration("0001_city_schema", _schema_v1),
     Migration("0002_dead_letter_codes", _dead_letter_codes),
     Migration("0003_segment_history", _segment_history),
+    Migration("0004_feeds", _feeds),
 ]
 
 
@@ -411,6 +439,41 @@ class SqliteStore(Store):
         with self._lock:
             rows = self._db.execute("SELECT topic, reason FROM dead_letters ORDER BY id").fetchall()
         return [(str(t), str(r)) for t, r in rows]
+
+    def add_observations(self, records: Sequence[ObservationRecord], received_ms: int) -> int:
+        with self._lock, transaction(self._db):
+            before = self._db.conn.total_changes
+            self._db.conn.executemany(
+                "INSERT OR IGNORE INTO observations (segment_id, time_ms, source, value, unit, "
+                "received_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (r.segment_id, r.time_ms, r.source, r.value, r.unit, received_ms)
+                    for r in records
+                ],
+            )
+            return self._db.conn.total_changes - before
+
+    def add_weather(self, records: Sequence[WeatherRecord], received_ms: int) -> int:
+        with self._lock, transaction(self._db):
+            before = self._db.conn.total_changes
+            self._db.conn.executemany(
+                "INSERT OR IGNORE INTO weather (time_ms, source, code, received_ms) "
+                "VALUES (?, ?, ?, ?)",
+                [(r.time_ms, r.source, r.code, received_ms) for r in records],
+            )
+            return self._db.conn.total_changes - before
+
+    def observations(self, segment_id: str, from_ms: int, to_ms: int) -> list[ObservationRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT segment_id, time_ms, value, unit, source FROM observations "
+                "WHERE segment_id = ? AND time_ms BETWEEN ? AND ? ORDER BY time_ms, source",
+                [segment_id, from_ms, to_ms],
+            ).fetchall()
+        return [
+            ObservationRecord(str(s), int(t), float(v), str(u), str(src))
+            for s, t, v, u, src in rows
+        ]
 
     def dead_letter_codes(self) -> dict[str, int]:
         with self._lock:

@@ -72,6 +72,8 @@ class IngestWorker:
     ) -> None:
         self._lag_observer = lag_observer
         self._config = config
+        self._known_devices = config.known_devices()
+        self._camera_segments = config.camera_segments()
         self._store = store
         self._tracker = tracker
         self._feed = feed
@@ -185,7 +187,15 @@ class IngestWorker:
         max_future_ms = int(self._config.ingest.max_future_skew_s * 1000)
         max_bytes = self._config.ingest.max_payload_bytes
         records: list[Telemetry] = [
-            decode_message(m.topic, m.payload, m.received_ms, max_future_ms, max_bytes)
+            decode_message(
+                m.topic,
+                m.payload,
+                m.received_ms,
+                max_future_ms,
+                max_bytes,
+                known_devices=self._known_devices,
+                camera_segments=self._camera_segments,
+            )
             for m in batch
         ]
         for record in records:

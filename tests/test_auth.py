@@ -43,10 +43,30 @@ def _list_devices(channel: grpc.Channel, metadata: Metadata) -> object:
     return stub.ListDevices(city_pb2.ListDevicesRequest(), timeout=5, metadata=metadata)
 
 
+def _observations(channel: grpc.Channel, metadata: Metadata) -> object:
+    stub = city_pb2_grpc.CityServiceStub(channel)
+    return stub.IngestObservations(
+        city_pb2.IngestObservationsRequest(), timeout=5, metadata=metadata
+    )
+
+
+def _weather(channel: grpc.Channel, metadata: Metadata) -> object:
+    stub = city_pb2_grpc.CityServiceStub(channel)
+    return stub.IngestWeather(city_pb2.IngestWeatherRequest(), timeout=5, metadata=metadata)
+
+
+def _list_segments(channel: grpc.Channel, metadata: Metadata) -> object:
+    stub = city_pb2_grpc.CityServiceStub(channel)
+    return stub.ListSegments(city_pb2.ListSegmentsRequest(), timeout=5, metadata=metadata)
+
+
 RPCS: dict[str, tuple[Call, set[str]]] = {
     "GetCityState": (_get_state, {"reader", "feed", "admin"}),
     "WatchCityState": (_watch, {"reader", "feed", "admin"}),
     "ListDevices": (_list_devices, {"admin"}),
+    "ListSegments": (_list_segments, {"reader", "feed", "admin"}),
+    "IngestObservations": (_observations, {"feed", "admin"}),
+    "IngestWeather": (_weather, {"feed", "admin"}),
 }
 CALLERS: dict[str, Metadata] = {
     "none": (),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import grpc
@@ -100,3 +101,81 @@ def test_segments_from_config_and_reports(city: CloudService, mqtt_config: MqttC
     # 1800 m motorway (x3) at 10 against an unconfigured segment (weight 1) at 0.
     assert state.congestion_index == round(5400 * 10 / 5401, 3)
     assert dict(state.segments_per_band) == {"severe": 1, "free": 1}
+
+
+def test_feeds_store_good_items_and_name_the_bad_ones(city: CloudService) -> None:
+    t = now_ms() - 60_000
+    observations = [
+        city_pb2.Observation(
+            segment_id="api-ring", time_ms=t, value=42.5, unit="km/h", source="feed-a"
+        ),
+        city_pb2.Observation(segment_id="bad id", time_ms=t, value=1, unit="km/h", source="feed-a"),
+        city_pb2.Observation(
+            segment_id="api-ring", time_ms=t - 900_000, value=40.0, unit="km/h", source="feed-a"
+        ),
+        city_pb2.Observation(
+            segment_id="api-ring", time_ms=t, value=float("nan"), unit="km/h", source="feed-a"
+        ),
+        city_pb2.Observation(
+            segment_id="api-ring", time_ms=now_ms() + 3_600_000, value=1, unit="km/h", source="a"
+        ),
+    ]
+    with grpc.insecure_channel(city.address) as channel:
+        stub = city_pb2_grpc.CityServiceStub(channel)
+        first = stub.IngestObservations(
+            city_pb2.IngestObservationsRequest(observations=observations), timeout=5
+        )
+        again = stub.IngestObservations(
+            city_pb2.IngestObservationsRequest(observations=observations[:1]), timeout=5
+        )
+        weather = stub.IngestWeather(
+            city_pb2.IngestWeatherRequest(
+                weather=[
+                    city_pb2.WeatherObservation(time_ms=t, code="2", source="sz-weather"),
+                    city_pb2.WeatherObservation(time_ms=t, code="", source="sz-weather"),
+                ]
+            ),
+            timeout=5,
+        )
+        too_many = [observations[0]] * 10_001
+        with pytest.raises(grpc.RpcError) as big:
+            stub.IngestObservations(
+                city_pb2.IngestObservationsRequest(observations=too_many), timeout=10
+            )
+    assert (first.accepted, first.duplicates) == (2, 0)
+    assert [(r.index, r.reason) for r in first.rejected[:2]] == [
+        (1, "segment_id 'bad id' is not a valid identifier"),
+        (3, "value is not a finite number"),
+    ]
+    assert first.rejected[2].index == 4
+    assert re.fullmatch(r"time_ms is 3\d{3}\.\d s in the future", first.rejected[2].reason)
+    assert (again.accepted, again.duplicates) == (0, 1)
+    assert (weather.accepted, [r.reason for r in weather.rejected]) == (1, ["code is missing"])
+    assert big.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    stored = city.store.observations("api-ring", t - 1_000_000, t)
+    assert [(o.time_ms, o.value) for o in stored] == [(t - 900_000, 40.0), (t, 42.5)]
+
+
+def test_city_state_filters(city: CloudService, mqtt_config: MqttConfig) -> None:
+    publisher = MqttPublisher(mqtt_config, client_id="filter-dev")
+    publisher.start()
+    assert publisher.wait_connected(10.0)
+    for seq, (segment, jam) in enumerate([("api-ring", 1.0), ("api-quiet", 0.0)], start=1):
+        message = report(
+            device="filter-dev", seq=seq, segment=segment, probabilities=[1 - jam, 0, 0, 0, jam]
+        )
+        publisher.publish("roadsense/v1/filter-dev/cam1/congestion", message.SerializeToString())
+    assert wait_until(
+        lambda: len([k for k in city.store.report_keys() if k[0] == "filter-dev"]) == 2
+    )
+    publisher.stop()
+    with grpc.insecure_channel(city.address) as channel:
+        stub = city_pb2_grpc.CityServiceStub(channel)
+
+        def ids(**filters: object) -> list[str]:
+            request = city_pb2.GetCityStateRequest(**filters)  # type: ignore[arg-type]
+            return [s.segment_id for s in stub.GetCityState(request, timeout=5).segments]
+
+        assert ids(segment_ids=["api-ring", "api-quiet"]) == ["api-quiet", "api-ring"]
+        assert ids(segment_ids=["api-ring", "api-quiet"], min_level=5) == ["api-ring"]
+        assert ids(segment_ids=["api-ring", "api-quiet"], road_classes=["local"]) == ["api-quiet"]

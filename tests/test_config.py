@@ -143,3 +143,12 @@ def test_duplicate_segments_rejected(tmp_path: Path) -> None:
     text = '[[segments]]\nid = "a"\nname = "A"\n[[segments]]\nid = "a"\nname = "A again"\n'
     with pytest.raises(ConfigError, match="duplicate segment ids: a"):
         load_config(CloudConfig, _write(tmp_path, text))
+
+
+def test_a_camera_maps_to_one_segment_only(tmp_path: Path) -> None:
+    text = (
+        '[[segments]]\nid = "a"\nname = "A"\ncameras = ["d/c"]\n'
+        '[[segments]]\nid = "b"\nname = "B"\ncameras = ["d/c"]\n'
+    )
+    with pytest.raises(ConfigError, match="cameras mapped to more than one segment: d/c"):
+        load_config(CloudConfig, _write(tmp_path, text))

@@ -140,3 +140,40 @@ def test_status_and_health() -> None:
     record = _decode("roadsense/v1/dev-1/health", health.SerializeToString())
     assert isinstance(record, HealthRecord)
     assert '"outboxPending": "4"' in record.body_json
+
+
+def test_fleet_registry_rejects_unknown_devices_and_cameras() -> None:
+    known = {"dev-1": frozenset({"cam1"})}
+    ok = decode_message(TOPIC, report().SerializeToString(), now_ms(), SKEW_MS, known_devices=known)
+    assert isinstance(ok, Reading)
+    stranger = decode_message(
+        "roadsense/v1/dev-7/cam1/congestion",
+        report(device="dev-7").SerializeToString(),
+        now_ms(),
+        SKEW_MS,
+        known_devices=known,
+    )
+    assert isinstance(stranger, Rejected)
+    assert stranger.code == "unknown_device"
+    assert stranger.reason == "device 'dev-7' is not in the fleet"
+    other_camera = decode_message(
+        "roadsense/v1/dev-1/cam2/congestion",
+        report(camera="cam2").SerializeToString(),
+        now_ms(),
+        SKEW_MS,
+        known_devices=known,
+    )
+    assert isinstance(other_camera, Rejected)
+    assert other_camera.code == "unknown_camera"
+
+
+def test_city_camera_mapping_wins_over_the_device_segment() -> None:
+    record = decode_message(
+        TOPIC,
+        report(segment="what-the-device-says").SerializeToString(),
+        now_ms(),
+        SKEW_MS,
+        camera_segments={"dev-1/cam1": "ring-north"},
+    )
+    assert isinstance(record, Reading)
+    assert record.segment_id == "ring-north"

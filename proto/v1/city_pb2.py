@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1droadsense/proto/v1/city.proto\x12\x0croadsense.v1\"\xa1\x01\n\x0cSegmentState\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\x01\x12\r\n\x05label\x18\x03 \x01(\t\x12\x12\n\nupdated_ms\x18\x04 \x01(\x03\x12\x17\n\x0flast_changed_ms\x18\x05 \x01(\x03\x12\x12\n\ncamera_ids\x18\x06 \x03(\t\x12\r\n\x05stale\x18\x07 \x01(\x08\x12\x0f\n\x07reports\x18\x08 \x01(\x04\"\x97\x02\n\tCityState\x12,\n\x08segments\x18\x01 \x03(\x0b\x32\x1a.roadsense.v1.SegmentState\x12\x18\n\x10\x63ongestion_index\x18\x02 \x01(\x01\x12\x10\n\x08\x61s_of_ms\x18\x03 \x01(\x03\x12\x16\n\x0e\x64\x65vices_online\x18\x04 \x01(\r\x12\x17\n\x0f\x64\x65vices_offline\x18\x05 \x01(\r\x12G\n\x11segments_per_band\x18\x06 \x03(\x0b\x32,.roadsense.v1.CityState.SegmentsPerBandEntry\x1a\x36\n\x14SegmentsPerBandEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xa7\x01\n\x0bSegmentInfo\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nroad_class\x18\x03 \x01(\t\x12\x10\n\x08length_m\x18\x04 \x01(\x01\x12)\n\x0b\x63oordinates\x18\x05 \x03(\x0b\x32\x14.roadsense.v1.LatLon\x12\x11\n\tdirection\x18\x06 \x01(\t\x12\x12\n\nconfigured\x18\x07 \x01(\x08\"\"\n\x06LatLon\x12\x0b\n\x03lat\x18\x01 \x01(\x01\x12\x0b\n\x03lon\x18\x02 \x01(\x01\"@\n\x0cHistoryPoint\x12\x10\n\x08start_ms\x18\x01 \x01(\x03\x12\r\n\x05level\x18\x02 \x01(\x01\x12\x0f\n\x07reports\x18\x03 \x01(\r\"\x15\n\x13ListSegmentsRequest\"o\n\x14ListSegmentsResponse\x12+\n\x08segments\x18\x01 \x03(\x0b\x32\x19.roadsense.v1.SegmentInfo\x12*\n\x06states\x18\x02 \x03(\x0b\x32\x1a.roadsense.v1.SegmentState\"G\n\x11GetSegmentRequest\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66rom_ms\x18\x02 \x01(\x03\x12\r\n\x05to_ms\x18\x03 \x01(\x03\"\xaa\x01\n\x12GetSegmentResponse\x12\'\n\x04info\x18\x01 \x01(\x0b\x32\x19.roadsense.v1.SegmentInfo\x12)\n\x05state\x18\x02 \x01(\x0b\x32\x1a.roadsense.v1.SegmentState\x12+\n\x07history\x18\x03 \x03(\x0b\x32\x1a.roadsense.v1.HistoryPoint\x12\x13\n\x0binterval_ms\x18\x04 \x01(\x03\"*\n\x13GetCityStateRequest\x12\x13\n\x0bsegment_ids\x18\x01 \x03(\t\",\n\x15WatchCityStateRequest\x12\x13\n\x0bsegment_ids\x18\x01 \x03(\t\"\x91\x01\n\x0f\x43ityStateUpdate\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x17.roadsense.v1.CityStateH\x00\x12-\n\x07segment\x18\x02 \x01(\x0b\x32\x1a.roadsense.v1.SegmentStateH\x00\x12\x18\n\x10\x63ongestion_index\x18\x03 \x01(\x01\x42\x08\n\x06update\"\x83\x01\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\x12\x14\n\x0clast_seen_ms\x18\x03 \x01(\x03\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x12\n\ncamera_ids\x18\x06 \x03(\t\"\x14\n\x12ListDevicesRequest\"<\n\x13ListDevicesResponse\x12%\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x14.roadsense.v1.Device2\xd9\x02\n\x0b\x43ityService\x12J\n\x0cGetCityState\x12!.roadsense.v1.GetCityStateRequest\x1a\x17.roadsense.v1.CityState\x12V\n\x0eWatchCityState\x12#.roadsense.v1.WatchCityStateRequest\x1a\x1d.roadsense.v1.CityStateUpdate0\x01\x12U\n\x0cListSegments\x12!.roadsense.v1.ListSegmentsRequest\x1a\".roadsense.v1.ListSegmentsResponse\x12O\n\nGetSegment\x12\x1f.roadsense.v1.GetSegmentRequest\x1a .roadsense.v1.GetSegmentResponse2b\n\x0c\x46leetService\x12R\n\x0bListDevices\x12 .roadsense.v1.ListDevicesRequest\x1a!.roadsense.v1.ListDevicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1droadsense/proto/v1/city.proto\x12\x0croadsense.v1\"\xa1\x01\n\x0cSegmentState\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\x01\x12\r\n\x05label\x18\x03 \x01(\t\x12\x12\n\nupdated_ms\x18\x04 \x01(\x03\x12\x17\n\x0flast_changed_ms\x18\x05 \x01(\x03\x12\x12\n\ncamera_ids\x18\x06 \x03(\t\x12\r\n\x05stale\x18\x07 \x01(\x08\x12\x0f\n\x07reports\x18\x08 \x01(\x04\"\x97\x02\n\tCityState\x12,\n\x08segments\x18\x01 \x03(\x0b\x32\x1a.roadsense.v1.SegmentState\x12\x18\n\x10\x63ongestion_index\x18\x02 \x01(\x01\x12\x10\n\x08\x61s_of_ms\x18\x03 \x01(\x03\x12\x16\n\x0e\x64\x65vices_online\x18\x04 \x01(\r\x12\x17\n\x0f\x64\x65vices_offline\x18\x05 \x01(\r\x12G\n\x11segments_per_band\x18\x06 \x03(\x0b\x32,.roadsense.v1.CityState.SegmentsPerBandEntry\x1a\x36\n\x14SegmentsPerBandEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xa7\x01\n\x0bSegmentInfo\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nroad_class\x18\x03 \x01(\t\x12\x10\n\x08length_m\x18\x04 \x01(\x01\x12)\n\x0b\x63oordinates\x18\x05 \x03(\x0b\x32\x14.roadsense.v1.LatLon\x12\x11\n\tdirection\x18\x06 \x01(\t\x12\x12\n\nconfigured\x18\x07 \x01(\x08\"\"\n\x06LatLon\x12\x0b\n\x03lat\x18\x01 \x01(\x01\x12\x0b\n\x03lon\x18\x02 \x01(\x01\"@\n\x0cHistoryPoint\x12\x10\n\x08start_ms\x18\x01 \x01(\x03\x12\r\n\x05level\x18\x02 \x01(\x01\x12\x0f\n\x07reports\x18\x03 \x01(\r\"\x15\n\x13ListSegmentsRequest\"o\n\x14ListSegmentsResponse\x12+\n\x08segments\x18\x01 \x03(\x0b\x32\x19.roadsense.v1.SegmentInfo\x12*\n\x06states\x18\x02 \x03(\x0b\x32\x1a.roadsense.v1.SegmentState\"G\n\x11GetSegmentRequest\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66rom_ms\x18\x02 \x01(\x03\x12\r\n\x05to_ms\x18\x03 \x01(\x03\"\xaa\x01\n\x12GetSegmentResponse\x12\'\n\x04info\x18\x01 \x01(\x0b\x32\x19.roadsense.v1.SegmentInfo\x12)\n\x05state\x18\x02 \x01(\x0b\x32\x1a.roadsense.v1.SegmentState\x12+\n\x07history\x18\x03 \x03(\x0b\x32\x1a.roadsense.v1.HistoryPoint\x12\x13\n\x0binterval_ms\x18\x04 \x01(\x03\"j\n\x13GetCityStateRequest\x12\x13\n\x0bsegment_ids\x18\x01 \x03(\t\x12\x11\n\tmin_level\x18\x02 \x01(\x01\x12\x14\n\x0croad_classes\x18\x03 \x03(\t\x12\x15\n\rexclude_stale\x18\x04 \x01(\x08\",\n\x15WatchCityStateRequest\x12\x13\n\x0bsegment_ids\x18\x01 \x03(\t\"\x91\x01\n\x0f\x43ityStateUpdate\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x17.roadsense.v1.CityStateH\x00\x12-\n\x07segment\x18\x02 \x01(\x0b\x32\x1a.roadsense.v1.SegmentStateH\x00\x12\x18\n\x10\x63ongestion_index\x18\x03 \x01(\x01\x42\x08\n\x06update\"_\n\x0bObservation\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x0f\n\x07time_ms\x18\x02 \x01(\x03\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\"L\n\x19IngestObservationsRequest\x12/\n\x0cobservations\x18\x01 \x03(\x0b\x32\x19.roadsense.v1.Observation\"-\n\x0cRejectedItem\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"d\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x12\n\nduplicates\x18\x02 \x01(\r\x12,\n\x08rejected\x18\x03 \x03(\x0b\x32\x1a.roadsense.v1.RejectedItem\"C\n\x12WeatherObservation\x12\x0f\n\x07time_ms\x18\x01 \x01(\x03\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"I\n\x14IngestWeatherRequest\x12\x31\n\x07weather\x18\x01 \x03(\x0b\x32 .roadsense.v1.WeatherObservation\"\x83\x01\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\x12\x14\n\x0clast_seen_ms\x18\x03 \x01(\x03\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x12\n\ncamera_ids\x18\x06 \x03(\t\"\x14\n\x12ListDevicesRequest\"<\n\x13ListDevicesResponse\x12%\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x14.roadsense.v1.Device2\x89\x04\n\x0b\x43ityService\x12J\n\x0cGetCityState\x12!.roadsense.v1.GetCityStateRequest\x1a\x17.roadsense.v1.CityState\x12V\n\x0eWatchCityState\x12#.roadsense.v1.WatchCityStateRequest\x1a\x1d.roadsense.v1.CityStateUpdate0\x01\x12U\n\x0cListSegments\x12!.roadsense.v1.ListSegmentsRequest\x1a\".roadsense.v1.ListSegmentsResponse\x12O\n\nGetSegment\x12\x1f.roadsense.v1.GetSegmentRequest\x1a .roadsense.v1.GetSegmentResponse\x12[\n\x12IngestObservations\x12\'.roadsense.v1.IngestObservationsRequest\x1a\x1c.roadsense.v1.IngestResponse\x12Q\n\rIngestWeather\x12\".roadsense.v1.IngestWeatherRequest\x1a\x1c.roadsense.v1.IngestResponse2b\n\x0c\x46leetService\x12R\n\x0bListDevices\x12 .roadsense.v1.ListDevicesRequest\x1a!.roadsense.v1.ListDevicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,19 +54,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSEGMENTRESPONSE']._serialized_start=975
   _globals['_GETSEGMENTRESPONSE']._serialized_end=1145
   _globals['_GETCITYSTATEREQUEST']._serialized_start=1147
-  _globals['_GETCITYSTATEREQUEST']._serialized_end=1189
-  _globals['_WATCHCITYSTATEREQUEST']._serialized_start=1191
-  _globals['_WATCHCITYSTATEREQUEST']._serialized_end=1235
-  _globals['_CITYSTATEUPDATE']._serialized_start=1238
-  _globals['_CITYSTATEUPDATE']._serialized_end=1383
-  _globals['_DEVICE']._serialized_start=1386
-  _globals['_DEVICE']._serialized_end=1517
-  _globals['_LISTDEVICESREQUEST']._serialized_start=1519
-  _globals['_LISTDEVICESREQUEST']._serialized_end=1539
-  _globals['_LISTDEVICESRESPONSE']._serialized_start=1541
-  _globals['_LISTDEVICESRESPONSE']._serialized_end=1601
-  _globals['_CITYSERVICE']._serialized_start=1604
-  _globals['_CITYSERVICE']._serialized_end=1949
-  _globals['_FLEETSERVICE']._serialized_start=1951
-  _globals['_FLEETSERVICE']._serialized_end=2049
+  _globals['_GETCITYSTATEREQUEST']._serialized_end=1253
+  _globals['_WATCHCITYSTATEREQUEST']._serialized_start=1255
+  _globals['_WATCHCITYSTATEREQUEST']._serialized_end=1299
+  _globals['_CITYSTATEUPDATE']._serialized_start=1302
+  _globals['_CITYSTATEUPDATE']._serialized_end=1447
+  _globals['_OBSERVATION']._serialized_start=1449
+  _globals['_OBSERVATION']._serialized_end=1544
+  _globals['_INGESTOBSERVATIONSREQUEST']._serialized_start=1546
+  _globals['_INGESTOBSERVATIONSREQUEST']._serialized_end=1622
+  _globals['_REJECTEDITEM']._serialized_start=1624
+  _globals['_REJECTEDITEM']._serialized_end=1669
+  _globals['_INGESTRESPONSE']._serialized_start=1671
+  _globals['_INGESTRESPONSE']._serialized_end=1771
+  _globals['_WEATHEROBSERVATION']._serialized_start=1773
+  _globals['_WEATHEROBSERVATION']._serialized_end=1840
+  _globals['_INGESTWEATHERREQUEST']._serialized_start=1842
+  _globals['_INGESTWEATHERREQUEST']._serialized_end=1915
+  _globals['_DEVICE']._serialized_start=1918
+  _globals['_DEVICE']._serialized_end=2049
+  _globals['_LISTDEVICESREQUEST']._serialized_start=2051
+  _globals['_LISTDEVICESREQUEST']._serialized_end=2071
+  _globals['_LISTDEVICESRESPONSE']._serialized_start=2073
+  _globals['_LISTDEVICESRESPONSE']._serialized_end=2133
+  _globals['_CITYSERVICE']._serialized_start=2136
+  _globals['_CITYSERVICE']._serialized_end=2657
+  _globals['_FLEETSERVICE']._serialized_start=2659
+  _globals['_FLEETSERVICE']._serialized_end=2757
 # @@protoc_insertion_point(module_scope)

@@ -120,10 +120,16 @@ class GetSegmentResponse(_message.Message):
     def __init__(self, info: _Optional[_Union[SegmentInfo, _Mapping]] = ..., state: _Optional[_Union[SegmentState, _Mapping]] = ..., history: _Optional[_Iterable[_Union[HistoryPoint, _Mapping]]] = ..., interval_ms: _Optional[int] = ...) -> None: ...
 
 class GetCityStateRequest(_message.Message):
-    __slots__ = ("segment_ids",)
+    __slots__ = ("segment_ids", "min_level", "road_classes", "exclude_stale")
     SEGMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    MIN_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    ROAD_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_STALE_FIELD_NUMBER: _ClassVar[int]
     segment_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, segment_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    min_level: float
+    road_classes: _containers.RepeatedScalarFieldContainer[str]
+    exclude_stale: bool
+    def __init__(self, segment_ids: _Optional[_Iterable[str]] = ..., min_level: _Optional[float] = ..., road_classes: _Optional[_Iterable[str]] = ..., exclude_stale: _Optional[bool] = ...) -> None: ...
 
 class WatchCityStateRequest(_message.Message):
     __slots__ = ("segment_ids",)
@@ -140,6 +146,60 @@ class CityStateUpdate(_message.Message):
     segment: SegmentState
     congestion_index: float
     def __init__(self, snapshot: _Optional[_Union[CityState, _Mapping]] = ..., segment: _Optional[_Union[SegmentState, _Mapping]] = ..., congestion_index: _Optional[float] = ...) -> None: ...
+
+class Observation(_message.Message):
+    __slots__ = ("segment_id", "time_ms", "value", "unit", "source")
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    segment_id: str
+    time_ms: int
+    value: float
+    unit: str
+    source: str
+    def __init__(self, segment_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., value: _Optional[float] = ..., unit: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class IngestObservationsRequest(_message.Message):
+    __slots__ = ("observations",)
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    observations: _containers.RepeatedCompositeFieldContainer[Observation]
+    def __init__(self, observations: _Optional[_Iterable[_Union[Observation, _Mapping]]] = ...) -> None: ...
+
+class RejectedItem(_message.Message):
+    __slots__ = ("index", "reason")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    reason: str
+    def __init__(self, index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class IngestResponse(_message.Message):
+    __slots__ = ("accepted", "duplicates", "rejected")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    duplicates: int
+    rejected: _containers.RepeatedCompositeFieldContainer[RejectedItem]
+    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectedItem, _Mapping]]] = ...) -> None: ...
+
+class WeatherObservation(_message.Message):
+    __slots__ = ("time_ms", "code", "source")
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    time_ms: int
+    code: str
+    source: str
+    def __init__(self, time_ms: _Optional[int] = ..., code: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class IngestWeatherRequest(_message.Message):
+    __slots__ = ("weather",)
+    WEATHER_FIELD_NUMBER: _ClassVar[int]
+    weather: _containers.RepeatedCompositeFieldContainer[WeatherObservation]
+    def __init__(self, weather: _Optional[_Iterable[_Union[WeatherObservation, _Mapping]]] = ...) -> None: ...
 
 class Device(_message.Message):
     __slots__ = ("device_id", "online", "last_seen_ms", "agent_version", "model_version", "camera_ids")

@@ -54,6 +54,16 @@ class CityServiceStub:
                 request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentRequest.SerializeToString,
                 response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentResponse.FromString,
                 _registered_method=True)
+        self.IngestObservations = channel.unary_unary(
+                '/roadsense.v1.CityService/IngestObservations',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.IngestObservationsRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.IngestResponse.FromString,
+                _registered_method=True)
+        self.IngestWeather = channel.unary_unary(
+                '/roadsense.v1.CityService/IngestWeather',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.IngestWeatherRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.IngestResponse.FromString,
+                _registered_method=True)
 
 
 class CityServiceServicer:
@@ -83,6 +93,19 @@ class CityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IngestObservations(self, request, context):
+        """Feeds (role feed or admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IngestWeather(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +128,16 @@ def add_CityServiceServicer_to_server(servicer, server):
                     servicer.GetSegment,
                     request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentRequest.FromString,
                     response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentResponse.SerializeToString,
+            ),
+            'IngestObservations': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestObservations,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.IngestObservationsRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.IngestResponse.SerializeToString,
+            ),
+            'IngestWeather': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestWeather,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.IngestWeatherRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.IngestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +248,60 @@ class CityService:
             '/roadsense.v1.CityService/GetSegment',
             roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentRequest.SerializeToString,
             roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestObservations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.CityService/IngestObservations',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.IngestObservationsRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.IngestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestWeather(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.CityService/IngestWeather',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.IngestWeatherRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.IngestResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,9 @@ class CityServiceStub:
     WatchCityState: _grpc.UnaryStreamMultiCallable[_city_pb2.WatchCityStateRequest, _city_pb2.CityStateUpdate]
     ListSegments: _grpc.UnaryUnaryMultiCallable[_city_pb2.ListSegmentsRequest, _city_pb2.ListSegmentsResponse]
     GetSegment: _grpc.UnaryUnaryMultiCallable[_city_pb2.GetSegmentRequest, _city_pb2.GetSegmentResponse]
+    IngestObservations: _grpc.UnaryUnaryMultiCallable[_city_pb2.IngestObservationsRequest, _city_pb2.IngestResponse]
+    """Feeds (role feed or admin)."""
+    IngestWeather: _grpc.UnaryUnaryMultiCallable[_city_pb2.IngestWeatherRequest, _city_pb2.IngestResponse]
 
 @_typing.type_check_only
 class CityServiceAsyncStub(CityServiceStub):
@@ -43,6 +46,9 @@ class CityServiceAsyncStub(CityServiceStub):
     WatchCityState: _aio.UnaryStreamMultiCallable[_city_pb2.WatchCityStateRequest, _city_pb2.CityStateUpdate]  # type: ignore[assignment]
     ListSegments: _aio.UnaryUnaryMultiCallable[_city_pb2.ListSegmentsRequest, _city_pb2.ListSegmentsResponse]  # type: ignore[assignment]
     GetSegment: _aio.UnaryUnaryMultiCallable[_city_pb2.GetSegmentRequest, _city_pb2.GetSegmentResponse]  # type: ignore[assignment]
+    IngestObservations: _aio.UnaryUnaryMultiCallable[_city_pb2.IngestObservationsRequest, _city_pb2.IngestResponse]  # type: ignore[assignment]
+    """Feeds (role feed or admin)."""
+    IngestWeather: _aio.UnaryUnaryMultiCallable[_city_pb2.IngestWeatherRequest, _city_pb2.IngestResponse]  # type: ignore[assignment]
 
 class CityServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -72,6 +78,21 @@ class CityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _city_pb2.GetSegmentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_city_pb2.GetSegmentResponse, _abc.Awaitable[_city_pb2.GetSegmentResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def IngestObservations(
+        self,
+        request: _city_pb2.IngestObservationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.IngestResponse, _abc.Awaitable[_city_pb2.IngestResponse]]:
+        """Feeds (role feed or admin)."""
+
+    @_abc_1.abstractmethod
+    def IngestWeather(
+        self,
+        request: _city_pb2.IngestWeatherRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.IngestResponse, _abc.Awaitable[_city_pb2.IngestResponse]]: ...
 
 def add_CityServiceServicer_to_server(servicer: CityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
