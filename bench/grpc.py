@@ -65,7 +65,7 @@ def run_grpc_bench(
             CloudConfig(
                 mqtt=MqttConfig(port=broker.port),
                 ingest=IngestConfig(client_id="bench-grpc"),
-                grpc=GrpcConfig(port=0, max_workers=watchers + 16),
+                grpc=GrpcConfig(port=0, max_workers=watchers + 16, drain_s=0),
                 store=StoreConfig(path=workdir / "city.sqlite"),
             )
         )

@@ -144,7 +144,7 @@ def _cloud(port: int, workdir: Path, name: str, lags: list[float]) -> CloudServi
     config = CloudConfig(
         mqtt=MqttConfig(port=port),
         ingest=IngestConfig(client_id=f"bench-{name}", batch_size=1000, queue_size=20_000),
-        grpc=GrpcConfig(port=0),
+        grpc=GrpcConfig(port=0, drain_s=0),
         store=StoreConfig(path=workdir / f"{name}.sqlite"),
     )
     service = CloudService(config, lag_observer=lags.append)

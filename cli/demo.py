@@ -171,7 +171,7 @@ def _run(
         CloudConfig(
             mqtt=mqtt,
             ingest=IngestConfig(),
-            grpc=GrpcConfig(host="127.0.0.1", port=0, auth=auth),
+            grpc=GrpcConfig(host="127.0.0.1", port=0, auth=auth, drain_s=0),
             store=StoreConfig(path=workdir / "city.sqlite"),
         )
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 
@@ -158,6 +159,8 @@ class CloudService:
         """Report NOT_SERVING, finish in-flight RPCs, drain the ingest, close the store."""
         self.health.enter_graceful_shutdown()
         self._stopping.set()
+        if self.config.grpc.drain_s:
+            time.sleep(self.config.grpc.drain_s)
         self.feed.close()
         self.server.stop(self.config.grpc.grace_s).wait()
         self.ingest.stop()

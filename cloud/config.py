@@ -73,6 +73,12 @@ class GrpcConfig(ConfigModel):
     grace_s: float = Field(
         default=5.0, ge=0, description="Seconds in-flight RPCs get to finish on shutdown."
     )
+    drain_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="On shutdown, seconds the health check answers NOT_SERVING while still "
+        "serving, so load balancers move clients away before the port closes.",
+    )
     auth: AuthConfig = Field(default_factory=AuthConfig, description="Client tokens and roles.")
     tls: GrpcTlsConfig | None = Field(
         default=None, description="TLS settings; plaintext (loopback only!) when absent."

@@ -59,7 +59,7 @@ def cloud_config(
     return CloudConfig(
         mqtt=mqtt_config,
         ingest=IngestConfig(client_id=name, shared_group=name),
-        grpc=GrpcConfig(host="127.0.0.1", port=0, grace_s=1.0),
+        grpc=GrpcConfig(host="127.0.0.1", port=0, grace_s=1.0, drain_s=0),
         store=StoreConfig(path=tmp_path / "city.sqlite"),
     )
 

@@ -247,3 +247,25 @@ def test_reports_made_while_the_broker_restarts_arrive_once(
         agent.stop()
         service.stop()
         broker.stop()
+
+
+def test_health_says_not_serving_while_draining(cloud_config: CloudConfig) -> None:
+    config = cloud_config.model_copy(
+        update={"grpc": cloud_config.grpc.model_copy(update={"drain_s": 1.5})}
+    )
+    service = CloudService(config)
+    service.start()
+    with grpc.insecure_channel(service.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest()
+        assert health.Check(request, timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        stopper = threading.Thread(target=service.stop)
+        stopper.start()
+        assert wait_until(
+            lambda: (
+                health.Check(request, timeout=5).status
+                == health_pb2.HealthCheckResponse.NOT_SERVING
+            ),
+            1.0,
+        )
+        stopper.join(10)
