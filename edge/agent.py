@@ -118,6 +118,8 @@ class EdgeAgent:
             c.id: ProbabilityWindow(self.config.reports.window) for c in config.cameras
         }
         self._last_label: dict[str, str] = {}
+        # camera → (smoothed most probable class, classified frames it has held)
+        self._streak: dict[str, tuple[str, int]] = {}
         self._outbox_state = "ok"
         self._last_error_log = 0.0
         self._metrics: MetricsServer | None = None
@@ -304,9 +306,11 @@ class EdgeAgent:
                     # The first report of a camera goes out as soon as its window is full.
                     urgent = len(window) >= config.reports.window
                 else:
+                    label, held = self._streak.get(cam_id, ("", 0))
                     urgent = (
                         config.reports.on_level_change
-                        and self._current_label(window) != self._last_label[cam_id]
+                        and label != self._last_label[cam_id]
+                        and held >= config.reports.change_confirm_frames
                     )
                 if urgent or now >= next_report.setdefault(cam_id, now + interval):
                     self._report(cam_id, window)
@@ -327,10 +331,11 @@ class EdgeAgent:
             self.stats.classifier_calls += 1
             self.stats.frames_classified += len(batch)
             for frame, row in zip(batch, probabilities, strict=True):
-                self._windows[frame.camera_id].add(frame.capture_time_ms, row)
-
-    def _current_label(self, window: ProbabilityWindow) -> str:
-        return self.classifier.labels[int(window.mean().argmax())]
+                window = self._windows[frame.camera_id]
+                window.add(frame.capture_time_ms, row)
+                label = self.classifier.labels[int(window.mean().argmax())]
+                previous, held = self._streak.get(frame.camera_id, ("", 0))
+                self._streak[frame.camera_id] = (label, held + 1 if label == previous else 1)
 
     def _report(self, camera_id: str, window: ProbabilityWindow) -> None:
         start_ms, end_ms = window.span_ms()

@@ -84,6 +84,12 @@ class ReportConfig(ConfigModel):
         default=True,
         description="Report at once when a camera's most probable class changes.",
     )
+    change_confirm_frames: int = Field(
+        default=3,
+        ge=1,
+        description="Classified frames in a row the new class must hold before a change "
+        "is reported at once (hysteresis against flapping between two classes).",
+    )
 
 
 class OutboxConfig(ConfigModel):

@@ -166,6 +166,34 @@ def test_a_level_change_is_reported_at_once(tmp_path: Path) -> None:
     assert len(reports) >= 2
 
 
+class FlappingClassifier(ScriptedClassifier):
+    """Alternates between 'free' and 'jammed' every frame."""
+
+    def classify(self, frames: Sequence[Frame]) -> Probabilities:
+        rows = []
+        for _ in frames:
+            self.calls += 1
+            rows.append(np.eye(5, dtype=np.float32)[0 if self.calls % 2 else 4])
+        return np.stack(rows)
+
+
+def test_a_flapping_class_is_not_reported_every_frame(tmp_path: Path) -> None:
+    config = _config(tmp_path).model_copy(
+        update={
+            "cameras": _config(tmp_path).cameras[:1],
+            "reports": ReportConfig(window=1, interval_s=60.0, change_confirm_frames=3),
+        }
+    )
+    classifier = FlappingClassifier(switch_after=0)
+    agent = EdgeAgent(config, classifier, MemoryPublisher(), Outbox(config.outbox))
+    agent.start()
+    try:
+        assert wait_until(lambda: classifier.calls >= 20, 10.0)
+    finally:
+        agent.stop()
+    assert agent.stats.reports_created == 1  # only the first, when the window filled
+
+
 def test_full_disk_is_counted_and_reported_not_fatal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
