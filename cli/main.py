@@ -80,6 +80,55 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _forecast_evaluate(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from roadsense.models.forecast_eval import evaluate
+    from roadsense.models.forecaster import ForecasterSettings
+    from roadsense.models.series import load_series
+
+    try:
+        horizons = tuple(int(h) for h in args.horizons.split(","))
+    except ValueError:
+        print(
+            f"roadsense: --horizons {args.horizons!r}: expected steps like 1,2,3,4", file=sys.stderr
+        )
+        return 2
+    if not horizons or min(horizons) < 1 or args.window < 1 or not 0 < args.train_fraction < 1:
+        print(
+            "roadsense: --window and horizons must be >= 1, --train-fraction in (0, 1)",
+            file=sys.stderr,
+        )
+        return 2
+    start = datetime.fromisoformat(args.start) if args.start else None
+    series = load_series(
+        args.speeds, weather_path=args.weather, start=start, interval_min=args.interval_min
+    )
+    settings = ForecasterSettings(
+        window=args.window, horizons=horizons, epochs=args.epochs, seed=args.seed
+    )
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("training", total=settings.epochs)
+
+        def progress(epoch: int, epochs: int, loss: float) -> None:
+            bar.update(task, completed=epoch, description=f"training (validation loss {loss:.4f})")
+
+        results = evaluate(series, settings, args.train_fraction, progress)
+    for horizon in horizons:
+        for name, figures in results[str(horizon)].items():
+            print(
+                f"h={horizon} {name:12s} rmse {figures['rmse']:.4f} mae {figures['mae']:.4f} "
+                f"acc {figures['accuracy']:.4f} r2 {figures['r2']:.4f} "
+                f"masked_rmse {figures['masked_rmse']:.4f} rmse@h {figures['rmse_at_step']:.4f}"
+            )
+    if args.json:
+        print(json.dumps(results, sort_keys=True))
+    return 0
+
+
 def _print_figures(figures: dict[str, Any], as_json: bool) -> int:
     """A benchmark's figures: one JSON line, or one ``key: value`` line each."""
     if as_json:
@@ -117,6 +166,36 @@ def _bench_grpc(args: argparse.Namespace) -> int:
 
     result = run_grpc_bench(segments=args.segments, calls=args.calls, watchers=args.watchers)
     return _print_figures(result, args.json)
+
+
+def _add_forecast_commands(commands: Any) -> None:
+    forecast = commands.add_parser(
+        "forecast", help="traffic-flow forecasting", description="The GRU traffic forecaster."
+    )
+    forecast_commands = forecast.add_subparsers(
+        dest="forecast_command", metavar="COMMAND", required=True
+    )
+    evaluate = forecast_commands.add_parser(
+        "evaluate",
+        help="train on the first part of a series, score on the rest against baselines",
+        description="Chronological split; the GRU against historical average and "
+        "persistence, per horizon, with the T-GCN metrics and masked ones.",
+    )
+    evaluate.add_argument("--speeds", type=Path, required=True, help="series CSV")
+    evaluate.add_argument("--weather", type=Path, help="weather CSV aligned by row")
+    evaluate.add_argument("--start", help="ISO 8601 time of the first row (no date column)")
+    evaluate.add_argument("--interval-min", type=float, help="minutes between rows")
+    evaluate.add_argument("--window", type=int, default=4, help="input steps (default 4)")
+    evaluate.add_argument(
+        "--horizons", default="1,2,3,4", help="steps ahead, comma-separated (default 1,2,3,4)"
+    )
+    evaluate.add_argument(
+        "--train-fraction", type=float, default=0.8, help="training share, in time order"
+    )
+    evaluate.add_argument("--epochs", type=int, default=40, help="most training epochs")
+    evaluate.add_argument("--seed", type=int, default=0, help="random seed")
+    evaluate.add_argument("--json", action="store_true", help="last line: one JSON object")
+    evaluate.set_defaults(handler=_forecast_evaluate)
 
 
 def _add_bench_commands(commands: Any) -> None:
@@ -265,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     _add_bench_commands(commands)
+    _add_forecast_commands(commands)
     return parser
 
 

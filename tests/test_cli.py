@@ -39,6 +39,7 @@ def test_every_command_has_help_text() -> None:
         "bench edge",
         "bench ingest",
         "bench grpc",
+        "forecast evaluate",
     } <= names
     for path, parser, summary in commands:
         assert summary, f"{' '.join(path)} has no help line"

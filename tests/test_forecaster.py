@@ -1,0 +1,122 @@
+"""The GRU forecaster: a tiny training run on CPU, the evaluate command's output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from roadsense.models.forecast_eval import evaluate
+from roadsense.models.forecaster import ForecasterSettings, GruForecaster
+from roadsense.models.series import Series
+
+
+def _daily_series(days: int = 6, segments: int = 3, missing: float = 0.05) -> Series:
+    """Speeds with a daily rhythm per segment and some missing observations."""
+    rng = np.random.default_rng(0)
+    steps = days * 96
+    t = np.arange(steps)
+    base = 40 + 15 * np.sin(2 * np.pi * t / 96)[:, None] + np.arange(segments)[None, :] * 5
+    values = base + rng.normal(0, 1.0, size=base.shape)
+    values[rng.random(values.shape) < missing] = 0.0
+    start = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    return Series(
+        segment_ids=[f"s{i}" for i in range(segments)],
+        values=values,
+        observed=values > 0,
+        times=[start + timedelta(minutes=15 * i) for i in range(steps)],
+        weather=None,
+    )
+
+
+def test_a_tiny_run_learns_the_rhythm_better_than_persistence() -> None:
+    settings = ForecasterSettings(window=4, horizons=(1, 4), hidden=16, epochs=15, patience=15)
+    results = evaluate(_daily_series(), settings, train_fraction=0.7)
+    assert set(results) == {"1", "4", "training"}
+    for horizon in ("1", "4"):
+        assert set(results[horizon]) == {"gru", "ha", "persistence"}
+        assert set(results[horizon]["gru"]) == {
+            "rmse",
+            "mae",
+            "accuracy",
+            "r2",
+            "var",
+            "masked_rmse",
+            "masked_mae",
+            "rmse_at_step",
+        }
+    # Four steps ahead the daily wave has moved: the GRU, which sees the time of
+    # day, must do better than repeating the last value.
+    assert results["4"]["gru"]["masked_rmse"] < results["4"]["persistence"]["masked_rmse"]
+
+
+def test_missing_inputs_are_flagged_not_read_as_zero_speed() -> None:
+    series = _daily_series(days=3, segments=2, missing=0.0)
+    model = GruForecaster(ForecasterSettings(window=4, horizons=(1,), hidden=8, epochs=1))
+    model.fit(series)
+    features = model._step_features(series)
+    assert features.shape == (series.steps, 2, 2 + 4)
+    gappy = _daily_series(days=3, segments=2, missing=0.3)
+    gap_features = model._step_features(gappy)
+    missing = ~gappy.observed
+    assert np.all(gap_features[missing][:, 0] == 0.0)  # normalised value zeroed
+    assert np.all(gap_features[missing][:, 1] == 0.0)  # and flagged missing
+    assert np.all(gap_features[gappy.observed][:, 1] == 1.0)
+
+
+def test_predict_needs_a_fitted_model() -> None:
+    with pytest.raises(RuntimeError, match="fit"):
+        GruForecaster(ForecasterSettings()).predict_windows(_daily_series(), range(2))
+
+
+def _roadsense(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "roadsense.cli", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_evaluate_command_prints_json_last(tmp_path: Path) -> None:
+    series = _daily_series(days=4, segments=2)
+    rows = ["a,b"] + [f"{v[0]:.3f},{v[1]:.3f}" for v in series.values]
+    path = tmp_path / "speeds.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = _roadsense(
+        "forecast",
+        "evaluate",
+        "--speeds",
+        str(path),
+        "--start",
+        "2026-01-05T00:00:00",
+        "--interval-min",
+        "15",
+        "--window",
+        "4",
+        "--horizons",
+        "1,2",
+        "--epochs",
+        "2",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(figures) == {"1", "2", "training"}
+    assert figures["2"]["ha"]["rmse"] > 0
+
+
+def test_evaluate_command_refuses_bad_arguments(tmp_path: Path) -> None:
+    result = _roadsense(
+        "forecast", "evaluate", "--speeds", str(tmp_path / "x.csv"), "--horizons", "1,x"
+    )
+    assert result.returncode == 2
+    assert "expected steps like 1,2,3,4" in result.stderr
+    missing = _roadsense("forecast", "evaluate", "--speeds", str(tmp_path / "x.csv"))
+    assert missing.returncode == 1
+    assert (
+        missing.stderr.strip()
+        == f"roadsense: error: {tmp_path / 'x.csv'}: cannot read: No such file or directory"
+    )
