@@ -80,13 +80,10 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _forecast_evaluate(args: argparse.Namespace) -> int:
+def _forecast_inputs(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """(series, settings) from the shared forecasting arguments; None after a usage error."""
     from datetime import datetime
 
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from roadsense.models.forecast_eval import evaluate
     from roadsense.models.forecaster import ForecasterSettings
     from roadsense.models.series import load_series
 
@@ -94,29 +91,89 @@ def _forecast_evaluate(args: argparse.Namespace) -> int:
         horizons = tuple(int(h) for h in args.horizons.split(","))
     except ValueError:
         print(
-            f"roadsense: --horizons {args.horizons!r}: expected steps like 1,2,3,4", file=sys.stderr
+            f"roadsense: --horizons {args.horizons!r}: expected steps like 1,2,3,4",
+            file=sys.stderr,
         )
-        return 2
+        return None
     if not horizons or min(horizons) < 1 or args.window < 1 or not 0 < args.train_fraction < 1:
         print(
             "roadsense: --window and horizons must be >= 1, --train-fraction in (0, 1)",
             file=sys.stderr,
         )
-        return 2
-    start = datetime.fromisoformat(args.start) if args.start else None
+        return None
+    try:
+        start = datetime.fromisoformat(args.start) if args.start else None
+    except ValueError:
+        print(f"roadsense: --start {args.start!r} is not an ISO 8601 time", file=sys.stderr)
+        return None
     series = load_series(
         args.speeds, weather_path=args.weather, start=start, interval_min=args.interval_min
     )
     settings = ForecasterSettings(
         window=args.window, horizons=horizons, epochs=args.epochs, seed=args.seed
     )
+    return series, settings
+
+
+def _training_progress(bar: Any) -> Any:
+    task = bar.add_task("training", total=None)
+
+    def progress(epoch: int, epochs: int, loss: float) -> None:
+        bar.update(
+            task,
+            total=epochs,
+            completed=epoch,
+            description=f"training (validation loss {loss:.4f})",
+        )
+
+    return progress
+
+
+def _train_forecaster(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from roadsense.models.forecast_eval import evaluate
+    from roadsense.models.forecast_export import train_and_export
+
+    inputs = _forecast_inputs(args)
+    if inputs is None:
+        return 2
+    series, settings = inputs
+    interval = (series.times[1] - series.times[0]).total_seconds() / 60
     with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("training", total=settings.epochs)
+        evaluation = (
+            None
+            if args.skip_evaluation
+            else evaluate(series, settings, args.train_fraction, _training_progress(bar))
+        )
+        path = train_and_export(
+            series,
+            settings,
+            args.out,
+            interval_min=interval,
+            version=args.version,
+            provenance=args.provenance,
+            evaluation=evaluation,
+            progress=_training_progress(bar),
+        )
+    print(path)
+    return 0
 
-        def progress(epoch: int, epochs: int, loss: float) -> None:
-            bar.update(task, completed=epoch, description=f"training (validation loss {loss:.4f})")
 
-        results = evaluate(series, settings, args.train_fraction, progress)
+def _forecast_evaluate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from roadsense.models.forecast_eval import evaluate
+
+    inputs = _forecast_inputs(args)
+    if inputs is None:
+        return 2
+    series, settings = inputs
+    horizons = settings.horizons
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        results = evaluate(series, settings, args.train_fraction, _training_progress(bar))
     for horizon in horizons:
         for name, figures in results[str(horizon)].items():
             print(
@@ -168,6 +225,43 @@ def _bench_grpc(args: argparse.Namespace) -> int:
     return _print_figures(result, args.json)
 
 
+def _add_series_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--speeds", type=Path, required=True, help="series CSV")
+    parser.add_argument("--weather", type=Path, help="weather CSV aligned by row")
+    parser.add_argument("--start", help="ISO 8601 time of the first row (no date column)")
+    parser.add_argument("--interval-min", type=float, help="minutes between rows")
+    parser.add_argument("--window", type=int, default=4, help="input steps (default 4)")
+    parser.add_argument(
+        "--horizons", default="1,2,3,4", help="steps ahead, comma-separated (default 1,2,3,4)"
+    )
+    parser.add_argument(
+        "--train-fraction", type=float, default=0.8, help="training share, in time order"
+    )
+    parser.add_argument("--epochs", type=int, default=40, help="most training epochs")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+
+
+def _add_train_commands(commands: Any) -> None:
+    train = commands.add_parser("train", help="train models", description="Model training.")
+    train_commands = train.add_subparsers(dest="train_command", metavar="COMMAND", required=True)
+    forecaster = train_commands.add_parser(
+        "forecaster",
+        help="train the GRU forecaster on a whole series and export ONNX with its card",
+        description="Evaluate (unless --skip-evaluation), train on the whole series, export "
+        "ONNX, check it against torch (1e-4) and write forecaster.card.json.",
+    )
+    _add_series_arguments(forecaster)
+    forecaster.add_argument("--out", type=Path, required=True, help="output folder")
+    forecaster.add_argument("--version", default="0.1.0", help="model version for the card")
+    forecaster.add_argument(
+        "--provenance", default="", help="where the training data came from (for the card)"
+    )
+    forecaster.add_argument(
+        "--skip-evaluation", action="store_true", help="do not run the 80/20 evaluation first"
+    )
+    forecaster.set_defaults(handler=_train_forecaster)
+
+
 def _add_forecast_commands(commands: Any) -> None:
     forecast = commands.add_parser(
         "forecast", help="traffic-flow forecasting", description="The GRU traffic forecaster."
@@ -181,19 +275,7 @@ def _add_forecast_commands(commands: Any) -> None:
         description="Chronological split; the GRU against historical average and "
         "persistence, per horizon, with the T-GCN metrics and masked ones.",
     )
-    evaluate.add_argument("--speeds", type=Path, required=True, help="series CSV")
-    evaluate.add_argument("--weather", type=Path, help="weather CSV aligned by row")
-    evaluate.add_argument("--start", help="ISO 8601 time of the first row (no date column)")
-    evaluate.add_argument("--interval-min", type=float, help="minutes between rows")
-    evaluate.add_argument("--window", type=int, default=4, help="input steps (default 4)")
-    evaluate.add_argument(
-        "--horizons", default="1,2,3,4", help="steps ahead, comma-separated (default 1,2,3,4)"
-    )
-    evaluate.add_argument(
-        "--train-fraction", type=float, default=0.8, help="training share, in time order"
-    )
-    evaluate.add_argument("--epochs", type=int, default=40, help="most training epochs")
-    evaluate.add_argument("--seed", type=int, default=0, help="random seed")
+    _add_series_arguments(evaluate)
     evaluate.add_argument("--json", action="store_true", help="last line: one JSON object")
     evaluate.set_defaults(handler=_forecast_evaluate)
 
@@ -345,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_bench_commands(commands)
     _add_forecast_commands(commands)
+    _add_train_commands(commands)
     return parser
 
 

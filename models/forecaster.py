@@ -88,6 +88,18 @@ class GruForecaster:
         self._network: _Network | None = None
         self.segments = 0
 
+    @property
+    def network(self) -> nn.Module:
+        """The trained torch module (for export)."""
+        if self._network is None:
+            raise RuntimeError("fit() first")
+        return self._network
+
+    @property
+    def feature_count(self) -> int:
+        """Features per step: value, observed flag, 4 time features, weather one-hot."""
+        return 6 + len(self.weather_codes)
+
     # Features ---------------------------------------------------------------
 
     def _step_features(self, series: Series) -> npt.NDArray[np.float32]:

@@ -40,6 +40,7 @@ def test_every_command_has_help_text() -> None:
         "bench ingest",
         "bench grpc",
         "forecast evaluate",
+        "train forecaster",
     } <= names
     for path, parser, summary in commands:
         assert summary, f"{' '.join(path)} has no help line"

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from roadsense.models.forecast_eval import evaluate
@@ -120,3 +121,68 @@ def test_evaluate_command_refuses_bad_arguments(tmp_path: Path) -> None:
         missing.stderr.strip()
         == f"roadsense: error: {tmp_path / 'x.csv'}: cannot read: No such file or directory"
     )
+
+
+def test_train_exports_onnx_matching_torch_with_a_card(tmp_path: Path) -> None:
+    series = _daily_series(days=4, segments=2)
+    rows = ["date,a,b"] + [
+        f"{t:%Y-%m-%d %H:%M},{v[0]:.3f},{v[1]:.3f}"
+        for t, v in zip(series.times, series.values, strict=True)
+    ]
+    path = tmp_path / "speeds.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "model"
+    result = _roadsense(
+        "train",
+        "forecaster",
+        "--speeds",
+        str(path),
+        "--window",
+        "4",
+        "--horizons",
+        "1,2",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--version",
+        "test-1",
+        "--provenance",
+        "synthetic",
+    )
+    assert result.returncode == 0, result.stderr
+    card = json.loads((out / "forecaster.card.json").read_text())
+    assert card["onnx_torch_max_abs_difference"] <= 1e-4
+    assert card["segment_ids"] == ["a", "b"]
+    assert card["window"] == 4
+    assert card["horizons"] == [1, 2]
+    assert card["interval_min"] == 15
+    assert card["version"] == "test-1"
+    assert card["data_provenance"] == "synthetic"
+    assert set(card["evaluation"]) == {"1", "2", "training"}
+    assert card["normalisation"]["std"] > 0
+    session = ort.InferenceSession(str(out / "forecaster.onnx"), providers=["CPUExecutionProvider"])
+    (output,) = session.run(
+        None,
+        {
+            "steps": np.zeros((3, 4, 6), dtype=np.float32),
+            "segment": np.array([0, 1, 0], dtype=np.int64),
+            "base": np.zeros(3, dtype=np.float32),
+        },
+    )
+    assert np.asarray(output).shape == (3, 2)
+
+
+def test_shipped_forecaster_card_matches_its_model() -> None:
+    from roadsense.models.card import sha256_file
+    from roadsense.models.shipped import DEFAULT_FORECASTER
+
+    card = json.loads(DEFAULT_FORECASTER.with_suffix(".card.json").read_text())
+    assert sha256_file(DEFAULT_FORECASTER) == card["onnx_sha256"]
+    assert card["onnx_torch_max_abs_difference"] <= 1e-4
+    assert len(card["segment_ids"]) == 40
+    assert card["horizons"] == [1, 2, 3, 4]
+    # Its own evaluation beats historical average at every horizon (RMSE).
+    for horizon in ("1", "2", "3", "4"):
+        figures = card["evaluation"][horizon]
+        assert figures["gru"]["rmse"] < figures["ha"]["rmse"]
