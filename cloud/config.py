@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from roadsense.cloud.auth import AuthConfig
 from roadsense.cloud.city import DeviceConfig, SegmentConfig
-from roadsense.core.config import ConfigModel
+from roadsense.core.config import ConfigModel, relative_to
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig
 
@@ -149,7 +149,7 @@ class CloudConfig(ConfigModel):
         """Copy with relative file paths made relative to ``base`` (the config's folder)."""
 
         def rel(path: Path | None) -> Path | None:
-            return path if path is None or path.is_absolute() else base / path
+            return relative_to(base, path)
 
         tls = self.grpc.tls
         if tls is not None:

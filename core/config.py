@@ -43,6 +43,11 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
+def relative_to(base: Path, path: Path | None) -> Path | None:
+    """``path`` resolved against ``base`` (a config file's folder) unless absolute."""
+    return path if path is None or path.is_absolute() else base / path
+
+
 def describe_validation_error(source: str, err: ValidationError) -> str:
     """Render a pydantic error as one line: file, key, what was expected."""
     problems = []

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from roadsense.core.config import ConfigModel
+from roadsense.core.config import ConfigModel, relative_to
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig
 from roadsense.proto.topics import is_identifier
@@ -155,7 +155,7 @@ class EdgeConfig(ConfigModel):
         """Copy with relative file paths made relative to ``base`` (the config's folder)."""
 
         def rel(path: Path | None) -> Path | None:
-            return path if path is None or path.is_absolute() else base / path
+            return relative_to(base, path)
 
         cameras = [
             c.model_copy(update={"source": str(base / c.source)})

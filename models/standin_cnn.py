@@ -19,20 +19,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from roadsense.models.card import InputSpec, ModelCard, card_path_for, sha256_file
+from roadsense.models.card import ModelCard, card_path_for, sha256_file
+from roadsense.models.placeholder_cnn import INPUT as PLACEHOLDER_INPUT
 from roadsense.models.placeholder_cnn import LABELS, OPSET
 
-INPUT = InputSpec(
-    name="images",
-    width=224,
-    height=224,
-    color_order="RGB",
-    mean=(0.485, 0.456, 0.406),
-    std=(0.229, 0.224, 0.225),
-    resize="stretch",
-    dtype="float32",
-    layout="NCHW",
-)
+# The placeholder's preprocessing at MobileNet's input size.
+INPUT = PLACEHOLDER_INPUT.model_copy(update={"width": 224, "height": 224})
 
 
 def _block(inp: int, out: int, stride: int, expand: int) -> nn.Sequential:
