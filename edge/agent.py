@@ -117,6 +117,7 @@ class EdgeAgent:
         self._windows = {
             c.id: ProbabilityWindow(self.config.reports.window) for c in config.cameras
         }
+        self._segments = {c.id: c.segment_id for c in config.cameras}
         self._last_label: dict[str, str] = {}
         # camera → (smoothed most probable class, classified frames it has held)
         self._streak: dict[str, tuple[str, int]] = {}
@@ -343,7 +344,7 @@ class EdgeAgent:
         frames = len(window)
         window.fresh = False
         self._last_label[camera_id] = self.classifier.labels[int(probabilities.argmax())]
-        segment = next(c.segment_id for c in self.file_config.cameras if c.id == camera_id)
+        segment = self._segments[camera_id]
 
         def build(seq: int) -> bytes:
             return telemetry_pb2.CongestionReport(

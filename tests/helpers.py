@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -14,3 +16,10 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
             return True
         time.sleep(0.05)
     return condition()
+
+
+def roadsense_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``roadsense ARGS`` in a fresh interpreter; output captured, never raises."""
+    return subprocess.run(
+        [sys.executable, "-m", "roadsense.cli", *args], capture_output=True, text=True, check=False
+    )

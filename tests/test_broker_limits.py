@@ -12,16 +12,9 @@ from roadsense.cli.broker import start_mosquitto
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.paho_client import connect_async, create_client
 
+from .helpers import wait_until
+
 pytestmark = pytest.mark.integration
-
-
-def _wait(condition: object, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _subscriber(
@@ -37,7 +30,7 @@ def _subscriber(
 def _publish(config: MqttConfig, payload: bytes) -> None:
     client = create_client(config, "limits-publisher")
     connect_async(client, config)
-    assert _wait(client.is_connected)
+    assert wait_until(client.is_connected)
     client.publish("probe/x", payload, qos=1).wait_for_publish(5)
     client.disconnect()
     client.loop_stop()
@@ -49,13 +42,13 @@ def test_broker_queues_for_an_offline_persistent_subscriber(tmp_path: Path) -> N
     received: list[bytes] = []
     try:
         sub = _subscriber(config, received)
-        assert _wait(sub.is_connected)
+        assert wait_until(sub.is_connected)
         time.sleep(0.3)
         sub.disconnect()
         sub.loop_stop()
         _publish(config, b"while-away")
         sub = _subscriber(config, received)
-        assert _wait(lambda: received == [b"while-away"])
+        assert wait_until(lambda: received == [b"while-away"])
         sub.disconnect()
         sub.loop_stop()
     finally:
@@ -82,7 +75,7 @@ def test_broker_restart_keeps_queueing_for_offline_subscriber(
     received: list[bytes] = []
     try:
         sub = _subscriber(config, received, topic_filter)
-        assert _wait(sub.is_connected)
+        assert wait_until(sub.is_connected)
         time.sleep(0.3)
         sub.disconnect()
         sub.loop_stop()
@@ -91,7 +84,7 @@ def test_broker_restart_keeps_queueing_for_offline_subscriber(
         broker.restart()
         _publish(config, b"after-restart")
         sub = _subscriber(config, received, topic_filter)
-        assert _wait(lambda: received == [b"after-restart"])
+        assert wait_until(lambda: received == [b"after-restart"])
     finally:
         sub.disconnect()
         sub.loop_stop()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from roadsense.core.paho_client import MqttPublisher
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 from .factories import report
-from .helpers import wait_until
+from .helpers import roadsense_cli, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -71,16 +69,10 @@ def test_metrics_cover_ingest_dead_letters_lag_and_rpcs(cloud_config: CloudConfi
     assert _metric(text, "roadsense_cloud_watchers") == 0
 
 
-def _roadsense(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "roadsense.cli", *args], capture_output=True, text=True, check=False
-    )
-
-
 def test_cloud_check_reads_config_and_store(cloud: CloudService, tmp_path: Path) -> None:
     config = tmp_path / "cloud.toml"
     config.write_text(f'[store]\npath = "{cloud.config.store.path}"\n', encoding="utf-8")
-    result = _roadsense("cloud", "check", "--config", str(config), "--json")
+    result = roadsense_cli("cloud", "check", "--config", str(config), "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     facts = json.loads(result.stdout)
     assert facts["ok"] is True
@@ -93,7 +85,7 @@ def test_cloud_check_reads_config_and_store(cloud: CloudService, tmp_path: Path)
         '[grpc.tls]\ncert_file = "nope.pem"\nkey_file = "nope.key"\n',
         encoding="utf-8",
     )
-    result = _roadsense("cloud", "check", "--config", str(broken), "--json")
+    result = roadsense_cli("cloud", "check", "--config", str(broken), "--json")
     assert result.returncode == 1
     problems = json.loads(result.stdout)["problems"]
     assert f"gRPC TLS file not found: {tmp_path / 'nope.pem'}" in problems
@@ -102,13 +94,13 @@ def test_cloud_check_reads_config_and_store(cloud: CloudService, tmp_path: Path)
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"not a database" * 100)
     (tmp_path / "garbage.toml").write_text(f'[store]\npath = "{garbage}"\n', encoding="utf-8")
-    result = _roadsense("cloud", "check", "--config", str(tmp_path / "garbage.toml"), "--json")
+    result = roadsense_cli("cloud", "check", "--config", str(tmp_path / "garbage.toml"), "--json")
     assert result.returncode == 1
     assert "cannot be read" in json.loads(result.stdout)["problems"][0]
 
 
 def test_cloud_token_prints_a_token_and_its_hash() -> None:
-    result = _roadsense("cloud", "token", "--name", "wall-screen", "--role", "reader")
+    result = roadsense_cli("cloud", "token", "--name", "wall-screen", "--role", "reader")
     assert result.returncode == 0
     token = re.search(r"not stored anywhere\): (\S+)", result.stdout)
     digest = re.search(r'sha256 = "([0-9a-f]{64})"', result.stdout)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -26,19 +25,11 @@ from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 from .conftest import SAMPLE_VIDEO
 from .factories import report
+from .helpers import wait_until
 from .netproxy import FlakyLink
 
 pytestmark = pytest.mark.integration
 RPC_TIMEOUT_S = 5.0
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def edge_config(device: str, mqtt: MqttConfig, tmp_path: Path, segment: str) -> EdgeConfig:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,6 +13,8 @@ import pytest
 from roadsense.models.forecast_eval import evaluate
 from roadsense.models.forecaster import ForecasterSettings, GruForecaster
 from roadsense.models.series import Series
+
+from .helpers import roadsense_cli
 
 
 def _daily_series(days: int = 6, segments: int = 3, missing: float = 0.05) -> Series:
@@ -75,18 +75,12 @@ def test_predict_needs_a_fitted_model() -> None:
         GruForecaster(ForecasterSettings()).predict_windows(_daily_series(), range(2))
 
 
-def _roadsense(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "roadsense.cli", *args], capture_output=True, text=True, check=False
-    )
-
-
 def test_evaluate_command_prints_json_last(tmp_path: Path) -> None:
     series = _daily_series(days=4, segments=2)
     rows = ["a,b"] + [f"{v[0]:.3f},{v[1]:.3f}" for v in series.values]
     path = tmp_path / "speeds.csv"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    result = _roadsense(
+    result = roadsense_cli(
         "forecast",
         "evaluate",
         "--speeds",
@@ -110,12 +104,12 @@ def test_evaluate_command_prints_json_last(tmp_path: Path) -> None:
 
 
 def test_evaluate_command_refuses_bad_arguments(tmp_path: Path) -> None:
-    result = _roadsense(
+    result = roadsense_cli(
         "forecast", "evaluate", "--speeds", str(tmp_path / "x.csv"), "--horizons", "1,x"
     )
     assert result.returncode == 2
     assert "expected steps like 1,2,3,4" in result.stderr
-    missing = _roadsense("forecast", "evaluate", "--speeds", str(tmp_path / "x.csv"))
+    missing = roadsense_cli("forecast", "evaluate", "--speeds", str(tmp_path / "x.csv"))
     assert missing.returncode == 1
     assert (
         missing.stderr.strip()
@@ -132,7 +126,7 @@ def test_train_exports_onnx_matching_torch_with_a_card(tmp_path: Path) -> None:
     path = tmp_path / "speeds.csv"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "model"
-    result = _roadsense(
+    result = roadsense_cli(
         "train",
         "forecaster",
         "--speeds",
