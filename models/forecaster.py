@@ -22,6 +22,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from roadsense.models.forecast_features import FeatureSpec, step_features, window_inputs
 from roadsense.models.series import Series
 
 Array = npt.NDArray[np.float64]
@@ -43,21 +44,6 @@ class ForecasterSettings:
     learning_rate: float = 2e-3
     validation_fraction: float = 0.1
     seed: int = 0
-
-
-def time_features(series: Series) -> npt.NDArray[np.float32]:
-    """steps x 4: sin/cos of time of day and of day of week."""
-    features = np.zeros((series.steps, 4), dtype=np.float32)
-    for i, t in enumerate(series.times):
-        day = (t.hour * 60 + t.minute) / 1440
-        week = (t.weekday() + day) / 7
-        features[i] = (
-            math.sin(2 * math.pi * day),
-            math.cos(2 * math.pi * day),
-            math.sin(2 * math.pi * week),
-            math.cos(2 * math.pi * week),
-        )
-    return features
 
 
 class _Network(nn.Module):
@@ -96,26 +82,20 @@ class GruForecaster:
         return self._network
 
     @property
+    def spec(self) -> FeatureSpec:
+        """Scaling and weather coding learnt in fit() (written to the card)."""
+        return FeatureSpec(self.mean, self.std, tuple(self.weather_codes))
+
+    @property
     def feature_count(self) -> int:
         """Features per step: value, observed flag, 4 time features, weather one-hot."""
-        return 6 + len(self.weather_codes)
-
-    # Features ---------------------------------------------------------------
+        return self.spec.count
 
     def _step_features(self, series: Series) -> npt.NDArray[np.float32]:
         """steps x segments x features."""
-        normalised = np.where(series.observed, (series.values - self.mean) / self.std, 0.0)
-        parts = [
-            normalised[:, :, None].astype(np.float32),
-            series.observed[:, :, None].astype(np.float32),
-            np.repeat(time_features(series)[:, None, :], series.values.shape[1], axis=1),
-        ]
-        if self.weather_codes and series.weather is not None:
-            onehot = np.zeros((series.steps, len(self.weather_codes)), dtype=np.float32)
-            for j, code in enumerate(self.weather_codes):
-                onehot[:, j] = series.weather == code
-            parts.append(np.repeat(onehot[:, None, :], series.values.shape[1], axis=1))
-        return np.concatenate(parts, axis=2)
+        return step_features(
+            self.spec, series.values, series.observed, series.times, series.weather
+        )
 
     def _samples(
         self, features: npt.NDArray[np.float32], series: Series, rows: range
@@ -123,10 +103,7 @@ class GruForecaster:
         """Windows starting at ``rows`` for every segment: inputs, segment, base, target, mask."""
         w, h = self.settings.window, max(self.settings.horizons)
         starts = np.array(list(rows))
-        segments = features.shape[1]
-        index = starts[:, None] + np.arange(w)[None, :]
-        steps = features[index]  # n x w x segments x f
-        steps = np.transpose(steps, (0, 2, 1, 3)).reshape(-1, w, features.shape[2])
+        inputs = window_inputs(features, starts.tolist(), w)
         wanted = starts[:, None] + w + np.arange(h)[None, :]
         # Windows near the end have no targets for the far horizons (prediction only).
         inside = wanted < series.steps
@@ -134,18 +111,12 @@ class GruForecaster:
         normalised = (series.values - self.mean) / self.std
         targets = np.transpose(normalised[target_index], (0, 2, 1)).reshape(-1, h)
         masks = np.transpose(series.observed[target_index] & inside[:, :, None], (0, 2, 1))
-        masks = masks.reshape(-1, h)
-        observed = steps[:, :, 1]
-        values = steps[:, :, 0]
-        counts = observed.sum(axis=1)
-        base = np.where(counts > 0, (values * observed).sum(axis=1) / np.maximum(counts, 1), 0.0)
-        segment = np.tile(np.arange(segments), len(starts))
         return (
-            torch.from_numpy(np.ascontiguousarray(steps)),
-            torch.from_numpy(segment),
-            torch.from_numpy(base.astype(np.float32)),
+            torch.from_numpy(inputs.steps),
+            torch.from_numpy(inputs.segment),
+            torch.from_numpy(inputs.base),
             torch.from_numpy(targets.astype(np.float32)),
-            torch.from_numpy(masks),
+            torch.from_numpy(masks.reshape(-1, h)),
         )
 
     # Training and prediction ---------------------------------------------------
