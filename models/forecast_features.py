@@ -51,6 +51,10 @@ class WindowInputs:
     base: FloatArray
     """batch: mean observed normalised input (0 if none)"""
 
+    def feed(self) -> dict[str, npt.NDArray[np.generic]]:
+        """ONNX input name -> array: the exported graph's inputs are exactly these fields."""
+        return {"steps": self.steps, "segment": self.segment, "base": self.base}
+
 
 def time_features(times: Sequence[datetime]) -> FloatArray:
     """steps x 4: sin/cos of time of day and of day of week."""
