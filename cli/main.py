@@ -80,12 +80,25 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _forecast_inputs(args: argparse.Namespace) -> tuple[Any, Any] | None:
-    """(series, settings) from the shared forecasting arguments; None after a usage error."""
+def _load_series(args: argparse.Namespace) -> Any:
+    """The series named by --speeds/--weather/--start/--interval-min; None after a usage error."""
     from datetime import datetime
 
-    from roadsense.models.forecaster import ForecasterSettings
     from roadsense.models.series import load_series
+
+    try:
+        start = datetime.fromisoformat(args.start) if args.start else None
+    except ValueError:
+        print(f"roadsense: --start {args.start!r} is not an ISO 8601 time", file=sys.stderr)
+        return None
+    return load_series(
+        args.speeds, weather_path=args.weather, start=start, interval_min=args.interval_min
+    )
+
+
+def _forecast_inputs(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """(series, settings) from the shared forecasting arguments; None after a usage error."""
+    from roadsense.models.forecaster import ForecasterSettings
 
     try:
         horizons = tuple(int(h) for h in args.horizons.split(","))
@@ -101,14 +114,9 @@ def _forecast_inputs(args: argparse.Namespace) -> tuple[Any, Any] | None:
             file=sys.stderr,
         )
         return None
-    try:
-        start = datetime.fromisoformat(args.start) if args.start else None
-    except ValueError:
-        print(f"roadsense: --start {args.start!r} is not an ISO 8601 time", file=sys.stderr)
+    series = _load_series(args)
+    if series is None:
         return None
-    series = load_series(
-        args.speeds, weather_path=args.weather, start=start, interval_min=args.interval_min
-    )
     settings = ForecasterSettings(
         window=args.window, horizons=horizons, epochs=args.epochs, seed=args.seed
     )
@@ -186,6 +194,75 @@ def _forecast_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forecast_replay(args: argparse.Namespace) -> int:
+    import os
+    from dataclasses import asdict
+
+    from roadsense.cloud.replay import ReplayTarget, replay
+
+    if args.speedup < 0 or (args.align == "now" and args.speedup != 1):
+        print(
+            "roadsense: --speedup must be >= 0, and --align now replays in real time "
+            "(leave --speedup at 1)",
+            file=sys.stderr,
+        )
+        return 2
+    series = _load_series(args)
+    if series is None:
+        return 2
+    token = os.environ.get("ROADSENSE_TOKEN")
+    if args.token_file:
+        try:
+            token = args.token_file.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            print(f"roadsense: --token-file: {err.strerror}", file=sys.stderr)
+            return 2
+    first = args.from_row
+    last = series.steps if args.rows is None else min(series.steps, first + args.rows)
+    if not 0 <= first < last:
+        print(f"roadsense: --from-row/--rows select no rows of {series.steps}", file=sys.stderr)
+        return 2
+    summary = replay(
+        series,
+        ReplayTarget(args.target, token=token, ca_file=args.ca_file),
+        speedup=args.speedup,
+        align=args.align,
+        source=args.source or f"replay:{args.speeds.name}",
+        unit=args.unit,
+        rows=range(first, last),
+    )
+    for rejection in summary.rejections:
+        print(f"roadsense: refused: {rejection}", file=sys.stderr)
+    figures = asdict(summary)
+    figures.pop("rejections")
+    _print_figures(figures, args.json)
+    return 1 if summary.rejected else 0
+
+
+def _forecast_export(args: argparse.Namespace) -> int:
+    from roadsense.cloud.export import export_series
+
+    if args.interval_min <= 0:
+        print("roadsense: --interval-min must be positive", file=sys.stderr)
+        return 2
+    summary = export_series(
+        args.db, args.out, round(args.interval_min * 60_000), source=args.source
+    )
+    print(
+        f"{summary.speeds}: {summary.rows} rows x {summary.segments} segments from "
+        f"{summary.observations} observations"
+        + (f"; weather in {summary.weather}" if summary.weather else "; no weather")
+    )
+    return 0
+
+
+def _bench_forecast(args: argparse.Namespace) -> int:
+    from roadsense.bench.forecast import run_forecast_bench
+
+    result = run_forecast_bench(segments=args.segments, repeats=args.repeats)
+    return _print_figures(result, args.json)
+
+
 def _print_figures(figures: dict[str, Any], as_json: bool) -> int:
     """A benchmark's figures: one JSON line, or one ``key: value`` line each."""
     if as_json:
@@ -225,11 +302,15 @@ def _bench_grpc(args: argparse.Namespace) -> int:
     return _print_figures(result, args.json)
 
 
-def _add_series_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_series_files(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speeds", type=Path, required=True, help="series CSV")
     parser.add_argument("--weather", type=Path, help="weather CSV aligned by row")
     parser.add_argument("--start", help="ISO 8601 time of the first row (no date column)")
     parser.add_argument("--interval-min", type=float, help="minutes between rows")
+
+
+def _add_series_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_series_files(parser)
     parser.add_argument("--window", type=int, default=4, help="input steps (default 4)")
     parser.add_argument(
         "--horizons", default="1,2,3,4", help="steps ahead, comma-separated (default 1,2,3,4)"
@@ -278,6 +359,50 @@ def _add_forecast_commands(commands: Any) -> None:
     _add_series_arguments(evaluate)
     evaluate.add_argument("--json", action="store_true", help="last line: one JSON object")
     evaluate.set_defaults(handler=_forecast_evaluate)
+
+    replay_command = forecast_commands.add_parser(
+        "replay",
+        help="stream a series CSV into the cloud as a city feed (IngestObservations)",
+        description="Send each row as one IngestObservations batch (and IngestWeather). "
+        "--align original keeps the file's times and sends a row every interval/speedup; "
+        "--align now shifts the file by whole weeks so the current time's row is now, sends "
+        "the earlier rows at once and each later row when its time comes. The token comes "
+        "from --token-file or ROADSENSE_TOKEN.",
+    )
+    _add_series_files(replay_command)
+    replay_command.add_argument("--target", required=True, help="cloud gRPC HOST:PORT")
+    replay_command.add_argument(
+        "--speedup", type=float, default=1.0, help="times real pace (0: as fast as possible)"
+    )
+    replay_command.add_argument(
+        "--align",
+        choices=["original", "now"],
+        default="original",
+        help="original: the file's times (default); now: shifted by whole weeks to now",
+    )
+    replay_command.add_argument("--source", help="source name (default replay:<file name>)")
+    replay_command.add_argument("--unit", default="km/h", help="unit of the values")
+    replay_command.add_argument("--from-row", type=int, default=0, help="first row (0-based)")
+    replay_command.add_argument("--rows", type=int, help="rows to send (default: all)")
+    replay_command.add_argument("--token-file", type=Path, help="file holding a feed token")
+    replay_command.add_argument("--ca-file", type=Path, help="CA of the cloud's TLS (PEM)")
+    replay_command.add_argument("--json", action="store_true", help="print one JSON line")
+    replay_command.set_defaults(handler=_forecast_replay)
+
+    export = forecast_commands.add_parser(
+        "export",
+        help="write a cloud store's observations as series CSV files to retrain on",
+        description="speeds.csv (date + one column per segment, interval means, 0 = none) "
+        "and weather.csv aligned by row, readable by `forecast evaluate` and `train "
+        "forecaster`.",
+    )
+    export.add_argument("--db", type=Path, required=True, help="the cloud's SQLite store")
+    export.add_argument("--out", type=Path, required=True, help="output folder")
+    export.add_argument(
+        "--interval-min", type=float, default=15.0, help="minutes per row (default 15)"
+    )
+    export.add_argument("--source", help="only this source's observations")
+    export.set_defaults(handler=_forecast_export)
 
 
 def _add_bench_commands(commands: Any) -> None:
@@ -340,6 +465,21 @@ def _add_bench_commands(commands: Any) -> None:
         "--watchers", type=int, default=100, help="concurrent watch streams (default 100)"
     )
     bench_grpc.set_defaults(handler=_bench_grpc)
+    bench_forecast = bench_commands.add_parser(
+        "forecast",
+        help="forecast many segments in one batch: ONNX Runtime vs torch eager",
+        description="Milliseconds to forecast --segments segments in one batch with the "
+        "forecaster's network in ONNX Runtime and in torch eager (median of --repeats), "
+        "and their ratio. Needs the train extra (torch).",
+    )
+    bench_forecast.add_argument("--json", action="store_true", help="print one JSON line")
+    bench_forecast.add_argument(
+        "--segments", type=int, default=10_000, help="segments in the batch (default 10000)"
+    )
+    bench_forecast.add_argument(
+        "--repeats", type=int, default=20, help="timed runs of each (default 20)"
+    )
+    bench_forecast.set_defaults(handler=_bench_forecast)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from roadsense.cloud.auth import TokenAuthInterceptor
 from roadsense.cloud.config import CloudConfig, GrpcTlsConfig
 from roadsense.cloud.feed import ChangeFeed
+from roadsense.cloud.forecasting import ForecastJob
 from roadsense.cloud.metrics import CloudMetrics, RpcTimingInterceptor
 from roadsense.cloud.service import CityServicer, FleetServicer
 from roadsense.cloud.state import CityTracker
@@ -80,7 +81,10 @@ class CloudService:
             self.feed,
             lag_observer=_both(self.metrics.capture_to_store_seconds.observe, lag_observer),
         )
-        self.metrics.watch(self.ingest, self.store, self.feed)
+        self.forecasts = (
+            ForecastJob(config.forecast, self.store) if config.forecast.enabled else None
+        )
+        self.metrics.watch(self.ingest, self.store, self.feed, self.forecasts)
         self._metrics_server: MetricsServer | None = None
         self.health = health.HealthServicer()
         if not config.grpc.auth.tokens:
@@ -108,6 +112,7 @@ class CloudService:
                 city={s.id: s for s in config.segments},
                 history_interval_ms=history_interval_ms,
                 max_future_ms=int(config.ingest.max_future_skew_s * 1000),
+                forecasts=self.forecasts,
             ),
             self.server,
         )
@@ -133,12 +138,15 @@ class CloudService:
         )
 
     def _maintain(self) -> None:
-        """Prune history past its retention, at start and then every few minutes."""
+        """Prune history and forecasts past retention, at start and then every few minutes."""
         retention_ms = int(self.config.state.history_retention_days * 86_400_000)
         while True:
             pruned = self.store.prune_history(now_ms() - retention_ms)
             if pruned:
                 logger.info("pruned %d history intervals past retention", pruned)
+            pruned = self.store.prune_forecasts(now_ms() - retention_ms)
+            if pruned:
+                logger.info("pruned %d forecasts past retention", pruned)
             if self._stopping.wait(MAINTENANCE_INTERVAL_S):
                 return
 
@@ -149,6 +157,8 @@ class CloudService:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.ingest.start()
         self._maintenance.start()
+        if self.forecasts:
+            self.forecasts.start()
         if self.config.metrics.enabled:
             self._metrics_server = MetricsServer(
                 self.config.metrics.host, self.config.metrics.port, self.metrics.registry
@@ -164,6 +174,8 @@ class CloudService:
         self.feed.close()
         self.server.stop(self.config.grpc.grace_s).wait()
         self.ingest.stop()
+        if self.forecasts:
+            self.forecasts.stop()
         if self._metrics_server:
             self._metrics_server.stop()
         self.store.close()

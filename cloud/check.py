@@ -8,6 +8,8 @@ from pathlib import Path
 
 from roadsense.cloud.config import CloudConfig
 from roadsense.cloud.store import MIGRATIONS
+from roadsense.core.errors import ModelLoadError
+from roadsense.models.forecast_runtime import OnnxForecaster
 
 
 @dataclass
@@ -39,8 +41,19 @@ def check(config: CloudConfig) -> CheckReport:
         for path in (config.mqtt.tls.ca_file, config.mqtt.tls.cert_file, config.mqtt.tls.key_file):
             if path is not None and not path.is_file():
                 report.problems.append(f"MQTT TLS file not found: {path}")
+    if config.forecast.enabled:
+        _check_forecaster(config.forecast.model, report)
     _check_store(config.store.path, report)
     return report
+
+
+def _check_forecaster(path: Path, report: CheckReport) -> None:
+    try:
+        model = OnnxForecaster(path)
+    except ModelLoadError as err:
+        report.problems.append(f"forecaster: {err}")
+        return
+    report.facts["forecaster"] = f"version {model.version}, {len(model.card.segment_ids)} segments"
 
 
 def _check_store(path: Path, report: CheckReport) -> None:

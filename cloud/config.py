@@ -11,6 +11,7 @@ from roadsense.cloud.city import DeviceConfig, SegmentConfig
 from roadsense.core.config import ConfigModel, relative_to
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig
+from roadsense.models.shipped import DEFAULT_FORECASTER
 
 
 class IngestConfig(ConfigModel):
@@ -105,6 +106,35 @@ class StateConfig(ConfigModel):
     )
 
 
+class ForecastConfig(ConfigModel):
+    """The traffic-flow forecaster the cloud runs over city feeds."""
+
+    enabled: bool = Field(default=True, description="Run the forecast job and answer GetForecast.")
+    model: Path = Field(
+        default=DEFAULT_FORECASTER,
+        description="Forecaster ONNX file; its card (same name, .card.json) must sit beside "
+        "it. Replacing both is picked up without a restart. Default: the shipped model "
+        "trained on the SZ-taxi subset.",
+    )
+    every_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Forecast again at least this often even when no new interval has "
+        "completed (late data); default: the model's interval.",
+    )
+    poll_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often the job looks for a completed interval or a new model.",
+    )
+    stale_after_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="A forecast whose newest input is older than this is flagged stale.",
+    )
+    threads: int = Field(default=1, ge=1, description="ONNX Runtime threads of the job.")
+
+
 class CloudConfig(ConfigModel):
     """Everything the cloud service runs with."""
 
@@ -115,6 +145,9 @@ class CloudConfig(ConfigModel):
     state: StateConfig = Field(default_factory=StateConfig, description="Segment state.")
     metrics: MetricsConfig = Field(
         default_factory=lambda: MetricsConfig(port=9109), description="Prometheus endpoint."
+    )
+    forecast: ForecastConfig = Field(
+        default_factory=ForecastConfig, description="Traffic-flow forecasting."
     )
     devices: list[DeviceConfig] = Field(
         default_factory=list,
@@ -164,5 +197,6 @@ class CloudConfig(ConfigModel):
             update={
                 "store": self.store.model_copy(update={"path": rel(self.store.path)}),
                 "grpc": self.grpc.model_copy(update={"tls": tls}),
+                "forecast": self.forecast.model_copy(update={"model": rel(self.forecast.model)}),
             }
         )

@@ -91,3 +91,35 @@ class DeviceRecord:
 
 
 Telemetry = Reading | StatusUpdate | HealthRecord | Rejected
+
+
+@dataclass(frozen=True)
+class SegmentForecast:
+    """A segment's forecasts from one input window, for horizons 1..H."""
+
+    segment_id: str
+    origin_ms: int
+    """Start of the newest input interval."""
+    interval_ms: int
+    values: tuple[float, ...]
+    """Per horizon 1..H: the value given that an observation arrives."""
+    observed_probability: tuple[float, ...]
+    """Per horizon 1..H: probability that the interval has an observation."""
+    model_version: str
+    newest_input_ms: int
+    """Newest observation in the input window (0: none)."""
+    missing_fraction: float
+    made_ms: int
+
+    def target_ms(self, horizon: int) -> int:
+        """Start of the interval ``horizon`` steps after the origin."""
+        return self.origin_ms + horizon * self.interval_ms
+
+
+@dataclass(frozen=True)
+class HorizonScore:
+    """Online mean absolute error of one horizon's scored forecasts."""
+
+    horizon: int
+    mae: float
+    scored: int

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from roadsense.cloud.feed import ChangeFeed
+from roadsense.cloud.forecasting import ForecastJob
 from roadsense.cloud.store import Store
 from roadsense.cloud.subscriber import IngestWorker
 
@@ -42,9 +43,17 @@ class CloudMetrics:
             registry=self.registry,
         )
 
-    def watch(self, ingest: IngestWorker, store: Store, feed: ChangeFeed) -> None:
+    def watch(
+        self,
+        ingest: IngestWorker,
+        store: Store,
+        feed: ChangeFeed,
+        forecasts: ForecastJob | None = None,
+    ) -> None:
         """Report the live figures of these objects."""
         self.registry.register(_LiveCollector(ingest, store, feed))
+        if forecasts is not None:
+            self.registry.register(_ForecastCollector(forecasts, store))
 
 
 class _LiveCollector(Collector):
@@ -83,6 +92,57 @@ class _LiveCollector(Collector):
         yield GaugeMetricFamily(
             "roadsense_cloud_watchers", "Open WatchCityState streams.", value=len(self._feed)
         )
+
+
+class _ForecastCollector(Collector):
+    def __init__(self, job: ForecastJob, store: Store) -> None:
+        self._job = job
+        self._store = store
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._job.stats
+        yield CounterMetricFamily(
+            "roadsense_cloud_forecast_runs", "Forecast job runs.", value=stats.runs
+        )
+        yield CounterMetricFamily(
+            "roadsense_cloud_forecast_model_load_failures",
+            "Forecaster models that failed to load (the previous one kept serving).",
+            value=stats.load_failures,
+        )
+        yield GaugeMetricFamily(
+            "roadsense_cloud_forecast_segments",
+            "Segments forecast by the last run.",
+            value=stats.segments,
+        )
+        yield GaugeMetricFamily(
+            "roadsense_cloud_forecast_run_seconds",
+            "Duration of the last forecast run (read, one batched model call, store, score).",
+            value=stats.last_run_s,
+        )
+        model = self._job.model()
+        if model is None:
+            return
+        info = GaugeMetricFamily(
+            "roadsense_cloud_forecast_model", "The forecaster serving (1).", labels=["version"]
+        )
+        info.add_metric([model.version], 1)
+        yield info
+        mae = GaugeMetricFamily(
+            "roadsense_cloud_forecast_online_mae",
+            "Mean absolute error of the serving model's forecasts against the observations "
+            "that arrived later, by horizon (steps).",
+            labels=["horizon"],
+        )
+        scored = CounterMetricFamily(
+            "roadsense_cloud_forecast_scored",
+            "Forecasts of the serving model scored against later observations, by horizon.",
+            labels=["horizon"],
+        )
+        for score in self._store.forecast_scores(model.version):
+            mae.add_metric([str(score.horizon)], score.mae)
+            scored.add_metric([str(score.horizon)], score.scored)
+        yield mae
+        yield scored
 
 
 class RpcTimingInterceptor(grpc.ServerInterceptor):

@@ -10,9 +10,10 @@ from collections.abc import Iterator, Mapping
 import grpc
 
 from roadsense.cloud.city import SegmentConfig, unconfigured
-from roadsense.cloud.domain import SegmentSnapshot
+from roadsense.cloud.domain import SegmentForecast, SegmentSnapshot
 from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.feeds import MAX_BATCH, check_observations, check_weather
+from roadsense.cloud.forecasting import ForecastJob
 from roadsense.cloud.state import CityTracker, congestion_index, segments_per_band
 from roadsense.cloud.store import Store
 from roadsense.core.timeutil import now_ms
@@ -53,6 +54,31 @@ def segment_info(config: SegmentConfig, configured: bool) -> city_pb2.SegmentInf
     )
 
 
+def forecast_message(
+    forecast: SegmentForecast, horizons: list[int], now: int, stale_after_ms: int
+) -> city_pb2.SegmentForecast:
+    """Domain forecast → protobuf, with the horizons asked for and the stale flag as of now."""
+    return city_pb2.SegmentForecast(
+        segment_id=forecast.segment_id,
+        origin_ms=forecast.origin_ms,
+        points=[
+            city_pb2.ForecastPoint(
+                horizon=h,
+                target_ms=forecast.target_ms(h),
+                value=forecast.values[h - 1],
+                observed_probability=forecast.observed_probability[h - 1],
+            )
+            for h in horizons
+            if h <= len(forecast.values)
+        ],
+        model_version=forecast.model_version,
+        newest_input_ms=forecast.newest_input_ms,
+        missing_fraction=forecast.missing_fraction,
+        stale=not forecast.newest_input_ms or now - forecast.newest_input_ms > stale_after_ms,
+        made_ms=forecast.made_ms,
+    )
+
+
 def _check_batch_size(size: int, context: grpc.ServicerContext) -> None:
     if size > MAX_BATCH:
         context.abort(
@@ -83,8 +109,10 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
         city: Mapping[str, SegmentConfig],
         history_interval_ms: int,
         max_future_ms: int,
+        forecasts: ForecastJob | None = None,
     ) -> None:
         self._max_future_ms = max_future_ms
+        self._forecasts = forecasts
         self._tracker = tracker
         self._feed = feed
         self._store = store
@@ -195,6 +223,51 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
         records, refused = check_weather(items, now, self._max_future_ms)
         stored = self._store.add_weather(records, now)
         return _ingest_response(stored, len(records) - stored, refused)
+
+    def GetForecast(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.GetForecastRequest, context: grpc.ServicerContext
+    ) -> city_pb2.GetForecastResponse:
+        job = self._forecasts
+        if job is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "forecasting is off in this cloud's configuration ([forecast] enabled = false)",
+            )
+        model = job.model()
+        if model is None:
+            reason = job.stats.last_error or "it has not been loaded yet"
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"no forecaster model serving: {reason}")
+        _check_batch_size(len(request.segment_ids), context)
+        known = range(1, max(model.card.horizons) + 1)
+        wrong = sorted(set(request.horizons) - set(known))
+        if wrong:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"horizons {wrong} are not forecast; model {model.version} forecasts "
+                f"1..{known[-1]} steps of {model.card.interval_ms // 60_000} min",
+            )
+        horizons = sorted(set(request.horizons)) or list(known)
+        latest = job.latest()
+        now = now_ms()
+        response = city_pb2.GetForecastResponse(
+            model_version=model.version, interval_ms=model.card.interval_ms
+        )
+        for segment_id in request.segment_ids or sorted(latest):
+            forecast = latest.get(segment_id)
+            if forecast is None:
+                response.unavailable[segment_id] = (
+                    "no forecast yet: no observations have arrived"
+                    if segment_id in model.index
+                    else f"model {model.version} was not trained on this segment"
+                )
+                continue
+            response.forecasts.append(forecast_message(forecast, horizons, now, job.stale_after_ms))
+        response.online.extend(
+            city_pb2.HorizonScore(horizon=s.horizon, mae=s.mae, scored=s.scored)
+            for s in self._store.forecast_scores(model.version)
+            if s.horizon in horizons
+        )
+        return response
 
     def GetCityState(  # noqa: N802 - gRPC method name
         self, request: city_pb2.GetCityStateRequest, context: grpc.ServicerContext

@@ -14,14 +14,17 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlite_utils import Database
 
 from roadsense.cloud.domain import (
     DeviceRecord,
     HealthRecord,
+    HorizonScore,
     Reading,
     Rejected,
+    SegmentForecast,
     SegmentSnapshot,
     StatusUpdate,
     Telemetry,
@@ -115,6 +118,39 @@ class Store(abc.ABC):
         """A segment's observations within [from_ms, to_ms], oldest first."""
 
     @abc.abstractmethod
+    def observations_between(self, from_ms: int, to_ms: int) -> list[tuple[str, int, float]]:
+        """(segment, time, value) of every observation in [from_ms, to_ms), oldest first."""
+
+    @abc.abstractmethod
+    def newest_observation_ms(self) -> int | None:
+        """Time of the newest observation of any segment (None: there is none)."""
+
+    @abc.abstractmethod
+    def weather_between(self, from_ms: int, to_ms: int) -> list[tuple[int, str]]:
+        """(time, code) of the weather in [from_ms, to_ms), oldest first."""
+
+    @abc.abstractmethod
+    def save_forecasts(self, forecasts: Sequence[SegmentForecast]) -> None:
+        """Store forecasts, replacing any of the same segment and origin."""
+
+    @abc.abstractmethod
+    def latest_forecasts(self) -> list[SegmentForecast]:
+        """Each segment's forecast from its newest origin."""
+
+    @abc.abstractmethod
+    def score_forecasts(self, complete_before_ms: int) -> int:
+        """Score forecasts whose target interval ended by ``complete_before_ms`` against the
+        mean observation of that interval; return how many were scored."""
+
+    @abc.abstractmethod
+    def forecast_scores(self, model_version: str) -> list[HorizonScore]:
+        """Online MAE per horizon of a model version's scored forecasts."""
+
+    @abc.abstractmethod
+    def prune_forecasts(self, before_ms: int) -> int:
+        """Delete forecasts made for origins before ``before_ms``; return rows deleted."""
+
+    @abc.abstractmethod
     def dead_letter_codes(self) -> dict[str, int]:
         """How many messages were rejected, by problem code."""
 
@@ -188,11 +224,26 @@ def _feeds(db: Database) -> None:
     )
 
 
+def _forecasts(db: Database) -> None:
+    db.execute(
+        """CREATE TABLE forecasts (
+            segment_id TEXT NOT NULL, origin_ms INTEGER NOT NULL, horizon INTEGER NOT NULL,
+            interval_ms INTEGER NOT NULL, target_ms INTEGER NOT NULL, value REAL NOT NULL,
+            observed_probability REAL NOT NULL, model_version TEXT NOT NULL,
+            newest_input_ms INTEGER NOT NULL, missing_fraction REAL NOT NULL,
+            made_ms INTEGER NOT NULL, scored INTEGER NOT NULL DEFAULT 0, actual REAL,
+            PRIMARY KEY (segment_id, origin_ms, horizon))"""
+    )
+    db.execute("CREATE INDEX forecasts_unscored ON forecasts (scored, target_ms)")
+    db.execute("CREATE INDEX observations_time ON observations (time_ms)")
+
+
 MIGRATIONS = [
     Migration("0001_city_schema", _schema_v1),
     Migration("0002_dead_letter_codes", _dead_letter_codes),
     Migration("0003_segment_history", _segment_history),
     Migration("0004_feeds", _feeds),
+    Migration("0005_forecasts", _forecasts),
 ]
 
 
@@ -474,6 +525,115 @@ class SqliteStore(Store):
             ObservationRecord(str(s), int(t), float(v), str(u), str(src))
             for s, t, v, u, src in rows
         ]
+
+    def observations_between(self, from_ms: int, to_ms: int) -> list[tuple[str, int, float]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT segment_id, time_ms, value FROM observations "
+                "WHERE time_ms >= ? AND time_ms < ? ORDER BY time_ms",
+                [from_ms, to_ms],
+            ).fetchall()
+        return [(str(s), int(t), float(v)) for s, t, v in rows]
+
+    def newest_observation_ms(self) -> int | None:
+        with self._lock:
+            (newest,) = self._db.execute("SELECT MAX(time_ms) FROM observations").fetchone()
+        return int(newest) if newest is not None else None
+
+    def weather_between(self, from_ms: int, to_ms: int) -> list[tuple[int, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT time_ms, code FROM weather WHERE time_ms >= ? AND time_ms < ? "
+                "ORDER BY time_ms, source",
+                [from_ms, to_ms],
+            ).fetchall()
+        return [(int(t), str(c)) for t, c in rows]
+
+    def save_forecasts(self, forecasts: Sequence[SegmentForecast]) -> None:
+        rows = [
+            (
+                f.segment_id,
+                f.origin_ms,
+                horizon,
+                f.interval_ms,
+                f.target_ms(horizon),
+                value,
+                f.observed_probability[horizon - 1],
+                f.model_version,
+                f.newest_input_ms,
+                f.missing_fraction,
+                f.made_ms,
+            )
+            for f in forecasts
+            for horizon, value in enumerate(f.values, start=1)
+        ]
+        with self._lock, transaction(self._db):
+            self._db.conn.executemany(
+                "INSERT OR REPLACE INTO forecasts (segment_id, origin_ms, horizon, interval_ms, "
+                "target_ms, value, observed_probability, model_version, newest_input_ms, "
+                "missing_fraction, made_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def latest_forecasts(self) -> list[SegmentForecast]:
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT f.segment_id, f.origin_ms, f.interval_ms, f.value,
+                          f.observed_probability, f.model_version, f.newest_input_ms,
+                          f.missing_fraction, f.made_ms
+                   FROM forecasts f
+                   JOIN (SELECT segment_id, MAX(origin_ms) AS origin_ms
+                         FROM forecasts GROUP BY segment_id) newest
+                   USING (segment_id, origin_ms)
+                   ORDER BY f.segment_id, f.horizon"""
+            ).fetchall()
+        grouped: dict[str, list[Any]] = {}
+        for row in rows:
+            grouped.setdefault(str(row[0]), []).append(row)
+        return [
+            SegmentForecast(
+                segment_id=segment,
+                origin_ms=int(group[0][1]),
+                interval_ms=int(group[0][2]),
+                values=tuple(float(r[3]) for r in group),
+                observed_probability=tuple(float(r[4]) for r in group),
+                model_version=str(group[0][5]),
+                newest_input_ms=int(group[0][6]),
+                missing_fraction=float(group[0][7]),
+                made_ms=int(group[0][8]),
+            )
+            for segment, group in grouped.items()
+        ]
+
+    def score_forecasts(self, complete_before_ms: int) -> int:
+        with self._lock, transaction(self._db):
+            return int(
+                self._db.execute(
+                    """UPDATE forecasts SET scored = 1, actual = (
+                           SELECT AVG(o.value) FROM observations o
+                           WHERE o.segment_id = forecasts.segment_id
+                             AND o.time_ms >= forecasts.target_ms
+                             AND o.time_ms < forecasts.target_ms + forecasts.interval_ms)
+                       WHERE scored = 0 AND target_ms + interval_ms <= ?""",
+                    [complete_before_ms],
+                ).rowcount
+            )
+
+    def forecast_scores(self, model_version: str) -> list[HorizonScore]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT horizon, AVG(ABS(value - actual)), COUNT(*) FROM forecasts "
+                "WHERE scored = 1 AND actual IS NOT NULL AND model_version = ? "
+                "GROUP BY horizon ORDER BY horizon",
+                [model_version],
+            ).fetchall()
+        return [HorizonScore(int(h), float(mae), int(n)) for h, mae, n in rows]
+
+    def prune_forecasts(self, before_ms: int) -> int:
+        with self._lock, transaction(self._db):
+            return int(
+                self._db.execute("DELETE FROM forecasts WHERE origin_ms < ?", [before_ms]).rowcount
+            )
 
     def dead_letter_codes(self) -> dict[str, int]:
         with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from roadsense.bench.edge import run_edge_bench
+from roadsense.bench.forecast import run_forecast_bench
 from roadsense.bench.grpc import run_grpc_bench
 from roadsense.bench.ingest import run_ingest_bench
 from roadsense.models.shipped import PLACEHOLDER_CNN
@@ -48,3 +49,12 @@ def test_grpc_bench_reports_every_figure() -> None:
     assert 0 < result["get_city_state_p50_ms"] <= result["get_city_state_p99_ms"]
     assert 0 <= result["fanout_p50_ms"] <= result["fanout_p99_ms"]
     assert result["get_city_state_ratio"] > 0
+
+
+def test_forecast_bench_reports_every_figure() -> None:
+    result = run_forecast_bench(segments=300, repeats=3)
+    assert result["segments"] == 300
+    assert result["onnxruntime_ms"] > 0
+    assert result["torch_eager_ms"] > 0
+    ratio = result["torch_eager_ms"] / result["onnxruntime_ms"]
+    assert result["torch_over_onnxruntime"] == pytest.approx(ratio, abs=0.05)

@@ -39,7 +39,10 @@ def test_every_command_has_help_text() -> None:
         "bench edge",
         "bench ingest",
         "bench grpc",
+        "bench forecast",
         "forecast evaluate",
+        "forecast replay",
+        "forecast export",
         "train forecaster",
     } <= names
     for path, parser, summary in commands:

@@ -201,6 +201,77 @@ class IngestWeatherRequest(_message.Message):
     weather: _containers.RepeatedCompositeFieldContainer[WeatherObservation]
     def __init__(self, weather: _Optional[_Iterable[_Union[WeatherObservation, _Mapping]]] = ...) -> None: ...
 
+class GetForecastRequest(_message.Message):
+    __slots__ = ("segment_ids", "horizons")
+    SEGMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    HORIZONS_FIELD_NUMBER: _ClassVar[int]
+    segment_ids: _containers.RepeatedScalarFieldContainer[str]
+    horizons: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, segment_ids: _Optional[_Iterable[str]] = ..., horizons: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ForecastPoint(_message.Message):
+    __slots__ = ("horizon", "target_ms", "value", "observed_probability")
+    HORIZON_FIELD_NUMBER: _ClassVar[int]
+    TARGET_MS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    horizon: int
+    target_ms: int
+    value: float
+    observed_probability: float
+    def __init__(self, horizon: _Optional[int] = ..., target_ms: _Optional[int] = ..., value: _Optional[float] = ..., observed_probability: _Optional[float] = ...) -> None: ...
+
+class SegmentForecast(_message.Message):
+    __slots__ = ("segment_id", "origin_ms", "points", "model_version", "newest_input_ms", "missing_fraction", "stale", "made_ms")
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_MS_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_INPUT_MS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
+    MADE_MS_FIELD_NUMBER: _ClassVar[int]
+    segment_id: str
+    origin_ms: int
+    points: _containers.RepeatedCompositeFieldContainer[ForecastPoint]
+    model_version: str
+    newest_input_ms: int
+    missing_fraction: float
+    stale: bool
+    made_ms: int
+    def __init__(self, segment_id: _Optional[str] = ..., origin_ms: _Optional[int] = ..., points: _Optional[_Iterable[_Union[ForecastPoint, _Mapping]]] = ..., model_version: _Optional[str] = ..., newest_input_ms: _Optional[int] = ..., missing_fraction: _Optional[float] = ..., stale: _Optional[bool] = ..., made_ms: _Optional[int] = ...) -> None: ...
+
+class HorizonScore(_message.Message):
+    __slots__ = ("horizon", "mae", "scored")
+    HORIZON_FIELD_NUMBER: _ClassVar[int]
+    MAE_FIELD_NUMBER: _ClassVar[int]
+    SCORED_FIELD_NUMBER: _ClassVar[int]
+    horizon: int
+    mae: float
+    scored: int
+    def __init__(self, horizon: _Optional[int] = ..., mae: _Optional[float] = ..., scored: _Optional[int] = ...) -> None: ...
+
+class GetForecastResponse(_message.Message):
+    __slots__ = ("forecasts", "model_version", "interval_ms", "online", "unavailable")
+    class UnavailableEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FORECASTS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    forecasts: _containers.RepeatedCompositeFieldContainer[SegmentForecast]
+    model_version: str
+    interval_ms: int
+    online: _containers.RepeatedCompositeFieldContainer[HorizonScore]
+    unavailable: _containers.ScalarMap[str, str]
+    def __init__(self, forecasts: _Optional[_Iterable[_Union[SegmentForecast, _Mapping]]] = ..., model_version: _Optional[str] = ..., interval_ms: _Optional[int] = ..., online: _Optional[_Iterable[_Union[HorizonScore, _Mapping]]] = ..., unavailable: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
 class Device(_message.Message):
     __slots__ = ("device_id", "online", "last_seen_ms", "agent_version", "model_version", "camera_ids")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]

@@ -64,6 +64,11 @@ class CityServiceStub:
                 request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.IngestWeatherRequest.SerializeToString,
                 response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.IngestResponse.FromString,
                 _registered_method=True)
+        self.GetForecast = channel.unary_unary(
+                '/roadsense.v1.CityService/GetForecast',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetForecastRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetForecastResponse.FromString,
+                _registered_method=True)
 
 
 class CityServiceServicer:
@@ -106,6 +111,13 @@ class CityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetForecast(self, request, context):
+        """Latest traffic-flow forecasts (role reader, feed or admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +150,11 @@ def add_CityServiceServicer_to_server(servicer, server):
                     servicer.IngestWeather,
                     request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.IngestWeatherRequest.FromString,
                     response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.IngestResponse.SerializeToString,
+            ),
+            'GetForecast': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetForecast,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetForecastRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetForecastResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -302,6 +319,33 @@ class CityService:
             '/roadsense.v1.CityService/IngestWeather',
             roadsense_dot_proto_dot_v1_dot_city__pb2.IngestWeatherRequest.SerializeToString,
             roadsense_dot_proto_dot_v1_dot_city__pb2.IngestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetForecast(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.CityService/GetForecast',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.GetForecastRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.GetForecastResponse.FromString,
             options,
             channel_credentials,
             insecure,

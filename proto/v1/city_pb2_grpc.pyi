@@ -38,6 +38,8 @@ class CityServiceStub:
     IngestObservations: _grpc.UnaryUnaryMultiCallable[_city_pb2.IngestObservationsRequest, _city_pb2.IngestResponse]
     """Feeds (role feed or admin)."""
     IngestWeather: _grpc.UnaryUnaryMultiCallable[_city_pb2.IngestWeatherRequest, _city_pb2.IngestResponse]
+    GetForecast: _grpc.UnaryUnaryMultiCallable[_city_pb2.GetForecastRequest, _city_pb2.GetForecastResponse]
+    """Latest traffic-flow forecasts (role reader, feed or admin)."""
 
 @_typing.type_check_only
 class CityServiceAsyncStub(CityServiceStub):
@@ -49,6 +51,8 @@ class CityServiceAsyncStub(CityServiceStub):
     IngestObservations: _aio.UnaryUnaryMultiCallable[_city_pb2.IngestObservationsRequest, _city_pb2.IngestResponse]  # type: ignore[assignment]
     """Feeds (role feed or admin)."""
     IngestWeather: _aio.UnaryUnaryMultiCallable[_city_pb2.IngestWeatherRequest, _city_pb2.IngestResponse]  # type: ignore[assignment]
+    GetForecast: _aio.UnaryUnaryMultiCallable[_city_pb2.GetForecastRequest, _city_pb2.GetForecastResponse]  # type: ignore[assignment]
+    """Latest traffic-flow forecasts (role reader, feed or admin)."""
 
 class CityServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -93,6 +97,14 @@ class CityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _city_pb2.IngestWeatherRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_city_pb2.IngestResponse, _abc.Awaitable[_city_pb2.IngestResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetForecast(
+        self,
+        request: _city_pb2.GetForecastRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.GetForecastResponse, _abc.Awaitable[_city_pb2.GetForecastResponse]]:
+        """Latest traffic-flow forecasts (role reader, feed or admin)."""
 
 def add_CityServiceServicer_to_server(servicer: CityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
