@@ -3,7 +3,10 @@
 A broker on a free loopback port, the cloud service, and edge agents that
 watch the real highway clip shipped with the project (two cameras each, one
 segment shared by two devices so fusion shows), with a live terminal view of
-the city state read through the gRPC API like any client would.
+the city state read through the gRPC API like any client would. A city feed
+replays the shipped SZ-taxi speeds (shifted by whole weeks so the last row
+sent is the newest interval before now) into ``IngestObservations``, and the
+cloud's forecast job forecasts those 40 roads.
 """
 
 from __future__ import annotations
@@ -26,11 +29,21 @@ from rich.table import Table
 from roadsense.cli.broker import RunningBroker, start_broker
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.auth import AuthConfig, TokenConfig, new_token
-from roadsense.cloud.config import CloudConfig, GrpcConfig, IngestConfig, StoreConfig
+from roadsense.cloud.config import (
+    CloudConfig,
+    ForecastConfig,
+    GrpcConfig,
+    IngestConfig,
+    StoreConfig,
+)
+from roadsense.cloud.replay import ReplaySummary, ReplayTarget, replay, week_shift
 from roadsense.core.mqtt import MqttConfig
+from roadsense.core.timeutil import now_ms
 from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.config import CameraConfig, EdgeConfig, OutboxConfig, ReportConfig
 from roadsense.edge.runner import build_agent
+from roadsense.models.series import load_series
+from roadsense.models.shipped import SZ_SPEEDS, SZ_WEATHER
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -100,11 +113,66 @@ class _Watch:
             self._call.cancel()
 
 
-def _table(state: city_pb2.CityState, elapsed: float, duration: float) -> Table:
+@dataclass
+class _CityFeed:
+    """Replays the SZ-taxi history up to now in the background, as a city feed would."""
+
+    address: str
+    token: str
+    summary: ReplaySummary | None = None
+    error: str | None = None
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="demo-feed", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            series = load_series(SZ_SPEEDS, weather_path=SZ_WEATHER)
+            first = round(series.times[0].timestamp() * 1000)
+            now = now_ms()
+            shift = week_shift(first, now)
+            history = sum(1 for t in series.times if t.timestamp() * 1000 + shift <= now)
+            self.summary = replay(
+                series,
+                ReplayTarget(self.address, token=self.token),
+                align="now",
+                source="sz-taxi-replay",
+                rows=range(history),
+            )
+        except Exception as err:
+            self.error = str(err)
+
+
+def _forecast_line(stub: city_pb2_grpc.CityServiceStub, credentials: Any) -> str:
+    """One line about the forecasts of the replayed roads, for the live view."""
+    try:
+        response = stub.GetForecast(
+            city_pb2.GetForecastRequest(horizons=[1, 4]),
+            timeout=RPC_TIMEOUT_S,
+            metadata=credentials,
+        )
+    except grpc.RpcError as err:
+        return f"forecasts: not yet ({err.details()})"
+    if not response.forecasts:
+        return "forecasts: waiting for the city feed"
+    fresh = [f for f in response.forecasts if not f.stale]
+    minutes = response.interval_ms // 60_000
+    mean = [sum(f.points[i].value for f in fresh) / max(len(fresh), 1) for i in (0, 1)]
+    return (
+        f"forecasts (model {response.model_version}): {len(response.forecasts)} SZ-taxi roads, "
+        f"{len(fresh)} with fresh inputs; mean speed in {minutes} min {mean[0]:.1f}, "
+        f"in {4 * minutes} min {mean[1]:.1f} km/h"
+    )
+
+
+def _table(
+    state: city_pb2.CityState, elapsed: float, duration: float, forecast_line: str = ""
+) -> Table:
     table = Table(
         title=f"RoadSense demo — city congestion index {state.congestion_index:.1f}/10 — "
         f"devices online {state.devices_online} — {elapsed:.0f}/{duration:.0f} s",
-        caption="placeholder CNN (not trained): levels follow image texture, not real congestion",
+        caption="placeholder CNN (not trained): levels follow image texture, not real "
+        f"congestion\n{forecast_line}",
     )
     for column in ("segment", "level 0-10", "label", "cameras", "reports", "stale"):
         table.add_column(column)
@@ -173,15 +241,18 @@ def _run(
             ingest=IngestConfig(),
             grpc=GrpcConfig(host="127.0.0.1", port=0, auth=auth, drain_s=0),
             store=StoreConfig(path=workdir / "city.sqlite"),
+            forecast=ForecastConfig(poll_s=2.0),
         )
     )
     cloud.start()
+    feed = _CityFeed(cloud.address, token)
     edge: list[EdgeAgent] = []
     channel = grpc.insecure_channel(cloud.address)
     watch = _Watch(channel, credentials)
     try:
         cloud.ingest.wait_connected(10.0)
         watch.start()
+        feed.start()
         for config in demo_edge_configs(agents, mqtt, workdir):
             agent = build_agent(config)
             agent.start()
@@ -192,21 +263,7 @@ def _run(
                 f"gRPC: {cloud.address}; {agents} edge agents on {SAMPLE_VIDEO.name}"
             )
         stub = city_pb2_grpc.CityServiceStub(channel)
-        started = time.monotonic()
-        live = None if as_json else Live(console=console, refresh_per_second=4)
-        if live:
-            live.start()
-        try:
-            while (elapsed := time.monotonic() - started) < duration_s:
-                if live:
-                    state = stub.GetCityState(
-                        city_pb2.GetCityStateRequest(), timeout=RPC_TIMEOUT_S, metadata=credentials
-                    )
-                    live.update(_table(state, elapsed, duration_s))
-                time.sleep(0.5)
-        finally:
-            if live:
-                live.stop()
+        _show(stub, credentials, duration_s, None if as_json else console)
         for agent in edge:
             agent.stop_capture()
         flushed = all(agent.flush(timeout_s=15.0) for agent in edge)
@@ -241,6 +298,7 @@ def _run(
             and watch.error is None
             and watch.updates > 0,
             "model_placeholder": all(a.classifier.card.placeholder for a in edge),
+            **_feed_figures(cloud, feed, stub, credentials),
         }
         if not as_json:
             console.print(_table(state, duration_s, duration_s))
@@ -251,6 +309,53 @@ def _run(
             agent.stop()
         channel.close()
         cloud.stop()
+
+
+def _show(
+    stub: city_pb2_grpc.CityServiceStub,
+    credentials: Any,
+    duration_s: float,
+    console: Console | None,
+) -> None:
+    """Wait out the demo, showing the city live on ``console`` (None: just wait)."""
+    started = time.monotonic()
+    live = Live(console=console, refresh_per_second=4) if console else None
+    if live:
+        live.start()
+    try:
+        while (elapsed := time.monotonic() - started) < duration_s:
+            if live:
+                state = stub.GetCityState(
+                    city_pb2.GetCityStateRequest(), timeout=RPC_TIMEOUT_S, metadata=credentials
+                )
+                line = _forecast_line(stub, credentials)
+                live.update(_table(state, elapsed, duration_s, line))
+            time.sleep(0.5)
+    finally:
+        if live:
+            live.stop()
+
+
+def _feed_figures(
+    cloud: CloudService, feed: _CityFeed, stub: city_pb2_grpc.CityServiceStub, credentials: Any
+) -> dict[str, Any]:
+    """Figures of the city feed and of the forecasts served at the end."""
+    figures: dict[str, Any] = {
+        "feed_observations_accepted": feed.summary.accepted if feed.summary else 0,
+        "feed_error": feed.error,
+    }
+    if cloud.forecasts is None:
+        return figures
+    cloud.forecasts.run_once()
+    response = stub.GetForecast(
+        city_pb2.GetForecastRequest(), timeout=RPC_TIMEOUT_S, metadata=credentials
+    )
+    return {
+        **figures,
+        "forecast_model": response.model_version,
+        "forecast_segments": len(response.forecasts),
+        "forecast_segments_stale": sum(f.stale for f in response.forecasts),
+    }
 
 
 def print_result(result: dict[str, Any], as_json: bool, console: Console) -> None:
