@@ -263,6 +263,22 @@ def _bench_forecast(args: argparse.Namespace) -> int:
     return _print_figures(result, args.json)
 
 
+def _build_engine(args: argparse.Namespace) -> int:
+    from roadsense.edge.backends.tensorrt import TensorRtOptions, cuda_runtime, ensure_engine
+    from roadsense.models.card import load_card
+
+    card = load_card(args.model)
+    options = TensorRtOptions(
+        precision=args.precision,
+        engine_dir=args.engine_dir,
+        calibration_images=args.calibration_images,
+    )
+    path, built = ensure_engine(args.model, card, options, cuda_runtime())
+    return _print_figures(
+        {"engine": str(path), "built": built, "precision": args.precision}, args.json
+    )
+
+
 def _print_figures(figures: dict[str, Any], as_json: bool) -> int:
     """A benchmark's figures: one JSON line, or one ``key: value`` line each."""
     if as_json:
@@ -341,6 +357,33 @@ def _add_train_commands(commands: Any) -> None:
         "--skip-evaluation", action="store_true", help="do not run the 80/20 evaluation first"
     )
     forecaster.set_defaults(handler=_train_forecaster)
+
+
+def _add_models_commands(commands: Any) -> None:
+    models = commands.add_parser(
+        "models", help="model artifacts", description="Model artifacts on this machine."
+    )
+    models_commands = models.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
+    build = models_commands.add_parser(
+        "build-engine",
+        help="build (or find) the TensorRT engine of an ONNX model for this GPU",
+        description="Parse the ONNX, build an fp32/fp16/int8 engine with the card's batch "
+        "range as optimisation profile, and cache it under a key of (ONNX sha256, TensorRT "
+        "version, GPU and compute capability, precision, batch range). An engine already "
+        "cached for exactly that key is reused. Needs TensorRT and pycuda.",
+    )
+    build.add_argument("--model", type=Path, required=True, help="ONNX with its card beside it")
+    build.add_argument(
+        "--precision", choices=["fp32", "fp16", "int8"], default="fp16", help="engine precision"
+    )
+    build.add_argument(
+        "--engine-dir", type=Path, help="engine cache (default ~/.cache/roadsense/engines)"
+    )
+    build.add_argument(
+        "--calibration-images", type=Path, help="int8: folder of frames to calibrate with"
+    )
+    build.add_argument("--json", action="store_true", help="print one JSON line")
+    build.set_defaults(handler=_build_engine)
 
 
 def _add_forecast_commands(commands: Any) -> None:
@@ -567,6 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_bench_commands(commands)
     _add_forecast_commands(commands)
+    _add_models_commands(commands)
     _add_train_commands(commands)
     return parser
 

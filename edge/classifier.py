@@ -68,7 +68,10 @@ _REGISTRY: dict[str, ClassifierFactory] = {}
 # Backend modules, imported on demand so their optional runtimes stay optional.
 _BACKEND_MODULES = {
     "onnxruntime": "roadsense.edge.backends.onnxruntime",
+    "tensorrt": "roadsense.edge.backends.tensorrt",
 }
+AUTO = "auto"
+"""TensorRT where it loads, else ONNX Runtime; the log says which and why."""
 
 
 def register(key: str) -> Callable[[ClassifierFactory], ClassifierFactory]:
@@ -83,13 +86,19 @@ def register(key: str) -> Callable[[ClassifierFactory], ClassifierFactory]:
 
 def available_backends() -> list[str]:
     """Keys a configuration may name."""
-    return sorted(_BACKEND_MODULES)
+    return sorted([*_BACKEND_MODULES, AUTO])
 
 
 def create_classifier(
     key: str, model_path: str | Path, options: dict[str, object] | None = None
 ) -> Classifier:
     """Load the model with the backend registered under ``key``."""
+    if key == AUTO:
+        try:
+            return create_classifier("tensorrt", model_path, options)
+        except ModelLoadError as err:
+            logger.info("classifier backend auto: not TensorRT (%s); using ONNX Runtime", err)
+            return create_classifier("onnxruntime", model_path, options)
     if key not in _BACKEND_MODULES:
         raise UnknownBackendError(
             f"unknown classifier backend {key!r}; known: {', '.join(available_backends())}"

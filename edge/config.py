@@ -58,8 +58,11 @@ class CameraConfig(ConfigModel):
 class ClassifierConfig(ConfigModel):
     """The congestion classifier backend and its model."""
 
-    type: Literal["onnxruntime"] = Field(
-        default="onnxruntime", description="Backend key: onnxruntime."
+    type: Literal["onnxruntime", "tensorrt", "auto"] = Field(
+        default="onnxruntime",
+        description="Backend: onnxruntime (CPU, or CUDA when its provider is installed), "
+        "tensorrt (an engine built for this GPU), or auto (TensorRT where it loads, else "
+        "ONNX Runtime; the log says which and why).",
     )
     model: Path | None = Field(
         default=None,
@@ -69,6 +72,33 @@ class ClassifierConfig(ConfigModel):
     intra_op_threads: int = Field(
         default=0, ge=0, description="ONNX Runtime intra-op threads; 0 lets it choose."
     )
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        default="fp16", description="TensorRT engine precision."
+    )
+    engine_dir: Path | None = Field(
+        default=None,
+        description="Where TensorRT engines are cached (default ~/.cache/roadsense/engines). "
+        "An engine is reused only for the same model, TensorRT version, GPU, precision and "
+        "batch range.",
+    )
+    build_engine: bool = Field(
+        default=True,
+        description="Build the TensorRT engine at start when the cache has none for this "
+        "setup (minutes, once); false: refuse to start without a prebuilt engine.",
+    )
+    calibration_images: Path | None = Field(
+        default=None, description="Folder of frames to calibrate an int8 engine with."
+    )
+
+    def backend_options(self) -> dict[str, object]:
+        """What the backends read (each takes the keys it knows)."""
+        return {
+            "intra_op_threads": self.intra_op_threads,
+            "precision": self.precision,
+            "engine_dir": self.engine_dir,
+            "build_engine": self.build_engine,
+            "calibration_images": self.calibration_images,
+        }
 
 
 class ReportConfig(ConfigModel):
@@ -176,7 +206,11 @@ class EdgeConfig(ConfigModel):
             update={
                 "cameras": cameras,
                 "classifier": self.classifier.model_copy(
-                    update={"model": rel(self.classifier.model)}
+                    update={
+                        "model": rel(self.classifier.model),
+                        "engine_dir": rel(self.classifier.engine_dir),
+                        "calibration_images": rel(self.classifier.calibration_images),
+                    }
                 ),
                 "outbox": self.outbox.model_copy(update={"path": rel(self.outbox.path)}),
                 "mqtt": self.mqtt.model_copy(

@@ -17,9 +17,10 @@ logger = logging.getLogger(__name__)
 
 def build_agent(config: EdgeConfig) -> EdgeAgent:
     """Load the classifier, open the outbox and set up MQTT for one device."""
-    options: dict[str, object] = {"intra_op_threads": config.classifier.intra_op_threads}
     classifier = create_classifier(
-        config.classifier.type, config.classifier.model or PLACEHOLDER_CNN, options
+        config.classifier.type,
+        config.classifier.model or PLACEHOLDER_CNN,
+        config.classifier.backend_options(),
     )
     outbox = Outbox(config.outbox)
     publisher = MqttPublisher(

@@ -43,6 +43,7 @@ def test_every_command_has_help_text() -> None:
         "forecast evaluate",
         "forecast replay",
         "forecast export",
+        "models build-engine",
         "train forecaster",
     } <= names
     for path, parser, summary in commands:

@@ -1,0 +1,448 @@
+"""TensorRT classifier backend: the only module that imports ``tensorrt`` and ``pycuda``.
+
+At start the backend works out the engine key (ONNX sha256 from the card,
+TensorRT version, GPU name and compute capability, precision, batch range),
+loads the cached engine built for exactly that key, or builds one once and
+caches it (``models/engine.py``); an engine built for another TensorRT or GPU
+is never loaded. Inference uses the TensorRT >= 8.5 named-tensor API
+(``num_io_tensors``, ``set_input_shape``, ``set_tensor_address``,
+``execute_async_v3``), so the same code runs on JetPack 5 (TensorRT 8.5/8.6)
+and JetPack 6 (TensorRT 10): page-locked host buffers and device buffers sized
+for the largest batch, one CUDA stream, asynchronous copies, and any batch
+within the engine's optimisation profile.
+
+The GPU-facing parts sit behind the small ``Runtime`` protocol, so the
+decisions (key, cache, build-or-load, checks against the card) are tested on
+machines without a GPU; the real runtime is exercised by ``bench/gpu_check.sh``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from roadsense.core.errors import ModelLoadError
+from roadsense.edge.classifier import Classifier, Probabilities, register
+from roadsense.edge.preprocess import Frame, frames_to_tensor
+from roadsense.models.card import ModelCard
+from roadsense.models.engine import PRECISIONS, EngineCache, EngineKey, Precision
+
+# Only NVIDIA machines have these; everything else must run without them.
+cuda: Any = None
+trt: Any = None
+IMPORT_ERROR = ""
+try:
+    cuda = importlib.import_module("pycuda.driver")
+    trt = importlib.import_module("tensorrt")
+except ImportError as err:  # pragma: no cover - depends on the machine
+    cuda = trt = None
+    IMPORT_ERROR = str(err)
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class TensorRtUnavailableError(ModelLoadError):
+    """TensorRT or pycuda cannot be imported, or there is no CUDA GPU."""
+
+
+def default_engine_dir() -> Path:
+    """Engines live in the user's cache, not beside a model that may be read-only."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "roadsense" / "engines"
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The GPU and TensorRT an engine would be built for."""
+
+    gpu_name: str
+    compute_capability: str
+    tensorrt_version: str
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """INT8 calibration: frames from a folder, preprocessed as the card says."""
+
+    images: Path
+    cache_file: Path
+    card: ModelCard
+    batch: int = 8
+
+    def batches(self) -> Iterator[npt.NDArray[np.float32]]:
+        """NCHW float32 batches of the folder's images."""
+        import cv2
+
+        files = sorted(p for p in self.images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ModelLoadError(f"{self.images}: no images to calibrate INT8 with")
+        for start in range(0, len(files), self.batch):
+            frames: list[Frame] = []
+            for path in files[start : start + self.batch]:
+                image = cv2.imread(str(path))
+                if image is None:
+                    raise ModelLoadError(f"{path}: not an image OpenCV can read")
+                frames.append(np.asarray(image, dtype=np.uint8))
+            yield frames_to_tensor(frames, self.card.input)
+
+
+class EngineRunner(Protocol):
+    """A deserialised engine, ready to run."""
+
+    def io(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """Tensor name -> ('input' | 'output', shape with -1 for dynamic dims)."""
+
+    def batch_range(self, input_name: str) -> tuple[int, int]:
+        """(min, max) batch of the optimisation profile."""
+
+    def run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Probabilities for a batch within the range."""
+
+    def close(self) -> None:
+        """Free device memory."""
+
+
+class Runtime(Protocol):
+    """What the backend needs from TensorRT and CUDA."""
+
+    def device(self) -> DeviceInfo:
+        """The GPU in use and the TensorRT version."""
+
+    def build(
+        self,
+        onnx_path: Path,
+        card: ModelCard,
+        precision: Precision,
+        calibration: Calibration | None,
+    ) -> bytes:
+        """Parse the ONNX and build a serialised engine for the card's batch range."""
+
+    def load(self, engine: bytes, card: ModelCard) -> EngineRunner:
+        """Deserialise an engine and allocate its buffers."""
+
+
+@dataclass(frozen=True)
+class TensorRtOptions:
+    """Backend options from the edge configuration."""
+
+    precision: Precision = "fp16"
+    engine_dir: Path | None = None
+    build: bool = True
+    calibration_images: Path | None = None
+
+    @classmethod
+    def parse(cls, options: dict[str, object]) -> TensorRtOptions:
+        """Options dict (from the edge config) -> checked options."""
+        precision = options.get("precision", "fp16")
+        if precision not in PRECISIONS:
+            raise ModelLoadError(f"precision must be one of {', '.join(PRECISIONS)}")
+        engine_dir = options.get("engine_dir")
+        calibration = options.get("calibration_images")
+        build = options.get("build_engine", True)
+        if not isinstance(build, bool):
+            raise ModelLoadError("build_engine must be true or false")
+        return cls(
+            precision=precision,
+            engine_dir=Path(str(engine_dir)) if engine_dir else None,
+            build=build,
+            calibration_images=Path(str(calibration)) if calibration else None,
+        )
+
+
+def engine_key(card: ModelCard, device: DeviceInfo, precision: Precision) -> EngineKey:
+    """The cache key of this model on this device."""
+    return EngineKey(
+        onnx_sha256=card.onnx_sha256,
+        tensorrt_version=device.tensorrt_version,
+        gpu_name=device.gpu_name,
+        compute_capability=device.compute_capability,
+        precision=precision,
+        min_batch=card.min_batch,
+        max_batch=card.max_batch,
+    )
+
+
+def ensure_engine(
+    model_path: Path,
+    card: ModelCard,
+    options: TensorRtOptions,
+    runtime: Runtime,
+) -> tuple[Path, bool]:
+    """The engine for this model on this device: (path, whether it was built now)."""
+    device = runtime.device()
+    key = engine_key(card, device, options.precision)
+    cache = EngineCache(options.engine_dir or default_engine_dir())
+    name = model_path.stem
+    found = cache.lookup(key, name)
+    if found is not None:
+        return found, False
+    for path, why in cache.stale_engines(key, name):
+        logger.info("not reusing %s, built for another setup (%s)", path.name, "; ".join(why))
+    if not options.build:
+        raise ModelLoadError(
+            f"no TensorRT engine of {model_path.name} for {device.gpu_name} "
+            f"(sm {device.compute_capability}, TensorRT {device.tensorrt_version}, "
+            f"{options.precision}) in {cache.root}; build it with `roadsense models "
+            "build-engine` or allow build_engine"
+        )
+    calibration = None
+    if options.precision == "int8":
+        if options.calibration_images is None:
+            raise ModelLoadError("int8 needs calibration_images (a folder of frames)")
+        calibration = Calibration(
+            options.calibration_images,
+            cache.root / f"{name}-{card.onnx_sha256[:12]}.calibration",
+            card,
+        )
+    logger.warning(
+        "building the TensorRT %s engine of %s for %s; this takes minutes, once: it is "
+        "cached in %s",
+        options.precision,
+        model_path.name,
+        device.gpu_name,
+        cache.root,
+    )
+    engine = runtime.build(model_path, card, options.precision, calibration)
+    return cache.store(key, name, engine), True
+
+
+def check_engine(runner: EngineRunner, card: ModelCard, source: Path) -> None:
+    """Refuse an engine whose tensors do not match the card."""
+    io = runner.io()
+    spec = card.input
+    if io.get(spec.name, ("", ()))[0] != "input":
+        raise ModelLoadError(f"{source}: engine has no input {spec.name!r} (has {sorted(io)})")
+    if list(io[spec.name][1][1:]) != [3, spec.height, spec.width]:
+        raise ModelLoadError(
+            f"{source}: engine input shape {io[spec.name][1]} does not match the card "
+            f"(N, 3, {spec.height}, {spec.width})"
+        )
+    if io.get(card.output_name, ("", ()))[0] != "output":
+        raise ModelLoadError(f"{source}: engine has no output {card.output_name!r}")
+    low, high = runner.batch_range(spec.name)
+    if low > card.min_batch or high < card.max_batch:
+        raise ModelLoadError(
+            f"{source}: engine profile batches {low}..{high}, card needs "
+            f"{card.min_batch}..{card.max_batch}"
+        )
+
+
+class TensorRtClassifier(Classifier):
+    """Runs the card's model as a TensorRT engine built for this device."""
+
+    key = "tensorrt"
+
+    def __init__(
+        self,
+        model_path: Path,
+        card: ModelCard,
+        options: dict[str, object],
+        runtime: Runtime | None = None,
+    ) -> None:
+        super().__init__(model_path, card)
+        settings = TensorRtOptions.parse(options)
+        self._runtime = runtime or cuda_runtime()
+        self.engine_path, self.built = ensure_engine(model_path, card, settings, self._runtime)
+        self._runner = self._runtime.load(self.engine_path.read_bytes(), card)
+        check_engine(self._runner, card, self.engine_path)
+        warmup = np.zeros((card.input.height, card.input.width, 3), dtype=np.uint8)
+        self.classify([warmup])
+
+    def classify(self, frames: Sequence[Frame]) -> Probabilities:
+        """Classify a batch of BGR frames."""
+        if not 1 <= len(frames) <= self.max_batch:
+            raise ValueError(f"batch of {len(frames)} frames, allowed 1..{self.max_batch}")
+        tensor = frames_to_tensor(frames, self.card.input)
+        return self._check_output(self._runner.run(tensor), len(frames))
+
+    def close(self) -> None:
+        """Free the engine's device memory."""
+        self._runner.close()
+
+
+@register(TensorRtClassifier.key)
+def _create(model_path: Path, card: ModelCard, options: dict[str, object]) -> Classifier:
+    return TensorRtClassifier(model_path, card, options)
+
+
+# The real runtime: TensorRT + pycuda --------------------------------------------
+
+
+def cuda_runtime() -> Runtime:
+    """TensorRT and CUDA on this machine, or TensorRtUnavailableError saying why not."""
+    if trt is None or cuda is None:
+        raise TensorRtUnavailableError(f"TensorRT/pycuda cannot be imported: {IMPORT_ERROR}")
+    try:
+        cuda.init()
+        if cuda.Device.count() == 0:
+            raise TensorRtUnavailableError("no CUDA GPU found")
+    except cuda.Error as err:
+        raise TensorRtUnavailableError(f"CUDA cannot start: {err}") from err
+    return _CudaRuntime()
+
+
+class _CudaRuntime:  # pragma: no cover - runs on NVIDIA machines only (bench/gpu_check.sh)
+    def __init__(self) -> None:
+        self._device = cuda.Device(0)
+        self._context = self._device.retain_primary_context()
+        self._logger = trt.Logger(trt.Logger.WARNING)
+
+    def device(self) -> DeviceInfo:
+        major, minor = self._device.compute_capability()
+        return DeviceInfo(self._device.name(), f"{major}.{minor}", str(trt.__version__))
+
+    def build(
+        self,
+        onnx_path: Path,
+        card: ModelCard,
+        precision: Precision,
+        calibration: Calibration | None,
+    ) -> bytes:
+        self._context.push()
+        try:
+            return _build(self._logger, onnx_path, card, precision, calibration)
+        finally:
+            self._context.pop()
+
+    def load(self, engine: bytes, card: ModelCard) -> EngineRunner:
+        self._context.push()
+        try:
+            runtime = trt.Runtime(self._logger)
+            deserialised = runtime.deserialize_cuda_engine(engine)
+            if deserialised is None:
+                raise ModelLoadError("TensorRT could not deserialise the engine")
+            return _CudaRunner(deserialised, card, self._context)
+        finally:
+            self._context.pop()
+
+
+def _build(  # pragma: no cover - GPU only
+    logger_: Any, onnx_path: Path, card: ModelCard, precision: Precision, calibration: Any
+) -> bytes:
+    builder = trt.Builder(logger_)
+    major = int(str(trt.__version__).split(".")[0])
+    flags = 0
+    if major < 10:  # explicit batch is the only mode from TensorRT 10 on
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger_)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ModelLoadError(f"{onnx_path}: TensorRT cannot parse it: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)
+    spec = card.input
+    profile = builder.create_optimization_profile()
+    shape = (3, spec.height, spec.width)
+    optimum = max(card.min_batch, min(card.max_batch, 8))
+    profile.set_shape(
+        spec.name, (card.min_batch, *shape), (optimum, *shape), (card.max_batch, *shape)
+    )
+    config.add_optimization_profile(profile)
+    if precision in ("fp16", "int8") and builder.platform_has_fast_fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    if precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = _calibrator(calibration, (card.max_batch, *shape))
+        config.set_calibration_profile(profile)
+    serialised = builder.build_serialized_network(network, config)
+    if serialised is None:
+        raise ModelLoadError(f"{onnx_path}: TensorRT failed to build a {precision} engine")
+    return bytes(serialised)
+
+
+def _calibrator(calibration: Calibration, max_shape: tuple[int, ...]) -> Any:  # pragma: no cover
+    """An entropy calibrator over the folder's frames, keeping its cache file."""
+
+    class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc]
+        def __init__(self) -> None:
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self._batches = calibration.batches()
+            self._device = cuda.mem_alloc(int(np.prod(max_shape)) * 4)
+
+        def get_batch_size(self) -> int:
+            return calibration.batch
+
+        def get_batch(self, names: list[str]) -> list[int] | None:
+            batch = next(self._batches, None)
+            if batch is None:
+                return None
+            cuda.memcpy_htod(self._device, np.ascontiguousarray(batch))
+            return [int(self._device)]
+
+        def read_calibration_cache(self) -> bytes | None:
+            path = calibration.cache_file
+            return path.read_bytes() if path.is_file() else None
+
+        def write_calibration_cache(self, cache: bytes) -> None:
+            calibration.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            calibration.cache_file.write_bytes(bytes(cache))
+
+    return _EntropyCalibrator()
+
+
+class _CudaRunner:  # pragma: no cover - GPU only
+    """Buffers for the largest batch, one stream, named-tensor execution."""
+
+    def __init__(self, engine: Any, card: ModelCard, context: Any) -> None:
+        self._engine = engine
+        self._card = card
+        self._cuda_context = context
+        self._context = engine.create_execution_context()
+        self._stream = cuda.Stream()
+        spec = card.input
+        self._input = spec.name
+        self._output = card.output_name
+        batch = card.max_batch
+        self._host_in = cuda.pagelocked_empty((batch, 3, spec.height, spec.width), np.float32)
+        self._host_out = cuda.pagelocked_empty((batch, len(card.labels)), np.float32)
+        self._device_in = cuda.mem_alloc(self._host_in.nbytes)
+        self._device_out = cuda.mem_alloc(self._host_out.nbytes)
+
+    def io(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        result = {}
+        for i in range(self._engine.num_io_tensors):
+            name = self._engine.get_tensor_name(i)
+            mode = self._engine.get_tensor_mode(name)
+            kind = "input" if mode == trt.TensorIOMode.INPUT else "output"
+            result[name] = (kind, tuple(int(d) for d in self._engine.get_tensor_shape(name)))
+        return result
+
+    def batch_range(self, input_name: str) -> tuple[int, int]:
+        low, _, high = self._engine.get_tensor_profile_shape(input_name, 0)
+        return int(low[0]), int(high[0])
+
+    def run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        n = batch.shape[0]
+        self._cuda_context.push()
+        try:
+            self._host_in[:n] = batch
+            self._context.set_input_shape(self._input, tuple(batch.shape))
+            self._context.set_tensor_address(self._input, int(self._device_in))
+            self._context.set_tensor_address(self._output, int(self._device_out))
+            cuda.memcpy_htod_async(self._device_in, self._host_in[:n], self._stream)
+            if not self._context.execute_async_v3(self._stream.handle):
+                raise RuntimeError("TensorRT execution failed")
+            cuda.memcpy_dtoh_async(self._host_out[:n], self._device_out, self._stream)
+            self._stream.synchronize()
+            return np.array(self._host_out[:n], copy=True)
+        finally:
+            self._cuda_context.pop()
+
+    def close(self) -> None:
+        self._cuda_context.push()
+        try:
+            self._device_in.free()
+            self._device_out.free()
+        finally:
+            self._cuda_context.pop()
