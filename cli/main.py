@@ -169,6 +169,72 @@ def _train_forecaster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_congestion(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from roadsense.models.congestion_train import (
+        CnnSettings,
+        class_names,
+        export_cnn,
+        load_images,
+        train_cnn,
+    )
+
+    settings = CnnSettings(width=args.width, height=args.height, epochs=args.epochs, seed=args.seed)
+    if min(args.width, args.height) < 32 or args.epochs < 1:
+        print("roadsense: --width/--height must be >= 32 and --epochs >= 1", file=sys.stderr)
+        return 2
+    classes = class_names(args.images)
+    data = load_images(args.images, classes, settings.width, settings.height)
+    holdout = None
+    if args.holdout:
+        holdout = load_images(
+            args.holdout, class_names(args.holdout), settings.width, settings.height
+        )
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("training", total=settings.epochs)
+
+        def progress(epoch: int, epochs: int, accuracy: float) -> None:
+            bar.update(
+                task,
+                completed=epoch,
+                description=f"training (validation accuracy {accuracy:.3f})",
+            )
+
+        model = train_cnn(data, settings, holdout, progress)
+    extra = _dataset_summary(args.images)
+    if args.holdout:
+        extra["holdout"] = {"folder": str(args.holdout), **_dataset_summary(args.holdout)}
+    path = export_cnn(
+        model,
+        args.out,
+        name=args.name,
+        version=args.version,
+        description=args.description,
+        reference_images=data.images,
+        extra=extra,
+    )
+    figures = {"model": str(path), **model.evaluation}
+    if args.json:
+        print(json.dumps(figures, sort_keys=True))
+    else:
+        print(json.dumps(figures, indent=2, sort_keys=True))
+    return 0
+
+
+def _dataset_summary(folder: Path) -> dict[str, Any]:
+    """The dataset.json a dataset builder left beside the images, if any."""
+    summary = folder / "dataset.json"
+    if not summary.is_file():
+        return {"folder": str(folder)}
+    try:
+        loaded: dict[str, Any] = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {"folder": str(folder), "dataset_json": "unreadable"}
+    return {"folder": str(folder), "dataset": loaded}
+
+
 def _forecast_evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
@@ -357,6 +423,33 @@ def _add_train_commands(commands: Any) -> None:
         "--skip-evaluation", action="store_true", help="do not run the 80/20 evaluation first"
     )
     forecaster.set_defaults(handler=_train_forecaster)
+
+    congestion = train_commands.add_parser(
+        "congestion",
+        help="train the congestion CNN on class folders of images, evaluate, export ONNX",
+        description="Train MobileNetV3-Small on DIR/<label>/*.png|jpg (early stopping on a "
+        "stratified validation slice), report accuracy, macro-F1 and the confusion matrix "
+        "on that slice and on --holdout, export ONNX (checked against torch to 1e-4) with "
+        "its card.",
+    )
+    congestion.add_argument("--images", type=Path, required=True, help="class folders")
+    congestion.add_argument(
+        "--holdout", type=Path, help="class folders never trained on (e.g. another camera)"
+    )
+    congestion.add_argument("--out", type=Path, required=True, help="output folder")
+    congestion.add_argument("--name", default="congestion", help="model file name")
+    congestion.add_argument("--version", default="1.0.0", help="model version for the card")
+    congestion.add_argument(
+        "--description",
+        default="Congestion classifier trained with roadsense train congestion.",
+        help="what the model is (for the card)",
+    )
+    congestion.add_argument("--width", type=int, default=160, help="input width (default 160)")
+    congestion.add_argument("--height", type=int, default=128, help="input height (default 128)")
+    congestion.add_argument("--epochs", type=int, default=10, help="most epochs (default 10)")
+    congestion.add_argument("--seed", type=int, default=0, help="random seed")
+    congestion.add_argument("--json", action="store_true", help="print one JSON line")
+    congestion.set_defaults(handler=_train_congestion)
 
 
 def _add_models_commands(commands: Any) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -56,6 +56,20 @@ class ModelCard(ConfigModel):
     onnx_file: str = Field(description="File name of the ONNX artifact beside the card.")
     onnx_sha256: str = Field(description="sha256 of the ONNX artifact.")
     opset: int = Field(description="ONNX opset the model was exported with.")
+    architecture: str = Field(default="", description="Network architecture.")
+    created: str = Field(default="", description="When the model was exported (ISO 8601).")
+    onnx_torch_max_abs_difference: float | None = Field(
+        default=None, description="Largest |ONNX Runtime - torch| probability at export."
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Training settings, to reproduce the model."
+    )
+    training_data: dict[str, Any] = Field(
+        default_factory=dict, description="What the model was trained on, and where it came from."
+    )
+    evaluation: dict[str, Any] = Field(
+        default_factory=dict, description="Figures on data the model was not trained on."
+    )
 
     @model_validator(mode="after")
     def _batch_range(self) -> ModelCard:

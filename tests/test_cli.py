@@ -45,6 +45,7 @@ def test_every_command_has_help_text() -> None:
         "forecast export",
         "models build-engine",
         "train forecaster",
+        "train congestion",
     } <= names
     for path, parser, summary in commands:
         assert summary, f"{' '.join(path)} has no help line"
