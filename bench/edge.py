@@ -36,10 +36,9 @@ from roadsense.edge.config import CameraConfig, EdgeConfig, OutboxConfig, Report
 from roadsense.edge.forwarder import Forwarder
 from roadsense.edge.outbox import Outbox
 from roadsense.edge.preprocess import Frame
+from roadsense.models.shipped import SAMPLE_CLIP as SAMPLE_VIDEO
 
 logger = logging.getLogger(__name__)
-
-SAMPLE_VIDEO = Path(__file__).resolve().parent.parent / "edge" / "samples" / "highway_video03.avi"
 
 
 def decode_all(video: Path) -> list[Frame]:

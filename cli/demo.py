@@ -43,12 +43,12 @@ from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.config import CameraConfig, EdgeConfig, OutboxConfig, ReportConfig
 from roadsense.edge.runner import build_agent
 from roadsense.models.series import load_series
+from roadsense.models.shipped import SAMPLE_CLIP as SAMPLE_VIDEO
 from roadsense.models.shipped import SZ_SPEEDS, SZ_WEATHER
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_VIDEO = Path(__file__).resolve().parent.parent / "edge" / "samples" / "highway_video03.avi"
 RPC_TIMEOUT_S = 5.0
 
 

@@ -322,6 +322,13 @@ def _forecast_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_classifier(args: argparse.Namespace) -> int:
+    from roadsense.bench.classifier import run_classifier_bench
+
+    result = run_classifier_bench(width=args.width, height=args.height, min_s=args.seconds)
+    return _print_figures(result, args.json)
+
+
 def _bench_forecast(args: argparse.Namespace) -> int:
     from roadsense.bench.forecast import run_forecast_bench
 
@@ -616,6 +623,20 @@ def _add_bench_commands(commands: Any) -> None:
         "--repeats", type=int, default=20, help="timed runs of each (default 20)"
     )
     bench_forecast.set_defaults(handler=_bench_forecast)
+    bench_classifier = bench_commands.add_parser(
+        "classifier",
+        help="the congestion CNN: ONNX Runtime vs torch eager img/s by batch size",
+        description="Images per second of MobileNetV3-Small (same weights in both runtimes) "
+        "at batch 1, 4 and 8 on frames of the shipped clip, and their ratio. Needs the "
+        "train extra (torch).",
+    )
+    bench_classifier.add_argument("--json", action="store_true", help="print one JSON line")
+    bench_classifier.add_argument("--width", type=int, default=224, help="input width")
+    bench_classifier.add_argument("--height", type=int, default=224, help="input height")
+    bench_classifier.add_argument(
+        "--seconds", type=float, default=2.0, help="least seconds timed per figure"
+    )
+    bench_classifier.set_defaults(handler=_bench_classifier)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,3 +13,6 @@ SZ_WEATHER = SZ_TAXI_DIR / "sz_weather.csv"
 
 DEFAULT_FORECASTER = ARTIFACT_DIR / "forecaster" / "forecaster.onnx"
 """GRU forecaster trained on the shipped SZ-taxi subset (card beside it)."""
+
+SAMPLE_CLIP = Path(__file__).resolve().parent.parent / "edge" / "samples" / "highway_video03.avi"
+"""Real highway clip (provenance in edge/samples/README.md): demo, benchmarks, tests."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from roadsense.bench.classifier import run_classifier_bench
 from roadsense.bench.edge import run_edge_bench
 from roadsense.bench.forecast import run_forecast_bench
 from roadsense.bench.grpc import run_grpc_bench
@@ -58,3 +59,12 @@ def test_forecast_bench_reports_every_figure() -> None:
     assert result["torch_eager_ms"] > 0
     ratio = result["torch_eager_ms"] / result["onnxruntime_ms"]
     assert result["torch_over_onnxruntime"] == pytest.approx(ratio, abs=0.05)
+
+
+def test_classifier_bench_reports_every_batch() -> None:
+    result = run_classifier_bench(width=64, height=64, min_s=0.05)
+    for batch in (1, 4, 8):
+        onnx, eager = result[f"onnxruntime_img_s_b{batch}"], result[f"torch_eager_img_s_b{batch}"]
+        assert onnx > 0
+        assert eager > 0
+        assert result[f"ratio_b{batch}"] == pytest.approx(onnx / eager, rel=0.05)

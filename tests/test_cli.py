@@ -40,6 +40,7 @@ def test_every_command_has_help_text() -> None:
         "bench ingest",
         "bench grpc",
         "bench forecast",
+        "bench classifier",
         "forecast evaluate",
         "forecast replay",
         "forecast export",
