@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from roadsense.bench.classifier import run_classifier_bench
@@ -68,3 +74,21 @@ def test_classifier_bench_reports_every_batch() -> None:
         assert onnx > 0
         assert eager > 0
         assert result[f"ratio_b{batch}"] == pytest.approx(onnx / eager, rel=0.05)
+
+
+def test_gpu_check_script_runs_and_says_what_it_skipped() -> None:
+    repo = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        ["bash", str(repo / "bench" / "gpu_check.sh"), "--seconds", "0.1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(figures["ort_cpu_img_s"]) == {"b1", "b8", "b32"}
+    if "CUDAExecutionProvider" not in figures["providers"]:
+        assert figures["ort_cuda"].startswith("skipped:")
+    assert isinstance(figures["tensorrt"], dict) or figures["tensorrt"].startswith("skipped:")
