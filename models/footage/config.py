@@ -122,6 +122,9 @@ class CompositeConfig(ConfigModel):
     crop_min_fill: Fraction = Field(
         default=0.45, description="least share of its box a crop's mask must fill"
     )
+    max_upscale: float = Field(
+        default=1.5, ge=1.0, description="largest enlargement of a crop (farther crops blur)"
+    )
     max_crops: int = Field(default=400, ge=1, description="most crops kept")
 
     @model_validator(mode="after")
