@@ -44,6 +44,8 @@ def test_every_command_has_help_text() -> None:
         "forecast replay",
         "forecast export",
         "train forecaster",
+        "dataset",
+        "dataset congestion",
     } <= names
     for path, parser, summary in commands:
         assert summary, f"{' '.join(path)} has no help line"
