@@ -27,8 +27,9 @@ from roadsense.cloud.config import CloudConfig, GrpcConfig, IngestConfig, StoreC
 from roadsense.cloud.domain import Reading
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.timeutil import now_ms
+from roadsense.models.congestion_labels import CONGESTION_LABELS
 
-LABELS = ("free", "light", "moderate", "heavy", "jammed")
+LABELS = CONGESTION_LABELS
 
 
 def _reading(segment: int, seq: int, level_class: int) -> Reading:

@@ -36,9 +36,10 @@ from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig, GrpcConfig, IngestConfig, StoreConfig
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.timeutil import now_ms
+from roadsense.models.congestion_labels import CONGESTION_LABELS
 from roadsense.proto.v1 import telemetry_pb2
 
-LABELS = ["free", "light", "moderate", "heavy", "jammed"]
+LABELS = list(CONGESTION_LABELS)
 
 
 def _payload(device: str, seq: int) -> bytes:

@@ -411,6 +411,71 @@ def _add_series_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed")
 
 
+def _dataset_congestion(args: argparse.Namespace) -> int:
+    from roadsense.models.footage.config import default_config_path, load_footage_config
+    from roadsense.models.footage.dataset import build_dataset
+
+    config_path = args.config or default_config_path(args.video)
+    config = load_footage_config(config_path)
+    summary = build_dataset(
+        args.video,
+        args.out,
+        config,
+        per_class=args.per_class,
+        holdout_fraction=args.holdout_fraction,
+        seed=args.seed,
+        config_source=str(config_path),
+    )
+    manifest = summary.manifest
+    if args.json:
+        print(json.dumps({key: manifest[key] for key in manifest if key != "config"}))
+    else:
+        for name, count in summary.counts.items():
+            print(
+                f"{name}: {count} ({summary.real[name]} real, {summary.composite[name]} composite)"
+            )
+        if summary.holdout_out is not None:
+            print(f"holdout {summary.holdout_out}: {summary.holdout_counts}")
+        print(f"wrote {summary.out} in {manifest['build_seconds']} s")
+    return 0
+
+
+def _add_dataset_commands(commands: Any) -> None:
+    dataset = commands.add_parser(
+        "dataset", help="build training datasets", description="Training-data builders."
+    )
+    dataset_commands = dataset.add_subparsers(
+        dest="dataset_command", metavar="COMMAND", required=True
+    )
+    congestion = dataset_commands.add_parser(
+        "congestion",
+        help="image-folder congestion dataset from a clip: auto-labels plus composites",
+        description="Auto-label sampled frames (ROI occupancy and motion), fill every class "
+        "to --per-class with composites of vehicles cut from the clip, and write "
+        "OUT/<label>/*.png and OUT/dataset.json; --holdout-fraction keeps the end of the "
+        "clip as OUT_holdout (real frames only).",
+    )
+    congestion.add_argument("--video", type=Path, required=True, help="video file to use")
+    congestion.add_argument("--out", type=Path, required=True, help="new output folder")
+    congestion.add_argument(
+        "--config", type=Path, help="footage TOML (default: the shipped one for this clip)"
+    )
+    congestion.add_argument(
+        "--per-class", type=int, default=200, help="images per class (default 200)"
+    )
+    congestion.add_argument(
+        "--holdout-fraction",
+        type=float,
+        default=0.0,
+        help="last share of the clip kept as OUT_holdout, real frames only (default 0)",
+    )
+    congestion.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    congestion.add_argument(
+        "--json", action="store_true", help="print one JSON object (dataset.json less config)"
+    )
+    congestion.set_defaults(handler=_dataset_congestion)
+
+
 def _add_train_commands(commands: Any) -> None:
     train = commands.add_parser("train", help="train models", description="Model training.")
     train_commands = train.add_subparsers(dest="train_command", metavar="COMMAND", required=True)
@@ -726,6 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_forecast_commands(commands)
     _add_models_commands(commands)
     _add_train_commands(commands)
+    _add_dataset_commands(commands)
     return parser
 
 

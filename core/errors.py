@@ -35,3 +35,7 @@ class OutboxWriteError(RoadSenseError):
 
 class CommandError(RoadSenseError):
     """A remote command is malformed or asks for something invalid."""
+
+
+class FootageError(RoadSenseError):
+    """A video or its region of interest cannot give labelled frames or composites."""

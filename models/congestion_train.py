@@ -36,11 +36,12 @@ import torch
 from roadsense.core.errors import RoadSenseError
 from roadsense.edge.preprocess import Frame, frames_to_tensor
 from roadsense.models.card import InputSpec, ModelCard, card_path_for, sha256_file
+from roadsense.models.congestion_labels import CONGESTION_LABELS
 from roadsense.models.mobilenet import MobileNetV3Small, WithSoftmax
 
 logger = logging.getLogger(__name__)
 
-LABELS = ("free", "light", "moderate", "heavy", "jammed")
+LABELS = CONGESTION_LABELS
 """Default congestion classes, least to most congested."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 OPSET = 17

@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from roadsense.models.card import InputSpec, ModelCard, card_path_for, sha256_file
+from roadsense.models.congestion_labels import CONGESTION_LABELS
 
-LABELS = ["free", "light", "moderate", "heavy", "jammed"]
+LABELS = list(CONGESTION_LABELS)
 INPUT = InputSpec(
     name="images",
     width=96,

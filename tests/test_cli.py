@@ -47,6 +47,8 @@ def test_every_command_has_help_text() -> None:
         "models build-engine",
         "train forecaster",
         "train congestion",
+        "dataset",
+        "dataset congestion",
     } <= names
     for path, parser, summary in commands:
         assert summary, f"{' '.join(path)} has no help line"

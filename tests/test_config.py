@@ -13,6 +13,7 @@ from roadsense.cloud.config import CloudConfig
 from roadsense.core.config import ConfigModel, load_config
 from roadsense.core.errors import ConfigError
 from roadsense.edge.config import EdgeConfig
+from roadsense.models.footage.config import FootageConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -97,7 +98,7 @@ def _models(root: type[BaseModel]) -> set[type[BaseModel]]:
     return seen
 
 
-@pytest.mark.parametrize("root", [EdgeConfig, CloudConfig])
+@pytest.mark.parametrize("root", [EdgeConfig, CloudConfig, FootageConfig])
 def test_every_config_field_has_a_description(root: type[ConfigModel]) -> None:
     models = _models(root)
     assert len(models) > 3
