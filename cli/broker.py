@@ -149,6 +149,16 @@ def start_mosquitto(
     return RunningBroker("mosquitto", host, port, "5", config, log, _process=process)
 
 
+def run_mosquitto_config(config: Path, host: str, port: int) -> RunningBroker:
+    """Run Mosquitto on a config file written elsewhere (e.g. by ``provision broker-config``).
+
+    ``host``/``port`` are where the config listens; the log goes beside the config.
+    """
+    log = config.with_suffix(".log")
+    process = _spawn_mosquitto(config, log, host, port)
+    return RunningBroker("mosquitto", host, port, "5", config, log, _process=process)
+
+
 def start_embedded(port: int = 0) -> RunningBroker:
     """Run the pure-Python amqtt broker in a background thread on 127.0.0.1."""
     try:

@@ -35,3 +35,11 @@ class OutboxWriteError(RoadSenseError):
 
 class CommandError(RoadSenseError):
     """A remote command is malformed or asks for something invalid."""
+
+
+class ProvisioningError(RoadSenseError):
+    """A certificate authority, certificate, bundle or manifest operation failed."""
+
+
+class EnrollmentError(ProvisioningError):
+    """An enrollment request is refused (bad token, bad CSR, unknown or revoked device)."""
