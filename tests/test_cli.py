@@ -47,6 +47,18 @@ def test_every_command_has_help_text() -> None:
         "models build-engine",
         "train forecaster",
         "train congestion",
+        "provision",
+        "provision init-ca",
+        "provision server-cert",
+        "provision client-cert",
+        "provision broker-config",
+        "provision check-manifest",
+        "provision import-csv",
+        "provision bundle",
+        "provision token",
+        "provision enroll",
+        "provision revoke",
+        "provision status",
     } <= names
     for path, parser, summary in commands:
         assert summary, f"{' '.join(path)} has no help line"
