@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -86,6 +87,12 @@ class RunningBroker:
                 self._process.wait()
         if self._stop is not None:
             self._stop()
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto rereads its config, certificates and CRL, keeping its clients."""
+        if self._process is None:
+            raise BrokerError("only a Mosquitto broker can be reloaded")
+        self._process.send_signal(signal.SIGHUP)
 
     def kill(self) -> None:
         """Kill a Mosquitto broker at once (to test reconnection)."""

@@ -189,6 +189,10 @@ def _token(args: argparse.Namespace) -> int:
     finally:
         store.close()
     expires = datetime.datetime.fromtimestamp(now / 1000 + args.ttl, datetime.timezone.utc)
+    if args.out is not None:
+        from roadsense.provisioning.ca import write_private
+
+        write_private(args.out, token.encode() + b"\n")
     return _emit(
         args,
         {
@@ -243,7 +247,7 @@ def _revoke(args: argparse.Namespace) -> int:
         {"device": args.device, "revoked_serials": serials, "registry": registry},
         [
             f"revoked {len(serials)} certificate(s) of {args.device}; CRL rewritten "
-            "(restart or reload Mosquitto to apply it to new connections)"
+            "(reload Mosquitto, e.g. systemctl reload mosquitto, to apply it)"
         ]
         + ([] if registry else ["the cloud registry was not updated (give --cloud-config)"]),
     )
@@ -425,6 +429,7 @@ def _add_device_commands(command: Callable[..., argparse.ArgumentParser]) -> Non
         help="lifetime, e.g. 900, 15m, 2h (default 15m)",
     )
     p.add_argument("--uses", type=int, default=1, help="how many enrollments (default 1)")
+    p.add_argument("--out", type=Path, help="also write the token to this file (mode 0600)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = command(

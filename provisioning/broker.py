@@ -5,8 +5,9 @@ username (``use_identity_as_username``), so the ACL pattern ``%u`` confines a
 device to ``roadsense/v1/<its id>/`` for writing and to its own ``cmd/``
 subtree for reading. The cloud ingest account (its own certificate, CN
 ``roadsense-cloud``) reads all telemetry and writes commands. Mosquitto reads
-the CRL when it starts: restart (or reload) it after a revocation; the cloud
-also rejects a revoked device's reports meanwhile.
+the CRL at start and on SIGHUP (``systemctl reload mosquitto``): reload it
+after a revocation. A revoked device's open connection survives the reload,
+so the cloud also rejects its reports.
 """
 
 from __future__ import annotations

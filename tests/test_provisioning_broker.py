@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,14 +170,14 @@ def test_only_clients_with_a_valid_fleet_certificate_connect(fleet: Fleet, tmp_p
     assert not _connects(forged, "dev-ok")
 
 
-def test_a_revoked_device_cannot_connect_after_the_broker_reads_the_crl(fleet: Fleet) -> None:
+def test_a_revoked_device_cannot_connect_once_the_broker_reloads_the_crl(fleet: Fleet) -> None:
     fleet.issue("dev-gone")
     fleet.issue("dev-stays")
     assert _connects(fleet.client_config("dev-gone"), "dev-gone")
     revoked = fleet.ca.revoke("dev-gone", reason="stolen")
     assert len(revoked) == 1
-    fleet.broker.stop()
-    fleet.broker.restart()
+    fleet.broker.reload()  # SIGHUP, as `systemctl reload mosquitto` sends
+    time.sleep(0.5)  # the signal is handled asynchronously; a restart is tested elsewhere
     assert not _connects(fleet.client_config("dev-gone"), "dev-gone")
     assert _connects(fleet.client_config("dev-stays"), "dev-stays")
 
