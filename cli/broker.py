@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -87,6 +88,12 @@ class RunningBroker:
         if self._stop is not None:
             self._stop()
 
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto rereads its config, certificates and CRL, keeping its clients."""
+        if self._process is None:
+            raise BrokerError("only a Mosquitto broker can be reloaded")
+        self._process.send_signal(signal.SIGHUP)
+
     def kill(self) -> None:
         """Kill a Mosquitto broker at once (to test reconnection)."""
         if self._process is None:
@@ -145,6 +152,16 @@ def start_mosquitto(
         f"listener {port} {host}\n{listener_config}{settings}{extra_config}", encoding="utf-8"
     )
     log = workdir / "mosquitto.log"
+    process = _spawn_mosquitto(config, log, host, port)
+    return RunningBroker("mosquitto", host, port, "5", config, log, _process=process)
+
+
+def run_mosquitto_config(config: Path, host: str, port: int) -> RunningBroker:
+    """Run Mosquitto on a config file written elsewhere (e.g. by ``provision broker-config``).
+
+    ``host``/``port`` are where the config listens; the log goes beside the config.
+    """
+    log = config.with_suffix(".log")
     process = _spawn_mosquitto(config, log, host, port)
     return RunningBroker("mosquitto", host, port, "5", config, log, _process=process)
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from roadsense.cli.provision import add_provision_commands
 from roadsense.core import __version__
 from roadsense.core.errors import ConfigError, RoadSenseError
 from roadsense.core.logs import configure_logging
@@ -787,6 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_demo)
 
+    add_provision_commands(commands)
     _add_bench_commands(commands)
     _add_forecast_commands(commands)
     _add_models_commands(commands)

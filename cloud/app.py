@@ -14,10 +14,12 @@ from grpc_reflection.v1alpha import reflection
 
 from roadsense.cloud.auth import TokenAuthInterceptor
 from roadsense.cloud.config import CloudConfig, GrpcTlsConfig
+from roadsense.cloud.enrollment import FleetIdentity
 from roadsense.cloud.feed import ChangeFeed
+from roadsense.cloud.fleet import FleetServicer
 from roadsense.cloud.forecasting import ForecastJob
 from roadsense.cloud.metrics import CloudMetrics, RpcTimingInterceptor
-from roadsense.cloud.service import CityServicer, FleetServicer
+from roadsense.cloud.service import CityServicer
 from roadsense.cloud.state import CityTracker
 from roadsense.cloud.store import SqliteStore
 from roadsense.cloud.subscriber import IngestWorker
@@ -116,7 +118,12 @@ class CloudService:
             ),
             self.server,
         )
-        city_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(self.store), self.server)
+        identity = (
+            FleetIdentity(config.enrollment, self.store) if config.enrollment is not None else None
+        )
+        city_pb2_grpc.add_FleetServiceServicer_to_server(
+            FleetServicer(self.store, identity), self.server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server

@@ -5,7 +5,8 @@ strings of high entropy, so the configuration keeps only their SHA-256;
 nothing here ever logs a token. A missing or unknown token is
 UNAUTHENTICATED; a known token whose role may not call the method is
 PERMISSION_DENIED. Health checking and reflection stay open, as generic
-tools expect.
+tools expect; so does FleetService.Enroll, which a device calls before it
+has any credential but its enrollment token (checked by the servicer).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ Role = Literal["reader", "feed", "admin"]
 
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/")
 """Methods anyone may call."""
+OPEN_METHODS = frozenset({"/roadsense.v1.FleetService/Enroll"})
+"""Methods that check their own credential (an enrollment token in the request)."""
 
 METHOD_ROLES: Mapping[str, frozenset[str]] = {
     "/roadsense.v1.CityService/GetCityState": frozenset({"reader", "feed", "admin"}),
@@ -38,6 +41,8 @@ METHOD_ROLES: Mapping[str, frozenset[str]] = {
     "/roadsense.v1.CityService/IngestObservations": frozenset({"feed", "admin"}),
     "/roadsense.v1.CityService/IngestWeather": frozenset({"feed", "admin"}),
     "/roadsense.v1.FleetService/ListDevices": frozenset({"admin"}),
+    "/roadsense.v1.FleetService/GetDevice": frozenset({"admin"}),
+    "/roadsense.v1.FleetService/RevokeDevice": frozenset({"admin"}),
 }
 """Roles allowed per method; a method not listed needs ``admin``."""
 
@@ -102,7 +107,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.startswith(OPEN_SERVICES):
+        if handler is None or method.startswith(OPEN_SERVICES) or method in OPEN_METHODS:
             return handler
         token = None
         for key, value in handler_call_details.invocation_metadata or ():

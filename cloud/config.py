@@ -135,6 +135,23 @@ class ForecastConfig(ConfigModel):
     threads: int = Field(default=1, ge=1, description="ONNX Runtime threads of the job.")
 
 
+class EnrollmentConfig(ConfigModel):
+    """Enrollment by claim and revocation: the cloud signs device CSRs with the fleet CA."""
+
+    fleet_dir: Path = Field(
+        description="Fleet folder made by `roadsense provision init-ca` (ca/ca.pem, ca/ca.key, "
+        "ca/crl.pem); RevokeDevice rewrites its CRL."
+    )
+    manifest: Path = Field(description="Fleet manifest (TOML): devices and their cameras.")
+    passphrase_file: Path | None = Field(
+        default=None,
+        description="File with the CA key's passphrase; absent: env ROADSENSE_CA_PASSPHRASE.",
+    )
+    certificate_days: int = Field(
+        default=365, ge=1, le=3650, description="Validity of certificates issued by enrollment."
+    )
+
+
 class CloudConfig(ConfigModel):
     """Everything the cloud service runs with."""
 
@@ -156,6 +173,11 @@ class CloudConfig(ConfigModel):
     )
     segments: list[SegmentConfig] = Field(
         default_factory=list, description="The city's road segments ([[segments]] tables)."
+    )
+    enrollment: EnrollmentConfig | None = Field(
+        default=None,
+        description="Enrollment by claim (FleetService.Enroll) and CRL updates on revocation; "
+        "absent: Enroll is refused and revocation only marks the registry.",
     )
 
     @model_validator(mode="after")
@@ -193,8 +215,18 @@ class CloudConfig(ConfigModel):
                     "client_ca_file": rel(tls.client_ca_file),
                 }
             )
+        enrollment = self.enrollment
+        if enrollment is not None:
+            enrollment = enrollment.model_copy(
+                update={
+                    "fleet_dir": rel(enrollment.fleet_dir),
+                    "manifest": rel(enrollment.manifest),
+                    "passphrase_file": rel(enrollment.passphrase_file),
+                }
+            )
         return self.model_copy(
             update={
+                "enrollment": enrollment,
                 "store": self.store.model_copy(update={"path": rel(self.store.path)}),
                 "grpc": self.grpc.model_copy(update={"tls": tls}),
                 "forecast": self.forecast.model_copy(update={"model": rel(self.forecast.model)}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,26 @@ class DeviceRecord:
     agent_version: str
     model_version: str
     camera_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """A device's identity state: enrolled by claim, or revoked."""
+
+    device_id: str
+    enrolled_ms: int
+    revoked_ms: int | None
+    certificate_serial: str
+    revoke_reason: str
+
+
+@dataclass(frozen=True)
+class TokenUse:
+    """The outcome of presenting an enrollment token."""
+
+    outcome: Literal["ok", "unknown", "expired", "used_up"]
+    device_id: str | None = None
+    """The device the token is bound to (None: any device of the manifest)."""
 
 
 Telemetry = Reading | StatusUpdate | HealthRecord | Rejected

@@ -35,6 +35,7 @@ def decode_message(
     *,
     known_devices: Mapping[str, frozenset[str]] | None = None,
     camera_segments: Mapping[str, str] | None = None,
+    revoked_devices: frozenset[str] = frozenset(),
 ) -> Telemetry:
     """Turn a message into a Reading, StatusUpdate, HealthRecord or Rejected.
 
@@ -42,6 +43,8 @@ def decode_message(
     registry: anything from another device or camera is rejected.
     ``camera_segments`` ("device/camera" → segment id) is the city's own
     camera-to-segment mapping, which wins over the segment a report names.
+    Anything from a device in ``revoked_devices`` is rejected: its connection
+    may outlive the revocation until the broker reloads the CRL.
     """
     if len(payload) > max_payload_bytes:
         return Rejected(
@@ -61,6 +64,8 @@ def decode_message(
         code, reason = problem
         return Rejected(topic, reason, payload, received_ms, code)
 
+    if parsed.device_id in revoked_devices:
+        return reject(("revoked_device", f"device {parsed.device_id!r} is revoked"))
     if known_devices:
         cameras = known_devices.get(parsed.device_id)
         if cameras is None:

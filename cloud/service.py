@@ -297,27 +297,3 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
                     )
         finally:
             self._feed.unsubscribe(watcher)
-
-
-class FleetServicer(city_pb2_grpc.FleetServiceServicer):
-    """roadsense.v1.FleetService (the device registry)."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    def ListDevices(  # noqa: N802 - gRPC method name
-        self, request: city_pb2.ListDevicesRequest, context: grpc.ServicerContext
-    ) -> city_pb2.ListDevicesResponse:
-        return city_pb2.ListDevicesResponse(
-            devices=[
-                city_pb2.Device(
-                    device_id=d.device_id,
-                    online=d.online,
-                    last_seen_ms=d.last_seen_ms,
-                    agent_version=d.agent_version,
-                    model_version=d.model_version,
-                    camera_ids=list(d.camera_ids),
-                )
-                for d in self._store.devices()
-            ]
-        )

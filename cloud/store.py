@@ -23,11 +23,13 @@ from roadsense.cloud.domain import (
     HealthRecord,
     HorizonScore,
     Reading,
+    RegistryEntry,
     Rejected,
     SegmentForecast,
     SegmentSnapshot,
     StatusUpdate,
     Telemetry,
+    TokenUse,
 )
 from roadsense.cloud.feeds import ObservationRecord, WeatherRecord
 from roadsense.core.sqlite import Migration, migrate, open_database, transaction
@@ -155,6 +157,32 @@ class Store(abc.ABC):
         """How many messages were rejected, by problem code."""
 
     @abc.abstractmethod
+    def add_enrollment_token(
+        self, token_sha256: str, device_id: str | None, expires_ms: int, uses: int, now: int
+    ) -> None:
+        """Keep a new enrollment token (its hash only)."""
+
+    @abc.abstractmethod
+    def use_enrollment_token(self, token_sha256: str, now: int) -> TokenUse:
+        """Spend one use of a token, atomically; why not when it cannot be used."""
+
+    @abc.abstractmethod
+    def record_enrollment(self, device_id: str, certificate_serial: str, now: int) -> None:
+        """Mark a device enrolled with a new certificate."""
+
+    @abc.abstractmethod
+    def revoke_device(self, device_id: str, reason: str, now: int) -> RegistryEntry:
+        """Mark a device revoked (idempotent: the first revocation time stays)."""
+
+    @abc.abstractmethod
+    def registry(self) -> dict[str, RegistryEntry]:
+        """Every device in the identity registry."""
+
+    @abc.abstractmethod
+    def revoked_devices(self) -> frozenset[str]:
+        """Ids of revoked devices, whose telemetry ingest rejects."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release the database."""
 
@@ -238,12 +266,27 @@ def _forecasts(db: Database) -> None:
     db.execute("CREATE INDEX observations_time ON observations (time_ms)")
 
 
+def _fleet_registry(db: Database) -> None:
+    db.execute(
+        """CREATE TABLE fleet_registry (
+            device_id TEXT PRIMARY KEY, enrolled_ms INTEGER NOT NULL DEFAULT 0,
+            revoked_ms INTEGER, certificate_serial TEXT NOT NULL DEFAULT '',
+            revoke_reason TEXT NOT NULL DEFAULT '')"""
+    )
+    db.execute(
+        """CREATE TABLE enrollment_tokens (
+            token_sha256 TEXT PRIMARY KEY, device_id TEXT, created_ms INTEGER NOT NULL,
+            expires_ms INTEGER NOT NULL, uses_left INTEGER NOT NULL)"""
+    )
+
+
 MIGRATIONS = [
     Migration("0001_city_schema", _schema_v1),
     Migration("0002_dead_letter_codes", _dead_letter_codes),
     Migration("0003_segment_history", _segment_history),
     Migration("0004_feeds", _feeds),
     Migration("0005_forecasts", _forecasts),
+    Migration("0006_fleet_registry", _fleet_registry),
 ]
 
 
@@ -641,6 +684,73 @@ class SqliteStore(Store):
                 "SELECT code, COUNT(*) FROM dead_letters GROUP BY code"
             ).fetchall()
         return {str(code): int(count) for code, count in rows}
+
+    def add_enrollment_token(
+        self, token_sha256: str, device_id: str | None, expires_ms: int, uses: int, now: int
+    ) -> None:
+        with self._lock, transaction(self._db):
+            self._db.execute(
+                "INSERT INTO enrollment_tokens (token_sha256, device_id, created_ms, expires_ms, "
+                "uses_left) VALUES (?, ?, ?, ?, ?)",
+                [token_sha256, device_id, now, expires_ms, uses],
+            )
+
+    def use_enrollment_token(self, token_sha256: str, now: int) -> TokenUse:
+        with self._lock, transaction(self._db):
+            row = self._db.execute(
+                "SELECT device_id, expires_ms, uses_left FROM enrollment_tokens "
+                "WHERE token_sha256 = ?",
+                [token_sha256],
+            ).fetchone()
+            if row is None:
+                return TokenUse("unknown")
+            device_id, expires_ms, uses_left = row
+            if expires_ms <= now:
+                return TokenUse("expired", device_id)
+            if uses_left <= 0:
+                return TokenUse("used_up", device_id)
+            self._db.execute(
+                "UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE token_sha256 = ?",
+                [token_sha256],
+            )
+        return TokenUse("ok", device_id)
+
+    def record_enrollment(self, device_id: str, certificate_serial: str, now: int) -> None:
+        with self._lock, transaction(self._db):
+            self._db.execute(
+                """INSERT INTO fleet_registry (device_id, enrolled_ms, certificate_serial)
+                   VALUES (?, ?, ?) ON CONFLICT (device_id) DO UPDATE
+                   SET enrolled_ms = excluded.enrolled_ms,
+                       certificate_serial = excluded.certificate_serial""",
+                [device_id, now, certificate_serial],
+            )
+
+    def revoke_device(self, device_id: str, reason: str, now: int) -> RegistryEntry:
+        with self._lock, transaction(self._db):
+            self._db.execute(
+                """INSERT INTO fleet_registry (device_id, revoked_ms, revoke_reason)
+                   VALUES (?, ?, ?) ON CONFLICT (device_id) DO UPDATE
+                   SET revoked_ms = COALESCE(revoked_ms, excluded.revoked_ms),
+                       revoke_reason = CASE WHEN revoked_ms IS NULL
+                           THEN excluded.revoke_reason ELSE revoke_reason END""",
+                [device_id, now, reason],
+            )
+        return self.registry()[device_id]
+
+    def registry(self) -> dict[str, RegistryEntry]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT device_id, enrolled_ms, revoked_ms, certificate_serial, revoke_reason "
+                "FROM fleet_registry ORDER BY device_id"
+            ).fetchall()
+        return {row[0]: RegistryEntry(*row) for row in rows}
+
+    def revoked_devices(self) -> frozenset[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT device_id FROM fleet_registry WHERE revoked_ms IS NOT NULL"
+            ).fetchall()
+        return frozenset(str(r[0]) for r in rows)
 
     def close(self) -> None:
         with self._lock:

@@ -74,6 +74,7 @@ class IngestWorker:
         self._config = config
         self._known_devices = config.known_devices()
         self._camera_segments = config.camera_segments()
+        self._revoked: frozenset[str] = frozenset()
         self._store = store
         self._tracker = tracker
         self._feed = feed
@@ -186,6 +187,12 @@ class IngestWorker:
     def _write(self, batch: list[_Incoming]) -> None:
         max_future_ms = int(self._config.ingest.max_future_skew_s * 1000)
         max_bytes = self._config.ingest.max_payload_bytes
+        # One small query per batch: revocations by another process count at once.
+        try:
+            self._revoked = self._store.revoked_devices()
+        except Exception as err:  # the write below retries; keep the last known set
+            logger.warning("ingest: cannot read revoked devices (%s); using the last known", err)
+        revoked = self._revoked
         records: list[Telemetry] = [
             decode_message(
                 m.topic,
@@ -195,6 +202,7 @@ class IngestWorker:
                 max_bytes,
                 known_devices=self._known_devices,
                 camera_segments=self._camera_segments,
+                revoked_devices=revoked,
             )
             for m in batch
         ]

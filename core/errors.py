@@ -39,3 +39,11 @@ class CommandError(RoadSenseError):
 
 class FootageError(RoadSenseError):
     """A video or its region of interest cannot give labelled frames or composites."""
+
+
+class ProvisioningError(RoadSenseError):
+    """A certificate authority, certificate, bundle or manifest operation failed."""
+
+
+class EnrollmentError(ProvisioningError):
+    """An enrollment request is refused (bad token, bad CSR, unknown or revoked device)."""

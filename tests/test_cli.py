@@ -49,6 +49,18 @@ def test_every_command_has_help_text() -> None:
         "train congestion",
         "dataset",
         "dataset congestion",
+        "provision",
+        "provision init-ca",
+        "provision server-cert",
+        "provision client-cert",
+        "provision broker-config",
+        "provision check-manifest",
+        "provision import-csv",
+        "provision bundle",
+        "provision token",
+        "provision enroll",
+        "provision revoke",
+        "provision status",
     } <= names
     for path, parser, summary in commands:
         assert summary, f"{' '.join(path)} has no help line"

@@ -273,20 +273,32 @@ class GetForecastResponse(_message.Message):
     def __init__(self, forecasts: _Optional[_Iterable[_Union[SegmentForecast, _Mapping]]] = ..., model_version: _Optional[str] = ..., interval_ms: _Optional[int] = ..., online: _Optional[_Iterable[_Union[HorizonScore, _Mapping]]] = ..., unavailable: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Device(_message.Message):
-    __slots__ = ("device_id", "online", "last_seen_ms", "agent_version", "model_version", "camera_ids")
+    __slots__ = ("device_id", "online", "last_seen_ms", "agent_version", "model_version", "camera_ids", "enrolled", "revoked", "enrolled_ms", "revoked_ms", "certificate_serial", "revoke_reason")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     ONLINE_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     CAMERA_IDS_FIELD_NUMBER: _ClassVar[int]
+    ENROLLED_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    ENROLLED_MS_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_MS_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_REASON_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     online: bool
     last_seen_ms: int
     agent_version: str
     model_version: str
     camera_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, device_id: _Optional[str] = ..., online: _Optional[bool] = ..., last_seen_ms: _Optional[int] = ..., agent_version: _Optional[str] = ..., model_version: _Optional[str] = ..., camera_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    enrolled: bool
+    revoked: bool
+    enrolled_ms: int
+    revoked_ms: int
+    certificate_serial: str
+    revoke_reason: str
+    def __init__(self, device_id: _Optional[str] = ..., online: _Optional[bool] = ..., last_seen_ms: _Optional[int] = ..., agent_version: _Optional[str] = ..., model_version: _Optional[str] = ..., camera_ids: _Optional[_Iterable[str]] = ..., enrolled: _Optional[bool] = ..., revoked: _Optional[bool] = ..., enrolled_ms: _Optional[int] = ..., revoked_ms: _Optional[int] = ..., certificate_serial: _Optional[str] = ..., revoke_reason: _Optional[str] = ...) -> None: ...
 
 class ListDevicesRequest(_message.Message):
     __slots__ = ()
@@ -297,3 +309,45 @@ class ListDevicesResponse(_message.Message):
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     devices: _containers.RepeatedCompositeFieldContainer[Device]
     def __init__(self, devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ...) -> None: ...
+
+class GetDeviceRequest(_message.Message):
+    __slots__ = ("device_id",)
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    def __init__(self, device_id: _Optional[str] = ...) -> None: ...
+
+class EnrollRequest(_message.Message):
+    __slots__ = ("token", "csr_pem")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    csr_pem: bytes
+    def __init__(self, token: _Optional[str] = ..., csr_pem: _Optional[bytes] = ...) -> None: ...
+
+class EnrollResponse(_message.Message):
+    __slots__ = ("device_id", "certificate_pem", "ca_pem", "edge_config_toml")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    EDGE_CONFIG_TOML_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    certificate_pem: bytes
+    ca_pem: bytes
+    edge_config_toml: str
+    def __init__(self, device_id: _Optional[str] = ..., certificate_pem: _Optional[bytes] = ..., ca_pem: _Optional[bytes] = ..., edge_config_toml: _Optional[str] = ...) -> None: ...
+
+class RevokeDeviceRequest(_message.Message):
+    __slots__ = ("device_id", "reason")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    reason: str
+    def __init__(self, device_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RevokeDeviceResponse(_message.Message):
+    __slots__ = ("device", "revoked_serials")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_SERIALS_FIELD_NUMBER: _ClassVar[int]
+    device: Device
+    revoked_serials: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., revoked_serials: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -371,12 +371,46 @@ class FleetServiceStub:
                 request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ListDevicesRequest.SerializeToString,
                 response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ListDevicesResponse.FromString,
                 _registered_method=True)
+        self.GetDevice = channel.unary_unary(
+                '/roadsense.v1.FleetService/GetDevice',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetDeviceRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.Device.FromString,
+                _registered_method=True)
+        self.Enroll = channel.unary_unary(
+                '/roadsense.v1.FleetService/Enroll',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.EnrollRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.EnrollResponse.FromString,
+                _registered_method=True)
+        self.RevokeDevice = channel.unary_unary(
+                '/roadsense.v1.FleetService/RevokeDevice',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RevokeDeviceRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RevokeDeviceResponse.FromString,
+                _registered_method=True)
 
 
 class FleetServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def ListDevices(self, request, context):
+        """All RPCs need the admin role, except Enroll, which needs a valid enrollment token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDevice(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Enroll(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeDevice(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -389,6 +423,21 @@ def add_FleetServiceServicer_to_server(servicer, server):
                     servicer.ListDevices,
                     request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ListDevicesRequest.FromString,
                     response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ListDevicesResponse.SerializeToString,
+            ),
+            'GetDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDevice,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetDeviceRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.Device.SerializeToString,
+            ),
+            'Enroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Enroll,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.EnrollRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.EnrollResponse.SerializeToString,
+            ),
+            'RevokeDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeDevice,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RevokeDeviceRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RevokeDeviceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -418,6 +467,87 @@ class FleetService:
             '/roadsense.v1.FleetService/ListDevices',
             roadsense_dot_proto_dot_v1_dot_city__pb2.ListDevicesRequest.SerializeToString,
             roadsense_dot_proto_dot_v1_dot_city__pb2.ListDevicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.FleetService/GetDevice',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.GetDeviceRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.Device.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Enroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.FleetService/Enroll',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.EnrollRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.EnrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.FleetService/RevokeDevice',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.RevokeDeviceRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.RevokeDeviceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -114,11 +114,19 @@ class FleetServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> FleetServiceAsyncStub: ...
     ListDevices: _grpc.UnaryUnaryMultiCallable[_city_pb2.ListDevicesRequest, _city_pb2.ListDevicesResponse]
+    """All RPCs need the admin role, except Enroll, which needs a valid enrollment token."""
+    GetDevice: _grpc.UnaryUnaryMultiCallable[_city_pb2.GetDeviceRequest, _city_pb2.Device]
+    Enroll: _grpc.UnaryUnaryMultiCallable[_city_pb2.EnrollRequest, _city_pb2.EnrollResponse]
+    RevokeDevice: _grpc.UnaryUnaryMultiCallable[_city_pb2.RevokeDeviceRequest, _city_pb2.RevokeDeviceResponse]
 
 @_typing.type_check_only
 class FleetServiceAsyncStub(FleetServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListDevices: _aio.UnaryUnaryMultiCallable[_city_pb2.ListDevicesRequest, _city_pb2.ListDevicesResponse]  # type: ignore[assignment]
+    """All RPCs need the admin role, except Enroll, which needs a valid enrollment token."""
+    GetDevice: _aio.UnaryUnaryMultiCallable[_city_pb2.GetDeviceRequest, _city_pb2.Device]  # type: ignore[assignment]
+    Enroll: _aio.UnaryUnaryMultiCallable[_city_pb2.EnrollRequest, _city_pb2.EnrollResponse]  # type: ignore[assignment]
+    RevokeDevice: _aio.UnaryUnaryMultiCallable[_city_pb2.RevokeDeviceRequest, _city_pb2.RevokeDeviceResponse]  # type: ignore[assignment]
 
 class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -126,6 +134,28 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _city_pb2.ListDevicesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_city_pb2.ListDevicesResponse, _abc.Awaitable[_city_pb2.ListDevicesResponse]]: ...
+    ) -> _typing.Union[_city_pb2.ListDevicesResponse, _abc.Awaitable[_city_pb2.ListDevicesResponse]]:
+        """All RPCs need the admin role, except Enroll, which needs a valid enrollment token."""
+
+    @_abc_1.abstractmethod
+    def GetDevice(
+        self,
+        request: _city_pb2.GetDeviceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.Device, _abc.Awaitable[_city_pb2.Device]]: ...
+
+    @_abc_1.abstractmethod
+    def Enroll(
+        self,
+        request: _city_pb2.EnrollRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.EnrollResponse, _abc.Awaitable[_city_pb2.EnrollResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RevokeDevice(
+        self,
+        request: _city_pb2.RevokeDeviceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.RevokeDeviceResponse, _abc.Awaitable[_city_pb2.RevokeDeviceResponse]]: ...
 
 def add_FleetServiceServicer_to_server(servicer: FleetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

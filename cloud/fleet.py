@@ -1,0 +1,116 @@
+"""roadsense.v1.FleetService: the device registry, enrollment by claim, revocation.
+
+Translation only: the logic lives in ``roadsense.cloud.enrollment``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from roadsense.cloud.domain import DeviceRecord, RegistryEntry
+from roadsense.cloud.enrollment import EnrollmentRefusedError, FleetIdentity, revoke_in_registry
+from roadsense.cloud.store import Store
+from roadsense.core.errors import RoadSenseError
+from roadsense.core.timeutil import now_ms
+from roadsense.proto.topics import is_identifier
+from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+REFUSAL_CODES = {
+    "token": grpc.StatusCode.UNAUTHENTICATED,
+    "csr": grpc.StatusCode.INVALID_ARGUMENT,
+    "device": grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def device_message(
+    device_id: str, seen: DeviceRecord | None, entry: RegistryEntry | None
+) -> city_pb2.Device:
+    """One device as telemetry and the identity registry know it."""
+    message = city_pb2.Device(device_id=device_id)
+    if seen is not None:
+        message.online = seen.online
+        message.last_seen_ms = seen.last_seen_ms
+        message.agent_version = seen.agent_version
+        message.model_version = seen.model_version
+        message.camera_ids.extend(seen.camera_ids)
+    if entry is not None:
+        message.enrolled = entry.enrolled_ms > 0 and entry.revoked_ms is None
+        message.enrolled_ms = entry.enrolled_ms
+        message.revoked = entry.revoked_ms is not None
+        message.revoked_ms = entry.revoked_ms or 0
+        message.certificate_serial = entry.certificate_serial
+        message.revoke_reason = entry.revoke_reason
+    return message
+
+
+class FleetServicer(city_pb2_grpc.FleetServiceServicer):
+    """roadsense.v1.FleetService."""
+
+    def __init__(self, store: Store, identity: FleetIdentity | None = None) -> None:
+        self._store = store
+        self._identity = identity
+
+    def _devices(self) -> dict[str, city_pb2.Device]:
+        seen = {d.device_id: d for d in self._store.devices()}
+        registry = self._store.registry()
+        return {
+            device_id: device_message(device_id, seen.get(device_id), registry.get(device_id))
+            for device_id in sorted(seen.keys() | registry.keys())
+        }
+
+    def ListDevices(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.ListDevicesRequest, context: grpc.ServicerContext
+    ) -> city_pb2.ListDevicesResponse:
+        return city_pb2.ListDevicesResponse(devices=list(self._devices().values()))
+
+    def GetDevice(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.GetDeviceRequest, context: grpc.ServicerContext
+    ) -> city_pb2.Device:
+        device = self._devices().get(request.device_id)
+        if device is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no device {request.device_id!r}")
+        return device
+
+    def Enroll(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.EnrollRequest, context: grpc.ServicerContext
+    ) -> city_pb2.EnrollResponse:
+        if self._identity is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "enrollment is not configured on this cloud"
+            )
+        try:
+            enrolled = self._identity.enroll(request.token, request.csr_pem, now_ms())
+        except EnrollmentRefusedError as err:
+            context.abort(REFUSAL_CODES[err.kind], str(err))
+        return city_pb2.EnrollResponse(
+            device_id=enrolled.device_id,
+            certificate_pem=enrolled.certificate_pem,
+            ca_pem=enrolled.ca_pem,
+            edge_config_toml=enrolled.edge_config_toml,
+        )
+
+    def RevokeDevice(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.RevokeDeviceRequest, context: grpc.ServicerContext
+    ) -> city_pb2.RevokeDeviceResponse:
+        if not is_identifier(request.device_id):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "device_id is not a valid id")
+        serials: list[str] = []
+        try:
+            if self._identity is not None:
+                entry, serials = self._identity.revoke(request.device_id, request.reason, now_ms())
+            else:
+                logger.warning(
+                    "revoking %s in the registry only: no enrollment (CA) configured for the CRL",
+                    request.device_id,
+                )
+                entry = revoke_in_registry(self._store, request.device_id, request.reason, now_ms())
+        except RoadSenseError as err:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        seen = {d.device_id: d for d in self._store.devices()}.get(request.device_id)
+        return city_pb2.RevokeDeviceResponse(
+            device=device_message(request.device_id, seen, entry), revoked_serials=serials
+        )
