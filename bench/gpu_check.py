@@ -32,7 +32,7 @@ import onnxruntime as ort
 
 from roadsense.edge.preprocess import Frame, frames_to_tensor
 from roadsense.models.card import ModelCard, load_card
-from roadsense.models.shipped import PLACEHOLDER_CNN, SAMPLE_CLIP
+from roadsense.models.shipped import DEFAULT_CNN, SAMPLE_CLIP
 
 BATCHES = (1, 8, 32)
 
@@ -129,7 +129,7 @@ def _gpu_name() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run every check this machine allows; print the table and the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, default=PLACEHOLDER_CNN, help="ONNX with card")
+    parser.add_argument("--model", type=Path, default=DEFAULT_CNN, help="ONNX with card")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per figure")
     args = parser.parse_args(argv)
     card = load_card(args.model)

@@ -165,14 +165,11 @@ def _forecast_line(stub: city_pb2_grpc.CityServiceStub, credentials: Any) -> str
     )
 
 
-def _table(
-    state: city_pb2.CityState, elapsed: float, duration: float, forecast_line: str = ""
-) -> Table:
+def _table(state: city_pb2.CityState, elapsed: float, duration: float, caption: str = "") -> Table:
     table = Table(
         title=f"RoadSense demo — city congestion index {state.congestion_index:.1f}/10 — "
         f"devices online {state.devices_online} — {elapsed:.0f}/{duration:.0f} s",
-        caption="placeholder CNN (not trained): levels follow image texture, not real "
-        f"congestion\n{forecast_line}",
+        caption=caption,
     )
     for column in ("segment", "level 0-10", "label", "cameras", "reports", "stale"):
         table.add_column(column)
@@ -263,7 +260,7 @@ def _run(
                 f"gRPC: {cloud.address}; {agents} edge agents on {SAMPLE_VIDEO.name}"
             )
         stub = city_pb2_grpc.CityServiceStub(channel)
-        _show(stub, credentials, duration_s, None if as_json else console)
+        _show(stub, credentials, duration_s, None if as_json else console, _model_line(edge))
         for agent in edge:
             agent.stop_capture()
         flushed = all(agent.flush(timeout_s=15.0) for agent in edge)
@@ -311,11 +308,19 @@ def _run(
         cloud.stop()
 
 
+def _model_line(edge: list[EdgeAgent]) -> str:
+    card = edge[0].classifier.card
+    if card.placeholder:
+        return f"CNN {card.name} {card.version}: PLACEHOLDER, levels are not measurements"
+    return f"CNN {card.name} {card.version} (how it was trained and on what: its card)"
+
+
 def _show(
     stub: city_pb2_grpc.CityServiceStub,
     credentials: Any,
     duration_s: float,
     console: Console | None,
+    model_line: str = "",
 ) -> None:
     """Wait out the demo, showing the city live on ``console`` (None: just wait)."""
     started = time.monotonic()
@@ -328,8 +333,8 @@ def _show(
                 state = stub.GetCityState(
                     city_pb2.GetCityStateRequest(), timeout=RPC_TIMEOUT_S, metadata=credentials
                 )
-                line = _forecast_line(stub, credentials)
-                live.update(_table(state, elapsed, duration_s, line))
+                caption = f"{model_line}\n{_forecast_line(stub, credentials)}"
+                live.update(_table(state, elapsed, duration_s, caption))
             time.sleep(0.5)
     finally:
         if live:

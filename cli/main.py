@@ -365,10 +365,10 @@ def _print_figures(figures: dict[str, Any], as_json: bool) -> int:
 
 def _bench_edge(args: argparse.Namespace) -> int:
     from roadsense.bench.edge import run_edge_bench
-    from roadsense.models.shipped import PLACEHOLDER_CNN
+    from roadsense.models.shipped import DEFAULT_CNN
 
     result = run_edge_bench(
-        args.model or PLACEHOLDER_CNN,
+        args.model or DEFAULT_CNN,
         batch=args.batch,
         max_cameras=args.max_cameras,
         trial_s=args.trial_seconds,

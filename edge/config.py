@@ -66,7 +66,7 @@ class ClassifierConfig(ConfigModel):
     )
     model: Path | None = Field(
         default=None,
-        description="ONNX model with its .card.json beside it; the shipped placeholder "
+        description="ONNX model with its .card.json beside it; the shipped congestion CNN "
         "when absent.",
     )
     intra_op_threads: int = Field(

@@ -10,7 +10,7 @@ from roadsense.edge.agent import EdgeAgent, last_will
 from roadsense.edge.classifier import create_classifier
 from roadsense.edge.config import EdgeConfig
 from roadsense.edge.outbox import Outbox
-from roadsense.models.shipped import PLACEHOLDER_CNN
+from roadsense.models.shipped import DEFAULT_CNN
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ def build_agent(config: EdgeConfig) -> EdgeAgent:
     """Load the classifier, open the outbox and set up MQTT for one device."""
     classifier = create_classifier(
         config.classifier.type,
-        config.classifier.model or PLACEHOLDER_CNN,
+        config.classifier.model or DEFAULT_CNN,
         config.classifier.backend_options(),
     )
     outbox = Outbox(config.outbox)

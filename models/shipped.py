@@ -3,8 +3,11 @@
 from pathlib import Path
 
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
+DEFAULT_CNN = ARTIFACT_DIR / "congestion.onnx"
+"""The congestion CNN the edge runs by default (MobileNetV3-Small; its card says how it was
+trained and on what: one real clip, auto-labelled and composited)."""
 PLACEHOLDER_CNN = ARTIFACT_DIR / "congestion-placeholder.onnx"
-"""Untrained placeholder congestion CNN (see its card) until a trained one ships."""
+"""Untrained hand-set CNN (96x96, card says placeholder): a tiny fast model for tests."""
 
 SZ_TAXI_DIR = Path(__file__).resolve().parent / "data" / "sz-taxi"
 SZ_SPEEDS = SZ_TAXI_DIR / "sz_speed_subset40.csv"

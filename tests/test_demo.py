@@ -43,7 +43,7 @@ def test_demo_json_reports_every_published_report_ingested(broker: str, tmp_path
     assert figures["segments"] == 2
     assert figures["grpc_ok"] is True
     assert figures["dead_letters"] == 0
-    assert figures["model_placeholder"] is True
+    assert figures["model_placeholder"] is False  # the trained CNN ships
     assert figures["feed_error"] is None
     assert figures["feed_observations_accepted"] > 0
     assert figures["forecast_segments"] == 40  # the replayed SZ-taxi roads
