@@ -205,3 +205,49 @@ def test_shipped_forecaster_card_matches_its_model() -> None:
     for horizon in ("1", "2", "3", "4"):
         figures = card["evaluation"][horizon]
         assert figures["gru"]["rmse"] < figures["ha"]["rmse"]
+    # The T-GCN authors' own predictions on these 40 roads score 4.8706 (BASELINES.md §4b).
+    assert card["evaluation"]["1"]["gru"]["rmse"] < 4.8706
+
+
+def test_shipped_forecaster_runs_on_a_feed_built_from_its_card() -> None:
+    from roadsense.models.forecast_features import (
+        FeatureSpec,
+        step_features,
+        time_slots,
+        window_inputs,
+    )
+    from roadsense.models.series import load_series
+    from roadsense.models.shipped import DEFAULT_FORECASTER, SZ_SPEEDS, SZ_WEATHER
+
+    card = json.loads(DEFAULT_FORECASTER.with_suffix(".card.json").read_text())
+    spec = FeatureSpec(
+        card["normalisation"]["mean"],
+        card["normalisation"]["std"],
+        tuple(card["weather_codes"]),
+        card["interval_min"],
+    )
+    assert spec.names == card["features"]
+    assert spec.slots_per_day == card["slots_per_day"]
+    series = load_series(SZ_SPEEDS, weather_path=SZ_WEATHER)
+    recent = slice(series.steps - card["window"], series.steps)
+    features = step_features(
+        spec,
+        series.values[recent],
+        series.observed[recent],
+        series.times[recent],
+        series.weather[recent] if series.weather is not None else None,
+    )
+    inputs = window_inputs(
+        spec,
+        features,
+        time_slots(spec, series.times[recent]),
+        starts=[0],
+        window=card["window"],
+        horizon=max(card["horizons"]),
+    )
+    session = ort.InferenceSession(str(DEFAULT_FORECASTER), providers=["CPUExecutionProvider"])
+    forecast, probability = session.run(None, dict(inputs.feed()))
+    speeds = np.asarray(forecast) * spec.std + spec.mean
+    assert speeds.shape == probability.shape == (40, 4)
+    assert np.all((speeds > 0) & (speeds < 120))
+    assert np.all((np.asarray(probability) >= 0) & (np.asarray(probability) <= 1))
