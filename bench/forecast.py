@@ -26,7 +26,7 @@ import onnxruntime as ort
 import torch
 
 from roadsense.models.forecast_export import export_onnx
-from roadsense.models.forecast_features import step_features, window_inputs
+from roadsense.models.forecast_features import step_features, time_slots, window_inputs
 from roadsense.models.forecaster import ForecasterSettings, GruForecaster
 from roadsense.models.series import Series
 
@@ -61,10 +61,19 @@ def run_forecast_bench(segments: int = 10_000, repeats: int = 20) -> dict[str, A
     torch.set_num_threads(1)
     model.fit(series)
     window = settings.window
+    spec = model.spec
+    recent = slice(0, window)
     features = step_features(
-        model.spec, series.values[:window], series.observed[:window], series.times[:window], None
+        spec, series.values[recent], series.observed[recent], series.times[recent], None
     )
-    feed = window_inputs(features, [0], window).feed()
+    feed = window_inputs(
+        spec,
+        features,
+        time_slots(spec, series.times[recent]),
+        starts=[0],
+        window=window,
+        horizon=max(settings.horizons),
+    ).feed()
     with tempfile.TemporaryDirectory(prefix="roadsense-bench-") as workdir:
         path = Path(workdir) / "forecaster.onnx"
         export_onnx(model, path)

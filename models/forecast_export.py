@@ -1,8 +1,11 @@
 """`roadsense train forecaster`: train on a whole series, export ONNX and its card.
 
 The card says everything a server needs without torch: input window, horizons,
-interval, normalisation, feature layout, weather coding, segment order (the
-embedding index), evaluation figures and the data's provenance.
+interval, normalisation, feature layout, weather coding, time-of-day slots,
+segment order (the embedding index), both outputs, evaluation figures and the
+data's provenance. A server builds the feed with
+``forecast_features.window_inputs(...).feed()`` from values, observed flags,
+times, weather and this card.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from roadsense.models.forecaster import ForecasterSettings, GruForecaster, Progr
 from roadsense.models.series import Series
 
 OPSET = 17
-INPUT_NAMES = ["steps", "segment", "base"]
-OUTPUT_NAME = "forecast"
+INPUT_NAMES = ["steps", "segment", "base", "slots"]
+OUTPUT_NAMES = ["forecast", "observed_probability"]
 
 
 def export_onnx(model: GruForecaster, path: Path) -> None:
@@ -34,34 +37,40 @@ def export_onnx(model: GruForecaster, path: Path) -> None:
         torch.zeros(2, window, features),
         torch.zeros(2, dtype=torch.int64),
         torch.zeros(2),
+        torch.zeros(2, window + max(model.settings.horizons), dtype=torch.int64),
     )
     torch.onnx.export(
         network,
         example,
         str(path),
         input_names=INPUT_NAMES,
-        output_names=[OUTPUT_NAME],
-        dynamic_axes={name: {0: "batch"} for name in [*INPUT_NAMES, OUTPUT_NAME]},
+        output_names=OUTPUT_NAMES,
+        dynamic_axes={name: {0: "batch"} for name in [*INPUT_NAMES, *OUTPUT_NAMES]},
         opset_version=OPSET,
         dynamo=False,  # the default exporter needs onnxscript (shared/PITFALLS.md #6)
     )
 
 
 def parity(model: GruForecaster, path: Path, samples: int = 64) -> float:
-    """Largest absolute difference between torch and ONNX Runtime on random inputs."""
+    """Largest absolute difference between torch and ONNX Runtime, over all outputs."""
     rng = np.random.default_rng(0)
-    steps = rng.normal(size=(samples, model.settings.window, model.feature_count)).astype(
-        np.float32
-    )
-    segment = rng.integers(0, model.segments, size=samples).astype(np.int64)
-    base = rng.normal(size=samples).astype(np.float32)
+    settings = model.settings
+    steps = rng.normal(size=(samples, settings.window, model.feature_count)).astype(np.float32)
+    feed = {
+        "steps": steps,
+        "segment": rng.integers(0, model.segments, size=samples).astype(np.int64),
+        "base": rng.normal(size=samples).astype(np.float32),
+        "slots": rng.integers(
+            0, model.spec.slots_per_day, size=(samples, settings.window + max(settings.horizons))
+        ).astype(np.int64),
+    }
     with torch.no_grad():
-        expected = model.network(
-            torch.from_numpy(steps), torch.from_numpy(segment), torch.from_numpy(base)
-        ).numpy()
+        expected = model.network(**{k: torch.from_numpy(v) for k, v in feed.items()})
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (got,) = session.run([OUTPUT_NAME], {"steps": steps, "segment": segment, "base": base})
-    return float(np.max(np.abs(np.asarray(got) - expected)))
+    got = session.run(OUTPUT_NAMES, dict(feed))
+    return max(
+        float(np.max(np.abs(np.asarray(g) - e.numpy()))) for g, e in zip(got, expected, strict=True)
+    )
 
 
 def train_and_export(
@@ -94,12 +103,26 @@ def train_and_export(
             "steps": "batch x window x features, float32",
             "segment": "batch, int64 index into segment_ids",
             "base": "batch, float32 mean of the observed normalised inputs (0 if none)",
+            "slots": "batch x (window + max(horizons)), int64 time-of-day slot of each input "
+            "step, then of each target step (continuing from the last input step); "
+            "slot = round(minutes since midnight / interval_min) mod slots_per_day",
         },
-        "output": f"{OUTPUT_NAME}: batch x max(horizons), normalised; value = out * std + mean",
+        "outputs": {
+            "forecast": "batch x max(horizons), normalised speed given that it is observed; "
+            "speed = out * std + mean (serve this)",
+            "observed_probability": "batch x max(horizons), probability that the step is "
+            "observed at all; observed_probability * speed is the expected recorded value "
+            "(0 = no observation), which the T-GCN protocol's unmasked metrics score",
+        },
         "features": model.spec.names,
+        "daily_profile": "per segment and time-of-day slot, the mean observed normalised "
+        "value and the observed share, from the training rows before the validation slice, "
+        "smoothed over +-profile_smoothing_min and shrunk towards the segment's figure with "
+        "profile_prior pseudo-steps; constant buffers inside the ONNX, looked up with slots",
         "window": settings.window,
         "horizons": list(settings.horizons),
         "interval_min": interval_min,
+        "slots_per_day": model.spec.slots_per_day,
         "normalisation": {"mean": model.mean, "std": model.std},
         "weather_codes": model.weather_codes,
         "segment_ids": series.segment_ids,

@@ -4,7 +4,9 @@ Per step and segment: the normalised value (0 where missing), a missing-data
 flag, time of day and day of week (sin/cos) and, when the model knows
 weather, the weather code one-hot. A window's ``base`` is the mean of its
 observed normalised values (0 if none); the network predicts offsets from it.
-The card written at export carries everything needed to rebuild these arrays.
+``slots`` gives the time-of-day slot of every window step and every target
+step: the network looks its daily profile up with them. The card written at
+export carries everything needed to rebuild these arrays.
 """
 
 from __future__ import annotations
@@ -18,16 +20,19 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32]
+IndexArray = npt.NDArray[np.int64]
 BASE_FEATURES = ("value_normalised_or_0", "observed", "tod_sin", "tod_cos", "dow_sin", "dow_cos")
+MINUTES_PER_DAY = 1440
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """What turns raw values into model inputs: scaling and the weather coding."""
+    """What turns raw values into model inputs: scaling, weather coding, time-of-day slots."""
 
     mean: float
     std: float
     weather_codes: tuple[int, ...] = ()
+    interval_min: float = 15.0
 
     @property
     def names(self) -> list[str]:
@@ -39,6 +44,11 @@ class FeatureSpec:
         """Features per step."""
         return len(self.names)
 
+    @property
+    def slots_per_day(self) -> int:
+        """Time-of-day slots: one per interval (at least one)."""
+        return max(1, round(MINUTES_PER_DAY / self.interval_min))
+
 
 @dataclass(frozen=True)
 class WindowInputs:
@@ -46,14 +56,21 @@ class WindowInputs:
 
     steps: FloatArray
     """batch x window x features"""
-    segment: npt.NDArray[np.int64]
+    segment: IndexArray
     """batch: index into the model's segment ids"""
     base: FloatArray
     """batch: mean observed normalised input (0 if none)"""
+    slots: IndexArray
+    """batch x (window + max horizon): time-of-day slot of each input and target step"""
 
     def feed(self) -> dict[str, npt.NDArray[np.generic]]:
         """ONNX input name -> array: the exported graph's inputs are exactly these fields."""
-        return {"steps": self.steps, "segment": self.segment, "base": self.base}
+        return {
+            "steps": self.steps,
+            "segment": self.segment,
+            "base": self.base,
+            "slots": self.slots,
+        }
 
 
 def time_features(times: Sequence[datetime]) -> FloatArray:
@@ -69,6 +86,12 @@ def time_features(times: Sequence[datetime]) -> FloatArray:
             math.cos(2 * math.pi * week),
         )
     return features
+
+
+def time_slots(spec: FeatureSpec, times: Sequence[datetime]) -> IndexArray:
+    """steps: the time-of-day slot (0 .. slots_per_day - 1) of each step."""
+    minutes = np.array([t.hour * 60 + t.minute + t.second / 60 for t in times], dtype=np.float64)
+    return np.rint(minutes / spec.interval_min).astype(np.int64) % spec.slots_per_day
 
 
 def step_features(
@@ -95,8 +118,20 @@ def step_features(
     return np.concatenate(parts, axis=2)
 
 
-def window_inputs(features: FloatArray, starts: Sequence[int], window: int) -> WindowInputs:
-    """Inputs for every segment of the windows beginning at ``starts`` (window-major order)."""
+def window_inputs(
+    spec: FeatureSpec,
+    features: FloatArray,
+    slots: IndexArray,
+    *,
+    starts: Sequence[int],
+    window: int,
+    horizon: int,
+) -> WindowInputs:
+    """Inputs for every segment of the windows beginning at ``starts`` (window-major order).
+
+    ``slots`` are the steps' time-of-day slots (``time_slots``); the target steps'
+    slots continue from the window's last one, so no times past the window are needed.
+    """
     start_array = np.asarray(starts, dtype=np.int64)
     segments = features.shape[1]
     index = start_array[:, None] + np.arange(window)[None, :]
@@ -105,8 +140,12 @@ def window_inputs(features: FloatArray, starts: Sequence[int], window: int) -> W
     observed = steps[:, :, 1]
     counts = observed.sum(axis=1)
     base = np.where(counts > 0, (steps[:, :, 0] * observed).sum(axis=1) / np.maximum(counts, 1), 0)
+    window_slots = slots[index]  # n x window
+    ahead = (window_slots[:, -1:] + np.arange(1, horizon + 1)[None, :]) % spec.slots_per_day
+    all_slots = np.concatenate([window_slots, ahead], axis=1)
     return WindowInputs(
         steps=np.ascontiguousarray(steps, dtype=np.float32),
         segment=np.tile(np.arange(segments, dtype=np.int64), len(start_array)),
         base=base.astype(np.float32),
+        slots=np.ascontiguousarray(np.repeat(all_slots, segments, axis=0), dtype=np.int64),
     )

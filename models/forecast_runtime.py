@@ -22,7 +22,12 @@ import onnxruntime as ort
 
 from roadsense.core.errors import ModelLoadError
 from roadsense.models.card import card_path_for, sha256_file
-from roadsense.models.forecast_features import FeatureSpec, step_features, window_inputs
+from roadsense.models.forecast_features import (
+    FeatureSpec,
+    step_features,
+    time_slots,
+    window_inputs,
+)
 
 FORECAST_OUTPUT = "forecast"
 PROBABILITY_OUTPUT = "observed_probability"
@@ -60,6 +65,7 @@ def _card(onnx_path: Path) -> ForecastCard:
                 float(normalisation["mean"]),
                 float(normalisation["std"]),
                 tuple(int(c) for c in data.get("weather_codes", [])),
+                float(data["interval_min"]),
             ),
             segment_ids=tuple(str(s) for s in data["segment_ids"]),
             onnx_sha256=str(data["onnx_sha256"]),
@@ -70,6 +76,8 @@ def _card(onnx_path: Path) -> ForecastCard:
         raise ModelLoadError(f"{card_path}: window, horizons, interval or segment_ids is empty")
     if list(card.spec.names) != list(data.get("features", card.spec.names)):
         raise ModelLoadError(f"{card_path}: its features are not the ones this version builds")
+    if int(data.get("slots_per_day", card.spec.slots_per_day)) != card.spec.slots_per_day:
+        raise ModelLoadError(f"{card_path}: slots_per_day does not match interval_min")
     return card
 
 
@@ -142,8 +150,16 @@ class OnnxForecaster:
                 f"inputs are {window} x {segments}; the model wants "
                 f"{self.card.window} x {len(self.card.segment_ids)}"
             )
-        features = step_features(self.card.spec, values, observed, times, weather)
-        inputs = window_inputs(features, [0], window)
+        spec = self.card.spec
+        features = step_features(spec, values, observed, times, weather)
+        inputs = window_inputs(
+            spec,
+            features,
+            time_slots(spec, times),
+            starts=[0],
+            window=window,
+            horizon=max(self.card.horizons),
+        )
         results = self._session.run(self._outputs, inputs.feed())
         forecast = np.asarray(results[0], dtype=np.float64) * self.card.spec.std
         probability = np.asarray(results[1], dtype=np.float64) if len(results) > 1 else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def test_a_tiny_run_learns_the_rhythm_better_than_persistence() -> None:
     results = evaluate(_daily_series(), settings, train_fraction=0.7)
     assert set(results) == {"1", "4", "training"}
     for horizon in ("1", "4"):
-        assert set(results[horizon]) == {"gru", "ha", "persistence"}
+        assert set(results[horizon]) == {"gru", "gru_speed", "ha", "persistence"}
         assert set(results[horizon]["gru"]) == {
             "rmse",
             "mae",
@@ -68,6 +69,25 @@ def test_missing_inputs_are_flagged_not_read_as_zero_speed() -> None:
     assert np.all(gap_features[missing][:, 0] == 0.0)  # normalised value zeroed
     assert np.all(gap_features[missing][:, 1] == 0.0)  # and flagged missing
     assert np.all(gap_features[gappy.observed][:, 1] == 1.0)
+
+
+def test_the_probability_head_learns_a_segment_that_is_never_observed() -> None:
+    series = _daily_series(days=4, segments=3, missing=0.0)
+    values = series.values.copy()
+    values[:, 2] = 0.0
+    gappy = replace(series, values=values, observed=values > 0)
+    settings = ForecasterSettings(
+        window=4, horizons=(1, 2), hidden=8, epochs=10, patience=10, batch_size=64
+    )
+    model = GruForecaster(settings)
+    model.fit(gappy)
+    forecast = model.predict_windows(gappy, range(10))
+    probability = forecast.observed_probability
+    assert probability.shape == (10, 2, 3)
+    assert np.all(probability[:, :, 2] < 0.1)
+    assert np.all(probability[:, :, :2] > 0.9)
+    # The expected recorded value of the never-observed segment is close to 0.
+    assert np.all(np.abs(forecast.expected[:, :, 2]) < 0.1 * np.abs(forecast.speed[:, :, 2]))
 
 
 def test_predict_needs_a_fitted_model() -> None:
@@ -156,15 +176,20 @@ def test_train_exports_onnx_matching_torch_with_a_card(tmp_path: Path) -> None:
     assert set(card["evaluation"]) == {"1", "2", "training"}
     assert card["normalisation"]["std"] > 0
     session = ort.InferenceSession(str(out / "forecaster.onnx"), providers=["CPUExecutionProvider"])
-    (output,) = session.run(
+    assert [o.name for o in session.get_outputs()] == ["forecast", "observed_probability"]
+    forecast, probability = session.run(
         None,
         {
             "steps": np.zeros((3, 4, 6), dtype=np.float32),
             "segment": np.array([0, 1, 0], dtype=np.int64),
             "base": np.zeros(3, dtype=np.float32),
+            "slots": np.zeros((3, 4 + 2), dtype=np.int64),
         },
     )
-    assert np.asarray(output).shape == (3, 2)
+    assert np.asarray(forecast).shape == (3, 2)
+    assert np.all((np.asarray(probability) > 0) & (np.asarray(probability) < 1))
+    assert set(card["outputs"]) == {"forecast", "observed_probability"}
+    assert card["slots_per_day"] == 96
 
 
 def test_shipped_forecaster_card_matches_its_model() -> None:
@@ -180,3 +205,49 @@ def test_shipped_forecaster_card_matches_its_model() -> None:
     for horizon in ("1", "2", "3", "4"):
         figures = card["evaluation"][horizon]
         assert figures["gru"]["rmse"] < figures["ha"]["rmse"]
+    # The T-GCN authors' own predictions on these 40 roads score 4.8706 (BASELINES.md §4b).
+    assert card["evaluation"]["1"]["gru"]["rmse"] < 4.8706
+
+
+def test_shipped_forecaster_runs_on_a_feed_built_from_its_card() -> None:
+    from roadsense.models.forecast_features import (
+        FeatureSpec,
+        step_features,
+        time_slots,
+        window_inputs,
+    )
+    from roadsense.models.series import load_series
+    from roadsense.models.shipped import DEFAULT_FORECASTER, SZ_SPEEDS, SZ_WEATHER
+
+    card = json.loads(DEFAULT_FORECASTER.with_suffix(".card.json").read_text())
+    spec = FeatureSpec(
+        card["normalisation"]["mean"],
+        card["normalisation"]["std"],
+        tuple(card["weather_codes"]),
+        card["interval_min"],
+    )
+    assert spec.names == card["features"]
+    assert spec.slots_per_day == card["slots_per_day"]
+    series = load_series(SZ_SPEEDS, weather_path=SZ_WEATHER)
+    recent = slice(series.steps - card["window"], series.steps)
+    features = step_features(
+        spec,
+        series.values[recent],
+        series.observed[recent],
+        series.times[recent],
+        series.weather[recent] if series.weather is not None else None,
+    )
+    inputs = window_inputs(
+        spec,
+        features,
+        time_slots(spec, series.times[recent]),
+        starts=[0],
+        window=card["window"],
+        horizon=max(card["horizons"]),
+    )
+    session = ort.InferenceSession(str(DEFAULT_FORECASTER), providers=["CPUExecutionProvider"])
+    forecast, probability = session.run(None, dict(inputs.feed()))
+    speeds = np.asarray(forecast) * spec.std + spec.mean
+    assert speeds.shape == probability.shape == (40, 4)
+    assert np.all((speeds > 0) & (speeds < 120))
+    assert np.all((np.asarray(probability) >= 0) & (np.asarray(probability) <= 1))
