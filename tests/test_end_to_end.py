@@ -21,6 +21,8 @@ from roadsense.core.paho_client import MqttPublisher
 from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.config import CameraConfig, EdgeConfig, OutboxConfig, ReportConfig
 from roadsense.edge.runner import build_agent
+from roadsense.models.card import load_card
+from roadsense.models.shipped import DEFAULT_CNN
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 from .conftest import SAMPLE_VIDEO
@@ -124,7 +126,8 @@ def test_every_report_reaches_the_store_exactly_once(
         listed = fleet.ListDevices(city_pb2.ListDevicesRequest(), timeout=RPC_TIMEOUT_S)
         ours = {d.device_id: d for d in listed.devices if d.device_id in devices}
         assert set(ours) == devices
-        assert all(d.online and d.model_version == "0.1.0-placeholder" for d in ours.values())
+        shipped = load_card(DEFAULT_CNN).version
+        assert all(d.online and d.model_version == shipped for d in ours.values())
     finally:
         watch.cancel()
         consumer.join(5)

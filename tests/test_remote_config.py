@@ -12,8 +12,9 @@ from roadsense.core.mqtt import MqttConfig
 from roadsense.core.paho_client import connect_async, create_client
 from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.capture import CameraState
-from roadsense.edge.config import CameraConfig, EdgeConfig, OutboxConfig
+from roadsense.edge.config import CameraConfig, ClassifierConfig, EdgeConfig, OutboxConfig
 from roadsense.edge.runner import build_agent
+from roadsense.models.shipped import PLACEHOLDER_CNN
 from roadsense.proto.topics import command_topic, reply_topic
 from roadsense.proto.v1 import telemetry_pb2
 
@@ -56,6 +57,8 @@ def _config(mqtt: MqttConfig, tmp_path: Path) -> EdgeConfig:
     return EdgeConfig(
         device_id="remote-1",
         mqtt=mqtt,
+        # The model does not matter here: the tiny placeholder keeps the agent light.
+        classifier=ClassifierConfig(model=PLACEHOLDER_CNN),
         outbox=OutboxConfig(path=tmp_path / "outbox.sqlite"),
         cameras=[
             CameraConfig(id=cam, source=str(SAMPLE_VIDEO), segment_id=f"remote-{cam}", loop=True)
