@@ -10,13 +10,13 @@ PIP    := $(BIN)/python -m pip
 TORCH  := torch==2.13.0
 MYPY_PACKAGES := $(foreach p,core cli edge cloud proto models provisioning bench,-p roadsense.$(p))
 
-.PHONY: demo test lint typecheck unit install install-dev mosquitto proto clean
+.PHONY: demo test lint typecheck unit install install-dev mosquitto chromium proto clean
 
 demo: $(VENV)/.deps-all
 	$(PIP) install --quiet --no-deps --no-build-isolation .
 	$(BIN)/roadsense demo --duration 60
 
-test: $(VENV)/.deps-dev mosquitto
+test: $(VENV)/.deps-dev mosquitto chromium
 	$(PIP) install --quiet --no-deps --no-build-isolation .
 	$(MAKE) --no-print-directory lint typecheck unit
 
@@ -57,6 +57,20 @@ mosquitto:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
 	else \
 		echo "make test needs the Mosquitto broker: install it (Debian/Ubuntu: sudo apt-get install mosquitto; macOS: brew install mosquitto) and run make test again" >&2; \
+		exit 1; \
+	fi
+
+# The dashboard's browser tests drive Debian's Chromium through Playwright
+# (executable_path=/usr/bin/chromium); no browser is ever downloaded.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then \
+		exit 0; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium and chromium-driver with apt-get"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+		echo "make test needs Chromium for the dashboard's browser tests: install it (Debian/Ubuntu: sudo apt-get install chromium chromium-driver) and run make test again" >&2; \
 		exit 1; \
 	fi
 

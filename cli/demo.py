@@ -31,6 +31,7 @@ from roadsense.cloud.app import CloudService
 from roadsense.cloud.auth import AuthConfig, TokenConfig, new_token
 from roadsense.cloud.config import (
     CloudConfig,
+    DashboardConfig,
     ForecastConfig,
     GrpcConfig,
     IngestConfig,
@@ -230,7 +231,13 @@ def _run(
 ) -> dict[str, Any]:
     mqtt = MqttConfig(host=broker.host, port=broker.port, protocol=broker.protocol)
     token, digest = new_token()
-    auth = AuthConfig(tokens=[TokenConfig(name="demo", role="admin", sha256=digest)])
+    reader_token, reader_digest = new_token()
+    auth = AuthConfig(
+        tokens=[
+            TokenConfig(name="demo", role="admin", sha256=digest),
+            TokenConfig(name="demo-dashboard", role="reader", sha256=reader_digest),
+        ]
+    )
     credentials = (("authorization", f"Bearer {token}"),)
     cloud = CloudService(
         CloudConfig(
@@ -239,9 +246,17 @@ def _run(
             grpc=GrpcConfig(host="127.0.0.1", port=0, auth=auth, drain_s=0),
             store=StoreConfig(path=workdir / "city.sqlite"),
             forecast=ForecastConfig(poll_s=2.0),
+            dashboard=DashboardConfig(enabled=True, host="127.0.0.1", port=0),
         )
     )
     cloud.start()
+    assert cloud.dashboard is not None
+    dashboard_url = cloud.dashboard.url
+    # Printed for whoever runs the demo; nothing is opened on their screen.
+    console.print(
+        f"dashboard: {dashboard_url} (log in with the reader token {reader_token})",
+        soft_wrap=True,
+    )
     feed = _CityFeed(cloud.address, token)
     edge: list[EdgeAgent] = []
     channel = grpc.insecure_channel(cloud.address)
@@ -295,6 +310,7 @@ def _run(
             and watch.error is None
             and watch.updates > 0,
             "model_placeholder": all(a.classifier.card.placeholder for a in edge),
+            "dashboard_url": dashboard_url,
             **_feed_figures(cloud, feed, stub, credentials),
         }
         if not as_json:

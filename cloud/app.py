@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 
 from roadsense.cloud.auth import TokenAuthInterceptor
 from roadsense.cloud.config import CloudConfig, GrpcTlsConfig
+from roadsense.cloud.dashboard.server import CityParts, DashboardServer
 from roadsense.cloud.enrollment import FleetIdentity
 from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.fleet import FleetServicer
@@ -139,6 +140,22 @@ class CloudService:
         except RuntimeError as err:
             raise RoadSenseError(f"cannot listen for gRPC on {address}: {err}") from err
         self.address = f"{config.grpc.host}:{self.port}"
+        self.dashboard = (
+            DashboardServer(
+                config.dashboard,
+                config.grpc.auth,
+                CityParts(
+                    tracker=self.tracker,
+                    feed=self.feed,
+                    store=self.store,
+                    ingest=self.ingest,
+                    forecasts=self.forecasts,
+                    city={s.id: s for s in config.segments},
+                ),
+            )
+            if config.dashboard.enabled
+            else None
+        )
         self._stopping = threading.Event()
         self._maintenance = threading.Thread(
             target=self._maintain, name="cloud-maintenance", daemon=True
@@ -170,6 +187,8 @@ class CloudService:
             self._metrics_server = MetricsServer(
                 self.config.metrics.host, self.config.metrics.port, self.metrics.registry
             )
+        if self.dashboard:
+            self.dashboard.start()
         logger.info("cloud service: gRPC on %s, store %s", self.address, self.config.store.path)
 
     def stop(self) -> None:
@@ -178,6 +197,8 @@ class CloudService:
         self._stopping.set()
         if self.config.grpc.drain_s:
             time.sleep(self.config.grpc.drain_s)
+        if self.dashboard:
+            self.dashboard.stop()
         self.feed.close()
         self.server.stop(self.config.grpc.grace_s).wait()
         self.ingest.stop()

@@ -79,6 +79,12 @@ def new_token() -> tuple[str, str]:
     return token, hash_token(token)
 
 
+def token_holder(config: AuthConfig, token: str) -> TokenConfig | None:
+    """The configured holder of ``token`` (compared in constant time), or None."""
+    digest = hash_token(token)
+    return next((t for t in config.tokens if hmac.compare_digest(t.sha256, digest)), None)
+
+
 def _abort_handler(
     handler: grpc.RpcMethodHandler[Any, Any], code: grpc.StatusCode, message: str
 ) -> grpc.RpcMethodHandler[Any, Any]:
@@ -98,7 +104,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
     """Checks the bearer token and the role of every call."""
 
     def __init__(self, config: AuthConfig) -> None:
-        self._by_hash = {t.sha256: t for t in config.tokens}
+        self._config = config
 
     def intercept_service(
         self,
@@ -117,8 +123,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
             return _abort_handler(
                 handler, grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer' token"
             )
-        digest = hash_token(token)
-        holder = next((t for h, t in self._by_hash.items() if hmac.compare_digest(h, digest)), None)
+        holder = token_holder(self._config, token)
         if holder is None:
             return _abort_handler(handler, grpc.StatusCode.UNAUTHENTICATED, "unknown token")
         allowed = METHOD_ROLES.get(method, frozenset({"admin"}))

@@ -152,6 +152,24 @@ class EnrollmentConfig(ConfigModel):
     )
 
 
+class DashboardConfig(ConfigModel):
+    """The operator dashboard: a read-only web page of the live city."""
+
+    enabled: bool = Field(
+        default=False, description="Serve the dashboard (HTTP, behind the gRPC API's tokens)."
+    )
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(
+        default=8080, ge=0, le=65535, description="HTTP port to bind; 0 picks a free one."
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, description="How long a login lasts (an HttpOnly session cookie)."
+    )
+    history_hours: float = Field(
+        default=3.0, gt=0, description="How far back the charts and the city index reach."
+    )
+
+
 class CloudConfig(ConfigModel):
     """Everything the cloud service runs with."""
 
@@ -165,6 +183,9 @@ class CloudConfig(ConfigModel):
     )
     forecast: ForecastConfig = Field(
         default_factory=ForecastConfig, description="Traffic-flow forecasting."
+    )
+    dashboard: DashboardConfig = Field(
+        default_factory=DashboardConfig, description="Operator dashboard (web page)."
     )
     devices: list[DeviceConfig] = Field(
         default_factory=list,

@@ -13,6 +13,8 @@ SZ_TAXI_DIR = Path(__file__).resolve().parent / "data" / "sz-taxi"
 SZ_SPEEDS = SZ_TAXI_DIR / "sz_speed_subset40.csv"
 """40 Shenzhen roads, 15-min taxi speeds, January 2015 (see the README beside it)."""
 SZ_WEATHER = SZ_TAXI_DIR / "sz_weather.csv"
+SZ_ADJACENCY = SZ_TAXI_DIR / "sz_adj_subset40.csv"
+"""Adjacency of the 40 roads of SZ_SPEEDS, in their column order (no header)."""
 
 DEFAULT_FORECASTER = ARTIFACT_DIR / "forecaster" / "forecaster.onnx"
 """GRU forecaster trained on the shipped SZ-taxi subset (card beside it)."""

@@ -36,6 +36,10 @@ def test_demo_json_reports_every_published_report_ingested(broker: str, tmp_path
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["broker"] == {"mosquitto": "mosquitto", "embedded": "amqtt"}[broker]
     assert figures["reports_published"] > 0
+    assert figures["dashboard_url"].startswith("http://127.0.0.1:")
+    assert f"dashboard: {figures['dashboard_url']} (log in with the reader token" in (
+        result.stdout + result.stderr
+    )
     assert figures["reports_ingested"] == figures["reports_published"]
     assert figures["reports_stored_unique"] == figures["reports_published"]
     assert figures["reports_created"] == figures["reports_published"]

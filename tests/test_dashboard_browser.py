@@ -1,0 +1,117 @@
+"""The dashboard end to end in headless Chromium (Debian's, driven by Playwright).
+
+A real cloud service with the dashboard on, a real Mosquitto, reports published
+over MQTT; the page must change without a reload. Screenshots land in
+test-artifacts/. No browser is downloaded: `make test` installs Debian's
+chromium, and these tests fail (never skip) without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from roadsense.cloud.app import CloudService
+from roadsense.cloud.config import CloudConfig
+
+from .dashboard_support import (
+    READER_TOKEN,
+    dashboard_config,
+    feed_sz_speeds,
+    publish_report,
+    wait_for_report,
+)
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing; `make test` installs Debian's chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def cloud(cloud_config: CloudConfig) -> Iterator[CloudService]:
+    service = CloudService(dashboard_config(cloud_config))
+    service.start()
+    assert service.ingest.wait_connected(10.0)
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def _url(cloud: CloudService) -> str:
+    assert cloud.dashboard is not None
+    return cloud.dashboard.url
+
+
+def _log_in(page: Page, cloud: CloudService, token: str = READER_TOKEN) -> None:
+    page.goto(_url(cloud))
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+
+
+def test_page_refuses_without_a_login(page: Page, cloud: CloudService) -> None:
+    page.goto(_url(cloud))
+    expect(page).to_have_url(_url(cloud) + "login")
+    expect(page.locator("#network")).to_have_count(0)
+    _log_in(page, cloud, token="wrong")
+    expect(page.locator(".error")).to_have_text("Unknown token.")
+
+
+def test_live_updates_and_forecast_chart(page: Page, cloud: CloudService) -> None:
+    road = feed_sz_speeds(cloud)
+    publish_report(cloud.config.mqtt, segment="dash-ring", jam=0.0, seq=1)
+    wait_for_report(cloud, 1)
+    _log_in(page, cloud)
+    expect(page).to_have_url(_url(cloud))
+    ring = page.locator('#network .segment[data-segment="dash-ring"]')
+    expect(ring).to_have_attribute("data-level", "0.0")
+    expect(ring.locator("text")).to_have_text("0")
+    free_colour = ring.get_attribute("data-colour")
+    expect(page.locator("body")).to_have_attribute("data-live", "true")
+    expect(page.locator("#connection")).to_be_hidden()
+
+    # A jam reported over MQTT reaches the page through the event stream.
+    publish_report(cloud.config.mqtt, segment="dash-ring", jam=1.0, seq=2)
+    expect(ring).to_have_attribute("data-level", "10.0", timeout=15_000)
+    expect(ring.locator("text")).to_have_text("10")
+    assert ring.get_attribute("data-colour") != free_colour
+    expect(page.locator("#city-index")).to_have_text("10.0", timeout=15_000)
+
+    # A road of the forecaster: its chart shows the four horizons.
+    page.locator(f'#network .segment[data-segment="{road}"]').click()
+    chart = page.locator("#forecast-chart")
+    expect(chart).to_have_attribute("data-stale", "false")
+    expect(chart.locator("circle.horizon")).to_have_count(4)
+    expect(chart.locator("polyline.forecast-line")).to_have_count(1)
+    expect(page.locator("#segment-facts")).to_contain_text(road)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+
+def test_connection_lost_banner(page: Page, cloud: CloudService) -> None:
+    _log_in(page, cloud)
+    expect(page.locator("body")).to_have_attribute("data-live", "true")
+    assert cloud.dashboard is not None
+    cloud.dashboard.stop()
+    expect(page.locator("#connection")).to_be_visible(timeout=15_000)
+    expect(page.locator("#connection")).to_have_text("Connection lost — reconnecting…")
