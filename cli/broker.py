@@ -28,13 +28,9 @@ from roadsense.core.errors import BrokerError
 
 logger = logging.getLogger(__name__)
 
-MOSQUITTO_SETTINGS = """\
-allow_anonymous true
-persistence true
-persistence_location {data_dir}/
-autosave_interval 1
-# Mosquitto's default (1000) silently drops QoS 1 messages for a subscriber
-# that falls behind; keep far more, bounded in bytes too.
+QUEUE_AND_LOG_SETTINGS = """\
+# Mosquitto's default (1000) silently drops QoS 1 messages for a subscriber that
+# falls behind (shared/PITFALLS.md #2): keep far more, bounded in bytes too.
 max_queued_messages 1000000
 max_queued_bytes 1073741824
 max_inflight_messages 1000
@@ -44,6 +40,17 @@ log_type error
 log_type warning
 log_type notice
 """
+"""Every RoadSense Mosquitto config ends its global part with these."""
+
+MOSQUITTO_SETTINGS = (
+    """\
+allow_anonymous true
+persistence true
+persistence_location {data_dir}/
+autosave_interval 1
+"""
+    + QUEUE_AND_LOG_SETTINGS
+)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from roadsense.cli.broker import QUEUE_AND_LOG_SETTINGS
 from roadsense.core.errors import ProvisioningError
 from roadsense.provisioning.ca import CertificateAuthority
 from roadsense.provisioning.manifest import CLOUD_ACCOUNT
@@ -50,17 +51,7 @@ tls_version tlsv1.2
 persistence true
 persistence_location {data_dir}/
 autosave_interval 60
-# Mosquitto's default (1000) silently drops QoS 1 messages for a subscriber that
-# falls behind (shared/PITFALLS.md #2): keep far more, bounded in bytes too.
-max_queued_messages 1000000
-max_queued_bytes 1073741824
-max_inflight_messages 1000
-set_tcp_nodelay true
-log_dest stdout
-log_type error
-log_type warning
-log_type notice
-{extra}"""
+{queue_and_log}{extra}"""
 
 
 @dataclass(frozen=True)
@@ -116,6 +107,7 @@ def write_broker_config(
             key_file=needed["broker key"],
             crl_file=needed["CRL"],
             data_dir=data,
+            queue_and_log=QUEUE_AND_LOG_SETTINGS,
             extra=extra,
         ),
         encoding="utf-8",
