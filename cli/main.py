@@ -93,7 +93,11 @@ def _load_series(args: argparse.Namespace) -> Any:
         print(f"roadsense: --start {args.start!r} is not an ISO 8601 time", file=sys.stderr)
         return None
     return load_series(
-        args.speeds, weather_path=args.weather, start=start, interval_min=args.interval_min
+        args.speeds,
+        weather_path=args.weather,
+        start=start,
+        interval_min=args.interval_min,
+        time_zone=args.time_zone,
     )
 
 
@@ -397,6 +401,11 @@ def _add_series_files(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weather", type=Path, help="weather CSV aligned by row")
     parser.add_argument("--start", help="ISO 8601 time of the first row (no date column)")
     parser.add_argument("--interval-min", type=float, help="minutes between rows")
+    parser.add_argument(
+        "--time-zone",
+        default="UTC",
+        help="IANA zone of the file's clock times, e.g. Asia/Shanghai (default UTC)",
+    )
 
 
 def _add_series_arguments(parser: argparse.ArgumentParser) -> None:

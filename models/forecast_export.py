@@ -122,6 +122,7 @@ def train_and_export(
         "window": settings.window,
         "horizons": list(settings.horizons),
         "interval_min": interval_min,
+        "time_zone": model.time_zone,
         "slots_per_day": model.spec.slots_per_day,
         "normalisation": {"mean": model.mean, "std": model.std},
         "weather_codes": model.weather_codes,

@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +34,8 @@ class FeatureSpec:
     std: float
     weather_codes: tuple[int, ...] = ()
     interval_min: float = 15.0
+    time_zone: str = "UTC"
+    """IANA zone whose clock the time-of-day and day-of-week features follow."""
 
     @property
     def names(self) -> list[str]:
@@ -88,9 +91,18 @@ def time_features(times: Sequence[datetime]) -> FloatArray:
     return features
 
 
+def local_times(spec: FeatureSpec, times: Sequence[datetime]) -> list[datetime]:
+    """The times on the clock of the model's time zone (naive times are taken as already so)."""
+    zone = ZoneInfo(spec.time_zone)
+    return [t.astimezone(zone) if t.tzinfo is not None else t for t in times]
+
+
 def time_slots(spec: FeatureSpec, times: Sequence[datetime]) -> IndexArray:
-    """steps: the time-of-day slot (0 .. slots_per_day - 1) of each step."""
-    minutes = np.array([t.hour * 60 + t.minute + t.second / 60 for t in times], dtype=np.float64)
+    """steps: the time-of-day slot (0 .. slots_per_day - 1) of each step, in the model's zone."""
+    minutes = np.array(
+        [t.hour * 60 + t.minute + t.second / 60 for t in local_times(spec, times)],
+        dtype=np.float64,
+    )
     return np.rint(minutes / spec.interval_min).astype(np.int64) % spec.slots_per_day
 
 
@@ -107,7 +119,7 @@ def step_features(
     parts = [
         normalised[:, :, None].astype(np.float32),
         observed[:, :, None].astype(np.float32),
-        np.repeat(time_features(times)[:, None, :], segments, axis=1),
+        np.repeat(time_features(local_times(spec, times))[:, None, :], segments, axis=1),
     ]
     if spec.weather_codes:
         onehot = np.zeros((steps, len(spec.weather_codes)), dtype=np.float32)

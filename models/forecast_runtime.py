@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import numpy.typing as npt
@@ -66,6 +67,7 @@ def _card(onnx_path: Path) -> ForecastCard:
                 float(normalisation["std"]),
                 tuple(int(c) for c in data.get("weather_codes", [])),
                 float(data["interval_min"]),
+                str(data.get("time_zone", "UTC")),
             ),
             segment_ids=tuple(str(s) for s in data["segment_ids"]),
             onnx_sha256=str(data["onnx_sha256"]),
@@ -76,6 +78,10 @@ def _card(onnx_path: Path) -> ForecastCard:
         raise ModelLoadError(f"{card_path}: window, horizons, interval or segment_ids is empty")
     if list(card.spec.names) != list(data.get("features", card.spec.names)):
         raise ModelLoadError(f"{card_path}: its features are not the ones this version builds")
+    try:
+        ZoneInfo(card.spec.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ModelLoadError(f"{card_path}: unknown time_zone {card.spec.time_zone!r}") from None
     if int(data.get("slots_per_day", card.spec.slots_per_day)) != card.spec.slots_per_day:
         raise ModelLoadError(f"{card_path}: slots_per_day does not match interval_min")
     return card

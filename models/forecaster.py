@@ -190,6 +190,7 @@ class GruForecaster:
         self.mean = 0.0
         self.std = 1.0
         self.interval_min = 15.0
+        self.time_zone = "UTC"
         self.weather_codes: list[int] = []
         self._network: _Network | None = None
         self.segments = 0
@@ -204,7 +205,9 @@ class GruForecaster:
     @property
     def spec(self) -> FeatureSpec:
         """Scaling, weather coding and slots learnt in fit() (written to the card)."""
-        return FeatureSpec(self.mean, self.std, tuple(self.weather_codes), self.interval_min)
+        return FeatureSpec(
+            self.mean, self.std, tuple(self.weather_codes), self.interval_min, self.time_zone
+        )
 
     @property
     def feature_count(self) -> int:
@@ -255,6 +258,7 @@ class GruForecaster:
         self.weather_codes = (
             sorted(int(c) for c in np.unique(series.weather)) if series.weather is not None else []
         )
+        self.time_zone = series.time_zone
         if len(series.times) > 1:
             gaps = np.diff([t.timestamp() for t in series.times]) / 60
             self.interval_min = float(np.median(gaps)) or 15.0

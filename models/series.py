@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,8 @@ class Series:
     observed: npt.NDArray[np.bool_]
     times: list[datetime]
     weather: npt.NDArray[np.int64] | None = None
+    time_zone: str = "UTC"
+    """Zone the file's clock times were read in (the model's features follow it)."""
 
     @property
     def steps(self) -> int:
@@ -42,10 +45,10 @@ class Series:
         return int(self.values.shape[0])
 
 
-def _parse_time(text: str, path: Path, row: int) -> datetime:
+def _parse_time(text: str, path: Path, row: int, zone: tzinfo) -> datetime:
     for fmt in DATE_FORMATS:
         try:
-            return datetime.strptime(text.strip(), fmt).replace(tzinfo=timezone.utc)
+            return datetime.strptime(text.strip(), fmt).replace(tzinfo=zone)
         except ValueError:
             continue
     raise SeriesError(f"{path}: row {row}: date {text!r} is not a time like 1/31/2015 23:45")
@@ -57,9 +60,20 @@ def load_series(
     weather_path: str | Path | None = None,
     start: datetime | None = None,
     interval_min: float | None = None,
+    time_zone: str = "UTC",
 ) -> Series:
-    """Read a series CSV (and optional weather CSV); errors name file, row and column."""
+    """Read a series CSV (and optional weather CSV); errors name file, row and column.
+
+    Times without an offset (the ``date`` column, ``start``) are clock times in
+    ``time_zone`` (an IANA name such as ``Asia/Shanghai``; default UTC).
+    """
     path = Path(path)
+    try:
+        zone: tzinfo = ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SeriesError(
+            f"unknown time zone {time_zone!r} (use an IANA name like Europe/Paris)"
+        ) from None
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
@@ -83,7 +97,7 @@ def load_series(
             raise SeriesError(f"{path}: row {line} has {len(row)} cells, the header {width}")
         cells = row[1:] if has_date else row
         if has_date:
-            times.append(_parse_time(row[0], path, line))
+            times.append(_parse_time(row[0], path, line, zone))
         for column, cell in enumerate(cells):
             try:
                 value = float(cell) if cell.strip() else 0.0
@@ -104,10 +118,10 @@ def load_series(
                 "--interval-min)"
             )
         step = timedelta(minutes=interval_min)
-        start = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+        start = start if start.tzinfo else start.replace(tzinfo=zone)
         times = [start + i * step for i in range(values.shape[0])]
     weather = load_weather(weather_path, values.shape[0]) if weather_path else None
-    return Series(segment_ids, values, values > 0, times, weather)
+    return Series(segment_ids, values, values > 0, times, weather, time_zone)
 
 
 def load_weather(path: str | Path, steps: int) -> npt.NDArray[np.int64]:

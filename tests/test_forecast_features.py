@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
+import pytest
 
-from roadsense.models.forecast_features import FeatureSpec, time_slots, window_inputs
+from roadsense.core.errors import ModelLoadError
+from roadsense.models.card import card_path_for
+from roadsense.models.forecast_features import FeatureSpec, step_features, time_slots, window_inputs
 from roadsense.models.forecast_profile import daily_profile
+from roadsense.models.forecast_runtime import OnnxForecaster
+from roadsense.models.series import SeriesError, load_series
+from roadsense.models.shipped import DEFAULT_FORECASTER
 
 
 def test_time_slots_follow_the_interval_and_wrap_at_midnight() -> None:
@@ -58,3 +67,35 @@ def test_daily_profile_smooths_over_neighbouring_slots_round_midnight() -> None:
     np.testing.assert_allclose(share[0], [2 / 3, 2 / 3, 2 / 3, 1.0])
     np.testing.assert_array_equal(mean[1], [0, 0, 0, 0])
     np.testing.assert_array_equal(share[1], [0, 0, 0, 0])
+
+
+def test_time_features_follow_the_models_time_zone() -> None:
+    instant = [datetime(2014, 12, 31, 16, 0, tzinfo=timezone.utc)]  # midnight in Shenzhen
+    shenzhen = FeatureSpec(0.0, 1.0, interval_min=15.0, time_zone="Asia/Shanghai")
+    utc = FeatureSpec(0.0, 1.0, interval_min=15.0)
+    assert time_slots(shenzhen, instant).tolist() == [0]
+    assert time_slots(utc, instant).tolist() == [64]
+    features = step_features(shenzhen, np.ones((1, 1)), np.ones((1, 1), dtype=bool), instant, None)
+    # value, observed, then sin/cos of the time of day: midnight is (0, 1).
+    np.testing.assert_allclose(features[0, 0, 2:4], [0.0, 1.0], atol=1e-6)
+
+
+def test_series_clock_times_are_read_in_the_given_zone(tmp_path: Path) -> None:
+    csv_file = tmp_path / "speeds.csv"
+    csv_file.write_text("date,a\n1/1/2015 0:00,10\n1/1/2015 0:15,11\n")
+    series = load_series(csv_file, time_zone="Asia/Shanghai")
+    assert series.time_zone == "Asia/Shanghai"
+    assert series.times[0] == datetime(2014, 12, 31, 16, 0, tzinfo=timezone.utc)
+    with pytest.raises(SeriesError, match="unknown time zone 'Mars/Olympus'"):
+        load_series(csv_file, time_zone="Mars/Olympus")
+
+
+def test_a_forecaster_card_with_an_unknown_zone_is_refused(tmp_path: Path) -> None:
+    onnx = tmp_path / "forecaster.onnx"
+    shutil.copy(DEFAULT_FORECASTER, onnx)
+    card = json.loads(card_path_for(DEFAULT_FORECASTER).read_text())
+    assert OnnxForecaster(DEFAULT_FORECASTER).card.spec.time_zone == card.get("time_zone", "UTC")
+    card["time_zone"] = "Mars/Olympus"
+    card_path_for(onnx).write_text(json.dumps(card))
+    with pytest.raises(ModelLoadError, match="unknown time_zone 'Mars/Olympus'"):
+        OnnxForecaster(onnx)
