@@ -90,6 +90,7 @@ class IngestWorker:
         self._client.on_connect = guarded_callback(self._on_connect)
         self._client.on_disconnect = guarded_callback(self._on_disconnect)
         self._client.on_message = guarded_callback(self._on_message)
+        self._client.on_subscribe = guarded_callback(self._on_subscribe)
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
 
     def stats(self) -> IngestStats:
@@ -102,7 +103,7 @@ class IngestWorker:
         return self._queue.qsize()
 
     def is_connected(self) -> bool:
-        """True after a successful CONNACK and subscription request."""
+        """True once the broker granted the telemetry subscriptions (SUBACK)."""
         return self._connected.is_set()
 
     def wait_connected(self, timeout_s: float) -> bool:
@@ -137,13 +138,27 @@ class IngestWorker:
         group = self._config.ingest.shared_group or None
         # Subscribe on every connect: the broker may have lost the session.
         client.subscribe([(f, 1) for f in telemetry_subscriptions(group)])
-        self._connected.set()
         logger.info(
             "ingest connected to %s:%d (session present: %s)",
             self._config.mqtt.host,
             self._config.mqtt.port,
             flags.session_present,
         )
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            logger.error("ingest: broker refused telemetry subscriptions: %s", ", ".join(refused))
+            return
+        # Only now does the broker route telemetry to us: "connected" means ready.
+        self._connected.set()
 
     def _on_disconnect(
         self,
