@@ -104,6 +104,10 @@ class Store(abc.ABC):
         """A segment's history intervals starting within [from_ms, to_ms]."""
 
     @abc.abstractmethod
+    def histories(self, from_ms: int, to_ms: int) -> dict[str, list[HistoryPoint]]:
+        """Every segment's history intervals starting within [from_ms, to_ms], in one read."""
+
+    @abc.abstractmethod
     def prune_history(self, before_ms: int) -> int:
         """Delete history intervals that start before ``before_ms``; return how many."""
 
@@ -280,6 +284,11 @@ def _fleet_registry(db: Database) -> None:
     )
 
 
+def _history_by_time(db: Database) -> None:
+    # The dashboard reads all segments' recent history at once; pruning deletes by time.
+    db.execute("CREATE INDEX segment_history_start ON segment_history (start_ms)")
+
+
 MIGRATIONS = [
     Migration("0001_city_schema", _schema_v1),
     Migration("0002_dead_letter_codes", _dead_letter_codes),
@@ -287,6 +296,7 @@ MIGRATIONS = [
     Migration("0004_feeds", _feeds),
     Migration("0005_forecasts", _forecasts),
     Migration("0006_fleet_registry", _fleet_registry),
+    Migration("0007_history_by_time", _history_by_time),
 ]
 
 
@@ -449,6 +459,20 @@ class SqliteStore(Store):
                 [segment_id, from_ms, to_ms],
             ).fetchall()
         return [HistoryPoint(int(s), round(float(level), 3), int(n)) for s, level, n in rows]
+
+    def histories(self, from_ms: int, to_ms: int) -> dict[str, list[HistoryPoint]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT segment_id, start_ms, level_sum / reports, reports FROM segment_history "
+                "WHERE start_ms BETWEEN ? AND ? ORDER BY segment_id, start_ms",
+                [from_ms, to_ms],
+            ).fetchall()
+        found: dict[str, list[HistoryPoint]] = {}
+        for segment, start, level, n in rows:
+            found.setdefault(str(segment), []).append(
+                HistoryPoint(int(start), round(float(level), 3), int(n))
+            )
+        return found
 
     def prune_history(self, before_ms: int) -> int:
         with self._lock, transaction(self._db):

@@ -191,5 +191,9 @@ def test_history_is_kept_per_interval_and_pruned(tmp_path: Path) -> None:
     assert store.history("seg-1", base + 30_000, base + 120_000) == [
         HistoryPoint(base + 60_000, 10.0, 1)
     ]
+    # All segments in one read: the same points.
+    assert store.histories(base, base + 120_000) == {
+        "seg-1": store.history("seg-1", base, base + 120_000)
+    }
     assert store.prune_history(base + 30_000) == 1
     assert store.history("seg-1", 0, base + 120_000) == [HistoryPoint(base + 60_000, 10.0, 1)]

@@ -38,7 +38,7 @@ def forecast_json(forecast: SegmentForecast, now: int, stale_after_ms: int) -> J
         "newest_input_ms": forecast.newest_input_ms,
         "missing_fraction": forecast.missing_fraction,
         "made_ms": forecast.made_ms,
-        "stale": not forecast.newest_input_ms or now - forecast.newest_input_ms > stale_after_ms,
+        "stale": forecast.is_stale(now, stale_after_ms),
         "points": [
             {
                 "horizon": h,
@@ -92,7 +92,8 @@ def city_summary(
         }
         for d in store.devices()
     ]
-    histories = {s.segment_id: store.history(s.segment_id, history_from_ms, now) for s in segments}
+    stored = store.histories(history_from_ms, now)
+    histories = {s.segment_id: stored.get(s.segment_id, []) for s in segments}
     dead_letters = store.dead_letter_codes()
     return {
         "as_of_ms": now,
