@@ -136,6 +136,10 @@ class SegmentForecast:
         """Start of the interval ``horizon`` steps after the origin."""
         return self.origin_ms + horizon * self.interval_ms
 
+    def is_stale(self, now_ms: int, stale_after_ms: int) -> bool:
+        """No input at all, or the newest one older than the limit."""
+        return not self.newest_input_ms or now_ms - self.newest_input_ms > stale_after_ms
+
 
 @dataclass(frozen=True)
 class HorizonScore:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from roadsense.cloud.config import ForecastConfig
-from roadsense.cloud.domain import SegmentForecast
+from roadsense.cloud.domain import HorizonScore, SegmentForecast
 from roadsense.cloud.store import Store
 from roadsense.core.errors import ModelLoadError
 from roadsense.core.timeutil import now_ms
@@ -66,6 +66,7 @@ class ForecastJob:
         self._model: OnnxForecaster | None = None
         self._stamp: tuple[int, int, int, int] | None = None
         self._latest = {f.segment_id: f for f in store.latest_forecasts()}
+        self._scores: list[HorizonScore] = []
         self._last_key: tuple[int, str] | None = None
         self._last_run_ms = 0
         self.stats = ForecastStats()
@@ -87,6 +88,12 @@ class ForecastJob:
         with self._lock:
             return self._latest
 
+    def scores(self) -> list[HorizonScore]:
+        """Online MAE per horizon of the serving model, as of the last run (read by the API
+        and the metrics, so neither aggregates the forecasts table on its own)."""
+        with self._lock:
+            return self._scores
+
     # Model ------------------------------------------------------------------
 
     def refresh_model(self) -> None:
@@ -105,9 +112,11 @@ class ForecastJob:
             keeping = f"; still serving version {current.version}" if current else ""
             logger.error("forecaster not loaded: %s%s", err, keeping)
             return
+        scores = self._store.forecast_scores(model.version)
         with self._lock:
             previous = self._model
             self._model = model
+            self._scores = scores
         self.stats.model_loads += 1
         self.stats.last_error = ""
         logger.info(
@@ -142,6 +151,9 @@ class ForecastJob:
         with self._lock:
             self._latest = {**self._latest, **{f.segment_id: f for f in forecasts}}
         scored = self._store.score_forecasts(origin + interval)
+        scores = self._store.forecast_scores(model.version)
+        with self._lock:
+            self._scores = scores
         self._last_key, self._last_run_ms = key, now
         self.stats.runs += 1
         self.stats.segments = len(forecasts)

@@ -53,7 +53,7 @@ class CloudMetrics:
         """Report the live figures of these objects."""
         self.registry.register(_LiveCollector(ingest, store, feed))
         if forecasts is not None:
-            self.registry.register(_ForecastCollector(forecasts, store))
+            self.registry.register(_ForecastCollector(forecasts))
 
 
 class _LiveCollector(Collector):
@@ -95,9 +95,8 @@ class _LiveCollector(Collector):
 
 
 class _ForecastCollector(Collector):
-    def __init__(self, job: ForecastJob, store: Store) -> None:
+    def __init__(self, job: ForecastJob) -> None:
         self._job = job
-        self._store = store
 
     def collect(self) -> Iterator[Metric]:
         stats = self._job.stats
@@ -138,7 +137,7 @@ class _ForecastCollector(Collector):
             "Forecasts of the serving model scored against later observations, by horizon.",
             labels=["horizon"],
         )
-        for score in self._store.forecast_scores(model.version):
+        for score in self._job.scores():
             mae.add_metric([str(score.horizon)], score.mae)
             scored.add_metric([str(score.horizon)], score.scored)
         yield mae

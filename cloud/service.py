@@ -74,7 +74,7 @@ def forecast_message(
         model_version=forecast.model_version,
         newest_input_ms=forecast.newest_input_ms,
         missing_fraction=forecast.missing_fraction,
-        stale=not forecast.newest_input_ms or now - forecast.newest_input_ms > stale_after_ms,
+        stale=forecast.is_stale(now, stale_after_ms),
         made_ms=forecast.made_ms,
     )
 
@@ -264,7 +264,7 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
             response.forecasts.append(forecast_message(forecast, horizons, now, job.stale_after_ms))
         response.online.extend(
             city_pb2.HorizonScore(horizon=s.horizon, mae=s.mae, scored=s.scored)
-            for s in self._store.forecast_scores(model.version)
+            for s in job.scores()
             if s.horizon in horizons
         )
         return response
