@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
+from roadsense.cloud.feeds import interval_means
 from roadsense.core.errors import RoadSenseError
 
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -64,13 +63,13 @@ def export_series(
     first = min(int(t) for _, t, _ in observations) // interval_ms
     last = max(int(t) for _, t, _ in observations) // interval_ms
     rows = last - first + 1
-    sums = np.zeros((rows, len(segments)))
-    counts = np.zeros((rows, len(segments)), dtype=np.int64)
-    for segment, time_ms, value in observations:
-        row = int(time_ms) // interval_ms - first
-        sums[row, column[str(segment)]] += float(value)
-        counts[row, column[str(segment)]] += 1
-    means = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    means = interval_means(
+        ((str(s), int(t), float(v)) for s, t, v in observations),
+        column,
+        start_ms=first * interval_ms,
+        interval_ms=interval_ms,
+        intervals=rows,
+    ).values
     out_dir.mkdir(parents=True, exist_ok=True)
     speeds = out_dir / "speeds.csv"
     with speeds.open("w", newline="", encoding="utf-8") as handle:

@@ -8,12 +8,55 @@ what was wrong with it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
 
 from roadsense.proto.topics import is_identifier
 from roadsense.proto.v1 import city_pb2
 
 MAX_BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class IntervalMeans:
+    """Observations averaged per (interval, segment)."""
+
+    values: npt.NDArray[np.float64]
+    """intervals x segments: the mean, 0 where nothing was observed"""
+    observed: npt.NDArray[np.bool_]
+    """intervals x segments: whether anything was observed"""
+    newest_ms: npt.NDArray[np.int64]
+    """segments: time of the newest observation (0: none)"""
+
+
+def interval_means(
+    observations: Iterable[tuple[str, int, float]],
+    column: Mapping[str, int],
+    *,
+    start_ms: int,
+    interval_ms: int,
+    intervals: int,
+) -> IntervalMeans:
+    """Average (segment, time, value) rows into ``intervals`` intervals from ``start_ms``.
+
+    Segments not in ``column`` and times outside the range are left out.
+    """
+    sums = np.zeros((intervals, len(column)))
+    counts = np.zeros((intervals, len(column)), dtype=np.int64)
+    newest = np.zeros(len(column), dtype=np.int64)
+    for segment, time_ms, value in observations:
+        index = column.get(segment)
+        row = (int(time_ms) - start_ms) // interval_ms
+        if index is None or not 0 <= row < intervals:
+            continue
+        sums[row, index] += float(value)
+        counts[row, index] += 1
+        newest[index] = max(newest[index], int(time_ms))
+    observed = counts > 0
+    return IntervalMeans(np.where(observed, sums / np.maximum(counts, 1), 0.0), observed, newest)
 
 
 @dataclass(frozen=True)

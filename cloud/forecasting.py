@@ -25,6 +25,7 @@ import numpy as np
 
 from roadsense.cloud.config import ForecastConfig
 from roadsense.cloud.domain import HorizonScore, SegmentForecast
+from roadsense.cloud.feeds import interval_means
 from roadsense.cloud.store import Store
 from roadsense.core.errors import ModelLoadError
 from roadsense.core.timeutil import now_ms
@@ -171,20 +172,14 @@ class ForecastJob:
     def _forecast(self, model: OnnxForecaster, origin: int, now: int) -> list[SegmentForecast]:
         interval, window = model.card.interval_ms, model.card.window
         start = origin - (window - 1) * interval
-        segments = len(model.card.segment_ids)
-        sums = np.zeros((window, segments))
-        counts = np.zeros((window, segments), dtype=np.int64)
-        newest_input = np.zeros(segments, dtype=np.int64)
-        for segment, time_ms, value in self._store.observations_between(start, origin + interval):
-            column = model.index.get(segment)
-            if column is None:
-                continue
-            row = (time_ms - start) // interval
-            sums[row, column] += value
-            counts[row, column] += 1
-            newest_input[column] = max(newest_input[column], time_ms)
-        observed = counts > 0
-        values = np.where(observed, sums / np.maximum(counts, 1), 0.0)
+        means = interval_means(
+            self._store.observations_between(start, origin + interval),
+            model.index,
+            start_ms=start,
+            interval_ms=interval,
+            intervals=window,
+        )
+        values, observed, newest_input = means.values, means.observed, means.newest_ms
         weather_rows = self._store.weather_between(start, origin + interval)
         weather = None
         if weather_rows:
