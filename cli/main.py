@@ -178,13 +178,8 @@ def _train_congestion(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from roadsense.models.congestion_train import (
-        CnnSettings,
-        class_names,
-        export_cnn,
-        load_images,
-        train_cnn,
-    )
+    from roadsense.models.congestion_train import CnnSettings, export_cnn, train_cnn
+    from roadsense.models.image_sets import class_names, evaluation_classes, load_images
 
     settings = CnnSettings(width=args.width, height=args.height, epochs=args.epochs, seed=args.seed)
     if min(args.width, args.height) < 32 or args.epochs < 1:
@@ -192,11 +187,13 @@ def _train_congestion(args: argparse.Namespace) -> int:
         return 2
     classes = class_names(args.images)
     data = load_images(args.images, classes, settings.width, settings.height)
-    holdout = None
-    if args.holdout:
-        holdout = load_images(
-            args.holdout, class_names(args.holdout), settings.width, settings.height
+    tests = {
+        name: load_images(
+            folder, evaluation_classes(folder, classes), settings.width, settings.height
         )
+        for name, folder in (("holdout", args.holdout), ("unseen_camera", args.unseen))
+        if folder is not None
+    }
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("training", total=settings.epochs)
 
@@ -207,10 +204,11 @@ def _train_congestion(args: argparse.Namespace) -> int:
                 description=f"training (validation accuracy {accuracy:.3f})",
             )
 
-        model = train_cnn(data, settings, holdout, progress)
+        model = train_cnn(data, settings, tests, progress)
     extra = _dataset_summary(args.images)
-    if args.holdout:
-        extra["holdout"] = {"folder": str(args.holdout), **_dataset_summary(args.holdout)}
+    for name, folder in (("holdout", args.holdout), ("unseen_camera", args.unseen)):
+        if folder is not None:
+            extra[name] = _dataset_summary(folder)
     path = export_cnn(
         model,
         args.out,
@@ -357,6 +355,26 @@ def _build_engine(args: argparse.Namespace) -> int:
     )
 
 
+def _evaluate_model(args: argparse.Namespace) -> int:
+    from roadsense.models.congestion_eval import evaluate_model
+
+    options: dict[str, object] = {}
+    if args.threads:
+        options["intra_op_threads"] = args.threads
+    report = evaluate_model(args.model, args.images, args.backend, options)
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+        return 0
+    print(f"{report['model']} ({report['backend']}) on {report['images']} images")
+    print(f"accuracy {report['accuracy']}  macro-F1 {report['macro_f1']} (classes present)")
+    print("F1: " + ", ".join(f"{name} {value}" for name, value in report["f1"].items()))
+    names = report["confusion"]["rows_true_cols_predicted"]
+    print("confusion, rows true, columns predicted: " + " ".join(names))
+    for name, row in zip(names, report["confusion"]["matrix"], strict=True):
+        print(f"  {name:>9s} {row}")
+    return 0
+
+
 def _print_figures(figures: dict[str, Any], as_json: bool) -> int:
     """A benchmark's figures: one JSON line, or one ``key: value`` line each."""
     if as_json:
@@ -450,6 +468,19 @@ def _dataset_congestion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_frames(args: argparse.Namespace) -> int:
+    from roadsense.models.footage.labelled import build_labelled_frames
+
+    built = build_labelled_frames(args.labels, args.out, every=args.every)
+    if args.json:
+        print(json.dumps(built.manifest, sort_keys=True))
+    else:
+        for name, count in built.counts.items():
+            print(f"{name}: {count}")
+        print(f"wrote {built.out}")
+    return 0
+
+
 def _add_dataset_commands(commands: Any) -> None:
     dataset = commands.add_parser(
         "dataset", help="build training datasets", description="Training-data builders."
@@ -485,6 +516,22 @@ def _add_dataset_commands(commands: Any) -> None:
     )
     congestion.set_defaults(handler=_dataset_congestion)
 
+    frames = dataset_commands.add_parser(
+        "frames",
+        help="class folders from hand-labelled frame ranges of clips (a test set)",
+        description="Read LABELS (CSV: video,first_frame,last_frame,label; frames 0-based "
+        "and inclusive, videos relative to the CSV) and write every --every-th labelled "
+        "frame to OUT/<label>/<clip>_f<frame>.png, with OUT/dataset.json recording the "
+        "clips' sha256 and the ranges.",
+    )
+    frames.add_argument("--labels", type=Path, required=True, help="labels CSV")
+    frames.add_argument("--out", type=Path, required=True, help="new output folder")
+    frames.add_argument(
+        "--every", type=int, default=1, help="keep every Nth frame of a range (default 1)"
+    )
+    frames.add_argument("--json", action="store_true", help="print one JSON object")
+    frames.set_defaults(handler=_dataset_frames)
+
 
 def _add_train_commands(commands: Any) -> None:
     train = commands.add_parser("train", help="train models", description="Model training.")
@@ -516,7 +563,12 @@ def _add_train_commands(commands: Any) -> None:
     )
     congestion.add_argument("--images", type=Path, required=True, help="class folders")
     congestion.add_argument(
-        "--holdout", type=Path, help="class folders never trained on (e.g. another camera)"
+        "--holdout", type=Path, help="class folders never trained on (e.g. later frames)"
+    )
+    congestion.add_argument(
+        "--unseen",
+        type=Path,
+        help="class folders of a camera the training images never came from",
     )
     congestion.add_argument("--out", type=Path, required=True, help="output folder")
     congestion.add_argument("--name", default="congestion", help="model file name")
@@ -559,6 +611,23 @@ def _add_models_commands(commands: Any) -> None:
     )
     build.add_argument("--json", action="store_true", help="print one JSON line")
     build.set_defaults(handler=_build_engine)
+
+    evaluate = models_commands.add_parser(
+        "evaluate",
+        help="score a congestion model on labelled images (accuracy, macro-F1, confusion)",
+        description="Run the model through an edge classifier backend (the card's "
+        "preprocessing, as at the roadside) on IMAGES/<label>/*.png|jpg, whose folders "
+        "must be some of the card's labels, and report accuracy, macro-F1 over the "
+        "classes present and the confusion matrix.",
+    )
+    evaluate.add_argument("--model", type=Path, required=True, help="ONNX with its card")
+    evaluate.add_argument("--images", type=Path, required=True, help="class folders")
+    evaluate.add_argument(
+        "--backend", default="onnxruntime", help="classifier backend (default onnxruntime)"
+    )
+    evaluate.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: auto)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON line")
+    evaluate.set_defaults(handler=_evaluate_model)
 
 
 def _add_forecast_commands(commands: Any) -> None:

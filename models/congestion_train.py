@@ -21,29 +21,24 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
-from roadsense.core.errors import RoadSenseError
 from roadsense.edge.preprocess import Frame, frames_to_tensor
 from roadsense.models.card import InputSpec, ModelCard, card_path_for, sha256_file
-from roadsense.models.congestion_labels import CONGESTION_LABELS
+from roadsense.models.image_sets import ImageSet, classification_report, reindex
 from roadsense.models.mobilenet import MobileNetV3Small, WithSoftmax
 
 logger = logging.getLogger(__name__)
 
-LABELS = CONGESTION_LABELS
-"""Default congestion classes, least to most congested."""
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 OPSET = 17
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
@@ -51,10 +46,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 Progress = Callable[[int, int, float], None]
 """progress(epoch, epochs, validation_accuracy)."""
-
-
-class DatasetError(RoadSenseError):
-    """A labelled image folder cannot be used for training."""
 
 
 @dataclass(frozen=True)
@@ -73,53 +64,15 @@ class CnnSettings:
 
 
 @dataclass
-class ImageSet:
-    """Images resized to the input size (uint8 BGR), their class indices and files."""
+class TrainedCnn:
+    """The trained network and what is known about it."""
 
-    images: list[Frame]
-    labels: npt.NDArray[np.int64]
+    network: MobileNetV3Small
     classes: list[str]
-    files: list[Path]
-
-    def counts(self) -> dict[str, int]:
-        """Images per class."""
-        return {c: int((self.labels == i).sum()) for i, c in enumerate(self.classes)}
-
-
-def class_names(root: Path) -> list[str]:
-    """Class folders of ``root``: in the default level order when they are those levels."""
-    if not root.is_dir():
-        raise DatasetError(f"{root}: not a folder of class folders")
-    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(names) < 2:
-        raise DatasetError(f"{root}: needs at least two class folders, found {names}")
-    if set(names) <= set(LABELS):
-        return [label for label in LABELS if label in names]
-    return names
-
-
-def load_images(root: Path, classes: list[str], width: int, height: int) -> ImageSet:
-    """Every image of the class folders, resized once (the edge resizes the same way)."""
-    images: list[Frame] = []
-    labels: list[int] = []
-    files: list[Path] = []
-    for index, name in enumerate(classes):
-        folder = root / name
-        found = (
-            sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if folder.is_dir()
-            else []
-        )
-        for path in found:
-            image = cv2.imread(str(path))
-            if image is None:
-                raise DatasetError(f"{path}: not an image OpenCV can read")
-            images.append(np.asarray(cv2.resize(image, (width, height)), dtype=np.uint8))
-            labels.append(index)
-            files.append(path)
-    if not images:
-        raise DatasetError(f"{root}: no images in the class folders {classes}")
-    return ImageSet(images, np.asarray(labels, dtype=np.int64), classes, files)
+    input_spec: InputSpec
+    settings: CnnSettings
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 def _split(
@@ -135,44 +88,6 @@ def _split(
         valid.extend(members[:cut])
         train.extend(members[cut:])
     return train, valid
-
-
-def classification_report(
-    truth: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64], classes: list[str]
-) -> dict[str, Any]:
-    """Accuracy, macro-F1 over the classes present, per-class F1 and the confusion matrix."""
-    k = len(classes)
-    confusion = np.zeros((k, k), dtype=np.int64)
-    for t, p in zip(truth, predicted, strict=True):
-        confusion[t, p] += 1
-    f1: dict[str, float] = {}
-    for i, name in enumerate(classes):
-        tp = confusion[i, i]
-        support = confusion[i].sum()
-        if support == 0:
-            continue  # a class absent from this split has no F1
-        precision = tp / confusion[:, i].sum() if confusion[:, i].sum() else 0.0
-        recall = tp / support
-        f1[name] = float(2 * precision * recall / (precision + recall)) if tp else 0.0
-    return {
-        "images": len(truth),
-        "accuracy": round(float((truth == predicted).mean()), 4) if len(truth) else math.nan,
-        "macro_f1": round(float(np.mean(list(f1.values()))), 4) if f1 else math.nan,
-        "f1": {k_: round(v, 4) for k_, v in f1.items()},
-        "confusion": {"rows_true_cols_predicted": classes, "matrix": confusion.tolist()},
-    }
-
-
-@dataclass
-class TrainedCnn:
-    """The trained network and what is known about it."""
-
-    network: MobileNetV3Small
-    classes: list[str]
-    input_spec: InputSpec
-    settings: CnnSettings
-    evaluation: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 def input_spec(settings: CnnSettings) -> InputSpec:
@@ -220,10 +135,11 @@ def _augment(images: list[Frame], rng: np.random.Generator) -> list[Frame]:
 def train_cnn(
     data: ImageSet,
     settings: CnnSettings,
-    holdout: ImageSet | None = None,
+    tests: Mapping[str, ImageSet] | None = None,
     progress: Progress | None = None,
 ) -> TrainedCnn:
-    """Train with early stopping on a stratified validation slice; evaluate."""
+    """Train with early stopping on a stratified validation slice; evaluate on it and on
+    each named test set (e.g. ``holdout``: later frames; ``unseen_camera``: another camera)."""
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     spec = input_spec(settings)
@@ -285,11 +201,10 @@ def train_cnn(
         "best_epoch": best[1] + 1,
         "training_seconds": round(time.perf_counter() - started, 1),
     }
-    if holdout is not None:
-        if holdout.classes != data.classes:
-            holdout = _reindex(holdout, data.classes)
-        evaluation["holdout"] = classification_report(
-            holdout.labels, predict(network, holdout.images, spec).argmax(axis=1), data.classes
+    for name, test in (tests or {}).items():
+        scored = reindex(test, data.classes)
+        evaluation[name] = classification_report(
+            scored.labels, predict(network, scored.images, spec).argmax(axis=1), data.classes
         )
     summary = {
         "images": len(data.images),
@@ -298,14 +213,6 @@ def train_cnn(
         "validation_images": len(valid_idx),
     }
     return TrainedCnn(network, data.classes, spec, settings, evaluation, summary)
-
-
-def _reindex(images: ImageSet, classes: list[str]) -> ImageSet:
-    unknown = sorted(set(images.classes) - set(classes))
-    if unknown:
-        raise DatasetError(f"hold-out classes {unknown} are not among the training classes")
-    mapping = np.asarray([classes.index(c) for c in images.classes], dtype=np.int64)
-    return ImageSet(images.images, mapping[images.labels], classes, images.files)
 
 
 def export_cnn(

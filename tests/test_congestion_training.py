@@ -15,13 +15,8 @@ from roadsense.core.errors import ModelLoadError
 from roadsense.edge.classifier import create_classifier
 from roadsense.edge.preprocess import Frame, frames_to_tensor
 from roadsense.models.card import load_card
-from roadsense.models.congestion_train import (
-    CnnSettings,
-    DatasetError,
-    class_names,
-    classification_report,
-    input_spec,
-)
+from roadsense.models.congestion_train import CnnSettings, input_spec
+from roadsense.models.image_sets import DatasetError, class_names, classification_report
 from roadsense.models.mobilenet import MobileNetV3Small
 
 from .conftest import SAMPLE_VIDEO
@@ -65,9 +60,16 @@ def test_a_tiny_training_run_exports_a_model_the_edge_runs(tmp_path: Path) -> No
     frames = _clip_frames(12, 120)
     _class_folders(tmp_path / "train", frames[:8])
     _class_folders(tmp_path / "holdout", frames[8:])
+    # A test set may hold only some of the classes: here 4 darkened frames only.
+    (tmp_path / "unseen" / "jammed").mkdir(parents=True)
+    for i, frame in enumerate(frames[8:]):
+        cv2.imwrite(
+            str(tmp_path / "unseen" / "jammed" / f"{i}.png"), (frame * 0.3).astype(np.uint8)
+        )
     result = roadsense_cli(
         "train", "congestion", "--images", str(tmp_path / "train"),
-        "--holdout", str(tmp_path / "holdout"), "--out", str(tmp_path / "model"),
+        "--holdout", str(tmp_path / "holdout"), "--unseen", str(tmp_path / "unseen"),
+        "--out", str(tmp_path / "model"),
         "--epochs", "1", "--width", "64", "--height", "48", "--json",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
@@ -82,6 +84,12 @@ def test_a_tiny_training_run_exports_a_model_the_edge_runs(tmp_path: Path) -> No
     assert card.onnx_torch_max_abs_difference is not None
     assert card.onnx_torch_max_abs_difference <= 1e-4
     assert card.evaluation["holdout"]["images"] == 8
+    unseen = card.evaluation["unseen_camera"]
+    assert unseen["images"] == 4
+    assert unseen["confusion"]["rows_true_cols_predicted"] == ["free", "jammed"]
+    assert sum(unseen["confusion"]["matrix"][0]) == 0  # no free image in that set
+    assert sum(unseen["confusion"]["matrix"][1]) == 4
+    assert card.training_data["unseen_camera"]["folder"] == str(tmp_path / "unseen")
     assert card.training_data["per_class"] == {"free": 8, "jammed": 8}
     classifier = create_classifier("onnxruntime", model)
     probabilities = classifier.classify(frames[:3])

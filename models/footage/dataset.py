@@ -54,13 +54,13 @@ def holdout_path(out: Path) -> Path:
     return out.with_name(out.name + "_holdout")
 
 
-def _fresh_folder(path: Path) -> None:
+def fresh_folder(path: Path) -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise FootageError(f"{path}: output folder exists and is not empty")
     path.mkdir(parents=True, exist_ok=True)
 
 
-def _write(folder: Path, name: str, image: np.ndarray) -> None:
+def write_image(folder: Path, name: str, image: np.ndarray) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(folder / name), image):
         raise FootageError(f"{folder / name}: cannot write image")
@@ -101,10 +101,10 @@ def build_dataset(
     if not 0.0 <= holdout_fraction < 1.0:
         raise FootageError(f"--holdout-fraction must be in [0, 1), got {holdout_fraction}")
     started = time.perf_counter()
-    _fresh_folder(out)
+    fresh_folder(out)
     holdout_out = holdout_path(out) if holdout_fraction > 0 else None
     if holdout_out is not None:
-        _fresh_folder(holdout_out)
+        fresh_folder(holdout_out)
     rng = np.random.default_rng(seed)
     names = config.labels
 
@@ -133,17 +133,17 @@ def build_dataset(
             image = kept[int(index)]
             if config.dataset.augment_real:
                 image, _ = augment(image, config.augment, rng)
-            _write(out / name, f"real_f{int(index):05d}.png", image)
+            write_image(out / name, f"real_f{int(index):05d}.png", image)
         for number in range(per_class - take):
             scene = compositor.make(level, rng)
             lights = [(p.x, p.y, float(p.width)) for p in scene.placements]
             image, _ = augment(scene.image, config.augment, rng, lights)
-            _write(out / name, f"composite_{number:05d}.png", image)
+            write_image(out / name, f"composite_{number:05d}.png", image)
         real[name], composite[name] = take, per_class - take
 
     for lab in holdout_labels:
         assert holdout_out is not None
-        _write(holdout_out / lab.label, f"real_f{lab.index:05d}.png", kept[lab.index])
+        write_image(holdout_out / lab.label, f"real_f{lab.index:05d}.png", kept[lab.index])
 
     summary = DatasetSummary(
         out=out,
