@@ -20,6 +20,7 @@ from roadsense.core import __version__
 from roadsense.core.errors import CommandError, OutboxWriteError
 from roadsense.core.metrics import MetricsServer
 from roadsense.core.publisher import LastWill, Publisher
+from roadsense.core.roi import crop_roi
 from roadsense.core.timeutil import now_ms
 from roadsense.edge.capture import CameraCapture, CameraState, CapturedFrame
 from roadsense.edge.classifier import Classifier
@@ -324,10 +325,12 @@ class EdgeAgent:
 
     def _classify(self, frames: list[CapturedFrame]) -> None:
         step = self.classifier.max_batch
+        rois = {camera.id: camera.roi for camera in self.config.cameras}
         for start in range(0, len(frames), step):
             batch = frames[start : start + step]
             began = time.perf_counter()
-            probabilities = self.classifier.classify([f.image for f in batch])
+            images = [crop_roi(f.image, rois.get(f.camera_id)) for f in batch]
+            probabilities = self.classifier.classify(images)
             self.timer.record((time.perf_counter() - began) * 1000, len(batch))
             self.stats.classifier_calls += 1
             self.stats.frames_classified += len(batch)

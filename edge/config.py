@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from roadsense.core.config import ConfigModel, relative_to
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig
+from roadsense.core.roi import Roi, check_roi
 from roadsense.proto.topics import is_identifier
 
 
@@ -34,6 +35,11 @@ class CameraConfig(ConfigModel):
     sample_hz: float = Field(
         default=2.0, gt=0, le=60, description="Frames per second sent to the classifier."
     )
+    roi: Roi | None = Field(
+        default=None,
+        description="Part of the frame the classifier sees, as fractions of the frame: "
+        "x, y, width, height (e.g. the road, without sky and buildings). Default: all.",
+    )
     loop: bool = Field(default=False, description="Restart a video file at its end.")
     enabled: bool = Field(default=True, description="Capture and report this camera.")
     stall_timeout_s: float = Field(
@@ -53,6 +59,7 @@ class CameraConfig(ConfigModel):
     )
 
     _check_id = field_validator("id", "segment_id")(_identifier)
+    _check_roi = field_validator("roi")(check_roi)
 
 
 class ClassifierConfig(ConfigModel):

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from roadsense.core.config import ConfigModel, load_config
 from roadsense.core.errors import ConfigError
+from roadsense.core.roi import Roi, check_roi
 from roadsense.proto.topics import is_identifier
 
 if sys.version_info >= (3, 11):
@@ -97,25 +98,16 @@ class ManifestCamera(ConfigModel):
     )
     segment_id: str = Field(description="Road segment the camera watches.")
     direction: str = Field(default="", description="Direction of travel seen, e.g. 'northbound'.")
-    roi: tuple[float, float, float, float] | None = Field(
+    roi: Roi | None = Field(
         default=None,
-        description="Region of interest as fractions of the frame: x, y, width, height.",
+        description="Region of interest as fractions of the frame: x, y, width, height; "
+        "the edge classifies only this part of each frame.",
     )
     sample_hz: float = Field(default=2.0, gt=0, le=60, description="Frames per second classified.")
 
     _check_ids = field_validator("id", "segment_id")(_identifier)
     _check_source = field_validator("source")(check_source)
-
-    @field_validator("roi")
-    @classmethod
-    def _fractions(
-        cls, value: tuple[float, float, float, float] | None
-    ) -> tuple[float, float, float, float] | None:
-        if value is not None:
-            x, y, w, h = value
-            if not (0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 - x and 0 < h <= 1 - y):
-                raise ValueError("x, y, width, height must be fractions inside the frame")
-        return value
+    _check_roi = field_validator("roi")(check_roi)
 
 
 class ManifestDevice(ConfigModel):
@@ -227,6 +219,8 @@ def edge_config_toml(manifest: FleetManifest, device_id: str) -> str:
             f"segment_id = {_s(camera.segment_id)}",
             f"sample_hz = {camera.sample_hz!r}",
         ]
+        if camera.roi is not None:
+            lines.append(f"roi = [{', '.join(repr(part) for part in camera.roi)}]")
     return "\n".join(lines) + "\n"
 
 

@@ -245,3 +245,38 @@ def test_health_and_metrics_report_the_same_figures(tmp_path: Path) -> None:
         assert "roadsense_edge_inference_latency_p95_ms" in text
     finally:
         agent.stop()
+
+
+class RecordingClassifier(ScriptedClassifier):
+    """Answers 'free' and keeps the size of every frame it was given."""
+
+    def __init__(self) -> None:
+        super().__init__(switch_after=10**9)
+        self.shapes: list[tuple[int, ...]] = []
+
+    def classify(self, frames: Sequence[Frame]) -> Probabilities:
+        self.shapes.extend(frame.shape for frame in frames)
+        return super().classify(frames)
+
+
+def test_the_classifier_sees_only_each_cameras_roi(tmp_path: Path) -> None:
+    # The shipped clip is 320x240: cam1 keeps the lower-right quarter, cam2 the whole frame.
+    cameras = [
+        CameraConfig(
+            id="cam1",
+            source=str(SAMPLE_VIDEO),
+            segment_id="seg-a",
+            sample_hz=10,
+            roi=(0.5, 0.5, 0.5, 0.5),
+        ),
+        CameraConfig(id="cam2", source=str(SAMPLE_VIDEO), segment_id="seg-b", sample_hz=10),
+    ]
+    config = _config(tmp_path).model_copy(update={"cameras": cameras})
+    classifier = RecordingClassifier()
+    agent = EdgeAgent(config, classifier, MemoryPublisher(), Outbox(config.outbox))
+    agent.start()
+    try:
+        assert wait_until(lambda: len(classifier.shapes) >= 10, 10.0)
+    finally:
+        agent.stop()
+    assert set(classifier.shapes) == {(120, 160, 3), (240, 320, 3)}

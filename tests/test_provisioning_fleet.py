@@ -249,6 +249,8 @@ def test_a_bundled_device_publishes_over_mtls(
     edge_file = device_root / "dev-1" / "edge.toml"
     edge = load_config(EdgeConfig, edge_file).resolved(edge_file.parent)
     assert [c.id for c in edge.cameras] == ["cam1", "cam2"]
+    # The manifest's region of interest reaches the device; no ROI means the whole frame.
+    assert [c.roi for c in edge.cameras] == [(0.1, 0.2, 0.8, 0.7), None]
     broker = run_mosquitto_config(config, "127.0.0.1", port)
     device = MqttPublisher(edge.mqtt, client_id=edge.device_id)
     acked: list[str] = []
