@@ -356,12 +356,14 @@ def _build_engine(args: argparse.Namespace) -> int:
 
 
 def _evaluate_model(args: argparse.Namespace) -> int:
-    from roadsense.models.congestion_eval import evaluate_model
+    from roadsense.models.congestion_eval import evaluate_model, record_evaluation
 
     options: dict[str, object] = {}
     if args.threads:
         options["intra_op_threads"] = args.threads
     report = evaluate_model(args.model, args.images, args.backend, options)
+    if args.record:
+        record_evaluation(args.model, args.record, report)
     if args.json:
         print(json.dumps(report, sort_keys=True))
         return 0
@@ -626,6 +628,12 @@ def _add_models_commands(commands: Any) -> None:
         "--backend", default="onnxruntime", help="classifier backend (default onnxruntime)"
     )
     evaluate.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: auto)")
+    evaluate.add_argument(
+        "--record",
+        metavar="NAME",
+        help="also write the figures into the model's card as evaluation.NAME "
+        "(e.g. unseen_camera); the ONNX is not touched",
+    )
     evaluate.add_argument("--json", action="store_true", help="print one JSON line")
     evaluate.set_defaults(handler=_evaluate_model)
 

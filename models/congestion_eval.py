@@ -7,13 +7,19 @@ of the card's largest batch. Needs no torch.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from roadsense.core.errors import RoadSenseError
 from roadsense.edge.classifier import Classifier, create_classifier
+from roadsense.models.card import card_path_for, load_card
 from roadsense.models.image_sets import (
     ImageSet,
     classification_report,
@@ -57,3 +63,46 @@ def evaluate_model(
         "seconds": round(seconds, 2),
         **report,
     }
+
+
+RECORDED_BY = "roadsense models evaluate"
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class RecordError(RoadSenseError):
+    """An evaluation cannot be written into a model card."""
+
+
+def record_evaluation(model: Path, name: str, report: dict[str, Any]) -> Path:
+    """Write ``report`` into the card beside ``model`` as ``evaluation[name]``.
+
+    Only the card changes (the ONNX and its sha256 stay as they are). Figures the
+    training wrote are never overwritten; an earlier record of the same name is.
+    """
+    if not _NAME.match(name):
+        raise RecordError(
+            f"record name {name!r}: use lower-case letters, digits and '_' (e.g. unseen_camera)"
+        )
+    load_card(model)  # the card must belong to this model before anything is written
+    card_path = card_path_for(model)
+    document: dict[str, Any] = json.loads(card_path.read_text(encoding="utf-8"))
+    evaluation: dict[str, Any] = document.setdefault("evaluation", {})
+    earlier = evaluation.get(name)
+    if earlier is not None and not (
+        isinstance(earlier, dict) and earlier.get("recorded_by") == RECORDED_BY
+    ):
+        raise RecordError(
+            f"{card_path}: evaluation {name!r} was written by the training; record under "
+            "another name"
+        )
+    entry = {key: value for key, value in report.items() if key not in ("model", "seconds")}
+    summary = Path(report["images_folder"]) / "dataset.json"
+    if summary.is_file():
+        entry["dataset"] = json.loads(summary.read_text(encoding="utf-8"))
+    entry["recorded_by"] = RECORDED_BY
+    entry["recorded_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    evaluation[name] = entry
+    partial = card_path.with_name(card_path.name + ".partial")
+    partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, card_path)
+    return card_path

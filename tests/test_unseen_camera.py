@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import cast
 
@@ -13,7 +14,8 @@ import pytest
 from roadsense.core.errors import FootageError
 from roadsense.edge.classifier import create_classifier
 from roadsense.edge.preprocess import Frame
-from roadsense.models.congestion_eval import evaluate_model
+from roadsense.models.card import card_path_for, load_card
+from roadsense.models.congestion_eval import RecordError, evaluate_model, record_evaluation
 from roadsense.models.footage.labelled import build_labelled_frames, read_labels
 from roadsense.models.image_sets import DatasetError, evaluation_classes
 from roadsense.models.shipped import DEFAULT_CNN
@@ -150,3 +152,35 @@ def test_cli_builds_and_evaluates_and_names_mistakes(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert "not among the model's classes" in bad.stderr
     assert "Traceback" not in bad.stderr + again.stderr
+
+
+def test_record_writes_the_figures_into_the_card_and_nothing_else(
+    tmp_path: Path, unseen_set: Path
+) -> None:
+    model = tmp_path / "congestion.onnx"
+    shutil.copy(DEFAULT_CNN, model)
+    shutil.copy(card_path_for(DEFAULT_CNN), card_path_for(model))
+    onnx_bytes = model.read_bytes()
+    before = json.loads(card_path_for(model).read_text())
+    report = evaluate_model(model, unseen_set)
+    record_evaluation(model, "unseen_camera", report)
+    after = json.loads(card_path_for(model).read_text())
+    recorded = after["evaluation"].pop("unseen_camera")
+    assert after == before  # every other field as it was
+    assert model.read_bytes() == onnx_bytes
+    assert load_card(model).evaluation["unseen_camera"]["accuracy"] == report["accuracy"]
+    assert recorded["confusion"] == report["confusion"]
+    assert recorded["dataset"]["clips"][0]["sha256"] in CLIPS.values()
+    assert recorded["recorded_by"] == "roadsense models evaluate"
+    record_evaluation(model, "unseen_camera", report)  # a record may be renewed
+    with pytest.raises(RecordError, match="written by the training"):
+        record_evaluation(model, "validation", report)
+    with pytest.raises(RecordError, match="lower-case letters"):
+        record_evaluation(model, "Unseen Camera", report)
+    result = roadsense_cli(
+        "models", "evaluate", "--model", str(model), "--images", str(unseen_set),
+        "--record", "holdout",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "written by the training" in result.stderr
+    assert "Traceback" not in result.stderr
