@@ -166,6 +166,7 @@ def test_record_writes_the_figures_into_the_card_and_nothing_else(
     record_evaluation(model, "unseen_camera", report)
     after = json.loads(card_path_for(model).read_text())
     recorded = after["evaluation"].pop("unseen_camera")
+    before["evaluation"].pop("unseen_camera", None)  # the shipped card has one already
     assert after == before  # every other field as it was
     assert model.read_bytes() == onnx_bytes
     assert load_card(model).evaluation["unseen_camera"]["accuracy"] == report["accuracy"]
