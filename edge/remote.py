@@ -1,7 +1,7 @@
 """Remote configuration: validate a ``config`` command and work out the new settings.
 
 A command changes the report cadence and window, and per camera the sampling
-rate and the enabled flag. It is checked by the same pydantic models as the
+rate, the enabled flag and the region of interest. It is checked by the same pydantic models as the
 configuration file, so a command can never produce a configuration the file
 could not. Accepted settings are persisted and re-applied at the next start.
 """
@@ -21,7 +21,8 @@ from roadsense.proto import SCHEMA_VERSION
 from roadsense.proto.v1 import telemetry_pb2
 
 Overrides = dict[str, Any]
-"""{"report_interval_s": ..., "window": ..., "cameras": {id: {"sample_hz": ..., "enabled": ...}}}"""
+"""{"report_interval_s": ..., "window": ..., "cameras": {id: {"sample_hz": ..., "enabled": ...,
+"roi": [x, y, w, h] or None}}}"""
 
 
 def parse_config_command(payload: bytes) -> tuple[str, Overrides]:
@@ -48,6 +49,9 @@ def parse_config_command(payload: bytes) -> tuple[str, Overrides]:
             settings["sample_hz"] = camera.sample_hz
         if camera.HasField("enabled"):
             settings["enabled"] = camera.enabled
+        if camera.HasField("roi"):
+            roi = [camera.roi.x, camera.roi.y, camera.roi.width, camera.roi.height]
+            settings["roi"] = None if roi == [0.0, 0.0, 1.0, 1.0] else roi
         cameras[camera.camera_id] = settings
     if cameras:
         overrides["cameras"] = cameras
@@ -94,7 +98,12 @@ def settings_summary(config: EdgeConfig) -> str:
             "report_interval_s": config.reports.interval_s,
             "window": config.reports.window,
             "cameras": {
-                c.id: {"sample_hz": c.sample_hz, "enabled": c.enabled} for c in config.cameras
+                c.id: {
+                    "sample_hz": c.sample_hz,
+                    "enabled": c.enabled,
+                    "roi": list(c.roi) if c.roi else None,
+                }
+                for c in config.cameras
             },
         },
         sort_keys=True,

@@ -13,6 +13,7 @@ from roadsense.core.paho_client import connect_async, create_client
 from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.capture import CameraState
 from roadsense.edge.config import CameraConfig, ClassifierConfig, EdgeConfig, OutboxConfig
+from roadsense.edge.remote import apply_overrides, parse_config_command
 from roadsense.edge.runner import build_agent
 from roadsense.models.shipped import PLACEHOLDER_CNN
 from roadsense.proto.topics import command_topic, reply_topic
@@ -92,7 +93,11 @@ def test_config_command_round_trip(mqtt_config: MqttConfig, tmp_path: Path) -> N
                 report_interval_s=1.5,
                 window=3,
                 cameras=[
-                    {"camera_id": "cam1", "sample_hz": 4.0},
+                    {
+                        "camera_id": "cam1",
+                        "sample_hz": 4.0,
+                        "roi": telemetry_pb2.Roi(x=0.0, y=0.5, width=1.0, height=0.5),
+                    },
                     {"camera_id": "cam2", "enabled": False},
                 ],
             ),
@@ -104,16 +109,22 @@ def test_config_command_round_trip(mqtt_config: MqttConfig, tmp_path: Path) -> N
             "report_interval_s": 1.5,
             "window": 3,
             "cameras": {
-                "cam1": {"sample_hz": 4.0, "enabled": True},
-                "cam2": {"sample_hz": 2.0, "enabled": False},
+                "cam1": {"sample_hz": 4.0, "enabled": True, "roi": [0.0, 0.5, 1.0, 0.5]},
+                "cam2": {"sample_hz": 2.0, "enabled": False, "roi": None},
             },
         }
         assert wait_until(lambda: _state(agent, "cam2") == CameraState.DISABLED.value)
         assert agent.config.reports.interval_s == 1.5
+        assert agent.config.cameras[0].roi == (0.0, 0.5, 1.0, 0.5)
 
         refusals = {
             "rate out of range": _command(cameras=[{"camera_id": "cam1", "sample_hz": 500.0}]),
             "unknown camera": _command(cameras=[{"camera_id": "cam9", "enabled": True}]),
+            "roi outside": _command(
+                cameras=[
+                    {"camera_id": "cam1", "roi": telemetry_pb2.Roi(x=0.5, width=0.8, height=1)}
+                ]
+            ),
             "not protobuf": b"\xff\x00junk",
             "nothing": _command(),
         }
@@ -123,6 +134,8 @@ def test_config_command_round_trip(mqtt_config: MqttConfig, tmp_path: Path) -> N
             reasons["rate out of range"].error
         )
         assert "unknown camera 'cam9'" in reasons["unknown camera"].error
+        assert "cameras[0].roi" in reasons["roi outside"].error
+        assert "must lie inside the frame" in reasons["roi outside"].error
         assert "not a ConfigCommand protobuf" in reasons["not protobuf"].error
         assert reasons["nothing"].error == "the command changes nothing"
         unknown = operator.send("reboot", b"")
@@ -140,5 +153,23 @@ def test_config_command_round_trip(mqtt_config: MqttConfig, tmp_path: Path) -> N
         assert restarted.config.reports.interval_s == 1.5
         assert [c.enabled for c in restarted.config.cameras] == [True, False]
         assert restarted.config.cameras[0].sample_hz == 4.0
+        assert restarted.config.cameras[0].roi == (0.0, 0.5, 1.0, 0.5)
     finally:
         restarted.stop()
+
+
+def test_the_whole_frame_roi_clears_a_configured_one() -> None:
+    request, overrides = parse_config_command(
+        _command(cameras=[{"camera_id": "cam1", "roi": telemetry_pb2.Roi(width=1, height=1)}])
+    )
+    assert request == "req"
+    assert overrides == {"cameras": {"cam1": {"roi": None}}}
+    config = EdgeConfig(
+        device_id="remote-1",
+        cameras=[
+            CameraConfig(
+                id="cam1", source=str(SAMPLE_VIDEO), segment_id="s", roi=(0.1, 0.1, 0.5, 0.5)
+            )
+        ],
+    )
+    assert apply_overrides(config, overrides).cameras[0].roi is None

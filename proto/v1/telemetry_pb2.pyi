@@ -131,14 +131,28 @@ class DeviceHealth(_message.Message):
     def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., uptime_s: _Optional[float] = ..., cameras: _Optional[_Iterable[_Union[CameraHealth, _Mapping]]] = ..., frames_classified: _Optional[int] = ..., reports_created: _Optional[int] = ..., reports_acknowledged: _Optional[int] = ..., outbox_pending: _Optional[int] = ..., outbox_dropped: _Optional[int] = ..., backend: _Optional[str] = ..., inference_p50_ms: _Optional[float] = ..., inference_p95_ms: _Optional[float] = ..., mean_batch_size: _Optional[float] = ..., outbox_bytes: _Optional[int] = ..., outbox_oldest_age_s: _Optional[float] = ..., temperatures_c: _Optional[_Mapping[str, float]] = ..., model_version: _Optional[str] = ..., outbox_state: _Optional[str] = ..., reports_lost: _Optional[int] = ...) -> None: ...
 
 class CameraSettings(_message.Message):
-    __slots__ = ("camera_id", "sample_hz", "enabled")
+    __slots__ = ("camera_id", "sample_hz", "enabled", "roi")
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_HZ_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
+    ROI_FIELD_NUMBER: _ClassVar[int]
     camera_id: str
     sample_hz: float
     enabled: bool
-    def __init__(self, camera_id: _Optional[str] = ..., sample_hz: _Optional[float] = ..., enabled: _Optional[bool] = ...) -> None: ...
+    roi: Roi
+    def __init__(self, camera_id: _Optional[str] = ..., sample_hz: _Optional[float] = ..., enabled: _Optional[bool] = ..., roi: _Optional[_Union[Roi, _Mapping]] = ...) -> None: ...
+
+class Roi(_message.Message):
+    __slots__ = ("x", "y", "width", "height")
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    x: float
+    y: float
+    width: float
+    height: float
+    def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ..., width: _Optional[float] = ..., height: _Optional[float] = ...) -> None: ...
 
 class ConfigCommand(_message.Message):
     __slots__ = ("schema_version", "request_id", "report_interval_s", "window", "cameras")
