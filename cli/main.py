@@ -58,6 +58,33 @@ def _cloud_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cloud_snapshot(args: argparse.Namespace) -> int:
+    from roadsense.cloud.config import CloudConfig
+    from roadsense.cloud.snapshot import request_snapshot, write_snapshot
+    from roadsense.core.config import load_config
+
+    config = load_config(CloudConfig, args.config).resolved(args.config.resolve().parent)
+    still = request_snapshot(
+        config.mqtt,
+        args.device,
+        args.camera,
+        username=config.ingest.username,
+        max_width=args.max_width,
+        timeout_s=args.timeout,
+    )
+    roi = write_snapshot(still, args.out, draw_roi=args.draw_roi)
+    facts = {
+        "image": str(args.out),
+        "width": still.width,
+        "height": still.height,
+        "bytes": len(still.jpeg),
+        "capture_time_ms": still.capture_time_ms,
+        "roi": list(roi) if roi else None,
+        "blurred_regions": still.blurred_regions,
+    }
+    return _print_figures(facts, args.json)
+
+
 def _cloud_token(args: argparse.Namespace) -> int:
     from roadsense.cloud.auth import new_token
 
@@ -853,6 +880,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--role", choices=["reader", "feed", "admin"], required=True, help="what it may do"
     )
     token.set_defaults(handler=_cloud_token)
+    snapshot = cloud_commands.add_parser(
+        "snapshot",
+        help="ask a device for a still of one camera (privacy regions pixelated)",
+        description="Send the 'snapshot' command over the cloud's broker account (the "
+        "[mqtt] section of --config) and write the JPEG the device returns. Devices answer "
+        "only with [privacy] allow_snapshots = true; they pixelate each camera's blur "
+        "regions first.",
+    )
+    snapshot.add_argument("--config", type=Path, required=True, help="cloud TOML configuration")
+    snapshot.add_argument("--device", required=True, help="device id")
+    snapshot.add_argument("--camera", required=True, help="camera id on that device")
+    snapshot.add_argument("--out", type=Path, required=True, help="image file to write")
+    snapshot.add_argument("--max-width", type=int, help="widest image wanted, in pixels")
+    snapshot.add_argument(
+        "--timeout", type=float, default=15.0, help="seconds to wait for the device (default 15)"
+    )
+    snapshot.add_argument(
+        "--draw-roi",
+        action="store_true",
+        help="draw the camera's region of interest on the image (re-encoded by --out's suffix)",
+    )
+    snapshot.add_argument("--json", action="store_true", help="print one JSON object")
+    snapshot.set_defaults(handler=_cloud_snapshot)
 
     demo = commands.add_parser(
         "demo",

@@ -27,13 +27,27 @@ def check_roi(roi: Roi | None) -> Roi | None:
     return roi
 
 
+def check_regions(regions: list[Roi]) -> list[Roi]:
+    """``regions`` when every one lies inside the frame, else ValueError saying so."""
+    for region in regions:
+        check_roi(region)
+    return regions
+
+
+def roi_box(width: int, height: int, roi: Roi) -> tuple[int, int, int, int]:
+    """Pixel bounds (left, top, right, bottom; right/bottom exclusive) of ``roi`` in a
+    frame of that size, at least one pixel each way."""
+    x, y, w, h = roi
+    left, top = min(width - 1, round(x * width)), min(height - 1, round(y * height))
+    right = max(left + 1, min(width, round((x + w) * width)))
+    bottom = max(top + 1, min(height, round((y + h) * height)))
+    return left, top, right, bottom
+
+
 def crop_roi(frame: npt.NDArray[np.uint8], roi: Roi | None) -> npt.NDArray[np.uint8]:
     """The part of ``frame`` inside ``roi`` (a view, no copy; at least one pixel each way)."""
     if roi is None:
         return frame
     height, width = frame.shape[:2]
-    x, y, w, h = roi
-    left, top = min(width - 1, round(x * width)), min(height - 1, round(y * height))
-    right = max(left + 1, min(width, round((x + w) * width)))
-    bottom = max(top + 1, min(height, round((y + h) * height)))
+    left, top, right, bottom = roi_box(width, height, roi)
     return frame[top:bottom, left:right]

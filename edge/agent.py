@@ -37,12 +37,14 @@ from roadsense.edge.remote import (
     settings_summary,
 )
 from roadsense.edge.smoothing import ProbabilityWindow
+from roadsense.edge.snapshot import SnapshotRequest, encode_snapshot, parse_snapshot_command
 from roadsense.proto import SCHEMA_VERSION
 from roadsense.proto.topics import (
     command_filter,
     congestion_topic,
     health_topic,
     reply_topic,
+    snapshot_topic,
     status_topic,
 )
 from roadsense.proto.v1 import telemetry_pb2
@@ -224,6 +226,12 @@ class EdgeAgent:
         name = topic.rsplit("/", 1)[-1]
         request_id = ""
         try:
+            if name == "snapshot":
+                request = parse_snapshot_command(payload)
+                request_id = request.request_id
+                self._send_snapshot(request)
+                self._reply(name, request_id, ok=True)
+                return
             if name != "config":
                 raise CommandError(f"unknown command {name!r}")
             request_id, overrides = parse_config_command(payload)
@@ -238,6 +246,59 @@ class EdgeAgent:
         except CommandError as err:
             logger.warning("command %s (%s) refused: %s", name, request_id, err)
             self._reply(name, request_id, ok=False, error=str(err))
+
+    def _send_snapshot(self, request: SnapshotRequest) -> None:
+        """Publish a still of one camera, its blur regions pixelated (privacy permitting)."""
+        with self._settings_lock:
+            config = self.config
+        if not config.privacy.allow_snapshots:
+            raise CommandError(
+                "snapshots are off on this device ([privacy] allow_snapshots = false); "
+                "frames do not leave it"
+            )
+        camera = next((c for c in config.cameras if c.id == request.camera_id), None)
+        if camera is None:
+            known = ", ".join(c.id for c in config.cameras)
+            raise CommandError(f"unknown camera {request.camera_id!r} (this device has {known})")
+        capture = self.cameras.get(camera.id)
+        frame = capture.latest() if capture is not None else None
+        if capture is None or frame is None:
+            state = capture.state.value if capture is not None else "disabled"
+            raise CommandError(f"camera {camera.id!r} has no frame to send (state {state})")
+        limit = config.privacy.snapshot_max_width
+        jpeg, width, height = encode_snapshot(
+            frame.image,
+            camera.blur,
+            min(limit, request.max_width or limit),
+            config.privacy.jpeg_quality,
+        )
+        still = telemetry_pb2.Snapshot(
+            schema_version=SCHEMA_VERSION,
+            device_id=self.device_id,
+            camera_id=camera.id,
+            request_id=request.request_id,
+            capture_time_ms=frame.capture_time_ms,
+            jpeg=jpeg,
+            width=width,
+            height=height,
+            blurred_regions=len(camera.blur),
+        )
+        if camera.roi is not None:
+            x, y, w, h = camera.roi
+            still.roi.CopyFrom(telemetry_pb2.Roi(x=x, y=y, width=w, height=h))
+        if not self.publisher.publish(
+            snapshot_topic(self.device_id, camera.id), still.SerializeToString()
+        ):
+            raise CommandError("not connected to the broker; snapshot not sent")
+        logger.info(
+            "snapshot %s of %s sent: %dx%d, %d bytes, %d regions pixelated",
+            request.request_id,
+            camera.id,
+            width,
+            height,
+            len(jpeg),
+            len(camera.blur),
+        )
 
     def _reply(self, command: str, request_id: str, *, ok: bool, error: str = "") -> None:
         with self._settings_lock:

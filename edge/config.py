@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from roadsense.core.config import ConfigModel, relative_to
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig
-from roadsense.core.roi import Roi, check_roi
+from roadsense.core.roi import Roi, check_regions, check_roi
 from roadsense.proto.topics import is_identifier
 
 
@@ -40,6 +40,11 @@ class CameraConfig(ConfigModel):
         description="Part of the frame the classifier sees, as fractions of the frame: "
         "x, y, width, height (e.g. the road, without sky and buildings). Default: all.",
     )
+    blur: list[Roi] = Field(
+        default_factory=list,
+        description="Regions pixelated in every snapshot of this camera (windows, "
+        "pavements, gardens), as fractions of the frame: [[x, y, width, height], ...].",
+    )
     loop: bool = Field(default=False, description="Restart a video file at its end.")
     enabled: bool = Field(default=True, description="Capture and report this camera.")
     stall_timeout_s: float = Field(
@@ -60,6 +65,7 @@ class CameraConfig(ConfigModel):
 
     _check_id = field_validator("id", "segment_id")(_identifier)
     _check_roi = field_validator("roi")(check_roi)
+    _check_blur = field_validator("blur")(check_regions)
 
 
 class ClassifierConfig(ConfigModel):
@@ -155,6 +161,20 @@ class OutboxConfig(ConfigModel):
     )
 
 
+class PrivacyConfig(ConfigModel):
+    """What may leave the device besides reports: by default, no image at all."""
+
+    allow_snapshots: bool = Field(
+        default=False,
+        description="Answer the 'snapshot' command with a still of a camera (its blur "
+        "regions pixelated). Off: frames never leave the device.",
+    )
+    snapshot_max_width: int = Field(
+        default=640, ge=64, le=4096, description="Widest snapshot sent, in pixels."
+    )
+    jpeg_quality: int = Field(default=80, ge=10, le=100, description="JPEG quality of snapshots.")
+
+
 class EdgeConfig(ConfigModel):
     """Everything one roadside device runs with."""
 
@@ -175,6 +195,9 @@ class EdgeConfig(ConfigModel):
     )
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig, description="Prometheus metrics endpoint."
+    )
+    privacy: PrivacyConfig = Field(
+        default_factory=PrivacyConfig, description="Snapshots and what they blur."
     )
     cameras: list[CameraConfig] = Field(min_length=1, description="Cameras of this device.")
 

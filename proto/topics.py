@@ -60,6 +60,11 @@ def congestion_topic(device_id: str, camera_id: str) -> str:
     return f"{PREFIX}/{device_id}/{camera_id}/congestion"
 
 
+def snapshot_topic(device_id: str, camera_id: str) -> str:
+    """Topic of a camera still a device sends on request (not telemetry: not ingested)."""
+    return f"{PREFIX}/{device_id}/{camera_id}/snapshot"
+
+
 def command_topic(device_id: str, name: str) -> str:
     """Topic of a command to a device."""
     return f"{PREFIX}/{device_id}/cmd/{name}"

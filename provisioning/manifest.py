@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from roadsense.core.config import ConfigModel, load_config
 from roadsense.core.errors import ConfigError
-from roadsense.core.roi import Roi, check_roi
+from roadsense.core.roi import Roi, check_regions, check_roi
 from roadsense.proto.topics import is_identifier
 
 if sys.version_info >= (3, 11):
@@ -104,10 +104,15 @@ class ManifestCamera(ConfigModel):
         "the edge classifies only this part of each frame.",
     )
     sample_hz: float = Field(default=2.0, gt=0, le=60, description="Frames per second classified.")
+    blur: list[Roi] = Field(
+        default_factory=list,
+        description="Regions pixelated in this camera's snapshots, as fractions of the frame.",
+    )
 
     _check_ids = field_validator("id", "segment_id")(_identifier)
     _check_source = field_validator("source")(check_source)
     _check_roi = field_validator("roi")(check_roi)
+    _check_blur = field_validator("blur")(check_regions)
 
 
 class ManifestDevice(ConfigModel):
@@ -148,6 +153,11 @@ class FleetSettings(ConfigModel):
     install_dir: str = Field(
         default="/etc/roadsense",
         description="Where a bundle is unpacked on the device (used by the systemd unit).",
+    )
+    allow_snapshots: bool = Field(
+        default=False,
+        description="Devices answer the 'snapshot' command (each camera's blur regions "
+        "pixelated). Off: frames never leave a device.",
     )
 
 
@@ -209,6 +219,9 @@ def edge_config_toml(manifest: FleetManifest, device_id: str) -> str:
         "",
         "[outbox]",
         'path = "outbox.sqlite"',
+        "",
+        "[privacy]",
+        f"allow_snapshots = {'true' if manifest.fleet.allow_snapshots else 'false'}",
     ]
     for camera in device.cameras:
         lines += [
@@ -220,8 +233,15 @@ def edge_config_toml(manifest: FleetManifest, device_id: str) -> str:
             f"sample_hz = {camera.sample_hz!r}",
         ]
         if camera.roi is not None:
-            lines.append(f"roi = [{', '.join(repr(part) for part in camera.roi)}]")
+            lines.append(f"roi = {_numbers(camera.roi)}")
+        if camera.blur:
+            lines.append(f"blur = [{', '.join(_numbers(region) for region in camera.blur)}]")
     return "\n".join(lines) + "\n"
+
+
+def _numbers(values: tuple[float, ...]) -> str:
+    """A TOML array of numbers."""
+    return f"[{', '.join(repr(value) for value in values)}]"
 
 
 def _s(value: str) -> str:

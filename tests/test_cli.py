@@ -33,6 +33,7 @@ def test_every_command_has_help_text() -> None:
         "cloud",
         "cloud serve",
         "cloud token",
+        "cloud snapshot",
         "cloud check",
         "demo",
         "bench",

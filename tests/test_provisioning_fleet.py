@@ -43,6 +43,7 @@ source = "rtsp://192.0.2.10:554/stream1"
 segment_id = "seg-a"
 direction = "northbound"
 roi = [0.1, 0.2, 0.8, 0.7]
+blur = [[0.0, 0.0, 1.0, 0.2]]
 
 [[devices.cameras]]
 id = "cam2"
@@ -251,6 +252,8 @@ def test_a_bundled_device_publishes_over_mtls(
     assert [c.id for c in edge.cameras] == ["cam1", "cam2"]
     # The manifest's region of interest reaches the device; no ROI means the whole frame.
     assert [c.roi for c in edge.cameras] == [(0.1, 0.2, 0.8, 0.7), None]
+    assert [c.blur for c in edge.cameras] == [[(0.0, 0.0, 1.0, 0.2)], []]
+    assert edge.privacy.allow_snapshots is False  # the fleet did not allow them
     broker = run_mosquitto_config(config, "127.0.0.1", port)
     device = MqttPublisher(edge.mqtt, client_id=edge.device_id)
     acked: list[str] = []

@@ -168,6 +168,42 @@ class ConfigCommand(_message.Message):
     cameras: _containers.RepeatedCompositeFieldContainer[CameraSettings]
     def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., report_interval_s: _Optional[float] = ..., window: _Optional[int] = ..., cameras: _Optional[_Iterable[_Union[CameraSettings, _Mapping]]] = ...) -> None: ...
 
+class SnapshotCommand(_message.Message):
+    __slots__ = ("schema_version", "request_id", "camera_id", "max_width")
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    schema_version: int
+    request_id: str
+    camera_id: str
+    max_width: int
+    def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., max_width: _Optional[int] = ...) -> None: ...
+
+class Snapshot(_message.Message):
+    __slots__ = ("schema_version", "device_id", "camera_id", "request_id", "capture_time_ms", "jpeg", "width", "height", "roi", "blurred_regions")
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    JPEG_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ROI_FIELD_NUMBER: _ClassVar[int]
+    BLURRED_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    schema_version: int
+    device_id: str
+    camera_id: str
+    request_id: str
+    capture_time_ms: int
+    jpeg: bytes
+    width: int
+    height: int
+    roi: Roi
+    blurred_regions: int
+    def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., request_id: _Optional[str] = ..., capture_time_ms: _Optional[int] = ..., jpeg: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., roi: _Optional[_Union[Roi, _Mapping]] = ..., blurred_regions: _Optional[int] = ...) -> None: ...
+
 class CommandReply(_message.Message):
     __slots__ = ("schema_version", "device_id", "request_id", "command", "ok", "error", "time_ms", "settings_json")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
