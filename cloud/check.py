@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from roadsense.cloud.config import CloudConfig
-from roadsense.cloud.store import MIGRATIONS
+from roadsense.cloud.migrations import MIGRATIONS
 from roadsense.core.errors import ModelLoadError
 from roadsense.models.forecast_runtime import OnnxForecaster
 

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
 from roadsense.cloud.domain import (
     DeviceRecord,
     HealthRecord,
@@ -32,7 +30,8 @@ from roadsense.cloud.domain import (
     TokenUse,
 )
 from roadsense.cloud.feeds import ObservationRecord, WeatherRecord
-from roadsense.core.sqlite import Migration, migrate, open_database, transaction
+from roadsense.cloud.migrations import MIGRATIONS
+from roadsense.core.sqlite import migrate, open_database, transaction
 
 SegmentUpdater = Callable[[list[Reading]], list[SegmentSnapshot]]
 KEY_CHUNK = 400
@@ -189,115 +188,6 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the database."""
-
-
-def _schema_v1(db: Database) -> None:
-    db.execute(
-        """CREATE TABLE reports (
-            id INTEGER PRIMARY KEY,
-            device_id TEXT NOT NULL, seq INTEGER NOT NULL,
-            camera_id TEXT NOT NULL, segment_id TEXT NOT NULL,
-            capture_time_ms INTEGER NOT NULL, window_start_ms INTEGER NOT NULL,
-            received_ms INTEGER NOT NULL, model_version TEXT NOT NULL,
-            labels TEXT NOT NULL, probabilities TEXT NOT NULL,
-            frames_in_window INTEGER NOT NULL, level REAL NOT NULL)"""
-    )
-    db.execute("CREATE UNIQUE INDEX reports_device_seq ON reports (device_id, seq)")
-    db.execute("CREATE INDEX reports_segment_time ON reports (segment_id, capture_time_ms)")
-    db.execute(
-        """CREATE TABLE segments (
-            segment_id TEXT PRIMARY KEY, level REAL NOT NULL, label TEXT NOT NULL,
-            updated_ms INTEGER NOT NULL, last_changed_ms INTEGER NOT NULL,
-            camera_ids TEXT NOT NULL, reports INTEGER NOT NULL)"""
-    )
-    db.execute(
-        """CREATE TABLE devices (
-            device_id TEXT PRIMARY KEY, online INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,
-            agent_version TEXT NOT NULL DEFAULT '', model_version TEXT NOT NULL DEFAULT '',
-            camera_ids TEXT NOT NULL DEFAULT '[]')"""
-    )
-    db.execute(
-        """CREATE TABLE health (
-            id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, time_ms INTEGER NOT NULL,
-            received_ms INTEGER NOT NULL, body TEXT NOT NULL)"""
-    )
-    db.execute(
-        """CREATE TABLE dead_letters (
-            id INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL, topic TEXT NOT NULL,
-            reason TEXT NOT NULL, payload BLOB NOT NULL)"""
-    )
-
-
-def _dead_letter_codes(db: Database) -> None:
-    db.execute("ALTER TABLE dead_letters ADD COLUMN code TEXT NOT NULL DEFAULT 'invalid'")
-    db.execute("CREATE INDEX dead_letters_code ON dead_letters (code)")
-
-
-def _segment_history(db: Database) -> None:
-    db.execute(
-        """CREATE TABLE segment_history (
-            segment_id TEXT NOT NULL, start_ms INTEGER NOT NULL,
-            level_sum REAL NOT NULL, reports INTEGER NOT NULL,
-            PRIMARY KEY (segment_id, start_ms))"""
-    )
-
-
-def _feeds(db: Database) -> None:
-    db.execute(
-        """CREATE TABLE observations (
-            segment_id TEXT NOT NULL, time_ms INTEGER NOT NULL, source TEXT NOT NULL,
-            value REAL NOT NULL, unit TEXT NOT NULL, received_ms INTEGER NOT NULL,
-            PRIMARY KEY (segment_id, time_ms, source))"""
-    )
-    db.execute(
-        """CREATE TABLE weather (
-            time_ms INTEGER NOT NULL, source TEXT NOT NULL, code TEXT NOT NULL,
-            received_ms INTEGER NOT NULL, PRIMARY KEY (time_ms, source))"""
-    )
-
-
-def _forecasts(db: Database) -> None:
-    db.execute(
-        """CREATE TABLE forecasts (
-            segment_id TEXT NOT NULL, origin_ms INTEGER NOT NULL, horizon INTEGER NOT NULL,
-            interval_ms INTEGER NOT NULL, target_ms INTEGER NOT NULL, value REAL NOT NULL,
-            observed_probability REAL NOT NULL, model_version TEXT NOT NULL,
-            newest_input_ms INTEGER NOT NULL, missing_fraction REAL NOT NULL,
-            made_ms INTEGER NOT NULL, scored INTEGER NOT NULL DEFAULT 0, actual REAL,
-            PRIMARY KEY (segment_id, origin_ms, horizon))"""
-    )
-    db.execute("CREATE INDEX forecasts_unscored ON forecasts (scored, target_ms)")
-    db.execute("CREATE INDEX observations_time ON observations (time_ms)")
-
-
-def _fleet_registry(db: Database) -> None:
-    db.execute(
-        """CREATE TABLE fleet_registry (
-            device_id TEXT PRIMARY KEY, enrolled_ms INTEGER NOT NULL DEFAULT 0,
-            revoked_ms INTEGER, certificate_serial TEXT NOT NULL DEFAULT '',
-            revoke_reason TEXT NOT NULL DEFAULT '')"""
-    )
-    db.execute(
-        """CREATE TABLE enrollment_tokens (
-            token_sha256 TEXT PRIMARY KEY, device_id TEXT, created_ms INTEGER NOT NULL,
-            expires_ms INTEGER NOT NULL, uses_left INTEGER NOT NULL)"""
-    )
-
-
-def _history_by_time(db: Database) -> None:
-    # The dashboard reads all segments' recent history at once; pruning deletes by time.
-    db.execute("CREATE INDEX segment_history_start ON segment_history (start_ms)")
-
-
-MIGRATIONS = [
-    Migration("0001_city_schema", _schema_v1),
-    Migration("0002_dead_letter_codes", _dead_letter_codes),
-    Migration("0003_segment_history", _segment_history),
-    Migration("0004_feeds", _feeds),
-    Migration("0005_forecasts", _forecasts),
-    Migration("0006_fleet_registry", _fleet_registry),
-    Migration("0007_history_by_time", _history_by_time),
-]
 
 
 class SqliteStore(Store):
