@@ -14,14 +14,61 @@ from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from google.protobuf.message import DecodeError
 
 from roadsense.core.errors import CommandError
 from roadsense.core.mqtt import MqttConfig
-from roadsense.core.paho_client import connect_async, create_client
+from roadsense.core.paho_client import connect_async, create_client, guarded_callback
 from roadsense.core.roi import Roi, roi_box
 from roadsense.proto import SCHEMA_VERSION
 from roadsense.proto.topics import command_topic, reply_topic, snapshot_topic
 from roadsense.proto.v1 import telemetry_pb2
+
+
+class _Exchange:
+    """One request's subscriptions and answers, filled in by the paho callbacks."""
+
+    def __init__(self, device_id: str, camera_id: str) -> None:
+        self.request_id = uuid.uuid4().hex[:12]
+        self.reply_topic = reply_topic(device_id, "snapshot")
+        self.topics = sorted({snapshot_topic(device_id, camera_id), self.reply_topic})
+        self.subscribed = threading.Event()
+        self.answered = threading.Event()
+        self.failure = ""
+        self.reply: telemetry_pb2.CommandReply | None = None
+        self.snapshot: telemetry_pb2.Snapshot | None = None
+
+    def on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, *_: Any
+    ) -> None:
+        if reason.is_failure:
+            self.failure = f"the broker refused the connection: {reason}"
+            self.subscribed.set()
+            return
+        client.subscribe([(topic, 1) for topic in self.topics])
+
+    def on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, *_: Any
+    ) -> None:
+        refused = [str(code) for code in reasons if code.is_failure]
+        if refused:
+            self.failure = f"the broker refused the subscriptions: {', '.join(refused)}"
+        self.subscribed.set()
+
+    def on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            if message.topic == self.reply_topic:
+                reply = telemetry_pb2.CommandReply.FromString(bytes(message.payload))
+                if reply.request_id == self.request_id:
+                    self.reply = reply
+            else:
+                still = telemetry_pb2.Snapshot.FromString(bytes(message.payload))
+                if still.request_id == self.request_id:
+                    self.snapshot = still
+        except DecodeError:
+            return  # not an answer to this request (someone else's junk on the topic)
+        if self.reply is not None and (not self.reply.ok or self.snapshot is not None):
+            self.answered.set()
 
 
 def request_snapshot(
@@ -34,51 +81,27 @@ def request_snapshot(
     timeout_s: float = 15.0,
 ) -> telemetry_pb2.Snapshot:
     """The device's snapshot of ``camera_id``; CommandError when refused or not answered."""
-    request_id = uuid.uuid4().hex[:12]
-    wanted = {snapshot_topic(device_id, camera_id), reply_topic(device_id, "snapshot")}
-    subscribed = threading.Event()
-    answered = threading.Event()
-    found: dict[str, Any] = {}
-
-    def on_connect(client: mqtt.Client, *_: Any) -> None:
-        client.subscribe([(topic, 1) for topic in sorted(wanted)])
-
-    def on_subscribe(*_: Any) -> None:
-        subscribed.set()
-
-    def on_message(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic == reply_topic(device_id, "snapshot"):
-            reply = telemetry_pb2.CommandReply.FromString(bytes(message.payload))
-            if reply.request_id == request_id:
-                found["reply"] = reply
-        elif message.topic in wanted:
-            still = telemetry_pb2.Snapshot.FromString(bytes(message.payload))
-            if still.request_id == request_id:
-                found["snapshot"] = still
-        answer = found.get("reply")
-        if answer is not None and (not answer.ok or "snapshot" in found):
-            answered.set()
-
+    exchange = _Exchange(device_id, camera_id)
+    broker = f"{mqtt_config.host}:{mqtt_config.port}"
     one_off = mqtt_config.model_copy(update={"session_expiry_s": 0})
-    client = create_client(one_off, f"roadsense-snapshot-{request_id}", username)
-    client.on_connect = on_connect
-    client.on_subscribe = on_subscribe
-    client.on_message = on_message
+    client = create_client(one_off, f"roadsense-snapshot-{exchange.request_id}", username)
+    client.on_connect = guarded_callback(exchange.on_connect)
+    client.on_subscribe = guarded_callback(exchange.on_subscribe)
+    client.on_message = guarded_callback(exchange.on_message)
     connect_async(client, one_off)
     client.loop_start()
     try:
-        if not subscribed.wait(timeout_s):
-            raise CommandError(
-                f"could not subscribe at the broker {mqtt_config.host}:{mqtt_config.port} "
-                f"within {timeout_s:g} s"
-            )
+        if not exchange.subscribed.wait(timeout_s):
+            raise CommandError(f"{broker}: could not subscribe within {timeout_s:g} s")
+        if exchange.failure:
+            raise CommandError(f"{broker}: {exchange.failure}")
         command = telemetry_pb2.SnapshotCommand(
-            schema_version=SCHEMA_VERSION, request_id=request_id, camera_id=camera_id
+            schema_version=SCHEMA_VERSION, request_id=exchange.request_id, camera_id=camera_id
         )
         if max_width is not None:
             command.max_width = max_width
         client.publish(command_topic(device_id, "snapshot"), command.SerializeToString(), qos=1)
-        if not answered.wait(timeout_s):
+        if not exchange.answered.wait(timeout_s):
             raise CommandError(
                 f"device {device_id!r} did not answer within {timeout_s:g} s (offline, or "
                 "no such device)"
@@ -86,11 +109,11 @@ def request_snapshot(
     finally:
         client.disconnect()
         client.loop_stop()
-    reply = found["reply"]
-    if not reply.ok:
-        raise CommandError(f"device {device_id!r} refused: {reply.error}")
-    snapshot: telemetry_pb2.Snapshot = found["snapshot"]
-    return snapshot
+    if exchange.reply is None or not exchange.reply.ok:
+        error = exchange.reply.error if exchange.reply is not None else "no reply"
+        raise CommandError(f"device {device_id!r} refused: {error}")
+    assert exchange.snapshot is not None  # answered only once both arrived
+    return exchange.snapshot
 
 
 ROI_COLOUR = (0, 255, 255)  # BGR yellow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,6 +159,11 @@ def test_snapshots_are_refused_unless_the_device_allows_them(
         agent.stop()
     with pytest.raises(CommandError, match="did not answer within 1 s"):
         request_snapshot(mqtt_config, "snap-1", "cam1", timeout_s=1)
+    with socket.socket() as probe:  # a port with no broker behind it
+        probe.bind(("127.0.0.1", 0))
+        nowhere = mqtt_config.model_copy(update={"port": probe.getsockname()[1]})
+    with pytest.raises(CommandError, match=r"127\.0\.0\.1:\d+: could not subscribe within 1 s"):
+        request_snapshot(nowhere, "snap-1", "cam1", timeout_s=1)
 
 
 @pytest.mark.integration
