@@ -63,6 +63,7 @@ class AgentStats:
     classifier_calls: int = 0
     reports_created: int = 0
     reports_lost: int = 0
+    snapshots_sent: int = 0
 
 
 def status_message(device_id: str, state: int, model_version: str, camera_ids: list[str]) -> bytes:
@@ -290,6 +291,7 @@ class EdgeAgent:
             snapshot_topic(self.device_id, camera.id), still.SerializeToString()
         ):
             raise CommandError("not connected to the broker; snapshot not sent")
+        self.stats.snapshots_sent += 1
         logger.info(
             "snapshot %s of %s sent: %dx%d, %d bytes, %d regions pixelated",
             request.request_id,
@@ -492,6 +494,7 @@ class EdgeAgent:
             model_version=self.classifier.card.version,
             outbox_state=self._outbox_state,
             reports_lost=self.stats.reports_lost,
+            snapshots_sent=self.stats.snapshots_sent,
         )
 
     def _publish_health(self) -> None:

@@ -44,6 +44,7 @@ class HealthCollector(Collector):
         )
         yield counter("outbox_dropped", "Reports dropped by outbox bounds.", h.outbox_dropped)
         yield counter("reports_lost", "Reports the outbox could not store.", h.reports_lost)
+        yield counter("snapshots_sent", "Camera stills sent on request.", h.snapshots_sent)
         yield gauge("outbox_depth", "Reports waiting for acknowledgement.", h.outbox_pending)
         yield gauge("outbox_bytes", "Payload bytes in the outbox.", h.outbox_bytes)
         yield gauge(

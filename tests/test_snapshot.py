@@ -143,6 +143,8 @@ def test_a_snapshot_arrives_with_its_privacy_regions_pixelated(
     assert (narrow.width, narrow.height) == (100, 75)
     with pytest.raises(CommandError, match="unknown camera 'cam9'"):
         request_snapshot(mqtt_config, "snap-1", "cam9", timeout_s=10)
+    # Every still that left the device is counted in its health (the refusal is not).
+    assert device.health().snapshots_sent == 2
 
 
 @pytest.mark.integration
