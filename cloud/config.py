@@ -248,6 +248,7 @@ class CloudConfig(ConfigModel):
         return self.model_copy(
             update={
                 "enrollment": enrollment,
+                "mqtt": self.mqtt.resolved(base),
                 "store": self.store.model_copy(update={"path": rel(self.store.path)}),
                 "grpc": self.grpc.model_copy(update={"tls": tls}),
                 "forecast": self.forecast.model_copy(update={"model": rel(self.forecast.model)}),

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from roadsense.core.config import ConfigModel
+from roadsense.core.config import ConfigModel, relative_to
 
 
 class TlsConfig(ConfigModel):
@@ -47,3 +47,18 @@ class MqttConfig(ConfigModel):
         default=1.0, gt=0, description="First reconnect delay; doubles up to reconnect_max_s."
     )
     reconnect_max_s: float = Field(default=60.0, gt=0, description="Longest reconnect delay.")
+
+    def resolved(self, base: Path) -> MqttConfig:
+        """Copy with relative file paths made relative to ``base`` (the config's folder)."""
+        tls = self.tls
+        if tls is not None:
+            tls = tls.model_copy(
+                update={
+                    "ca_file": relative_to(base, tls.ca_file),
+                    "cert_file": relative_to(base, tls.cert_file),
+                    "key_file": relative_to(base, tls.key_file),
+                }
+            )
+        return self.model_copy(
+            update={"tls": tls, "password_file": relative_to(base, self.password_file)}
+        )

@@ -223,15 +223,6 @@ class EdgeConfig(ConfigModel):
             else c
             for c in self.cameras
         ]
-        tls = self.mqtt.tls
-        if tls is not None:
-            tls = tls.model_copy(
-                update={
-                    "ca_file": rel(tls.ca_file),
-                    "cert_file": rel(tls.cert_file),
-                    "key_file": rel(tls.key_file),
-                }
-            )
         return self.model_copy(
             update={
                 "cameras": cameras,
@@ -243,9 +234,7 @@ class EdgeConfig(ConfigModel):
                     }
                 ),
                 "outbox": self.outbox.model_copy(update={"path": rel(self.outbox.path)}),
-                "mqtt": self.mqtt.model_copy(
-                    update={"tls": tls, "password_file": rel(self.mqtt.password_file)}
-                ),
+                "mqtt": self.mqtt.resolved(base),
             }
         )
 

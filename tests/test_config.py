@@ -48,6 +48,25 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     assert config.outbox.path == tmp_path / "outbox.sqlite"
 
 
+def test_both_services_resolve_their_broker_files_against_the_config_folder(
+    tmp_path: Path,
+) -> None:
+    mqtt = (
+        '[mqtt]\npassword_file = "secret"\n'
+        '[mqtt.tls]\nca_file = "ca.pem"\ncert_file = "me.pem"\nkey_file = "/abs/me.key"\n'
+    )
+    edge = load_config(EdgeConfig, _write(tmp_path, MINIMAL_EDGE + mqtt)).resolved(tmp_path)
+    cloud_file = tmp_path / "cloud.toml"
+    cloud_file.write_text('[store]\npath = "city.sqlite"\n' + mqtt, encoding="utf-8")
+    cloud = load_config(CloudConfig, cloud_file).resolved(tmp_path)
+    for resolved in (edge.mqtt, cloud.mqtt):
+        assert resolved.password_file == tmp_path / "secret"
+        assert resolved.tls is not None
+        assert resolved.tls.ca_file == tmp_path / "ca.pem"
+        assert resolved.tls.cert_file == tmp_path / "me.pem"
+        assert resolved.tls.key_file == Path("/abs/me.key")  # absolute paths stay
+
+
 def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
     path = _write(
         tmp_path, MINIMAL_EDGE.replace('device_id = "dev-1"', 'device_id = "dev-1"\nfoo = 1')
