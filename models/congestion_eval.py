@@ -8,7 +8,6 @@ of the card's largest batch. Needs no torch.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from datetime import datetime, timezone
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from roadsense.core.errors import RoadSenseError
+from roadsense.core.files import replace_file
 from roadsense.edge.classifier import Classifier, create_classifier
 from roadsense.models.card import card_path_for, load_card
 from roadsense.models.image_sets import (
@@ -102,7 +102,5 @@ def record_evaluation(model: Path, name: str, report: dict[str, Any]) -> Path:
     entry["recorded_by"] = RECORDED_BY
     entry["recorded_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     evaluation[name] = entry
-    partial = card_path.with_name(card_path.name + ".partial")
-    partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, card_path)
+    replace_file(card_path, (json.dumps(document, indent=2) + "\n").encode())
     return card_path

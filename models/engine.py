@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
+
+from roadsense.core.files import replace_file
 
 logger = logging.getLogger(__name__)
 
@@ -112,14 +112,5 @@ class EngineCache:
             (path, engine),
             (_sidecar(path), json.dumps(asdict(key), indent=2).encode()),
         ):
-            handle, temporary = tempfile.mkstemp(dir=self.root, prefix=".partial-")
-            try:
-                with os.fdopen(handle, "wb") as out:
-                    out.write(data)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(temporary, target)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+            replace_file(target, data)
         return path

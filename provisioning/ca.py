@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from roadsense.core.errors import ProvisioningError
+from roadsense.core.files import replace_file
 from roadsense.proto.topics import is_identifier
 
 logger = logging.getLogger(__name__)
@@ -88,22 +89,11 @@ def read_passphrase(passphrase_file: Path | None) -> bytes:
 
 def write_private(path: Path, data: bytes) -> None:
     """Write a secret with mode 0600 from its creation on (replacing atomically)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    replace_file(path, data, 0o600)
 
 
 def _write_public(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.chmod(0o644)
-    os.replace(tmp, path)
+    replace_file(path, data, 0o644)
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
