@@ -9,7 +9,7 @@ could not. Accepted settings are persisted and re-applied at the next start.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError
 from pydantic import ValidationError
@@ -25,16 +25,25 @@ Overrides = dict[str, Any]
 "roi": [x, y, w, h] or None}}}"""
 
 
-def parse_config_command(payload: bytes) -> tuple[str, Overrides]:
-    """Decode a ConfigCommand into (request id, overrides)."""
+CommandT = TypeVar("CommandT", telemetry_pb2.ConfigCommand, telemetry_pb2.SnapshotCommand)
+
+
+def decode_command(kind: type[CommandT], payload: bytes) -> CommandT:
+    """A command message of ``kind`` at this schema version; CommandError naming what is not."""
     try:
-        command = telemetry_pb2.ConfigCommand.FromString(payload)
+        command = kind.FromString(payload)
     except DecodeError as err:
-        raise CommandError(f"payload is not a ConfigCommand protobuf: {err}") from err
+        raise CommandError(f"payload is not a {kind.__name__} protobuf: {err}") from err
     if command.schema_version != SCHEMA_VERSION:
         raise CommandError(
             f"schema_version {command.schema_version} is not supported (expected {SCHEMA_VERSION})"
         )
+    return command
+
+
+def parse_config_command(payload: bytes) -> tuple[str, Overrides]:
+    """Decode a ConfigCommand into (request id, overrides)."""
+    command = decode_command(telemetry_pb2.ConfigCommand, payload)
     overrides: Overrides = {}
     if command.HasField("report_interval_s"):
         overrides["report_interval_s"] = command.report_interval_s

@@ -17,7 +17,7 @@ import numpy as np
 from roadsense.core.errors import CommandError
 from roadsense.core.roi import Roi, crop_roi
 from roadsense.edge.preprocess import Frame
-from roadsense.proto import SCHEMA_VERSION
+from roadsense.edge.remote import decode_command
 from roadsense.proto.v1 import telemetry_pb2
 
 PIXEL_BLOCKS = 12
@@ -51,14 +51,7 @@ class SnapshotRequest:
 
 def parse_snapshot_command(payload: bytes) -> SnapshotRequest:
     """Decode a SnapshotCommand; CommandError naming what is wrong."""
-    try:
-        command = telemetry_pb2.SnapshotCommand.FromString(payload)
-    except Exception as err:  # protobuf's DecodeError, or any other decoding failure
-        raise CommandError(f"payload is not a SnapshotCommand protobuf: {err}") from err
-    if command.schema_version != SCHEMA_VERSION:
-        raise CommandError(
-            f"schema_version {command.schema_version} is not supported (expected {SCHEMA_VERSION})"
-        )
+    command = decode_command(telemetry_pb2.SnapshotCommand, payload)
     if not command.camera_id:
         raise CommandError("camera_id is missing")
     max_width = command.max_width if command.HasField("max_width") else None
