@@ -16,7 +16,12 @@ def _train_congestion(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from roadsense.models.congestion_train import CnnSettings, export_cnn, train_cnn
-    from roadsense.models.image_sets import class_names, evaluation_classes, load_images
+    from roadsense.models.image_sets import (
+        class_names,
+        dataset_summary,
+        evaluation_classes,
+        load_images,
+    )
 
     settings = CnnSettings(width=args.width, height=args.height, epochs=args.epochs, seed=args.seed)
     if min(args.width, args.height) < 32 or args.epochs < 1:
@@ -42,10 +47,10 @@ def _train_congestion(args: argparse.Namespace) -> int:
             )
 
         model = train_cnn(data, settings, tests, progress)
-    extra = _dataset_summary(args.images)
+    extra = dataset_summary(args.images)
     for name, folder in (("holdout", args.holdout), ("unseen_camera", args.unseen)):
         if folder is not None:
-            extra[name] = _dataset_summary(folder)
+            extra[name] = dataset_summary(folder)
     path = export_cnn(
         model,
         args.out,
@@ -61,18 +66,6 @@ def _train_congestion(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(figures, indent=2, sort_keys=True))
     return 0
-
-
-def _dataset_summary(folder: Path) -> dict[str, Any]:
-    """The dataset.json a dataset builder left beside the images, if any."""
-    summary = folder / "dataset.json"
-    if not summary.is_file():
-        return {"folder": str(folder)}
-    try:
-        loaded: dict[str, Any] = json.loads(summary.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {"folder": str(folder), "dataset_json": "unreadable"}
-    return {"folder": str(folder), "dataset": loaded}
 
 
 def _dataset_congestion(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from roadsense.models.card import card_path_for, load_card
 from roadsense.models.image_sets import (
     ImageSet,
     classification_report,
+    dataset_summary,
     evaluation_classes,
     load_images,
     reindex,
@@ -96,9 +97,9 @@ def record_evaluation(model: Path, name: str, report: dict[str, Any]) -> Path:
             "another name"
         )
     entry = {key: value for key, value in report.items() if key not in ("model", "seconds")}
-    summary = Path(report["images_folder"]) / "dataset.json"
-    if summary.is_file():
-        entry["dataset"] = json.loads(summary.read_text(encoding="utf-8"))
+    summary = dataset_summary(Path(report["images_folder"]))
+    if "dataset" in summary:
+        entry["dataset"] = summary["dataset"]
     entry["recorded_by"] = RECORDED_BY
     entry["recorded_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     evaluation[name] = entry

@@ -7,6 +7,7 @@ classes; a test set (a hold-out, another camera) may hold any of the model's cla
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from roadsense.models.congestion_labels import CONGESTION_LABELS
 LABELS = CONGESTION_LABELS
 """Default congestion classes, least to most congested."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+MANIFEST = "dataset.json"
+"""What a dataset builder writes beside the class folders: where the images came from."""
 
 
 class DatasetError(RoadSenseError):
@@ -135,3 +138,15 @@ def reindex(images: ImageSet, classes: list[str]) -> ImageSet:
         )
     mapping = np.asarray([classes.index(c) for c in images.classes], dtype=np.int64)
     return ImageSet(images.images, mapping[images.labels], classes, images.files)
+
+
+def dataset_summary(folder: Path) -> dict[str, Any]:
+    """The folder, and the dataset.json a dataset builder left beside its images, if any."""
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return {"folder": str(folder)}
+    try:
+        loaded: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {"folder": str(folder), "dataset_json": "unreadable"}
+    return {"folder": str(folder), "dataset": loaded}

@@ -26,10 +26,10 @@ from roadsense.models.footage.autolabel import Autolabeller, FrameLabel, label_c
 from roadsense.models.footage.composite import Compositor, clean_background, extract_crops
 from roadsense.models.footage.config import FootageConfig
 from roadsense.models.footage.video import Frame, check_frame_size, read_frames
+from roadsense.models.image_sets import MANIFEST
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "dataset.json"
 # Frames just before the holdout cut are near-duplicates of its first frames: skip 1 s.
 HOLDOUT_GAP_FRAMES = 60
 

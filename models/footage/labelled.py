@@ -22,8 +22,9 @@ from typing import Any
 from roadsense.core.errors import FootageError
 from roadsense.models.card import sha256_file
 from roadsense.models.congestion_labels import CONGESTION_LABELS
-from roadsense.models.footage.dataset import MANIFEST, fresh_folder, write_image
+from roadsense.models.footage.dataset import fresh_folder, write_image
 from roadsense.models.footage.video import read_frames
+from roadsense.models.image_sets import MANIFEST
 
 COLUMNS = ("video", "first_frame", "last_frame", "label")
 
