@@ -20,7 +20,7 @@ from roadsense.core import __version__
 from roadsense.core.errors import CommandError, OutboxWriteError
 from roadsense.core.metrics import MetricsServer
 from roadsense.core.publisher import LastWill, Publisher
-from roadsense.core.roi import crop_roi
+from roadsense.core.roi import Roi, crop_roi
 from roadsense.core.timeutil import now_ms
 from roadsense.edge.capture import CameraCapture, CameraState, CapturedFrame
 from roadsense.edge.classifier import Classifier
@@ -118,6 +118,7 @@ class EdgeAgent:
             outbox, publisher, config.outbox.max_inflight, config.outbox.replay_rate_per_s
         )
         self.cameras: dict[str, CameraCapture] = {}
+        self._rois: dict[str, Roi | None] = {}
         self._windows = {
             c.id: ProbabilityWindow(self.config.reports.window) for c in config.cameras
         }
@@ -320,9 +321,11 @@ class EdgeAgent:
     # Inference loop ----------------------------------------------------------
 
     def _reconcile_cameras(self) -> None:
-        """Start enabled cameras, stop disabled ones, resize windows (loop thread)."""
+        """Start enabled cameras, stop disabled ones, resize windows, take the regions of
+        interest (loop thread)."""
         with self._settings_lock:
             config = self.config
+        self._rois = {camera.id: camera.roi for camera in config.cameras}
         for camera_config in config.cameras:
             running = self.cameras.get(camera_config.id)
             if camera_config.enabled and running is None:
@@ -388,11 +391,10 @@ class EdgeAgent:
 
     def _classify(self, frames: list[CapturedFrame]) -> None:
         step = self.classifier.max_batch
-        rois = {camera.id: camera.roi for camera in self.config.cameras}
         for start in range(0, len(frames), step):
             batch = frames[start : start + step]
             began = time.perf_counter()
-            images = [crop_roi(f.image, rois.get(f.camera_id)) for f in batch]
+            images = [crop_roi(f.image, self._rois.get(f.camera_id)) for f in batch]
             probabilities = self.classifier.classify(images)
             self.timer.record((time.perf_counter() - began) * 1000, len(batch))
             self.stats.classifier_calls += 1
