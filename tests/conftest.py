@@ -19,6 +19,8 @@ from roadsense.cloud.config import CloudConfig, GrpcConfig, IngestConfig, StoreC
 from roadsense.core import paho_client
 from roadsense.core.mqtt import MqttConfig
 
+from .helpers import running_cloud
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_VIDEO = REPO / "edge" / "samples" / "highway_video03.avi"
 
@@ -67,8 +69,5 @@ def cloud_config(
 @pytest.fixture
 def cloud(cloud_config: CloudConfig) -> Iterator[CloudService]:
     """A started cloud service: ingest connected, gRPC on a free port."""
-    service = CloudService(cloud_config)
-    service.start()
-    assert service.ingest.wait_connected(10.0), "cloud ingest did not connect"
-    yield service
-    service.stop()
+    with running_cloud(cloud_config) as service:
+        yield service

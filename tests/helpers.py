@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+from roadsense.cloud.app import CloudService
+from roadsense.cloud.config import CloudConfig
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
@@ -23,3 +27,15 @@ def roadsense_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "roadsense.cli", *args], capture_output=True, text=True, check=False
     )
+
+
+@contextlib.contextmanager
+def running_cloud(config: CloudConfig) -> Iterator[CloudService]:
+    """A started cloud service with its ingest connected; stopped on exit."""
+    service = CloudService(config)
+    service.start()
+    try:
+        assert service.ingest.wait_connected(10.0), "cloud ingest did not connect"
+        yield service
+    finally:
+        service.stop()

@@ -17,7 +17,7 @@ from roadsense.core.timeutil import now_ms
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 from .factories import report
-from .helpers import wait_until
+from .helpers import running_cloud, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +34,8 @@ QUIET = SegmentConfig(id="api-quiet", name="Quiet Lane", road_class="local", len
 
 @pytest.fixture
 def city(cloud_config: CloudConfig) -> Iterator[CloudService]:
-    service = CloudService(cloud_config.model_copy(update={"segments": [RING, QUIET]}))
-    service.start()
-    assert service.ingest.wait_connected(10.0)
-    yield service
-    service.stop()
+    with running_cloud(cloud_config.model_copy(update={"segments": [RING, QUIET]})) as service:
+        yield service
 
 
 def test_segments_from_config_and_reports(city: CloudService, mqtt_config: MqttConfig) -> None:

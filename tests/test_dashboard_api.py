@@ -19,17 +19,15 @@ from .dashboard_support import (
     publish_report,
     wait_for_report,
 )
+from .helpers import running_cloud
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def cloud(cloud_config: CloudConfig) -> Iterator[CloudService]:
-    service = CloudService(dashboard_config(cloud_config))
-    service.start()
-    assert service.ingest.wait_connected(10.0)
-    yield service
-    service.stop()
+    with running_cloud(dashboard_config(cloud_config)) as service:
+        yield service
 
 
 def _client(cloud: CloudService) -> Client:
