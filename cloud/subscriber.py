@@ -3,8 +3,12 @@
 The MQTT thread only enqueues. A writer thread decodes, validates and stores
 batches in one transaction each, then acknowledges the messages (manual
 PUBACK), so the broker keeps any message the store has not committed: a crash
-between receipt and commit loses nothing. When the queue is full the MQTT
-thread waits, which pushes back to the broker; every wait is counted.
+between receipt and commit loses nothing. After each commit every device in
+the batch gets a DeliveryAck naming the reports now committed (stored,
+duplicates of stored ones, dead letters), so its outbox can let them go: the
+broker is not the last hop, and a broker that loses its state loses nothing.
+When the queue is full the MQTT thread waits, which pushes back to the
+broker; every wait is counted.
 """
 
 from __future__ import annotations
@@ -12,23 +16,27 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from google.protobuf.message import DecodeError
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from roadsense.cloud.config import CloudConfig
-from roadsense.cloud.domain import Rejected, Telemetry
+from roadsense.cloud.domain import Reading, Rejected, Telemetry
 from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.ingest import decode_message
 from roadsense.cloud.state import CityTracker
 from roadsense.cloud.store import Store
 from roadsense.core.paho_client import connect_async, create_client, guarded_callback, set_nodelay
 from roadsense.core.timeutil import now_ms
-from roadsense.proto.topics import telemetry_subscriptions
+from roadsense.proto.acks import encode_delivery_ack, seq_ranges
+from roadsense.proto.topics import TopicKind, ack_topic, parse_topic, telemetry_subscriptions
+from roadsense.proto.v1 import telemetry_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,7 @@ class IngestStats:
     batches: int = 0
     backpressure_waits: int = 0
     write_failures: int = 0
+    confirmations: int = 0
 
 
 class IngestWorker:
@@ -241,6 +250,7 @@ class IngestWorker:
             committed = now_ms()
             for reading in result.accepted:
                 self._lag_observer((committed - reading.capture_time_ms) / 1000)
+        confirmations = self._confirm_to_devices(batch, records)
         for message in batch:
             if message.qos > 0:
                 self._client.ack(message.mid, message.qos)
@@ -253,3 +263,45 @@ class IngestWorker:
             s.statuses += len(result.statuses)
             s.health += result.health
             s.batches += 1
+            s.confirmations += confirmations
+
+    def _confirm_to_devices(self, batch: list[_Incoming], records: Sequence[Telemetry]) -> int:
+        """Tell each device which of its reports are now committed; return how many acks."""
+        committed = committed_reports(batch, records)
+        sent_ms = now_ms()
+        for device_id, seqs in committed.items():
+            payload = encode_delivery_ack(device_id, seq_ranges(seqs), sent_ms)
+            self._client.publish(ack_topic(device_id), payload, qos=1)
+        return len(committed)
+
+
+def committed_reports(
+    batch: Sequence[_Incoming], records: Sequence[Telemetry]
+) -> dict[str, list[int]]:
+    """Device → sequence numbers of the congestion reports a committed batch holds.
+
+    Accepted readings and duplicates are stored; a rejected report is kept as a
+    dead letter, so it is committed too: its device must not send it forever.
+    """
+    committed: dict[str, list[int]] = defaultdict(list)
+    for message, record in zip(batch, records, strict=True):
+        if isinstance(record, Reading):
+            committed[record.device_id].append(record.seq)
+        elif isinstance(record, Rejected):
+            key = _report_key(message.topic, message.payload)
+            if key is not None:
+                committed[key[0]].append(key[1])
+    return committed
+
+
+def _report_key(topic: str, payload: bytes) -> tuple[str, int] | None:
+    """(topic's device, seq) of a congestion report that failed validation, when it has one."""
+    parsed = parse_topic(topic)
+    if parsed is None or parsed.kind is not TopicKind.CONGESTION:
+        return None
+    try:
+        report = telemetry_pb2.CongestionReport.FromString(payload)
+    except DecodeError:
+        return None
+    # The topic's device is the one the broker authenticated: only it gets the ack.
+    return (parsed.device_id, report.seq) if report.seq > 0 else None

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from roadsense.core import __version__
-from roadsense.core.errors import CommandError, OutboxWriteError
+from roadsense.core.errors import CommandError, OutboxWriteError, PayloadError
 from roadsense.core.metrics import MetricsServer
 from roadsense.core.publisher import LastWill, Publisher
 from roadsense.core.roi import Roi, crop_roi
@@ -25,7 +25,7 @@ from roadsense.core.timeutil import now_ms
 from roadsense.edge.capture import CameraCapture, CameraState, CapturedFrame
 from roadsense.edge.classifier import Classifier
 from roadsense.edge.config import EdgeConfig
-from roadsense.edge.forwarder import Forwarder
+from roadsense.edge.forwarder import Confirmation, Forwarder
 from roadsense.edge.health import InferenceTimer, read_temperatures
 from roadsense.edge.metrics import serve_health_metrics
 from roadsense.edge.outbox import Outbox
@@ -39,7 +39,9 @@ from roadsense.edge.remote import (
 from roadsense.edge.smoothing import ProbabilityWindow
 from roadsense.edge.snapshot import SnapshotRequest, encode_snapshot, parse_snapshot_command
 from roadsense.proto import SCHEMA_VERSION
+from roadsense.proto.acks import decode_delivery_ack
 from roadsense.proto.topics import (
+    ack_topic,
     command_filter,
     congestion_topic,
     health_topic,
@@ -115,7 +117,13 @@ class EdgeAgent:
             self._overrides = {}
             self.config = config
         self.forwarder = Forwarder(
-            outbox, publisher, config.outbox.max_inflight, config.outbox.replay_rate_per_s
+            outbox,
+            publisher,
+            config.outbox.max_inflight,
+            config.outbox.replay_rate_per_s,
+            Confirmation(config.outbox.confirm_timeout_s, config.outbox.confirm_timeout_max_s)
+            if config.outbox.delivery == "cloud"
+            else None,
         )
         self.cameras: dict[str, CameraCapture] = {}
         self._rois: dict[str, Roi | None] = {}
@@ -136,6 +144,8 @@ class EdgeAgent:
         self._started_at = time.monotonic()
         publisher.set_on_connect(self._on_connect)
         publisher.subscribe(command_filter(config.device_id), self._on_command)
+        if config.outbox.delivery == "cloud":
+            publisher.subscribe(ack_topic(config.device_id), self._on_delivery_ack)
 
     # Lifecycle -------------------------------------------------------------
 
@@ -223,6 +233,14 @@ class EdgeAgent:
         self.publisher.publish(status_topic(self.device_id), birth, qos=1, retain=True)
         self._publish_health()  # status and health before any backlog
         self.forwarder.connected()
+
+    def _on_delivery_ack(self, topic: str, payload: bytes) -> None:
+        try:
+            ranges = decode_delivery_ack(payload, self.device_id)
+        except PayloadError as err:
+            logger.warning("ignored a delivery confirmation on %s: %s", topic, err)
+            return
+        self.forwarder.confirm(ranges)
 
     def _on_command(self, topic: str, payload: bytes) -> None:
         name = topic.rsplit("/", 1)[-1]
@@ -497,6 +515,8 @@ class EdgeAgent:
             outbox_state=self._outbox_state,
             reports_lost=self.stats.reports_lost,
             snapshots_sent=self.stats.snapshots_sent,
+            reports_confirmed=self.forwarder.confirmed,
+            outbox_awaiting_cloud=outbox.awaiting_cloud,
         )
 
     def _publish_health(self) -> None:

@@ -159,6 +159,25 @@ class OutboxConfig(ConfigModel):
         description="Most backlog reports replayed per second after a reconnection; new "
         "reports are sent first and are not limited.",
     )
+    delivery: Literal["cloud", "broker"] = Field(
+        default="cloud",
+        description="When a report may leave the outbox: 'cloud' once the cloud confirms it "
+        "committed it (DeliveryAck on roadsense/v1/<device>/ack; at least once end to end, "
+        "even when the broker loses its state), 'broker' on the broker's PUBACK (for a "
+        "subscriber that sends no confirmations; a broker crash can lose reports).",
+    )
+    confirm_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A report the broker acknowledged but the cloud has not confirmed within "
+        "this time is published again (the cloud drops the repeat); the wait doubles with "
+        "each further attempt and restarts from here after every reconnection.",
+    )
+    confirm_timeout_max_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Longest wait between two publications of an unconfirmed report.",
+    )
 
 
 class PrivacyConfig(ConfigModel):

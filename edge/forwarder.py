@@ -7,38 +7,69 @@ After every (re)connection the outbox splits in two streams: the *backlog*
 (reports made before the connection) and *live* reports (made since). Live
 reports go first so the newest data is never starved; the backlog is
 replayed in order at a bounded rate. Acknowledgements arrive on the MQTT
-thread; they are queued and removed from the outbox here, many per
-transaction.
+thread; they are queued and applied to the outbox here, many per transaction.
+
+With a ``Confirmation`` the broker's PUBACK is not the end: the report stays
+until the cloud confirms it committed it (``confirmed``), and one that waits
+too long is published again, sharing the backlog's rate. Without one, the
+PUBACK removes the report.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from roadsense.core.publisher import Publisher
+from roadsense.core.timeutil import now_ms
 from roadsense.edge.outbox import Outbox, OutboxRow
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """Reports wait for the cloud's confirmation; unconfirmed ones are published again."""
+
+    timeout_s: float
+    max_timeout_s: float
+
+
+class _Stream(enum.Enum):
+    LIVE = "live"
+    BACKLOG = "backlog"
+    RESEND = "resend"
 
 
 class Forwarder:
     """Drains the outbox into a Publisher on its own thread."""
 
     def __init__(
-        self, outbox: Outbox, publisher: Publisher, max_inflight: int, replay_rate_per_s: float
+        self,
+        outbox: Outbox,
+        publisher: Publisher,
+        max_inflight: int,
+        replay_rate_per_s: float,
+        confirmation: Confirmation | None = None,
     ) -> None:
         self._outbox = outbox
         self._publisher = publisher
         self._max_inflight = max_inflight
         self._replay_rate = replay_rate_per_s
+        self._confirmation = confirmation
         self._lock = threading.Lock()
         self._inflight: set[int] = set()
         self._acked: list[int] = []
         self._failed: list[int] = []
+        self._confirmed_ranges: list[tuple[int, int]] = []
         self._acknowledged = 0
+        self._confirmed = 0
+        self._resent = 0
         self._epoch_pending = True
         self._live_from = 1
         self._live_cursor = 0
@@ -51,9 +82,27 @@ class Forwarder:
 
     @property
     def acknowledged(self) -> int:
-        """Reports acknowledged by the broker since this forwarder started."""
+        """Publications the broker acknowledged since this forwarder started."""
         with self._lock:
             return self._acknowledged
+
+    @property
+    def confirmed(self) -> int:
+        """Reports the cloud confirmed since this forwarder started."""
+        with self._lock:
+            return self._confirmed
+
+    @property
+    def resent(self) -> int:
+        """Reports published again for want of the cloud's confirmation."""
+        with self._lock:
+            return self._resent
+
+    def confirm(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """The cloud committed these reports (from the MQTT thread): remove them soon."""
+        with self._lock:
+            self._confirmed_ranges.extend(ranges)
+        self._wake.set()
 
     def inflight(self) -> int:
         """Reports published and not yet acknowledged."""
@@ -96,14 +145,26 @@ class Forwarder:
     def _apply_acks(self) -> None:
         with self._lock:
             acked, self._acked = self._acked, []
+            confirmed, self._confirmed_ranges = self._confirmed_ranges, []
             self._inflight.difference_update(self._failed)
             self._failed = []
-        if not acked:
-            return
-        self._outbox.acknowledge_many(acked)
-        with self._lock:
-            self._inflight.difference_update(acked)
-            self._acknowledged += len(acked)
+        if acked:
+            if self._confirmation is None:
+                self._outbox.acknowledge_many(acked)
+            else:
+                self._outbox.mark_published(
+                    acked,
+                    now_ms(),
+                    int(self._confirmation.timeout_s * 1000),
+                    int(self._confirmation.max_timeout_s * 1000),
+                )
+            with self._lock:
+                self._inflight.difference_update(acked)
+                self._acknowledged += len(acked)
+        if confirmed:
+            removed = self._outbox.confirm(confirmed)
+            with self._lock:
+                self._confirmed += removed
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -119,6 +180,10 @@ class Forwarder:
             if not self._epoch_pending:
                 return
             self._epoch_pending = False
+        if self._confirmation is not None:
+            # The broker may have come back without what it acknowledged before.
+            self._outbox.resend_unconfirmed_by(now_ms() + int(self._confirmation.timeout_s * 1000))
+        with self._lock:
             self._live_from = live_from
             self._live_cursor = live_from - 1
             self._backlog_cursor = 0
@@ -137,15 +202,32 @@ class Forwarder:
         if room <= 0:
             return
         live = self._outbox.pending(live_cursor, room)
-        if not self._publish(live, backlog=False):
+        if not self._publish(live, _Stream.LIVE):
             return
         room -= len(live)
         budget = min(room, self._replay_budget())
         if budget > 0:
             backlog = self._outbox.pending(backlog_cursor, budget, before=live_from)
-            self._publish(backlog, backlog=True)
-            if len(backlog) == budget:
+            if not self._publish(backlog, _Stream.BACKLOG):
+                return
+            sent = len(backlog)
+            if self._confirmation is not None and sent < budget:
+                sent += self._resend(budget - sent)
+            if sent == budget:
                 self._wake.set()  # more backlog waits for tokens
+
+    def _resend(self, budget: int) -> int:
+        with self._lock:
+            inflight = set(self._inflight)
+        rows = self._outbox.due_for_resend(now_ms(), budget + len(inflight))
+        due = [row for row in rows if row.seq not in inflight][:budget]
+        if not due:
+            return 0
+        logger.info("publishing %d unconfirmed reports again (from seq %d)", len(due), due[0].seq)
+        if self._publish(due, _Stream.RESEND):
+            with self._lock:
+                self._resent += len(due)
+        return len(due)
 
     def _replay_budget(self) -> int:
         now = time.monotonic()
@@ -157,12 +239,12 @@ class Forwarder:
             self._tokens_at = now
             return int(self._tokens)
 
-    def _publish(self, rows: list[OutboxRow], *, backlog: bool) -> bool:
+    def _publish(self, rows: list[OutboxRow], stream: _Stream) -> bool:
         for row in rows:
             with self._lock:
                 if row.seq in self._inflight:
                     # paho resends its own unacknowledged messages after a reconnect.
-                    self._advance(row.seq, backlog=backlog)
+                    self._advance(row.seq, stream)
                     continue
                 self._inflight.add(row.seq)
             accepted = self._publisher.publish(
@@ -176,13 +258,13 @@ class Forwarder:
                 if not accepted:
                     self._inflight.discard(row.seq)
                     return False
-                self._advance(row.seq, backlog=backlog)
-                if backlog:
+                self._advance(row.seq, stream)
+                if stream is not _Stream.LIVE:
                     self._tokens -= 1
         return True
 
-    def _advance(self, seq: int, *, backlog: bool) -> None:
-        if backlog:
+    def _advance(self, seq: int, stream: _Stream) -> None:
+        if stream is _Stream.BACKLOG:
             self._backlog_cursor = seq
-        else:
+        elif stream is _Stream.LIVE:
             self._live_cursor = seq

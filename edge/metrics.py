@@ -40,12 +40,20 @@ class HealthCollector(Collector):
         yield counter("frames_classified", "Frames classified.", h.frames_classified)
         yield counter("reports_created", "Reports stored in the outbox.", h.reports_created)
         yield counter(
-            "reports_acknowledged", "Reports acknowledged by the broker.", h.reports_acknowledged
+            "reports_acknowledged", "Publications the broker acknowledged.", h.reports_acknowledged
+        )
+        yield counter(
+            "reports_confirmed", "Reports the cloud confirmed it committed.", h.reports_confirmed
         )
         yield counter("outbox_dropped", "Reports dropped by outbox bounds.", h.outbox_dropped)
         yield counter("reports_lost", "Reports the outbox could not store.", h.reports_lost)
         yield counter("snapshots_sent", "Camera stills sent on request.", h.snapshots_sent)
-        yield gauge("outbox_depth", "Reports waiting for acknowledgement.", h.outbox_pending)
+        yield gauge("outbox_depth", "Reports not yet delivered.", h.outbox_pending)
+        yield gauge(
+            "outbox_awaiting_cloud",
+            "Reports the broker has that wait for the cloud's confirmation.",
+            h.outbox_awaiting_cloud,
+        )
         yield gauge("outbox_bytes", "Payload bytes in the outbox.", h.outbox_bytes)
         yield gauge(
             "outbox_oldest_age_seconds", "Age of the oldest unsent report.", h.outbox_oldest_age_s

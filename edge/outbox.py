@@ -4,8 +4,12 @@ A report gets its per-device sequence number in the same transaction that
 stores it, so a crash can neither lose a stored report nor reuse a number.
 The file is written with ``synchronous=FULL``: roadside boxes lose power, and
 a commit that a power cut could undo might hand out a sequence number twice.
-A row leaves only when the broker acknowledged it (QoS 1 PUBACK) or when a
-bound (rows, bytes, age) forces the oldest out; those drops are counted.
+A row leaves when the cloud confirms it committed the report (or, with
+``delivery = "broker"``, on the broker's QoS 1 PUBACK), or when a bound
+(rows, bytes, age) forces the oldest out; those drops are counted. A row the
+broker acknowledged but the cloud has not confirmed carries the time it is
+due to be published again (``resend_at_ms``): a broker that crashed before
+saving it, or a cloud session it lost, cannot lose the report.
 The same file keeps settings changed by remote commands.
 """
 
@@ -48,10 +52,23 @@ def _create_settings(db: Database) -> None:
     db.execute("CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
+def _add_confirmation(db: Database) -> None:
+    # NULL: not yet acknowledged by the broker; else when to publish it again unless
+    # the cloud confirms it first.
+    db.execute("ALTER TABLE outbox ADD COLUMN resend_at_ms INTEGER")
+    db.execute("ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX outbox_resend_at ON outbox (resend_at_ms)")
+    db.execute("INSERT INTO counters (name, value) VALUES ('confirmed', 0)")
+
+
 MIGRATIONS = [
     Migration("0001_outbox", _create_tables),
     Migration("0002_settings", _create_settings),
+    Migration("0003_cloud_confirmation", _add_confirmation),
 ]
+
+MAX_BACKOFF_DOUBLINGS = 20
+"""Caps the exponent of the resend wait (the configured maximum caps the wait itself)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +90,8 @@ class OutboxStats:
     dropped: int
     acknowledged: int
     next_seq: int
+    awaiting_cloud: int = 0
+    confirmed: int = 0
 
 
 class Outbox:
@@ -152,17 +171,27 @@ class Outbox:
         return dropped
 
     def pending(self, after: int, limit: int, before: int | None = None) -> list[OutboxRow]:
-        """Stored reports with ``after < seq < before``, oldest first."""
+        """Reports the broker never acknowledged with ``after < seq < before``, oldest first."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, topic, payload FROM outbox WHERE seq > ? AND seq < ? "
-                "ORDER BY seq LIMIT ?",
+                "AND resend_at_ms IS NULL ORDER BY seq LIMIT ?",
                 [after, before if before is not None else 2**63 - 1, limit],
             ).fetchall()
         return [OutboxRow(int(s), str(t), bytes(p)) for s, t, p in rows]
 
+    def due_for_resend(self, now: int, limit: int) -> list[OutboxRow]:
+        """Reports the broker acknowledged and the cloud did not confirm in time, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, topic, payload FROM outbox WHERE resend_at_ms <= ? "
+                "ORDER BY seq LIMIT ?",
+                [now, limit],
+            ).fetchall()
+        return [OutboxRow(int(s), str(t), bytes(p)) for s, t, p in rows]
+
     def acknowledge_many(self, seqs: list[int]) -> None:
-        """The broker has these reports: remove them in one transaction."""
+        """The broker has these reports and is the last hop: remove them in one transaction."""
         with self._lock, transaction(self._db):
             removed = self._db.conn.executemany(
                 "DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs]
@@ -171,11 +200,50 @@ class Outbox:
                 "UPDATE counters SET value = value + ? WHERE name = 'acknowledged'", [removed]
             )
 
+    def mark_published(self, seqs: list[int], now: int, timeout_ms: int, max_ms: int) -> None:
+        """The broker has these reports: keep them until the cloud confirms, due again later.
+
+        The n-th acknowledged publication of a report waits ``timeout_ms * 2**(n-1)``
+        (at most ``max_ms``) before the report is due again.
+        """
+        with self._lock, transaction(self._db):
+            marked = self._db.conn.executemany(
+                "UPDATE outbox SET resend_at_ms = ? + MIN(?, ? * (1 << MIN(attempts, ?))), "
+                "attempts = attempts + 1 WHERE seq = ?",
+                [(now, max_ms, timeout_ms, MAX_BACKOFF_DOUBLINGS, s) for s in seqs],
+            ).rowcount
+            self._db.execute(
+                "UPDATE counters SET value = value + ? WHERE name = 'acknowledged'", [marked]
+            )
+
+    def confirm(self, ranges: Sequence[tuple[int, int]]) -> int:
+        """The cloud committed these reports (inclusive seq ranges): remove them."""
+        with self._lock, transaction(self._db):
+            removed = self._db.conn.executemany(
+                "DELETE FROM outbox WHERE seq BETWEEN ? AND ?", list(ranges)
+            ).rowcount
+            self._db.execute(
+                "UPDATE counters SET value = value + ? WHERE name = 'confirmed'", [removed]
+            )
+        return removed
+
+    def resend_unconfirmed_by(self, deadline: int) -> None:
+        """After a reconnection: every unconfirmed report is due again by ``deadline`` at latest.
+
+        The broker may have restarted without the reports it acknowledged, so the
+        backoff of a long cloud outage must not hold them back for long.
+        """
+        with self._lock, transaction(self._db):
+            self._db.execute(
+                "UPDATE outbox SET resend_at_ms = ? WHERE resend_at_ms > ?", [deadline, deadline]
+            )
+
     def stats(self) -> OutboxStats:
         """Depth, bytes, age of the oldest row and the counters, in one read."""
         with self._lock:
-            depth, size, oldest = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), MIN(created_ms) FROM outbox"
+            depth, size, oldest, awaiting = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), MIN(created_ms), "
+                "COUNT(resend_at_ms) FROM outbox"
             ).fetchone()
             counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
         return OutboxStats(
@@ -185,10 +253,12 @@ class Outbox:
             dropped=int(counters["dropped"]),
             acknowledged=int(counters["acknowledged"]),
             next_seq=int(counters["next_seq"]),
+            awaiting_cloud=int(awaiting),
+            confirmed=int(counters["confirmed"]),
         )
 
     def pending_count(self) -> int:
-        """Reports stored and not yet acknowledged."""
+        """Reports stored and not yet delivered (to the cloud, or the broker if it is last)."""
         return self.stats().depth
 
     def dropped_count(self) -> int:
@@ -196,7 +266,7 @@ class Outbox:
         return self.stats().dropped
 
     def acknowledged_count(self) -> int:
-        """Reports acknowledged by the broker since the outbox was created."""
+        """Publications the broker acknowledged since the outbox was created."""
         return self.stats().acknowledged
 
     def next_seq(self) -> int:

@@ -4,6 +4,7 @@ roadsense/v1/<device_id>/status                  DeviceStatus (retained)
 roadsense/v1/<device_id>/<camera_id>/congestion  CongestionReport
 roadsense/v1/<device_id>/health                  DeviceHealth
 roadsense/v1/<device_id>/cmd/<name>              commands to the device
+roadsense/v1/<device_id>/ack                     DeliveryAck, cloud to device
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ def command_filter(device_id: str) -> str:
 def reply_topic(device_id: str, name: str) -> str:
     """Topic of a device's reply to a command (inside its own subtree)."""
     return f"{PREFIX}/{device_id}/reply/{name}"
+
+
+def ack_topic(device_id: str) -> str:
+    """Topic of the cloud's delivery confirmations to a device (only the cloud writes it)."""
+    return f"{PREFIX}/{device_id}/ack"
 
 
 def telemetry_subscriptions(shared_group: str | None = None) -> list[str]:

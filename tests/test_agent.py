@@ -36,7 +36,8 @@ def _config(tmp_path: Path, interval_s: float = 0.5) -> EdgeConfig:
     return EdgeConfig(
         device_id="dev-unit",
         reports=ReportConfig(window=3, interval_s=interval_s),
-        outbox=OutboxConfig(path=tmp_path / "outbox.sqlite"),
+        # These tests have no cloud: the broker's PUBACK is the last hop.
+        outbox=OutboxConfig(path=tmp_path / "outbox.sqlite", delivery="broker"),
         health_interval_s=0.5,
         cameras=[
             CameraConfig(id="cam1", source=str(SAMPLE_VIDEO), segment_id="seg-a", sample_hz=10),

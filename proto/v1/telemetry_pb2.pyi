@@ -80,7 +80,7 @@ class CameraHealth(_message.Message):
     def __init__(self, camera_id: _Optional[str] = ..., state: _Optional[str] = ..., frames_captured: _Optional[int] = ..., last_frame_ms: _Optional[int] = ..., fps: _Optional[float] = ..., sample_hz: _Optional[float] = ..., reconnects: _Optional[int] = ..., problem: _Optional[str] = ...) -> None: ...
 
 class DeviceHealth(_message.Message):
-    __slots__ = ("schema_version", "device_id", "time_ms", "uptime_s", "cameras", "frames_classified", "reports_created", "reports_acknowledged", "outbox_pending", "outbox_dropped", "backend", "inference_p50_ms", "inference_p95_ms", "mean_batch_size", "outbox_bytes", "outbox_oldest_age_s", "temperatures_c", "model_version", "outbox_state", "reports_lost", "snapshots_sent")
+    __slots__ = ("schema_version", "device_id", "time_ms", "uptime_s", "cameras", "frames_classified", "reports_created", "reports_acknowledged", "outbox_pending", "outbox_dropped", "backend", "inference_p50_ms", "inference_p95_ms", "mean_batch_size", "outbox_bytes", "outbox_oldest_age_s", "temperatures_c", "model_version", "outbox_state", "reports_lost", "snapshots_sent", "reports_confirmed", "outbox_awaiting_cloud")
     class TemperaturesCEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +109,8 @@ class DeviceHealth(_message.Message):
     OUTBOX_STATE_FIELD_NUMBER: _ClassVar[int]
     REPORTS_LOST_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOTS_SENT_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_CONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_AWAITING_CLOUD_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     device_id: str
     time_ms: int
@@ -130,7 +132,9 @@ class DeviceHealth(_message.Message):
     outbox_state: str
     reports_lost: int
     snapshots_sent: int
-    def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., uptime_s: _Optional[float] = ..., cameras: _Optional[_Iterable[_Union[CameraHealth, _Mapping]]] = ..., frames_classified: _Optional[int] = ..., reports_created: _Optional[int] = ..., reports_acknowledged: _Optional[int] = ..., outbox_pending: _Optional[int] = ..., outbox_dropped: _Optional[int] = ..., backend: _Optional[str] = ..., inference_p50_ms: _Optional[float] = ..., inference_p95_ms: _Optional[float] = ..., mean_batch_size: _Optional[float] = ..., outbox_bytes: _Optional[int] = ..., outbox_oldest_age_s: _Optional[float] = ..., temperatures_c: _Optional[_Mapping[str, float]] = ..., model_version: _Optional[str] = ..., outbox_state: _Optional[str] = ..., reports_lost: _Optional[int] = ..., snapshots_sent: _Optional[int] = ...) -> None: ...
+    reports_confirmed: int
+    outbox_awaiting_cloud: int
+    def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., uptime_s: _Optional[float] = ..., cameras: _Optional[_Iterable[_Union[CameraHealth, _Mapping]]] = ..., frames_classified: _Optional[int] = ..., reports_created: _Optional[int] = ..., reports_acknowledged: _Optional[int] = ..., outbox_pending: _Optional[int] = ..., outbox_dropped: _Optional[int] = ..., backend: _Optional[str] = ..., inference_p50_ms: _Optional[float] = ..., inference_p95_ms: _Optional[float] = ..., mean_batch_size: _Optional[float] = ..., outbox_bytes: _Optional[int] = ..., outbox_oldest_age_s: _Optional[float] = ..., temperatures_c: _Optional[_Mapping[str, float]] = ..., model_version: _Optional[str] = ..., outbox_state: _Optional[str] = ..., reports_lost: _Optional[int] = ..., snapshots_sent: _Optional[int] = ..., reports_confirmed: _Optional[int] = ..., outbox_awaiting_cloud: _Optional[int] = ...) -> None: ...
 
 class CameraSettings(_message.Message):
     __slots__ = ("camera_id", "sample_hz", "enabled", "roi")
@@ -225,3 +229,23 @@ class CommandReply(_message.Message):
     time_ms: int
     settings_json: str
     def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., request_id: _Optional[str] = ..., command: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., time_ms: _Optional[int] = ..., settings_json: _Optional[str] = ...) -> None: ...
+
+class DeliveryAck(_message.Message):
+    __slots__ = ("schema_version", "device_id", "ranges", "time_ms")
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    schema_version: int
+    device_id: str
+    ranges: _containers.RepeatedCompositeFieldContainer[SeqRange]
+    time_ms: int
+    def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., ranges: _Optional[_Iterable[_Union[SeqRange, _Mapping]]] = ..., time_ms: _Optional[int] = ...) -> None: ...
+
+class SeqRange(_message.Message):
+    __slots__ = ("first", "last")
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    first: int
+    last: int
+    def __init__(self, first: _Optional[int] = ..., last: _Optional[int] = ...) -> None: ...

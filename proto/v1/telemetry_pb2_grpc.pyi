@@ -10,6 +10,7 @@ Topics (see roadsense.proto.topics):
   roadsense/v1/<device_id>/status                 DeviceStatus (retained)
   roadsense/v1/<device_id>/<camera_id>/congestion CongestionReport
   roadsense/v1/<device_id>/health                 DeviceHealth
+  roadsense/v1/<device_id>/ack                    DeliveryAck (cloud to device)
 """
 
 from collections import abc as _abc
