@@ -67,12 +67,12 @@ def _cloud_check(args: argparse.Namespace) -> int:
 
 def _cloud_snapshot(args: argparse.Namespace) -> int:
     from roadsense.cloud.config import CloudConfig
-    from roadsense.cloud.snapshot import request_snapshot, write_snapshot
+    from roadsense.cloud.snapshot import request_snapshot, tool_account, write_snapshot
     from roadsense.core.config import load_config
 
     config = load_config(CloudConfig, args.config).resolved(args.config.resolve().parent)
     still = request_snapshot(
-        config.mqtt,
+        tool_account(config.mqtt, args.cert_file, args.key_file),
         args.device,
         args.camera,
         username=config.ingest.username,
@@ -339,6 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="draw the camera's region of interest on the image (re-encoded by --out's suffix)",
     )
+    snapshot.add_argument(
+        "--cert-file",
+        type=Path,
+        help="client certificate of the tool's own broker account (needed when the cloud "
+        "connects with a certificate: the broker binds a client id to it)",
+    )
+    snapshot.add_argument("--key-file", type=Path, help="private key of --cert-file")
     snapshot.add_argument("--json", action="store_true", help="print one JSON object")
     snapshot.set_defaults(handler=_cloud_snapshot)
 

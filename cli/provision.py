@@ -94,15 +94,27 @@ def _client_cert(args: argparse.Namespace) -> int:
 
 def _broker_config(args: argparse.Namespace) -> int:
     from roadsense.provisioning.broker import write_broker_config
+    from roadsense.provisioning.manifest import CLOUD_ACCOUNT
 
     files = write_broker_config(
-        args.dir, args.out, port=args.port, bind=args.bind, data_dir=args.data_dir
+        args.dir,
+        args.out,
+        port=args.port,
+        bind=args.bind,
+        data_dir=args.data_dir,
+        cloud_accounts=args.cloud_account or [CLOUD_ACCOUNT],
+        broker_user=args.broker_user,
     )
     return _emit(
         args,
-        {"config_file": str(files.config_file), "acl_file": str(files.acl_file)},
+        {
+            "config_file": str(files.config_file),
+            "acl_file": str(files.acl_file),
+            "user": files.user,
+        },
         [
-            f"Mosquitto config {files.config_file}, ACL {files.acl_file}",
+            f"Mosquitto config {files.config_file}, ACL {files.acl_file} "
+            f"(the broker runs as {files.user!r})",
             f"run: mosquitto -c {files.config_file}",
         ],
     )
@@ -361,15 +373,30 @@ def _add_cloud_commands(command: Callable[..., argparse.ArgumentParser]) -> None
         _broker_config,
         "write the Mosquitto mTLS config and ACL",
         "Write mosquitto.conf (mTLS listener, require_certificate, "
-        "use_identity_as_username, crlfile) and its ACL: a device writes only under "
-        "roadsense/v1/<its id>/ and reads only its cmd/ subtree; the roadsense-cloud "
-        "account reads all telemetry and writes commands.",
+        "use_identity_as_username, use_username_as_clientid, crlfile), its ACL and the "
+        "broker's certificate and key: a device writes only its own telemetry and reads "
+        "only its commands and delivery confirmations; each cloud account reads all "
+        "telemetry, writes commands and confirms deliveries. The files are handed to the "
+        "user the broker runs as and checked by reading them as that user.",
     )
     _fleet_args(p, passphrase=False)
     p.add_argument("--out", type=Path, default=Path("broker"), help="output folder")
     p.add_argument("--port", type=int, default=8883, help="listener port (default 8883)")
     p.add_argument("--bind", default="0.0.0.0", help="listener address (default 0.0.0.0)")
     p.add_argument("--data-dir", type=Path, help="persistence folder (default OUT/data)")
+    p.add_argument(
+        "--cloud-account",
+        action="append",
+        metavar="CN",
+        help="a cloud account the ACL lets read telemetry and write commands and "
+        "confirmations (roadsense-cloud or roadsense-cloud-NAME; repeat it for every ingest "
+        "worker and tool, each with its own client certificate; default roadsense-cloud)",
+    )
+    p.add_argument(
+        "--broker-user",
+        help="user the broker runs as and that gets its files (default: mosquitto when run "
+        "as root, which Mosquitto drops to; else yourself)",
+    )
 
     p = command(
         "check-manifest",

@@ -71,6 +71,32 @@ class _Exchange:
             self.answered.set()
 
 
+def tool_account(
+    mqtt_config: MqttConfig, cert_file: Path | None, key_file: Path | None
+) -> MqttConfig:
+    """The broker settings a cloud tool connects with: its own certificate, never the ingest's.
+
+    A fleet broker makes a client's certificate CN its client id, so a tool on the
+    ingest's certificate would displace the ingest and end its persistent session.
+    """
+    if (cert_file is None) != (key_file is None):
+        raise CommandError("give both --cert-file and --key-file, or neither")
+    tls = mqtt_config.tls
+    if cert_file is None or key_file is None:
+        if tls is not None and tls.cert_file is not None:
+            raise CommandError(
+                "this tool needs a broker account of its own (--cert-file/--key-file): on a "
+                "fleet broker the ingest's certificate would displace the cloud ingest. Make "
+                "one with `roadsense provision client-cert roadsense-cloud-tools` and list it "
+                "in `provision broker-config --cloud-account roadsense-cloud-tools`"
+            )
+        return mqtt_config
+    if tls is None:
+        raise CommandError("--cert-file needs TLS towards the broker ([mqtt.tls] in --config)")
+    own = tls.model_copy(update={"cert_file": cert_file, "key_file": key_file})
+    return mqtt_config.model_copy(update={"tls": own})
+
+
 def request_snapshot(
     mqtt_config: MqttConfig,
     device_id: str,

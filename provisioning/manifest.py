@@ -26,9 +26,22 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
 CLOUD_ACCOUNT = "roadsense-cloud"
-"""CN of the cloud ingest's client certificate (its MQTT username)."""
+"""CN of the cloud ingest's client certificate (its MQTT username and client id).
+
+More cloud processes on one broker (ingest workers, tools) each get their own
+account, ``roadsense-cloud-<name>``: the broker binds a client id to its CN.
+"""
 RESERVED_IDS = frozenset({CLOUD_ACCOUNT, "broker", "cloud-grpc"})
 """Certificate CNs of the servers and the cloud: never a device id."""
+
+
+def is_cloud_account(name: str) -> bool:
+    """True for ``roadsense-cloud`` and ``roadsense-cloud-<name>``: never a device id."""
+    return is_identifier(name) and (
+        name == CLOUD_ACCOUNT or (name.startswith(f"{CLOUD_ACCOUNT}-") and len(name) > 16)
+    )
+
+
 URL_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https"})
 
 Hardware = Literal[
@@ -128,8 +141,8 @@ class ManifestDevice(ConfigModel):
     @classmethod
     def _device_id(cls, value: str) -> str:
         _identifier(value)
-        if value in RESERVED_IDS:
-            raise ValueError(f"{value!r} is reserved for a server or the cloud account")
+        if value in RESERVED_IDS or is_cloud_account(value):
+            raise ValueError(f"{value!r} is reserved for a server or a cloud account")
         return value
 
     @model_validator(mode="after")

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from roadsense.cli.broker import RunningBroker, free_port, run_mosquitto_config
 from roadsense.core.mqtt import MqttConfig, TlsConfig
 from roadsense.core.paho_client import MqttPublisher
-from roadsense.proto.topics import health_topic, status_topic
+from roadsense.proto.topics import ack_topic, health_topic, status_topic
 from roadsense.provisioning.broker import write_broker_config
 from roadsense.provisioning.ca import CertificateAuthority
 from roadsense.provisioning.manifest import CLOUD_ACCOUNT
@@ -63,8 +66,12 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         "broker", "server", servers / "broker.pem", servers / "broker.key", hosts=["127.0.0.1"]
     )
     port = free_port()
-    root = "user root\n" if os.geteuid() == 0 else ""
-    files = write_broker_config(folder, folder / "broker", port=port, bind="127.0.0.1", extra=root)
+    # pytest's tmp folders are private to root: the broker keeps root's identity here
+    # (tests/test_readme_fleet.py runs it as 'mosquitto', the README's way).
+    user = "root" if os.geteuid() == 0 else None
+    files = write_broker_config(
+        folder, folder / "broker", port=port, bind="127.0.0.1", broker_user=user
+    )
     broker = run_mosquitto_config(files.config_file, "127.0.0.1", port)
     try:
         yield Fleet(folder, ca, broker)
@@ -206,3 +213,98 @@ def test_keys_are_never_world_readable(fleet: Fleet) -> None:
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
     assert b"ENCRYPTED" in keys[0].read_bytes()
     assert b"ENCRYPTED" not in keys[2].read_bytes()
+
+
+def _attacker(fleet: Fleet, cn: str, client_id: str) -> mqtt.Client:
+    """A client with ``cn``'s valid certificate asking for ``client_id``, clean start."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    certs = fleet.folder / "clients"
+    client.tls_set(str(fleet.ca.cert_file), str(certs / f"{cn}.pem"), str(certs / f"{cn}.key"))
+    connected = threading.Event()
+    client.on_connect = lambda c, u, f, rc, p: connected.set() if not rc.is_failure else None
+    client.connect("127.0.0.1", fleet.broker.port, clean_start=True)
+    client.loop_start()
+    assert connected.wait(10), f"{cn} could not connect"
+    return client
+
+
+def test_a_device_asking_for_another_devices_client_id_displaces_nobody(fleet: Fleet) -> None:
+    for cn in ("dev-a", "dev-b"):
+        fleet.issue(cn)
+    victim = MqttPublisher(fleet.client_config("dev-a"), client_id="dev-a")
+    victim.start()
+    try:
+        assert victim.wait_connected(10)
+        attacker = _attacker(fleet, "dev-b", client_id="dev-a")
+        try:
+            assert not wait_until(lambda: not victim.is_connected(), 2.0)
+            acked: list[str] = []
+            victim.publish(health_topic("dev-a"), b"x", on_ack=lambda: acked.append("ok"))
+            assert wait_until(lambda: acked == ["ok"])
+        finally:
+            attacker.loop_stop()
+            attacker.disconnect()
+    finally:
+        victim.stop()
+
+
+def test_no_certificate_can_wipe_the_cloud_session_or_its_queued_reports(fleet: Fleet) -> None:
+    for cn in ("dev-a", CLOUD_ACCOUNT):
+        fleet.issue(cn)
+    received: list[bytes] = []
+
+    def cloud_client() -> MqttPublisher:
+        cloud = MqttPublisher(fleet.client_config(CLOUD_ACCOUNT), client_id="roadsense-cloud-1")
+        cloud.subscribe("roadsense/v1/+/health", lambda topic, payload: received.append(payload))
+        cloud.start()
+        assert cloud.wait_connected(10)
+        return cloud
+
+    device = MqttPublisher(fleet.client_config("dev-a"), client_id="dev-a")
+    device.start()
+    try:
+        assert device.wait_connected(10)
+        cloud = cloud_client()
+        assert _publish_until(device, health_topic("dev-a"), lambda: bool(received))
+        cloud.stop()  # offline: the broker queues for its persistent session
+        received.clear()
+        acked: list[int] = []
+        for n in range(5):
+            device.publish(health_topic("dev-a"), bytes([n]), on_ack=lambda: acked.append(1))
+        assert wait_until(lambda: len(acked) == 5)
+        # A device takes the cloud's client id (configured or broker-assigned), clean start.
+        for client_id in ("roadsense-cloud-1", CLOUD_ACCOUNT):
+            attacker = _attacker(fleet, "dev-a", client_id=client_id)
+            attacker.loop_stop()
+            attacker.disconnect()
+        cloud = cloud_client()
+        try:
+            assert wait_until(lambda: len(received) >= 5, 10.0)
+            assert received == [bytes([n]) for n in range(5)]
+        finally:
+            cloud.stop()
+    finally:
+        device.stop()
+
+
+def test_only_the_cloud_writes_a_devices_delivery_confirmations(fleet: Fleet) -> None:
+    for cn in ("dev-a", "dev-b", CLOUD_ACCOUNT):
+        fleet.issue(cn)
+    got: dict[str, list[str]] = {"dev-a": [], "dev-b": []}
+    clients = {cn: MqttPublisher(fleet.client_config(cn), client_id=cn) for cn in got}
+    clients["dev-a"].subscribe(ack_topic("dev-a"), lambda t, p: got["dev-a"].append(t))
+    clients["dev-b"].subscribe(ack_topic("dev-a"), lambda t, p: got["dev-b"].append(t))
+    cloud = MqttPublisher(fleet.client_config(CLOUD_ACCOUNT), client_id=CLOUD_ACCOUNT)
+    try:
+        for client in (*clients.values(), cloud):
+            client.start()
+            assert client.wait_connected(10)
+        assert _publish_until(cloud, ack_topic("dev-a"), lambda: bool(got["dev-a"]))
+        refused: list[str] = []
+        for cn, client in clients.items():  # a device may not confirm its own reports
+            client.publish(ack_topic("dev-a"), b"x", on_fail=lambda c=cn: refused.append(c))  # type: ignore[misc]
+        assert wait_until(lambda: sorted(refused) == ["dev-a", "dev-b"])
+        assert got["dev-b"] == []
+    finally:
+        for client in (*clients.values(), cloud):
+            client.stop()

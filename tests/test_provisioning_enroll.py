@@ -106,8 +106,10 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
     port = free_port()
     (folder / "fleet.toml").write_text(MANIFEST.format(port=port))
     (folder / "passphrase").write_text(PASSPHRASE)
-    root = "user root\n" if os.geteuid() == 0 else ""
-    files = write_broker_config(folder, folder / "broker", port=port, bind="127.0.0.1", extra=root)
+    user = "root" if os.geteuid() == 0 else None  # pytest's tmp folders are private to root
+    files = write_broker_config(
+        folder, folder / "broker", port=port, bind="127.0.0.1", broker_user=user
+    )
     broker = run_mosquitto_config(files.config_file, "127.0.0.1", port)
     config = CloudConfig(
         mqtt=MqttConfig(

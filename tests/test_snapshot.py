@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from roadsense.cloud.snapshot import request_snapshot
+from roadsense.cloud.snapshot import request_snapshot, tool_account
 from roadsense.core.errors import CommandError, ConfigError
-from roadsense.core.mqtt import MqttConfig
+from roadsense.core.mqtt import MqttConfig, TlsConfig
 from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.capture import CameraState
 from roadsense.edge.config import (
@@ -213,3 +213,21 @@ def test_a_config_file_may_not_blur_outside_the_frame(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"cameras\[0\]\.blur: .*inside the frame"):
         load_config(EdgeConfig, config)
+
+
+def test_a_cloud_tool_never_borrows_the_ingest_certificate(tmp_path: Path) -> None:
+    plain = MqttConfig(port=1883)
+    assert tool_account(plain, None, None) == plain
+    fleet = MqttConfig(
+        port=8883,
+        tls=TlsConfig(
+            ca_file=tmp_path / "ca.pem", cert_file=tmp_path / "cloud.pem", key_file=tmp_path / "k"
+        ),
+    )
+    with pytest.raises(CommandError, match="would displace the cloud ingest"):
+        tool_account(fleet, None, None)
+    with pytest.raises(CommandError, match="both --cert-file and --key-file"):
+        tool_account(fleet, tmp_path / "tools.pem", None)
+    own = tool_account(fleet, tmp_path / "tools.pem", tmp_path / "tools.key")
+    assert own.tls is not None
+    assert (own.tls.cert_file, own.tls.key_file) == (tmp_path / "tools.pem", tmp_path / "tools.key")
