@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -22,10 +23,16 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
     return condition()
 
 
-def roadsense_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``roadsense ARGS`` in a fresh interpreter; output captured, never raises."""
+def roadsense_cli(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``roadsense ARGS`` in a fresh interpreter (``env`` added to ours); never raises."""
     return subprocess.run(
-        [sys.executable, "-m", "roadsense.cli", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "roadsense.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **env} if env else None,
     )
 
 
