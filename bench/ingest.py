@@ -42,7 +42,8 @@ from roadsense.proto.v1 import telemetry_pb2
 LABELS = list(CONGESTION_LABELS)
 
 
-def _payload(device: str, seq: int) -> bytes:
+def report_payload(device: str, seq: int) -> bytes:
+    """A valid CongestionReport of ``device`` with ``seq``, captured now."""
     return telemetry_pb2.CongestionReport(
         schema_version=1,
         device_id=device,
@@ -70,7 +71,9 @@ def _publish(port: int, devices: int, messages: int, rate: float, run: str) -> N
     ready = (
         []
         if rate
-        else [_payload(f"{run}-dev{i % devices:05d}", i // devices + 1) for i in range(messages)]
+        else [
+            report_payload(f"{run}-dev{i % devices:05d}", i // devices + 1) for i in range(messages)
+        ]
     )
     started = time.perf_counter()
     infos = []
@@ -79,7 +82,7 @@ def _publish(port: int, devices: int, messages: int, rate: float, run: str) -> N
             delay = started + i / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            payload = _payload(f"{run}-dev{i % devices:05d}", i // devices + 1)
+            payload = report_payload(f"{run}-dev{i % devices:05d}", i // devices + 1)
         else:
             payload = ready[i]
         infos.append(client.publish(topics[i % devices], payload, qos=1))

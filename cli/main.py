@@ -151,6 +151,13 @@ def _bench_ingest(args: argparse.Namespace) -> int:
     return print_figures(result, args.json)
 
 
+def _bench_delivery(args: argparse.Namespace) -> int:
+    from roadsense.bench.delivery import run_delivery_bench
+
+    result = run_delivery_bench(rate=args.rate, seconds=args.seconds)
+    return print_figures(result, args.json)
+
+
 def _bench_grpc(args: argparse.Namespace) -> int:
     from roadsense.bench.grpc import run_grpc_bench
 
@@ -210,6 +217,21 @@ def _add_bench_commands(commands: Any) -> None:
         "--seconds", type=float, default=10.0, help="length of the latency run"
     )
     bench_ingest.set_defaults(handler=_bench_ingest)
+    bench_delivery = bench_commands.add_parser(
+        "delivery",
+        help="what waiting for the cloud's confirmation costs the edge outbox",
+        description="Send reports at --rate through a private Mosquitto to the cloud ingest "
+        "with delivery = broker (the baseline) and delivery = cloud, in the same run: outbox "
+        "depth and bytes, time in the outbox, drain time, confirmations sent.",
+    )
+    bench_delivery.add_argument("--json", action="store_true", help="print one JSON line")
+    bench_delivery.add_argument(
+        "--rate", type=float, default=200.0, help="reports per second (default 200)"
+    )
+    bench_delivery.add_argument(
+        "--seconds", type=float, default=10.0, help="seconds of reports per mode (default 10)"
+    )
+    bench_delivery.set_defaults(handler=_bench_delivery)
     bench_grpc = bench_commands.add_parser(
         "grpc",
         help="GetCityState latency on a big city and change fan-out to many watchers",

@@ -179,6 +179,15 @@ class OutboxConfig(ConfigModel):
         description="Longest wait between two publications of an unconfirmed report.",
     )
 
+    @model_validator(mode="after")
+    def _confirm_timeouts(self) -> OutboxConfig:
+        if self.confirm_timeout_max_s < self.confirm_timeout_s:
+            raise ValueError(
+                f"confirm_timeout_max_s ({self.confirm_timeout_max_s:g}) is below "
+                f"confirm_timeout_s ({self.confirm_timeout_s:g})"
+            )
+        return self
+
 
 class PrivacyConfig(ConfigModel):
     """What may leave the device besides reports: by default, no image at all."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from roadsense.bench.classifier import run_classifier_bench
+from roadsense.bench.delivery import run_delivery_bench
 from roadsense.bench.edge import run_edge_bench
 from roadsense.bench.forecast import run_forecast_bench
 from roadsense.bench.grpc import run_grpc_bench
@@ -48,6 +49,17 @@ def test_ingest_bench_reports_every_figure() -> None:
     )
     assert result["latency_reports"] == 500  # every report of the fixed-rate run was timed
     assert 0 <= result["p50_capture_to_queryable_ms"] <= result["p99_capture_to_queryable_ms"]
+
+
+def test_delivery_bench_delivers_every_report_in_both_modes() -> None:
+    result = run_delivery_bench(rate=50.0, seconds=1.0)
+    for mode in ("broker", "cloud"):
+        figures = result[mode]
+        assert figures["reports"] == 50
+        assert figures["left_in_outbox"] == 0
+        assert figures["max_depth"] >= figures["mean_depth"] >= 0
+    assert result["cloud"]["cloud_acks"] >= 1
+    assert set(result) == {"rate_per_s", "seconds", "broker", "cloud", "latency_ratio"}
 
 
 def test_grpc_bench_reports_every_figure() -> None:
