@@ -296,6 +296,7 @@ def _run(
             "classifier_calls": sum(a.stats.classifier_calls for a in edge),
             "reports_created": sum(a.stats.reports_created for a in edge),
             "reports_published": published,
+            "reports_confirmed": sum(agent.forwarder.confirmed for agent in edge),
             "reports_ingested": ingested,
             "reports_stored_unique": len(set(keys)),
             "outboxes_empty": flushed,

@@ -234,3 +234,42 @@ def test_a_broker_crash_with_the_cloud_offline(
         agent.stop()
         service.stop()
         broker.stop()
+
+
+@pytest.mark.integration
+def test_mosquittos_shared_subscription_restart_gap_loses_nothing_end_to_end(
+    tmp_path: Path, cloud_config: CloudConfig
+) -> None:
+    """Mosquitto drops what arrives for an offline shared subscriber after a restart
+    (tests/test_broker_limits.py); the device publishes those reports again."""
+    broker = start_mosquitto(tmp_path / "broker")
+    config = cloud_config.model_copy(
+        update={"mqtt": cloud_config.mqtt.model_copy(update={"port": broker.port})}
+    )
+    assert config.ingest.shared_group  # the conftest's cloud shares its subscription
+    device = "shared-gap"
+    agent = build_agent(_edge(config, device, tmp_path, "cloud"))
+    service = CloudService(config)
+    try:
+        service.start()
+        assert service.ingest.wait_connected(10.0)
+        agent.start()
+        assert wait_until(lambda: agent.forwarder.confirmed >= 3)
+        service.stop()
+        time.sleep(1.5)  # past the test broker's autosave_interval: the session is saved
+        broker.stop()
+        broker.restart()
+        offline_from = agent.stats.reports_created + 1
+        assert wait_until(lambda: agent.stats.reports_created >= offline_from + 5)
+        agent.stop_capture()
+        created = agent.stats.reports_created
+        service = CloudService(config)
+        service.start()
+        assert service.ingest.wait_connected(10.0)
+        assert agent.flush(30.0), agent.outbox.stats()
+        stored = sorted(s for d, s in service.store.report_keys() if d == device)
+        assert stored == list(range(1, created + 1))
+    finally:
+        agent.stop()
+        service.stop()
+        broker.stop()

@@ -43,6 +43,7 @@ def test_demo_json_reports_every_published_report_ingested(broker: str, tmp_path
     assert figures["reports_ingested"] == figures["reports_published"]
     assert figures["reports_stored_unique"] == figures["reports_published"]
     assert figures["reports_created"] == figures["reports_published"]
+    assert figures["reports_confirmed"] == figures["reports_created"]  # end to end
     assert figures["frames_classified"] > figures["reports_published"]
     assert figures["segments"] == 2
     assert figures["grpc_ok"] is True
