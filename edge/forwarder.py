@@ -223,7 +223,7 @@ class Forwarder:
         due = [row for row in rows if row.seq not in inflight][:budget]
         if not due:
             return 0
-        logger.info("publishing %d unconfirmed reports again (from seq %d)", len(due), due[0].seq)
+        logger.debug("publishing %d unconfirmed reports again (from seq %d)", len(due), due[0].seq)
         if self._publish(due, _Stream.RESEND):
             with self._lock:
                 self._resent += len(due)
