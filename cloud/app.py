@@ -74,7 +74,9 @@ class CloudService:
         history_interval_ms = int(config.state.history_interval_s * 1000)
         self.store = SqliteStore(config.store.path, history_interval_ms)
         self.tracker = CityTracker(int(config.state.stale_after_s * 1000))
-        self.tracker.load(self.store.segments(), self.store.latest_readings())
+        self.tracker.load(
+            self.store.segments(), self.store.latest_readings(self.tracker.stale_after_ms)
+        )
         self.feed = ChangeFeed()
         self.metrics = CloudMetrics()
         self.ingest = IngestWorker(

@@ -79,8 +79,9 @@ class Store(abc.ABC):
         """Every known segment's last stored state."""
 
     @abc.abstractmethod
-    def latest_readings(self) -> list[Reading]:
-        """The newest reading of every camera."""
+    def latest_readings(self, arrived_within_ms: int | None = None) -> list[Reading]:
+        """The newest reading of every camera; with ``arrived_within_ms``, the newest of
+        those received no later than that after their capture."""
 
     @abc.abstractmethod
     def devices(self) -> list[DeviceRecord]:
@@ -392,7 +393,9 @@ class SqliteStore(Store):
             for row in rows
         ]
 
-    def latest_readings(self) -> list[Reading]:
+    def latest_readings(self, arrived_within_ms: int | None = None) -> list[Reading]:
+        # 2**62 ms: no report arrives that late, so None reads every report.
+        within = 2**62 if arrived_within_ms is None else arrived_within_ms
         with self._lock:
             rows = self._db.execute(
                 """SELECT device_id, camera_id, segment_id, seq, capture_time_ms,
@@ -400,7 +403,9 @@ class SqliteStore(Store):
                     frames_in_window, level
                    FROM reports r WHERE id = (
                     SELECT id FROM reports WHERE device_id = r.device_id
-                    AND camera_id = r.camera_id ORDER BY capture_time_ms DESC, id DESC LIMIT 1)"""
+                    AND camera_id = r.camera_id AND received_ms - capture_time_ms <= ?
+                    ORDER BY capture_time_ms DESC, id DESC LIMIT 1)""",
+                [within],
             ).fetchall()
         return [
             Reading(
