@@ -125,7 +125,7 @@ class CloudService:
             FleetIdentity(config.enrollment, self.store) if config.enrollment is not None else None
         )
         city_pb2_grpc.add_FleetServiceServicer_to_server(
-            FleetServicer(self.store, identity), self.server
+            FleetServicer(self.store, identity, frozenset(config.known_devices())), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

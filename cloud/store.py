@@ -175,8 +175,14 @@ class Store(abc.ABC):
         """Mark a device enrolled with a new certificate."""
 
     @abc.abstractmethod
-    def revoke_device(self, device_id: str, reason: str, now: int) -> RegistryEntry:
-        """Mark a device revoked (idempotent: the first revocation time stays)."""
+    def revoke_device(
+        self, device_id: str, reason: str, now: int, *, known_elsewhere: bool = False
+    ) -> RegistryEntry | None:
+        """Mark a device revoked (idempotent: the first revocation time stays).
+
+        Only a device the registry or telemetry knows, or one ``known_elsewhere`` (by the
+        fleet's CA or manifest); for any other id nothing is recorded and None is returned.
+        """
 
     @abc.abstractmethod
     def registry(self) -> dict[str, RegistryEntry]:
@@ -644,17 +650,22 @@ class SqliteStore(Store):
                 [device_id, now, certificate_serial],
             )
 
-    def revoke_device(self, device_id: str, reason: str, now: int) -> RegistryEntry:
+    def revoke_device(
+        self, device_id: str, reason: str, now: int, *, known_elsewhere: bool = False
+    ) -> RegistryEntry | None:
         with self._lock, transaction(self._db):
             self._db.execute(
                 """INSERT INTO fleet_registry (device_id, revoked_ms, revoke_reason)
-                   VALUES (?, ?, ?) ON CONFLICT (device_id) DO UPDATE
+                   SELECT ?, ?, ? WHERE ?
+                    OR EXISTS (SELECT 1 FROM devices WHERE device_id = ?)
+                    OR EXISTS (SELECT 1 FROM fleet_registry WHERE device_id = ?)
+                   ON CONFLICT (device_id) DO UPDATE
                    SET revoked_ms = COALESCE(revoked_ms, excluded.revoked_ms),
                        revoke_reason = CASE WHEN revoked_ms IS NULL
                            THEN excluded.revoke_reason ELSE revoke_reason END""",
-                [device_id, now, reason],
+                [device_id, now, reason, known_elsewhere, device_id, device_id],
             )
-        return self.registry()[device_id]
+        return self.registry().get(device_id)
 
     def registry(self) -> dict[str, RegistryEntry]:
         with self._lock:
