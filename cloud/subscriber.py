@@ -224,6 +224,7 @@ class IngestWorker:
                 m.received_ms,
                 max_future_ms,
                 max_bytes,
+                max_late_ms=int(self._config.ingest.max_late_s * 1000),
                 known_devices=self._known_devices,
                 camera_segments=self._camera_segments,
                 revoked_devices=revoked,

@@ -43,7 +43,7 @@ class TelemetryTopic:
 
 def is_identifier(value: str) -> bool:
     """True when value is usable as a device, camera or segment id."""
-    return bool(_IDENTIFIER.match(value))
+    return bool(_IDENTIFIER.fullmatch(value))
 
 
 def status_topic(device_id: str) -> str:
@@ -96,7 +96,7 @@ def telemetry_subscriptions(shared_group: str | None = None) -> list[str]:
 
 def parse_topic(topic: str) -> TelemetryTopic | None:
     """Parse a telemetry topic; None when it is not one of the contract's."""
-    match = _TOPIC.match(topic)
+    match = _TOPIC.fullmatch(topic)
     if match is None:
         return None
     device = match["device"]

@@ -115,11 +115,6 @@ def test_hostile_traffic_never_stops_ingest(cloud: CloudService, mqtt_config: Mq
     assert status.status == health_pb2.HealthCheckResponse.SERVING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cloud/subscriber.py does not pass max_late_ms=ingest.max_late_s to decode_message "
-    "yet (the lead's issue-13 branch owns that file); drop this mark when it does",
-)
 def test_the_configured_lateness_limit_reaches_the_ingest(
     cloud_config: CloudConfig, mqtt_config: MqttConfig
 ) -> None:

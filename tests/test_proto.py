@@ -13,6 +13,7 @@ from roadsense.proto.topics import (
     TopicKind,
     congestion_topic,
     health_topic,
+    is_identifier,
     parse_topic,
     status_topic,
     telemetry_subscriptions,
@@ -50,10 +51,17 @@ def test_topics_round_trip() -> None:
         "roadsense/v1/dev 1/status",
         "roadsense/v1/dev-1/cmd/snapshot",
         "other/v1/dev-1/status",
+        "roadsense/v1/dev-1/status\n",
+        "roadsense/v1/dev-1/cam1/congestion\n",
     ],
 )
 def test_foreign_topics_do_not_parse(topic: str) -> None:
     assert parse_topic(topic) is None
+
+
+@pytest.mark.parametrize("value", ["seg-1\n", "seg-1 ", "", "-seg", "a" * 65, "seg/1", "seg+"])
+def test_what_is_not_an_identifier(value: str) -> None:
+    assert not is_identifier(value)
 
 
 def test_shared_subscriptions() -> None:
