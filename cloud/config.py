@@ -21,7 +21,8 @@ class IngestConfig(ConfigModel):
     client_id: str = Field(
         default="roadsense-cloud-1",
         description="MQTT client id of this worker; unique per worker, stable across restarts "
-        "so the broker keeps its session.",
+        "so the broker keeps its session. A fleet broker (provision broker-config) uses the "
+        "certificate's CN instead: give each worker its own certificate and account.",
     )
     username: str | None = Field(default=None, description="MQTT username of the cloud ingest.")
     shared_group: str = Field(
