@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from roadsense.cli.camera_set import add_dataset_check
 from roadsense.cli.output import print_figures
 
 
@@ -198,6 +199,7 @@ def add_dataset_commands(commands: Any) -> None:
     )
     frames.add_argument("--json", action="store_true", help="print one JSON object")
     frames.set_defaults(handler=_dataset_frames)
+    add_dataset_check(dataset_commands)
 
 
 def add_models_commands(commands: Any) -> None:
