@@ -47,3 +47,109 @@ def add_dataset_check(dataset_commands: Any) -> None:
     )
     check.add_argument("--json", action="store_true", help="print one JSON line")
     check.set_defaults(handler=_dataset_check)
+
+
+def _lite_settings(args: argparse.Namespace) -> Any:
+    from roadsense.models.training.lite_train import LiteSettings
+
+    return LiteSettings(width=args.width or 224, height=args.height or 160, per_clip=args.per_clip)
+
+
+def _evaluate_loco(args: argparse.Namespace) -> int:
+    import json
+
+    from roadsense.models.training.lite_train import evaluate_loco
+
+    report = evaluate_loco(
+        args.data,
+        _lite_settings(args),
+        baseline=args.baseline,
+        baseline_folds=args.baseline_folds,
+        cache=args.features_cache,
+    )
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+        return 0
+    from roadsense.models.loco_report import table
+
+    for key in ("efficientnet_lite0", "mobilenetv3_from_scratch"):
+        if key in report:
+            print(f"{key}: {report[key]['protocol']}")
+            print("\n".join(table(report[key]["per_camera"], report[key]["camera_mean"])))
+            pooled = report[key].get("pooled")
+            if pooled:
+                figures = {k: v for k, v in pooled.items() if k != "confusion"}
+                print(f"all held-out frames together: {figures}")
+    return 0
+
+
+def train_from_set(args: argparse.Namespace) -> int:
+    """`train congestion --data SET`: the EfficientNet-Lite0 classifier."""
+    import json
+
+    from roadsense.models.training.lite_train import train_lite
+
+    loco = json.loads(args.loco_report.read_text(encoding="utf-8")) if args.loco_report else None
+    path = train_lite(
+        args.data,
+        args.out,
+        _lite_settings(args),
+        name=args.name,
+        version=args.version,
+        loco=loco,
+        cache=args.features_cache,
+    )
+    return print_figures({"model": str(path)}, args.json)
+
+
+def add_set_training_options(congestion: Any) -> None:
+    """The options of `train congestion` for a labelled multi-camera set."""
+    congestion.add_argument(
+        "--data",
+        type=Path,
+        help="a labelled multi-camera set (cameras.csv, clips.csv, labels.csv): train the "
+        "EfficientNet-Lite0 classifier (frozen backbone, linear head, temperature) instead",
+    )
+    congestion.add_argument(
+        "--loco-report",
+        type=Path,
+        help="with --data: the JSON of `models evaluate-loco --out` to keep in the card",
+    )
+    congestion.add_argument(
+        "--features-cache", type=Path, help="with --data: keep/reuse the backbone features"
+    )
+    congestion.add_argument(
+        "--per-clip", type=int, default=48, help="with --data: frames per clip (default 48)"
+    )
+
+
+def add_loco_command(models_commands: Any) -> None:
+    """`models evaluate-loco`."""
+    loco = models_commands.add_parser(
+        "evaluate-loco",
+        help="leave-one-camera-out evaluation on a labelled multi-camera set",
+        description="Hold out every camera in turn: choose the head (family, L2) and the "
+        "temperature by camera-grouped validation of the other cameras only, fit the head "
+        "on them and score the held-out camera (accuracy, gross error rate: two or more "
+        "levels off, macro-F1 over the classes present, confusion, ECE); per camera and "
+        "the camera mean. --baseline adds MobileNetV3-Small trained from scratch under "
+        "k folds by camera. Needs the train extra (torch).",
+    )
+    loco.add_argument(
+        "--data", type=Path, default=SHIPPED_SET, help=f"set folder (default {SHIPPED_SET})"
+    )
+    loco.add_argument("--per-clip", type=int, default=48, help="frames per clip (default 48)")
+    loco.add_argument("--width", type=int, default=224, help="input width (default 224)")
+    loco.add_argument("--height", type=int, default=160, help="input height (default 160)")
+    loco.add_argument(
+        "--baseline", action="store_true", help="also the from-scratch MobileNetV3 baseline"
+    )
+    loco.add_argument(
+        "--baseline-folds", type=int, default=5, help="camera folds of the baseline (default 5)"
+    )
+    loco.add_argument("--features-cache", type=Path, help="keep/reuse the backbone features")
+    loco.add_argument("--out", type=Path, help="write the whole report as JSON here")
+    loco.add_argument("--json", action="store_true", help="print one JSON line")
+    loco.set_defaults(handler=_evaluate_loco)
