@@ -153,3 +153,72 @@ def add_loco_command(models_commands: Any) -> None:
     loco.add_argument("--out", type=Path, help="write the whole report as JSON here")
     loco.add_argument("--json", action="store_true", help="print one JSON line")
     loco.set_defaults(handler=_evaluate_loco)
+
+
+def _roi(text: str | None) -> Any:
+    if not text:
+        return None
+    from roadsense.core.roi import check_roi
+
+    try:
+        x, y, w, h = (float(v) for v in text.split(","))
+        return check_roi((x, y, w, h))
+    except ValueError as err:
+        raise SystemExit(f"roadsense: --roi must be x,y,width,height fractions: {err}") from None
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from roadsense.core.roi import crop_roi
+    from roadsense.edge.classifier import create_classifier
+    from roadsense.models.explain import heat_on_frame, overlay
+
+    read = cv2.imread(str(args.image))
+    if read is None:
+        raise SystemExit(f"roadsense: {args.image}: not an image OpenCV can read")
+    frame = np.asarray(read, np.uint8)
+    roi = _roi(args.roi)
+    classifier = create_classifier(args.backend, args.model)
+    try:
+        probabilities, maps = classifier.explain([crop_roi(frame, roi)])
+    finally:
+        classifier.close()
+    level = classifier.labels[int(probabilities[0].argmax())]
+    confidence = float(probabilities[0].max())
+    heat = heat_on_frame(maps[0], frame.shape, roi)
+    picture = overlay(frame, heat, roi, f"{level} {confidence:.2f}")
+    if not cv2.imwrite(str(args.out), picture):
+        raise SystemExit(f"roadsense: cannot write {args.out}")
+    figures = {
+        "out": str(args.out),
+        "level": level,
+        "confidence": round(confidence, 4),
+        "probabilities": dict(
+            zip(classifier.labels, (round(float(p), 4) for p in probabilities[0]), strict=True)
+        ),
+    }
+    return print_figures(figures, args.json)
+
+
+def add_explain_command(models_commands: Any) -> None:
+    """`models explain`."""
+    explain = models_commands.add_parser(
+        "explain",
+        help="draw the class activation map of a model's level over an image",
+        description="Classify IMAGE (cropped to --roi when given, as the edge does) with the "
+        "model's calibrated probabilities and write OUT: the image with the activation map "
+        "of the predicted level over it (where the evidence for that level lies), the "
+        "region outlined and the level captioned. Needs a model whose card names a "
+        "cam_output_name.",
+    )
+    explain.add_argument("--model", type=Path, required=True, help="ONNX with its card")
+    explain.add_argument("--image", type=Path, required=True, help="a JPEG/PNG frame")
+    explain.add_argument("--out", type=Path, required=True, help="PNG/JPEG to write")
+    explain.add_argument("--roi", help="x,y,width,height fractions of the frame (the camera's)")
+    explain.add_argument(
+        "--backend", default="onnxruntime", help="classifier backend (default onnxruntime)"
+    )
+    explain.add_argument("--json", action="store_true", help="print one JSON line")
+    explain.set_defaults(handler=_explain)

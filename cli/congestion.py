@@ -10,6 +10,7 @@ from typing import Any
 
 from roadsense.cli.camera_set import (
     add_dataset_check,
+    add_explain_command,
     add_loco_command,
     add_set_training_options,
     train_from_set,
@@ -262,6 +263,7 @@ def add_models_commands(commands: Any) -> None:
     evaluate.add_argument("--json", action="store_true", help="print one JSON line")
     evaluate.set_defaults(handler=_evaluate_model)
     add_loco_command(models_commands)
+    add_explain_command(models_commands)
 
 
 def add_congestion_training(train_commands: Any) -> None:
