@@ -104,6 +104,21 @@ def train_from_set(args: argparse.Namespace) -> int:
     return print_figures({"model": str(path)}, args.json)
 
 
+def adapt_from_images(args: argparse.Namespace) -> int:
+    """`train congestion --adapt MODEL --images DIR`."""
+    from roadsense.models.training.adapt import adapt_model
+
+    path = adapt_model(
+        args.adapt,
+        args.images,
+        args.out,
+        name=args.name,
+        version=None if args.version == "1.0.0" else args.version,
+        roi=_roi(args.roi),
+    )
+    return print_figures({"model": str(path)}, args.json)
+
+
 def add_set_training_options(congestion: Any) -> None:
     """The options of `train congestion` for a labelled multi-camera set."""
     congestion.add_argument(
@@ -122,6 +137,16 @@ def add_set_training_options(congestion: Any) -> None:
     )
     congestion.add_argument(
         "--per-clip", type=int, default=48, help="with --data: frames per clip (default 48)"
+    )
+    congestion.add_argument(
+        "--adapt",
+        type=Path,
+        metavar="MODEL",
+        help="fine-tune this EfficientNet-Lite0 model's head on --images (a few dozen "
+        "labelled frames of one new camera) and export the adapted model to --out",
+    )
+    congestion.add_argument(
+        "--roi", help="with --adapt: x,y,width,height fractions to crop --images to"
     )
 
 

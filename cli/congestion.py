@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from roadsense.cli.camera_set import (
+    adapt_from_images,
     add_dataset_check,
     add_explain_command,
     add_loco_command,
@@ -21,19 +22,21 @@ from roadsense.cli.output import print_figures
 def _train_congestion(args: argparse.Namespace) -> int:
     if args.data is not None:
         return train_from_set(args)
+    if args.adapt is not None and args.images is not None:
+        return adapt_from_images(args)
     if args.images is None:
         print("roadsense: train congestion needs --images DIR or --data SET", file=sys.stderr)
         return 2
     from rich.console import Console
     from rich.progress import Progress
 
-    from roadsense.models.congestion_train import CnnSettings, export_cnn, train_cnn
     from roadsense.models.image_sets import (
         class_names,
         dataset_summary,
         evaluation_classes,
         load_images,
     )
+    from roadsense.models.training.congestion_train import CnnSettings, export_cnn, train_cnn
 
     width, height = args.width or 160, args.height or 128
     settings = CnnSettings(width=width, height=height, epochs=args.epochs, seed=args.seed)

@@ -18,10 +18,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from roadsense.models.congestion_train import CnnSettings, predict, train_cnn
 from roadsense.models.footage.multicamera import LabelledFrame
 from roadsense.models.image_sets import ImageSet
 from roadsense.models.loco_report import camera_figures, camera_mean
+from roadsense.models.training.congestion_train import CnnSettings, predict, train_cnn
 from roadsense.models.training.loco import Progress, camera_folds, split
 
 logger = logging.getLogger(__name__)

@@ -141,7 +141,11 @@ def export_lite(
         "head on pooled features; second output: class activation map",
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         onnx_torch_max_abs_difference=differences[0],
-        settings={**settings, "onnx_torch_activation_map_relative_difference": relative_map},
+        settings={
+            **settings,
+            "head_family": head.family,
+            "onnx_torch_activation_map_relative_difference": relative_map,
+        },
         training_data=training_data,
         evaluation=evaluation,
     )

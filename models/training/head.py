@@ -134,3 +134,54 @@ def fit_temperature(logits: Array, labels: npt.NDArray[np.int64]) -> float:
     grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 200))
     losses = [float(torch.nn.functional.cross_entropy(z / t, y)) for t in grid]
     return float(grid[int(np.argmin(losses))])
+
+
+def adapt_head(
+    head: LinearHead,
+    features: Array,
+    labels: npt.NDArray[np.int64],
+    prior: float = 1e-1,
+    iterations: int = 50,
+) -> LinearHead:
+    """The head fine-tuned on one camera's few labelled frames: their weighted negative
+    log-likelihood plus ``prior`` x ||W - W0||^2, so a few dozen frames move the head
+    towards that camera without forgetting the others (no validation is possible on so
+    few frames: ``prior`` is fixed, not chosen)."""
+    x = torch.from_numpy((features - head.mean) / head.scale)
+    y = torch.from_numpy(labels)
+    classes = len(head.thresholds) + 1 if head.family == "ordinal" else head.weight.shape[0]
+    counts = np.bincount(labels, minlength=classes).astype(np.float64)
+    present = counts > 0
+    class_weight = np.where(present, 1.0 / np.maximum(counts, 1) / present.sum(), 0.0)
+    sample_weight = torch.from_numpy(class_weight[labels].astype(np.float32))
+    start_weight = torch.from_numpy(head.weight.copy())
+    weight = start_weight.clone().requires_grad_(True)
+    bias = torch.from_numpy(head.bias.copy()).requires_grad_(True)
+    thresholds = torch.from_numpy(head.thresholds.copy())
+    optimiser = torch.optim.LBFGS(
+        [weight, bias], lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        scores = x @ weight.T + bias
+        if head.family == "multinomial":
+            loss = torch.nn.functional.cross_entropy(scores, y, reduction="none")
+        else:
+            above = torch.sigmoid(scores - thresholds[None, :])
+            cumulative = torch.cat([torch.ones_like(scores), above, torch.zeros_like(scores)], 1)
+            probability = (cumulative[:, :-1] - cumulative[:, 1:]).gather(1, y[:, None])[:, 0]
+            loss = -torch.log(probability.clamp_min(1e-9))
+        total = (loss * sample_weight).sum() + prior * ((weight - start_weight) ** 2).sum()
+        total.backward()  # type: ignore[no-untyped-call]
+        return total
+
+    optimiser.step(closure)  # type: ignore[no-untyped-call]
+    return LinearHead(
+        head.family,
+        weight.detach().numpy().astype(np.float32),
+        bias.detach().numpy().astype(np.float32),
+        head.thresholds,
+        head.mean,
+        head.scale,
+    )

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 
 from roadsense.models.congestion_labels import CONGESTION_LABELS
-from roadsense.models.congestion_train import CnnSettings
 from roadsense.models.footage.multicamera import LabelledFrame, labelled_frames, read_labelled_set
 from roadsense.models.loco_report import table
 from roadsense.models.training.baseline_loco import baseline_camera_folds
+from roadsense.models.training.congestion_train import CnnSettings
 from roadsense.models.training.efficientnet_lite import pretrained_lite0
 from roadsense.models.training.export_lite import export_lite
 from roadsense.models.training.features import FeatureSet, extract_features, lite_input_spec
@@ -118,7 +118,7 @@ def train_lite(
     head_settings = HeadSettings(views=settings.views)
     choice = choose(features, rows, head_settings)
     head = fit(features, rows, choice.family, choice.l2, settings.views)
-    evaluation: dict[str, Any] = {"validation_camera_grouped": asdict(choice)}
+    evaluation: dict[str, Any] = {"validation": {"camera_grouped": asdict(choice)}}
     if loco is not None:
         evaluation["leave_one_camera_out"] = loco
         lite = loco.get("efficientnet_lite0")

@@ -25,6 +25,7 @@ from roadsense.models.training.head import (
     FAMILIES,
     Family,
     LinearHead,
+    adapt_head,
     fit_head,
     fit_temperature,
 )
@@ -47,6 +48,9 @@ class HeadSettings:
     families: tuple[Family, ...] = FAMILIES
     inner_folds: int = 5
     views: int = 4
+    adapt_frames: int = 0
+    """> 0: also fine-tune each fold's head on the held-out camera's first N frames (in
+    clip order) and score its remaining frames before and after (``adapt_head``)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,31 @@ def choose(data: FeatureSet, rows: Sequence[int], settings: HeadSettings) -> Hea
     )
 
 
+def _adapt_gain(
+    data: FeatureSet,
+    test: list[int],
+    head: LinearHead,
+    temperature: float,
+    settings: HeadSettings,
+) -> dict[str, Any]:
+    """Accuracy on a held-out camera's later frames before and after adapting the fold's
+    head to its first ``adapt_frames`` frames (rows are in clip order)."""
+    first, rest = test[: settings.adapt_frames], test[settings.adapt_frames :]
+    if not rest:
+        return {"frames_used": len(first), "frames_scored": 0}
+    x, y = _training_rows(data, first, settings.views)
+    adapted = adapt_head(head, x, y)
+    truth = data.labels[rest]
+    before = softmax(head.logits(data.features[rest, 0]), temperature).argmax(axis=1)
+    after = softmax(adapted.logits(data.features[rest, 0]), temperature).argmax(axis=1)
+    return {
+        "frames_used": len(first),
+        "frames_scored": len(rest),
+        "accuracy_before": round(float((before == truth).mean()), 4),
+        "accuracy_after": round(float((after == truth).mean()), 4),
+    }
+
+
 def leave_one_camera_out(
     data: FeatureSet, settings: HeadSettings, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -152,6 +181,8 @@ def leave_one_camera_out(
         figures = camera_figures(data.labels[test], probabilities, data.classes)
         per_camera_probabilities[camera] = (data.labels[test], probabilities)
         figures["chosen"] = asdict(choice)
+        if settings.adapt_frames:
+            figures["adapt"] = _adapt_gain(data, test, head, choice.temperature, settings)
         figures["trained_on_cameras"] = sorted({data.cameras[i] for i in train})
         per_camera[camera] = figures
         logger.info("LOCO %s: accuracy %.3f", camera, figures["accuracy"])
