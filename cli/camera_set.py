@@ -65,6 +65,7 @@ def _evaluate_loco(args: argparse.Namespace) -> int:
         _lite_settings(args),
         baseline=args.baseline,
         baseline_folds=args.baseline_folds,
+        adapt_frames=args.adapt_frames,
         cache=args.features_cache,
     )
     if args.out:
@@ -82,6 +83,8 @@ def _evaluate_loco(args: argparse.Namespace) -> int:
             if pooled:
                 figures = {k: v for k, v in pooled.items() if k != "confusion"}
                 print(f"all held-out frames together: {figures}")
+    if "adapt" in report:
+        print(f"adapting to a camera's first frames: {report['adapt']}")
     return 0
 
 
@@ -173,6 +176,13 @@ def add_loco_command(models_commands: Any) -> None:
     )
     loco.add_argument(
         "--baseline-folds", type=int, default=5, help="camera folds of the baseline (default 5)"
+    )
+    loco.add_argument(
+        "--adapt-frames",
+        type=int,
+        default=0,
+        help="also adapt each fold's head to the held-out camera's first N frames and "
+        "score its later frames before and after (e.g. 30)",
     )
     loco.add_argument("--features-cache", type=Path, help="keep/reuse the backbone features")
     loco.add_argument("--out", type=Path, help="write the whole report as JSON here")

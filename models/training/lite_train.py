@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from roadsense.models.congestion_labels import CONGESTION_LABELS
@@ -71,6 +72,7 @@ def evaluate_loco(
     *,
     baseline: bool = False,
     baseline_folds: int = 5,
+    adapt_frames: int = 0,
     cache: Path | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -87,14 +89,31 @@ def evaluate_loco(
         "feature_seconds": round(features.seconds, 1),
         "settings": asdict(settings),
         "efficientnet_lite0": leave_one_camera_out(
-            features, HeadSettings(views=settings.views), progress
+            features, HeadSettings(views=settings.views, adapt_frames=adapt_frames), progress
         ),
     }
+    if adapt_frames:
+        report["adapt"] = adapt_summary(report["efficientnet_lite0"]["per_camera"])
     if baseline:
         report["mobilenetv3_from_scratch"] = baseline_camera_folds(
             frames, list(CONGESTION_LABELS), CnnSettings(epochs=8, patience=3), baseline_folds
         )
     return report
+
+
+def adapt_summary(per_camera: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Camera means of accuracy on later frames before and after adapting."""
+    rows = [c["adapt"] for c in per_camera.values() if c.get("adapt", {}).get("frames_scored")]
+    if not rows:
+        return {"cameras": 0}
+    before = float(np.mean([r["accuracy_before"] for r in rows]))
+    after = float(np.mean([r["accuracy_after"] for r in rows]))
+    return {
+        "cameras": len(rows),
+        "frames_used": rows[0]["frames_used"],
+        "camera_mean_accuracy_before": round(before, 4),
+        "camera_mean_accuracy_after": round(after, 4),
+    }
 
 
 def train_lite(
