@@ -93,7 +93,7 @@ def _onnxruntime(
 
 def _tensorrt(
     model: Path, card: ModelCard, frames: list[Frame], seconds: float, engines: Path
-) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+) -> tuple[Outputs, dict[str, Any]]:
     from roadsense.edge.backends.tensorrt import TensorRtClassifier
 
     options: dict[str, object] = {"precision": "fp16", "engine_dir": engines}
