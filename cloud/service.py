@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 import grpc
 
 from roadsense.cloud.city import SegmentConfig, unconfigured
+from roadsense.cloud.classify import ImageClassifier, ImageRejectedError, NoActivationMapError
 from roadsense.cloud.domain import SegmentForecast, SegmentSnapshot
 from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.feeds import MAX_BATCH, check_observations, check_weather
@@ -110,7 +111,9 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
         history_interval_ms: int,
         max_future_ms: int,
         forecasts: ForecastJob | None = None,
+        images: ImageClassifier | None = None,
     ) -> None:
+        self._images = images
         self._max_future_ms = max_future_ms
         self._forecasts = forecasts
         self._tracker = tracker
@@ -268,6 +271,27 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
             if s.horizon in horizons
         )
         return response
+
+    def ClassifyImage(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.ClassifyImageRequest, context: grpc.ServicerContext
+    ) -> city_pb2.ClassifyImageResponse:
+        if self._images is None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "image classification is not enabled")
+        assert self._images is not None
+        try:
+            result = self._images.classify(request.image, explain=request.explain)
+        except ImageRejectedError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except NoActivationMapError as err:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        return city_pb2.ClassifyImageResponse(
+            labels=result.labels,
+            probabilities=result.probabilities,
+            level=result.level,
+            confidence=result.confidence,
+            model_version=result.model_version,
+            heat_map_png=result.heat_map_png,
+        )
 
     def GetCityState(  # noqa: N802 - gRPC method name
         self, request: city_pb2.GetCityStateRequest, context: grpc.ServicerContext
