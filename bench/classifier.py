@@ -3,8 +3,9 @@
 By default the shipped model at its card's input size: ONNX Runtime runs the shipped ONNX
 itself (both outputs, as the edge does); torch eager runs the same architecture (the card
 says which: EfficientNet-Lite0 with its head and activation map, or MobileNetV3-Small)
-with random weights: speed does not depend on the weights. Another ``--width/--height``
-benches that architecture exported at that size in both runtimes. Inputs are real frames
+with the ImageNet backbone weights and a zero head (speed does not depend on the head).
+Another ``--width/--height`` benches that architecture exported at that size in both
+runtimes. Inputs are real frames
 of the shipped clip, preprocessed once. For each batch size, images per second over at
 least ``min_s`` seconds after a warm-up, ONNX Runtime (CPU, default threads, spinning off
 as on the edge) and torch eager (no grad); ``ratio_bN`` = ONNX Runtime / torch.
@@ -43,9 +44,12 @@ def _rate(run: Callable[[], Any], batch: int, min_s: float) -> float:
 
 
 def _network(architecture: str, classes: int) -> tuple[str, torch.nn.Module]:
-    """The card's architecture in torch, random weights."""
+    """The card's architecture in torch, the ImageNet backbone where installed."""
     if architecture.startswith("EfficientNet-Lite0"):
-        from roadsense.models.training.efficientnet_lite import EfficientNetLite0
+        from roadsense.models.training.efficientnet_lite import (
+            PretrainedWeightsError,
+            pretrained_lite0,
+        )
         from roadsense.models.training.export_lite import CongestionWithMap
         from roadsense.models.training.head import LinearHead
 
@@ -58,7 +62,15 @@ def _network(architecture: str, classes: int) -> tuple[str, torch.nn.Module]:
             zeros(1280, np.float32),
             np.ones(1280, np.float32),
         )
-        return "EfficientNet-Lite0", CongestionWithMap(EfficientNetLite0(), head).eval()
+        try:
+            # The ImageNet weights the shipped backbone has: freshly initialised weights
+            # produce denormal floats that slow torch's CPU kernels tenfold.
+            backbone = pretrained_lite0()
+        except PretrainedWeightsError:
+            from roadsense.models.training.efficientnet_lite import EfficientNetLite0
+
+            backbone = EfficientNetLite0().eval()
+        return "EfficientNet-Lite0", CongestionWithMap(backbone, head).eval()
     return "MobileNetV3-Small", WithSoftmax(MobileNetV3Small(classes)).eval()
 
 
