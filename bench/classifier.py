@@ -63,8 +63,8 @@ def _network(architecture: str, classes: int) -> tuple[str, torch.nn.Module]:
             np.ones(1280, np.float32),
         )
         try:
-            # The ImageNet weights the shipped backbone has: freshly initialised weights
-            # produce denormal floats that slow torch's CPU kernels tenfold.
+            # The ImageNet weights the shipped backbone has, so both runtimes compute on
+            # the same numbers (random weights are the fallback without the package).
             backbone = pretrained_lite0()
         except PretrainedWeightsError:
             from roadsense.models.training.efficientnet_lite import EfficientNetLite0
