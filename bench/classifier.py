@@ -1,11 +1,14 @@
 """`roadsense bench classifier`: the congestion CNN in ONNX Runtime vs torch eager.
 
-The network is the project's MobileNetV3-Small at the given input size, with
-the same (random) weights in both runtimes: speed does not depend on the
-weights. Inputs are real frames of the shipped clip, preprocessed once. For
-each batch size, images per second over at least ``min_s`` seconds after a
-warm-up, for ONNX Runtime (CPU, default threads, spinning off as on the edge)
-and torch eager (no grad); ``ratio_bN`` = ONNX Runtime / torch.
+By default the shipped model at its card's input size: ONNX Runtime runs the shipped ONNX
+itself (both outputs, as the edge does); torch eager runs the same architecture (the card
+says which: EfficientNet-Lite0 with its head and activation map, or MobileNetV3-Small)
+with the ImageNet backbone weights and a zero head (speed does not depend on the head).
+Another ``--width/--height`` benches that architecture exported at that size in both
+runtimes. Inputs are real frames
+of the shipped clip, preprocessed once. For each batch size, images per second over at
+least ``min_s`` seconds after a warm-up, ONNX Runtime (CPU, default threads, spinning off
+as on the edge) and torch eager (no grad); ``ratio_bN`` = ONNX Runtime / torch.
 """
 
 from __future__ import annotations
@@ -22,15 +25,10 @@ import torch
 
 from roadsense.bench.edge import decode_all
 from roadsense.edge.preprocess import frames_to_tensor
-from roadsense.models.congestion_train import (
-    INPUT_NAME,
-    OPSET,
-    OUTPUT_NAME,
-    CnnSettings,
-    input_spec,
-)
-from roadsense.models.mobilenet import MobileNetV3Small, WithSoftmax
-from roadsense.models.shipped import SAMPLE_CLIP
+from roadsense.models.card import InputSpec, load_card
+from roadsense.models.shipped import DEFAULT_CNN, SAMPLE_CLIP
+from roadsense.models.training.congestion_train import OPSET
+from roadsense.models.training.mobilenet import MobileNetV3Small, WithSoftmax
 
 BATCHES = (1, 4, 8)
 
@@ -45,33 +43,79 @@ def _rate(run: Callable[[], Any], batch: int, min_s: float) -> float:
     return done / elapsed
 
 
-def run_classifier_bench(width: int = 224, height: int = 224, min_s: float = 2.0) -> dict[str, Any]:
-    """Images per second by batch size in both runtimes (see the module doc)."""
-    spec = input_spec(CnnSettings(width=width, height=height))
-    frames = decode_all(SAMPLE_CLIP)[: max(BATCHES)]
-    network = WithSoftmax(MobileNetV3Small(5)).eval()
-    figures: dict[str, Any] = {"model": "MobileNetV3-Small", "width": width, "height": height}
-    with tempfile.TemporaryDirectory(prefix="roadsense-bench-") as workdir:
-        path = Path(workdir) / "cnn.onnx"
-        torch.onnx.export(
-            network,
-            (torch.zeros(1, 3, height, width),),
-            str(path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=OPSET,
-            dynamo=False,
+def _network(architecture: str, classes: int) -> tuple[str, torch.nn.Module]:
+    """The card's architecture in torch, the ImageNet backbone where installed."""
+    if architecture.startswith("EfficientNet-Lite0"):
+        from roadsense.models.training.efficientnet_lite import (
+            PretrainedWeightsError,
+            pretrained_lite0,
         )
+        from roadsense.models.training.export_lite import CongestionWithMap
+        from roadsense.models.training.head import LinearHead
+
+        zeros = np.zeros
+        head = LinearHead(
+            "multinomial",
+            zeros((classes, 1280), np.float32),
+            zeros(classes, np.float32),
+            zeros(0, np.float32),
+            zeros(1280, np.float32),
+            np.ones(1280, np.float32),
+        )
+        try:
+            # The ImageNet weights the shipped backbone has, so both runtimes compute on
+            # the same numbers (random weights are the fallback without the package).
+            backbone = pretrained_lite0()
+        except PretrainedWeightsError:
+            from roadsense.models.training.efficientnet_lite import EfficientNetLite0
+
+            backbone = EfficientNetLite0().eval()
+        return "EfficientNet-Lite0", CongestionWithMap(backbone, head).eval()
+    return "MobileNetV3-Small", WithSoftmax(MobileNetV3Small(classes)).eval()
+
+
+def run_classifier_bench(
+    model: Path = DEFAULT_CNN,
+    width: int | None = None,
+    height: int | None = None,
+    min_s: float = 2.0,
+) -> dict[str, Any]:
+    """Images per second by batch size in both runtimes (see the module doc)."""
+    card = load_card(model)
+    width, height = width or card.input.width, height or card.input.height
+    spec: InputSpec = card.input.model_copy(update={"width": width, "height": height})
+    frames = decode_all(SAMPLE_CLIP)[: max(BATCHES)]
+    name, network = _network(card.architecture, len(card.labels))
+    shipped = (width, height) == (card.input.width, card.input.height)
+    figures: dict[str, Any] = {
+        "model": name,
+        "onnx": str(model) if shipped else f"{name} exported at {width}x{height}",
+        "width": width,
+        "height": height,
+    }
+    with tempfile.TemporaryDirectory(prefix="roadsense-bench-") as workdir:
+        path = model
+        if not shipped:
+            path = Path(workdir) / "cnn.onnx"
+            torch.onnx.export(
+                network,
+                (torch.zeros(1, 3, height, width),),
+                str(path),
+                input_names=[spec.name],
+                dynamic_axes={spec.name: {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
         options = ort.SessionOptions()
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        outputs = [o.name for o in session.get_outputs()]
         for batch in BATCHES:
             tensor = frames_to_tensor(frames[:batch], spec)
             torch_input = torch.from_numpy(np.ascontiguousarray(tensor))
 
             def onnx_run(t: np.ndarray[Any, Any] = tensor) -> None:
-                session.run([OUTPUT_NAME], {INPUT_NAME: t})
+                session.run(outputs, {spec.name: t})
 
             def torch_run(t: torch.Tensor = torch_input) -> None:
                 with torch.no_grad():

@@ -31,6 +31,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from roadsense.edge.preprocess import Frame, frames_to_tensor
+from roadsense.models.calibration import apply_temperature
 from roadsense.models.card import ModelCard, load_card
 from roadsense.models.shipped import DEFAULT_CNN, SAMPLE_CLIP
 
@@ -59,9 +60,19 @@ def _rate(run: Callable[[int], Any], batch: int, seconds: float) -> float:
     return round(done / elapsed, 1)
 
 
+Outputs = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]
+"""Calibrated probabilities (as every backend reports them) and the activation maps."""
+
+
+def _relative(a: npt.NDArray[np.float32] | None, b: npt.NDArray[np.float32] | None) -> Any:
+    if a is None or b is None:
+        return "no activation map output"
+    return float(np.abs(a - b).max() / max(1.0, float(np.abs(b).max())))
+
+
 def _onnxruntime(
     model: Path, card: ModelCard, frames: list[Frame], provider: str, seconds: float
-) -> tuple[npt.NDArray[np.float32], dict[str, float]]:
+) -> tuple[Outputs, dict[str, float]]:
     session = ort.InferenceSession(str(model), providers=[provider])
     if session.get_providers()[0] != provider:
         raise RuntimeError(f"{provider} did not load (got {session.get_providers()})")
@@ -71,14 +82,18 @@ def _onnxruntime(
         (out,) = session.run([card.output_name], {card.input.name: tensor[:batch]})
         return np.asarray(out, dtype=np.float32)
 
-    probabilities = run(len(frames))
+    probabilities = apply_temperature(run(len(frames)), card.temperature)
+    maps = None
+    if card.cam_output_name:
+        (raw,) = session.run([card.cam_output_name], {card.input.name: tensor})
+        maps = np.asarray(raw, dtype=np.float32)
     rates = {f"b{b}": _rate(run, b, seconds) for b in BATCHES if b <= card.max_batch}
-    return probabilities, rates
+    return (probabilities, maps), rates
 
 
 def _tensorrt(
     model: Path, card: ModelCard, frames: list[Frame], seconds: float, engines: Path
-) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+) -> tuple[Outputs, dict[str, Any]]:
     from roadsense.edge.backends.tensorrt import TensorRtClassifier
 
     options: dict[str, object] = {"precision": "fp16", "engine_dir": engines}
@@ -89,12 +104,16 @@ def _tensorrt(
     started = time.perf_counter()
     classifier = TensorRtClassifier(model, card, options)
     load_s = time.perf_counter() - started
-    probabilities = np.concatenate(
-        [
-            classifier.classify(frames[i : i + card.max_batch])
-            for i in range(0, len(frames), card.max_batch)
-        ]
-    )
+    batches = range(0, len(frames), card.max_batch)
+    maps = None
+    if card.cam_output_name:
+        explained = [classifier.explain(frames[i : i + card.max_batch]) for i in batches]
+        probabilities = np.concatenate([p for p, _ in explained])
+        maps = np.concatenate([m for _, m in explained])
+    else:
+        probabilities = np.concatenate(
+            [classifier.classify(frames[i : i + card.max_batch]) for i in batches]
+        )
     rates = {
         f"b{b}": _rate(lambda n: classifier.classify(frames[:n]), b, seconds)
         for b in BATCHES
@@ -109,7 +128,7 @@ def _tensorrt(
         "img_s": rates,
     }
     classifier.close()
-    return probabilities, figures
+    return (probabilities, maps), figures
 
 
 def _gpu_name() -> str:
@@ -141,19 +160,20 @@ def main(argv: list[str] | None = None) -> int:
         "onnxruntime": ort.__version__,
         "providers": ort.get_available_providers(),
     }
-    reference, cpu_rates = _onnxruntime(
+    (reference, reference_maps), cpu_rates = _onnxruntime(
         args.model, card, frames, "CPUExecutionProvider", args.seconds
     )
     report["ort_cpu_img_s"] = cpu_rates
     if "CUDAExecutionProvider" in ort.get_available_providers():
         try:
-            cuda_probabilities, cuda_rates = _onnxruntime(
+            (cuda_probabilities, cuda_maps), cuda_rates = _onnxruntime(
                 args.model, card, frames, "CUDAExecutionProvider", args.seconds
             )
             report["ort_cuda_img_s"] = cuda_rates
             report["ort_cuda_vs_cpu_max_abs_diff"] = float(
                 np.abs(cuda_probabilities - reference).max()
             )
+            report["ort_cuda_vs_cpu_map_relative_diff"] = _relative(cuda_maps, reference_maps)
         except Exception as err:
             report["ort_cuda"] = f"failed: {err}"
     else:
@@ -165,12 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="roadsense-engines-") as engines:
             try:
-                trt_probabilities, trt = _tensorrt(
+                (trt_probabilities, trt_maps), trt = _tensorrt(
                     args.model, card, frames, args.seconds, Path(engines)
                 )
                 trt["fp16_vs_ort_cpu_max_abs_diff"] = float(
                     np.abs(trt_probabilities - reference).max()
                 )
+                trt["fp16_vs_ort_cpu_map_relative_diff"] = _relative(trt_maps, reference_maps)
                 report["tensorrt"] = trt
             except Exception as err:
                 report["tensorrt"] = f"failed: {err}"

@@ -8,23 +8,39 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from roadsense.cli.camera_set import (
+    adapt_from_images,
+    add_dataset_check,
+    add_explain_command,
+    add_loco_command,
+    add_set_training_options,
+    train_from_set,
+)
 from roadsense.cli.output import print_figures
 
 
 def _train_congestion(args: argparse.Namespace) -> int:
+    if args.data is not None:
+        return train_from_set(args)
+    if args.adapt is not None and args.images is not None:
+        return adapt_from_images(args)
+    if args.images is None:
+        print("roadsense: train congestion needs --images DIR or --data SET", file=sys.stderr)
+        return 2
     from rich.console import Console
     from rich.progress import Progress
 
-    from roadsense.models.congestion_train import CnnSettings, export_cnn, train_cnn
     from roadsense.models.image_sets import (
         class_names,
         dataset_summary,
         evaluation_classes,
         load_images,
     )
+    from roadsense.models.training.congestion_train import CnnSettings, export_cnn, train_cnn
 
-    settings = CnnSettings(width=args.width, height=args.height, epochs=args.epochs, seed=args.seed)
-    if min(args.width, args.height) < 32 or args.epochs < 1:
+    width, height = args.width or 160, args.height or 128
+    settings = CnnSettings(width=width, height=height, epochs=args.epochs, seed=args.seed)
+    if min(width, height) < 32 or args.epochs < 1:
         print("roadsense: --width/--height must be >= 32 and --epochs >= 1", file=sys.stderr)
         return 2
     classes = class_names(args.images)
@@ -198,6 +214,7 @@ def add_dataset_commands(commands: Any) -> None:
     )
     frames.add_argument("--json", action="store_true", help="print one JSON object")
     frames.set_defaults(handler=_dataset_frames)
+    add_dataset_check(dataset_commands)
 
 
 def add_models_commands(commands: Any) -> None:
@@ -248,6 +265,8 @@ def add_models_commands(commands: Any) -> None:
     )
     evaluate.add_argument("--json", action="store_true", help="print one JSON line")
     evaluate.set_defaults(handler=_evaluate_model)
+    add_loco_command(models_commands)
+    add_explain_command(models_commands)
 
 
 def add_congestion_training(train_commands: Any) -> None:
@@ -260,7 +279,7 @@ def add_congestion_training(train_commands: Any) -> None:
         "on that slice and on --holdout, export ONNX (checked against torch to 1e-4) with "
         "its card.",
     )
-    congestion.add_argument("--images", type=Path, required=True, help="class folders")
+    congestion.add_argument("--images", type=Path, help="class folders")
     congestion.add_argument(
         "--holdout", type=Path, help="class folders never trained on (e.g. later frames)"
     )
@@ -277,9 +296,12 @@ def add_congestion_training(train_commands: Any) -> None:
         default="Congestion classifier trained with roadsense train congestion.",
         help="what the model is (for the card)",
     )
-    congestion.add_argument("--width", type=int, default=160, help="input width (default 160)")
-    congestion.add_argument("--height", type=int, default=128, help="input height (default 128)")
+    congestion.add_argument("--width", type=int, help="input width (default 160; with --data 224)")
+    congestion.add_argument(
+        "--height", type=int, help="input height (default 128; with --data 160)"
+    )
     congestion.add_argument("--epochs", type=int, default=10, help="most epochs (default 10)")
     congestion.add_argument("--seed", type=int, default=0, help="random seed")
     congestion.add_argument("--json", action="store_true", help="print one JSON line")
+    add_set_training_options(congestion)
     congestion.set_defaults(handler=_train_congestion)

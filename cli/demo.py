@@ -53,6 +53,10 @@ logger = logging.getLogger(__name__)
 RPC_TIMEOUT_S = 5.0
 
 
+HIGHWAY_ROI = (0.0, 0.0, 0.85, 1.0)
+"""The clip's road without its right verge (models/data/footage/cameras.csv)."""
+
+
 def demo_edge_configs(agents: int, mqtt: MqttConfig, workdir: Path) -> list[EdgeConfig]:
     """Configs of the demo devices; device i's second camera shares a segment with i+1."""
     configs = []
@@ -64,6 +68,7 @@ def demo_edge_configs(agents: int, mqtt: MqttConfig, workdir: Path) -> list[Edge
                 segment_id=f"ring-road-{i}",
                 sample_hz=4.0,
                 loop=True,
+                roi=HIGHWAY_ROI,
             ),
             CameraConfig(
                 id="cam2",
@@ -71,6 +76,7 @@ def demo_edge_configs(agents: int, mqtt: MqttConfig, workdir: Path) -> list[Edge
                 segment_id=f"ring-road-{i % agents + 1}",
                 sample_hz=4.0,
                 loop=True,
+                roi=HIGHWAY_ROI,
             ),
         ]
         configs.append(

@@ -33,7 +33,7 @@ def _load_series(args: argparse.Namespace) -> Any:
 
 def _forecast_inputs(args: argparse.Namespace) -> tuple[Any, Any] | None:
     """(series, settings) from the shared forecasting arguments; None after a usage error."""
-    from roadsense.models.forecaster import ForecasterSettings
+    from roadsense.models.training.forecaster import ForecasterSettings
 
     try:
         horizons = tuple(int(h) for h in args.horizons.split(","))
@@ -62,8 +62,8 @@ def _train_forecaster(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from roadsense.models.forecast_eval import evaluate
-    from roadsense.models.forecast_export import train_and_export
+    from roadsense.models.training.forecast_eval import evaluate
+    from roadsense.models.training.forecast_export import train_and_export
 
     inputs = _forecast_inputs(args)
     if inputs is None:
@@ -94,7 +94,7 @@ def _forecast_evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from roadsense.models.forecast_eval import evaluate
+    from roadsense.models.training.forecast_eval import evaluate
 
     inputs = _forecast_inputs(args)
     if inputs is None:

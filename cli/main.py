@@ -117,8 +117,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _bench_classifier(args: argparse.Namespace) -> int:
     from roadsense.bench.classifier import run_classifier_bench
+    from roadsense.models.shipped import DEFAULT_CNN
 
-    result = run_classifier_bench(width=args.width, height=args.height, min_s=args.seconds)
+    result = run_classifier_bench(
+        args.model or DEFAULT_CNN, width=args.width, height=args.height, min_s=args.seconds
+    )
     return print_figures(result, args.json)
 
 
@@ -265,13 +268,20 @@ def _add_bench_commands(commands: Any) -> None:
     bench_classifier = bench_commands.add_parser(
         "classifier",
         help="the congestion CNN: ONNX Runtime vs torch eager img/s by batch size",
-        description="Images per second of MobileNetV3-Small (same weights in both runtimes) "
-        "at batch 1, 4 and 8 on frames of the shipped clip, and their ratio. Needs the "
-        "train extra (torch).",
+        description="Images per second of the shipped congestion model (or --model) at its "
+        "card's input size: ONNX Runtime runs the ONNX itself, torch eager the same "
+        "architecture; batch 1, 4 and 8 on frames of the shipped clip, and their ratio. "
+        "Needs the train extra (torch).",
     )
     bench_classifier.add_argument("--json", action="store_true", help="print one JSON line")
-    bench_classifier.add_argument("--width", type=int, default=224, help="input width")
-    bench_classifier.add_argument("--height", type=int, default=224, help="input height")
+    bench_classifier.add_argument("--model", type=Path, help="ONNX with its card (default shipped)")
+    bench_classifier.add_argument(
+        "--width",
+        type=int,
+        help="input width (default the card's; another size benches the "
+        "architecture exported at that size)",
+    )
+    bench_classifier.add_argument("--height", type=int, help="input height (default the card's)")
     bench_classifier.add_argument(
         "--seconds", type=float, default=2.0, help="least seconds timed per figure"
     )

@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from roadsense.cloud.auth import TokenAuthInterceptor
+from roadsense.cloud.classify import ImageClassifier
 from roadsense.cloud.config import CloudConfig, GrpcTlsConfig
 from roadsense.cloud.dashboard.server import CityParts, DashboardServer
 from roadsense.cloud.enrollment import FleetIdentity
@@ -89,6 +90,14 @@ class CloudService:
         self.forecasts = (
             ForecastJob(config.forecast, self.store) if config.forecast.enabled else None
         )
+        classify = config.classify
+        self.images = (
+            ImageClassifier(
+                classify.model, classify.max_image_bytes, classify.max_pixels, classify.threads
+            )
+            if classify.enabled
+            else None
+        )
         self.metrics.watch(self.ingest, self.store, self.feed, self.forecasts)
         self._metrics_server: MetricsServer | None = None
         self.health = health.HealthServicer()
@@ -118,6 +127,7 @@ class CloudService:
                 history_interval_ms=history_interval_ms,
                 max_future_ms=int(config.ingest.max_future_skew_s * 1000),
                 forecasts=self.forecasts,
+                images=self.images,
             ),
             self.server,
         )

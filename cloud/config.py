@@ -12,7 +12,7 @@ from roadsense.cloud.ingest import DEFAULT_MAX_LATE_MS
 from roadsense.core.config import ConfigModel, relative_to
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig
-from roadsense.models.shipped import DEFAULT_FORECASTER
+from roadsense.models.shipped import DEFAULT_CNN, DEFAULT_FORECASTER
 
 
 class IngestConfig(ConfigModel):
@@ -146,6 +146,23 @@ class ForecastConfig(ConfigModel):
     threads: int = Field(default=1, ge=1, description="ONNX Runtime threads of the job.")
 
 
+class ClassifyConfig(ConfigModel):
+    """CityService.ClassifyImage: the congestion CNN for cameras without an edge box."""
+
+    enabled: bool = Field(default=True, description="Answer ClassifyImage.")
+    model: Path = Field(
+        default=DEFAULT_CNN,
+        description="Congestion ONNX with its card beside it; default: the shipped model.",
+    )
+    max_image_bytes: int = Field(
+        default=4 * 1024 * 1024, gt=0, description="Largest JPEG/PNG accepted, in bytes."
+    )
+    max_pixels: int = Field(
+        default=4096 * 4096, gt=0, description="Largest image accepted, in pixels."
+    )
+    threads: int = Field(default=1, ge=1, description="ONNX Runtime threads.")
+
+
 class EnrollmentConfig(ConfigModel):
     """Enrollment by claim and revocation: the cloud signs device CSRs with the fleet CA."""
 
@@ -197,6 +214,9 @@ class CloudConfig(ConfigModel):
     )
     dashboard: DashboardConfig = Field(
         default_factory=DashboardConfig, description="Operator dashboard (web page)."
+    )
+    classify: ClassifyConfig = Field(
+        default_factory=ClassifyConfig, description="Image classification (ClassifyImage)."
     )
     devices: list[DeviceConfig] = Field(
         default_factory=list,
@@ -263,5 +283,6 @@ class CloudConfig(ConfigModel):
                 "store": self.store.model_copy(update={"path": rel(self.store.path)}),
                 "grpc": self.grpc.model_copy(update={"tls": tls}),
                 "forecast": self.forecast.model_copy(update={"model": rel(self.forecast.model)}),
+                "classify": self.classify.model_copy(update={"model": rel(self.classify.model)}),
             }
         )

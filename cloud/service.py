@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 import grpc
 
 from roadsense.cloud.city import SegmentConfig, unconfigured
+from roadsense.cloud.classify import ImageClassifier
 from roadsense.cloud.domain import SegmentForecast, SegmentSnapshot
 from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.feeds import check_observations, check_weather
@@ -105,7 +106,9 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
         history_interval_ms: int,
         max_future_ms: int,
         forecasts: ForecastJob | None = None,
+        images: ImageClassifier | None = None,
     ) -> None:
+        self._images = images
         self._max_future_ms = max_future_ms
         self._forecasts = forecasts
         self._tracker = tracker
@@ -262,6 +265,22 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
             if s.horizon in horizons
         )
         return response
+
+    @unary
+    def ClassifyImage(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.ClassifyImageRequest, context: grpc.ServicerContext
+    ) -> city_pb2.ClassifyImageResponse:
+        if self._images is None:
+            raise NotConfiguredError("image classification is not enabled ([classify])")
+        result = self._images.classify(request.image, explain=request.explain)
+        return city_pb2.ClassifyImageResponse(
+            labels=result.labels,
+            probabilities=result.probabilities,
+            level=result.level,
+            confidence=result.confidence,
+            model_version=result.model_version,
+            heat_map_png=result.heat_map_png,
+        )
 
     @unary
     def GetCityState(  # noqa: N802 - gRPC method name

@@ -36,7 +36,7 @@ from roadsense.edge.remote import (
     parse_config_command,
     settings_summary,
 )
-from roadsense.edge.smoothing import ProbabilityWindow
+from roadsense.edge.smoothing import ProbabilityWindow, discount_uncertain
 from roadsense.edge.snapshot import SnapshotRequest, encode_snapshot, parse_snapshot_command
 from roadsense.proto import SCHEMA_VERSION
 from roadsense.proto.acks import decode_delivery_ack
@@ -62,6 +62,7 @@ class AgentStats:
     """Counters of one agent run."""
 
     frames_classified: int = 0
+    uncertain_frames: int = 0
     classifier_calls: int = 0
     reports_created: int = 0
     reports_lost: int = 0
@@ -417,7 +418,10 @@ class EdgeAgent:
             self.timer.record((time.perf_counter() - began) * 1000, len(batch))
             self.stats.classifier_calls += 1
             self.stats.frames_classified += len(batch)
-            for frame, row in zip(batch, probabilities, strict=True):
+            floor = self.file_config.classifier.uncertain_below
+            for frame, calibrated in zip(batch, probabilities, strict=True):
+                row, uncertain = discount_uncertain(calibrated, floor)
+                self.stats.uncertain_frames += uncertain
                 window = self._windows[frame.camera_id]
                 window.add(frame.capture_time_ms, row)
                 label = self.classifier.labels[int(window.mean().argmax())]

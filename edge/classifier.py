@@ -9,26 +9,29 @@ first real frame.
 
 from __future__ import annotations
 
-import abc
 import importlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from roadsense.core.errors import ModelLoadError, UnknownBackendError
-from roadsense.edge.preprocess import Frame
+from roadsense.edge.preprocess import Frame, frames_to_tensor
+from roadsense.models.calibration import apply_temperature
 from roadsense.models.card import ModelCard, load_card
 
 logger = logging.getLogger(__name__)
 
 Probabilities = npt.NDArray[np.float32]
 """Class probabilities: batch x classes, rows summing to 1, in card label order."""
+ActivationMaps = npt.NDArray[np.float32]
+"""Class activation maps of the predicted classes: batch x h x w (the model's grid)."""
 
 
-class Classifier(abc.ABC):
+class Classifier:
     """A congestion classifier: BGR frames in, class probabilities out."""
 
     key: str = ""
@@ -47,11 +50,44 @@ class Classifier(abc.ABC):
         """Largest batch one ``classify`` call takes."""
         return self.card.max_batch
 
-    @abc.abstractmethod
-    def classify(self, frames: Sequence[Frame]) -> Probabilities:
-        """Classify up to ``max_batch`` frames; one probability row per frame."""
+    def _infer(self, tensor: npt.NDArray[np.float32], outputs: list[str]) -> list[Any]:
+        """Run the model on a preprocessed batch; the named outputs, in order (every
+        backend implements it; a stand-in that overrides ``classify`` needs none)."""
+        raise NotImplementedError(f"{type(self).__name__} runs no model")
 
-    def close(self) -> None:  # noqa: B027 - backends without resources need nothing
+    def classify(self, frames: Sequence[Frame]) -> Probabilities:
+        """Classify up to ``max_batch`` frames; one calibrated probability row per frame."""
+        tensor = self._tensor(frames)
+        (probabilities,) = self._infer(tensor, [self.card.output_name])
+        return self._check_output(np.asarray(probabilities), len(frames))
+
+    def explain(self, frames: Sequence[Frame]) -> tuple[Probabilities, ActivationMaps]:
+        """Calibrated probabilities and the class activation map of each frame's
+        predicted class; ModelLoadError for a model without that output."""
+        if self.card.cam_output_name is None:
+            raise ModelLoadError(
+                f"{self.model_path}: the model has no class activation map output "
+                "(its card names no cam_output_name)"
+            )
+        tensor = self._tensor(frames)
+        probabilities, maps = self._infer(
+            tensor, [self.card.output_name, self.card.cam_output_name]
+        )
+        checked = self._check_output(np.asarray(probabilities), len(frames))
+        maps = np.asarray(maps, dtype=np.float32)
+        if maps.ndim != 3 or maps.shape[0] != len(frames):
+            raise ModelLoadError(
+                f"{self.model_path}: activation map shape {maps.shape}, expected "
+                f"({len(frames)}, h, w)"
+            )
+        return checked, maps
+
+    def _tensor(self, frames: Sequence[Frame]) -> npt.NDArray[np.float32]:
+        if not 1 <= len(frames) <= self.max_batch:
+            raise ValueError(f"batch of {len(frames)} frames, allowed 1..{self.max_batch}")
+        return frames_to_tensor(frames, self.card.input)
+
+    def close(self) -> None:
         """Release runtime resources."""
 
     def _check_output(self, probabilities: npt.NDArray[np.float32], batch: int) -> Probabilities:
@@ -60,7 +96,10 @@ class Classifier(abc.ABC):
             raise ModelLoadError(
                 f"{self.model_path}: output shape {probabilities.shape}, card expects {expected}"
             )
-        return probabilities.astype(np.float32, copy=False)
+        # One place for every backend: the card's temperature (models/calibration.py).
+        return apply_temperature(
+            probabilities.astype(np.float32, copy=False), self.card.temperature
+        )
 
 
 ClassifierFactory = Callable[[Path, ModelCard, dict[str, object]], Classifier]

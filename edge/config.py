@@ -85,6 +85,14 @@ class ClassifierConfig(ConfigModel):
     intra_op_threads: int = Field(
         default=0, ge=0, description="ONNX Runtime intra-op threads; 0 lets it choose."
     )
+    uncertain_below: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="A frame whose top calibrated probability is below this floor is "
+        "uncertain: it enters the report window as the uniform distribution (no level), so "
+        "the cloud's confidence-weighted fusion discounts it; 0 turns this off.",
+    )
     precision: Literal["fp32", "fp16", "int8"] = Field(
         default="fp16", description="TensorRT engine precision."
     )

@@ -40,3 +40,16 @@ class ProbabilityWindow:
     def span_ms(self) -> tuple[int, int]:
         """Capture times of the oldest and newest frame in the window."""
         return self._items[0][0], self._items[-1][0]
+
+
+def discount_uncertain(
+    probabilities: npt.NDArray[np.float32], floor: float
+) -> tuple[npt.NDArray[np.float32], bool]:
+    """A frame whose top (calibrated) probability is below ``floor`` counts as uncertain:
+    it enters the window as the uniform distribution, so it flattens the report (whose top
+    probability is the cloud's fusion weight) instead of pushing a confident wrong level.
+    Returns the row to add and whether it was uncertain; ``floor`` 0 turns this off."""
+    if floor <= 0 or float(probabilities.max()) >= floor:
+        return probabilities, False
+    uniform = np.full_like(probabilities, 1.0 / len(probabilities))
+    return uniform, True

@@ -1,6 +1,8 @@
 """Model code, training, export and the shipped artifacts.
 
-Only ``roadsense.models.card`` and ``roadsense.models.shipped`` are imported
-by the edge and the cloud; they need no torch. Training and export modules
-import torch and belong to the ``train`` extra.
+The layout is the boundary: everything in ``roadsense.models`` outside ``training`` is
+torch-free and may be loaded by the edge and the cloud (cards, calibration, explanations,
+engine cache, footage and label tools, LOCO figures); ``roadsense.models.training`` holds
+what needs torch (networks, training, export; the ``train`` extra).
+``tests/test_layout.py`` fails when the edge, the cloud or a torch-free module imports it.
 """

@@ -51,6 +51,18 @@ class ModelCard(ConfigModel):
     labels: list[str] = Field(min_length=2, description="Class labels, in output order.")
     input: InputSpec = Field(description="Input tensor specification.")
     output_name: str = Field(description="Name of the ONNX output tensor (probabilities).")
+    cam_output_name: str | None = Field(
+        default=None,
+        description="Name of the ONNX output holding the class activation map of the "
+        "predicted class (N x h x w: last convolutional features weighted by the head), "
+        "when the model has one.",
+    )
+    temperature: float = Field(
+        default=1.0,
+        gt=0,
+        description="Temperature fitted on validation data: every backend reports "
+        "softmax(log p / T) of the ONNX probabilities p (1: as exported).",
+    )
     min_batch: int = Field(ge=1, description="Smallest batch the model accepts.")
     max_batch: int = Field(ge=1, description="Largest batch the model accepts.")
     onnx_file: str = Field(description="File name of the ONNX artifact beside the card.")

@@ -15,9 +15,9 @@ from roadsense.core.errors import ModelLoadError
 from roadsense.edge.classifier import create_classifier
 from roadsense.edge.preprocess import Frame, frames_to_tensor
 from roadsense.models.card import load_card
-from roadsense.models.congestion_train import CnnSettings, input_spec
 from roadsense.models.image_sets import DatasetError, class_names, classification_report
-from roadsense.models.mobilenet import MobileNetV3Small
+from roadsense.models.training.congestion_train import CnnSettings, input_spec
+from roadsense.models.training.mobilenet import MobileNetV3Small
 
 from .conftest import SAMPLE_VIDEO
 from .helpers import roadsense_cli

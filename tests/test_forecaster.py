@@ -11,9 +11,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from roadsense.models.forecast_eval import evaluate
-from roadsense.models.forecaster import ForecasterSettings, GruForecaster
 from roadsense.models.series import Series
+from roadsense.models.training.forecast_eval import evaluate
+from roadsense.models.training.forecaster import ForecasterSettings, GruForecaster
 
 from .helpers import roadsense_cli
 

@@ -48,17 +48,21 @@ class FakeRunner:
         self._hw = input_hw
 
     def io(self) -> dict[str, tuple[str, tuple[int, ...]]]:
-        return {
-            self._card.input.name: ("input", (-1, 3, *self._hw)),
-            self._card.output_name: ("output", (-1, len(self._card.labels))),
+        found: dict[str, tuple[str, tuple[int, ...]]] = {
+            self._card.input.name: ("input", (-1, 3, *self._hw))
         }
+        for output in self._session.get_outputs():
+            shape = tuple(d if isinstance(d, int) else -1 for d in output.shape)
+            found[output.name] = ("output", shape)
+        return found
 
     def batch_range(self, input_name: str) -> tuple[int, int]:
         return self._card.min_batch, self._card.max_batch
 
-    def run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        (out,) = self._session.run([self._card.output_name], {self._card.input.name: batch})
-        return np.asarray(out, dtype=np.float32)
+    def run(self, batch: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
+        names = [o.name for o in self._session.get_outputs()]
+        outputs = self._session.run(names, {self._card.input.name: batch})
+        return {n: np.asarray(o, dtype=np.float32) for n, o in zip(names, outputs, strict=True)}
 
     def close(self) -> None:
         pass

@@ -180,7 +180,7 @@ def test_record_writes_the_figures_into_the_card_and_nothing_else(
         record_evaluation(model, "Unseen Camera", report)
     result = roadsense_cli(
         "models", "evaluate", "--model", str(model), "--images", str(unseen_set),
-        "--record", "holdout",
+        "--record", "leave_one_camera_out",
     )  # fmt: skip
     assert result.returncode == 1
     assert "written by the training" in result.stderr

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import onnxruntime as ort
 
 from roadsense.core.errors import ModelLoadError
-from roadsense.edge.classifier import Classifier, Probabilities, register
-from roadsense.edge.preprocess import Frame, frames_to_tensor
+from roadsense.edge.classifier import Classifier, register
 from roadsense.models.card import ModelCard
 
 
@@ -65,20 +65,12 @@ class OnnxRuntimeClassifier(Classifier):
                 f"{self.model_path}: input type {inputs[spec.name].type}, card says float32"
             )
         outputs = [o.name for o in self._session.get_outputs()]
-        if self.card.output_name not in outputs:
-            raise ModelLoadError(
-                f"{self.model_path}: no output named {self.card.output_name!r} (has {outputs})"
-            )
+        for name in (self.card.output_name, self.card.cam_output_name):
+            if name is not None and name not in outputs:
+                raise ModelLoadError(f"{self.model_path}: no output named {name!r} (has {outputs})")
 
-    def classify(self, frames: Sequence[Frame]) -> Probabilities:
-        """Classify a batch of BGR frames."""
-        if not 1 <= len(frames) <= self.max_batch:
-            raise ValueError(f"batch of {len(frames)} frames, allowed 1..{self.max_batch}")
-        tensor = frames_to_tensor(frames, self.card.input)
-        (probabilities,) = self._session.run(
-            [self.card.output_name], {self.card.input.name: tensor}
-        )
-        return self._check_output(np.asarray(probabilities), len(frames))
+    def _infer(self, tensor: npt.NDArray[np.float32], outputs: list[str]) -> list[Any]:
+        return list(self._session.run(outputs, {self.card.input.name: tensor}))
 
 
 @register(OnnxRuntimeClassifier.key)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from roadsense.core.errors import ModelLoadError
-from roadsense.edge.classifier import Classifier, Probabilities, register
+from roadsense.edge.classifier import Classifier, register
 from roadsense.edge.preprocess import Frame, frames_to_tensor
 from roadsense.models.card import ModelCard
 from roadsense.models.engine import PRECISIONS, EngineCache, EngineKey, Precision
@@ -105,8 +105,9 @@ class EngineRunner(Protocol):
     def batch_range(self, input_name: str) -> tuple[int, int]:
         """(min, max) batch of the optimisation profile."""
 
-    def run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Probabilities for a batch within the range."""
+    def run(self, batch: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
+        """Every output tensor (probabilities, and the activation map where the model has
+        one) by name, for a batch within the range."""
 
     def close(self) -> None:
         """Free device memory."""
@@ -227,8 +228,9 @@ def check_engine(runner: EngineRunner, card: ModelCard, source: Path) -> None:
             f"{source}: engine input shape {io[spec.name][1]} does not match the card "
             f"(N, 3, {spec.height}, {spec.width})"
         )
-    if io.get(card.output_name, ("", ()))[0] != "output":
-        raise ModelLoadError(f"{source}: engine has no output {card.output_name!r}")
+    for name in (card.output_name, card.cam_output_name):
+        if name is not None and io.get(name, ("", ()))[0] != "output":
+            raise ModelLoadError(f"{source}: engine has no output {name!r}")
     low, high = runner.batch_range(spec.name)
     if low > card.min_batch or high < card.max_batch:
         raise ModelLoadError(
@@ -258,12 +260,9 @@ class TensorRtClassifier(Classifier):
         warmup = np.zeros((card.input.height, card.input.width, 3), dtype=np.uint8)
         self.classify([warmup])
 
-    def classify(self, frames: Sequence[Frame]) -> Probabilities:
-        """Classify a batch of BGR frames."""
-        if not 1 <= len(frames) <= self.max_batch:
-            raise ValueError(f"batch of {len(frames)} frames, allowed 1..{self.max_batch}")
-        tensor = frames_to_tensor(frames, self.card.input)
-        return self._check_output(self._runner.run(tensor), len(frames))
+    def _infer(self, tensor: npt.NDArray[np.float32], outputs: list[str]) -> list[Any]:
+        produced = self._runner.run(tensor)
+        return [produced[name] for name in outputs]
 
     def close(self) -> None:
         """Free the engine's device memory."""
@@ -402,12 +401,17 @@ class _CudaRunner:  # pragma: no cover - GPU only
         self._stream = cuda.Stream()
         spec = card.input
         self._input = spec.name
-        self._output = card.output_name
         batch = card.max_batch
         self._host_in = cuda.pagelocked_empty((batch, 3, spec.height, spec.width), np.float32)
-        self._host_out = cuda.pagelocked_empty((batch, len(card.labels)), np.float32)
         self._device_in = cuda.mem_alloc(self._host_in.nbytes)
-        self._device_out = cuda.mem_alloc(self._host_out.nbytes)
+        # TensorRT needs an address for every output, the activation map included.
+        self._host_out: dict[str, Any] = {}
+        self._device_out: dict[str, Any] = {}
+        for name, (kind, shape) in self.io().items():
+            if kind == "output":
+                full = (batch, *(d if d > 0 else 1 for d in shape[1:]))
+                self._host_out[name] = cuda.pagelocked_empty(full, np.float32)
+                self._device_out[name] = cuda.mem_alloc(self._host_out[name].nbytes)
 
     def io(self) -> dict[str, tuple[str, tuple[int, ...]]]:
         result = {}
@@ -422,20 +426,22 @@ class _CudaRunner:  # pragma: no cover - GPU only
         low, _, high = self._engine.get_tensor_profile_shape(input_name, 0)
         return int(low[0]), int(high[0])
 
-    def run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def run(self, batch: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
         n = batch.shape[0]
         self._cuda_context.push()
         try:
             self._host_in[:n] = batch
             self._context.set_input_shape(self._input, tuple(batch.shape))
             self._context.set_tensor_address(self._input, int(self._device_in))
-            self._context.set_tensor_address(self._output, int(self._device_out))
+            for name, device in self._device_out.items():
+                self._context.set_tensor_address(name, int(device))
             cuda.memcpy_htod_async(self._device_in, self._host_in[:n], self._stream)
             if not self._context.execute_async_v3(self._stream.handle):
                 raise RuntimeError("TensorRT execution failed")
-            cuda.memcpy_dtoh_async(self._host_out[:n], self._device_out, self._stream)
+            for name, device in self._device_out.items():
+                cuda.memcpy_dtoh_async(self._host_out[name][:n], device, self._stream)
             self._stream.synchronize()
-            return np.array(self._host_out[:n], copy=True)
+            return {name: np.array(host[:n], copy=True) for name, host in self._host_out.items()}
         finally:
             self._cuda_context.pop()
 
@@ -443,6 +449,7 @@ class _CudaRunner:  # pragma: no cover - GPU only
         self._cuda_context.push()
         try:
             self._device_in.free()
-            self._device_out.free()
+            for device in self._device_out.values():
+                device.free()
         finally:
             self._cuda_context.pop()

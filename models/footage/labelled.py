@@ -39,7 +39,8 @@ class LabelledRange:
     label: str
 
 
-def _integer(value: str, where: str, column: str) -> int:
+def whole_number(value: str, where: str, column: str) -> int:
+    """``value`` as a non-negative whole number, else FootageError naming ``where``."""
     try:
         number = int(value)
     except ValueError:
@@ -62,8 +63,8 @@ def read_labels(path: Path, labels: Sequence[str] = CONGESTION_LABELS) -> list[L
         ranges: list[LabelledRange] = []
         for row in reader:
             where = f"{path}:{reader.line_num}"
-            first = _integer(row["first_frame"], where, "first_frame")
-            last = _integer(row["last_frame"], where, "last_frame")
+            first = whole_number(row["first_frame"], where, "first_frame")
+            last = whole_number(row["last_frame"], where, "last_frame")
             if last < first:
                 raise FootageError(f"{where}: last_frame {last} is before first_frame {first}")
             if row["label"] not in labels:

@@ -272,6 +272,30 @@ class GetForecastResponse(_message.Message):
     unavailable: _containers.ScalarMap[str, str]
     def __init__(self, forecasts: _Optional[_Iterable[_Union[SegmentForecast, _Mapping]]] = ..., model_version: _Optional[str] = ..., interval_ms: _Optional[int] = ..., online: _Optional[_Iterable[_Union[HorizonScore, _Mapping]]] = ..., unavailable: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class ClassifyImageRequest(_message.Message):
+    __slots__ = ("image", "explain")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    explain: bool
+    def __init__(self, image: _Optional[bytes] = ..., explain: _Optional[bool] = ...) -> None: ...
+
+class ClassifyImageResponse(_message.Message):
+    __slots__ = ("labels", "probabilities", "level", "confidence", "model_version", "heat_map_png")
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HEAT_MAP_PNG_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    probabilities: _containers.RepeatedScalarFieldContainer[float]
+    level: str
+    confidence: float
+    model_version: str
+    heat_map_png: bytes
+    def __init__(self, labels: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., level: _Optional[str] = ..., confidence: _Optional[float] = ..., model_version: _Optional[str] = ..., heat_map_png: _Optional[bytes] = ...) -> None: ...
+
 class Device(_message.Message):
     __slots__ = ("device_id", "online", "last_seen_ms", "agent_version", "model_version", "camera_ids", "enrolled", "revoked", "enrolled_ms", "revoked_ms", "certificate_serial", "revoke_reason")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]

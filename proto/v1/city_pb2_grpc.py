@@ -69,6 +69,11 @@ class CityServiceStub:
                 request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetForecastRequest.SerializeToString,
                 response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetForecastResponse.FromString,
                 _registered_method=True)
+        self.ClassifyImage = channel.unary_unary(
+                '/roadsense.v1.CityService/ClassifyImage',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ClassifyImageRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ClassifyImageResponse.FromString,
+                _registered_method=True)
 
 
 class CityServiceServicer:
@@ -118,6 +123,15 @@ class CityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClassifyImage(self, request, context):
+        """The congestion CNN as a service, for city cameras without an edge box (role feed or
+        admin). A JPEG/PNG in, calibrated probabilities out; INVALID_ARGUMENT names an empty,
+        oversized or undecodable image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +169,11 @@ def add_CityServiceServicer_to_server(servicer, server):
                     servicer.GetForecast,
                     request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetForecastRequest.FromString,
                     response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetForecastResponse.SerializeToString,
+            ),
+            'ClassifyImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClassifyImage,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ClassifyImageRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ClassifyImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -346,6 +365,33 @@ class CityService:
             '/roadsense.v1.CityService/GetForecast',
             roadsense_dot_proto_dot_v1_dot_city__pb2.GetForecastRequest.SerializeToString,
             roadsense_dot_proto_dot_v1_dot_city__pb2.GetForecastResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClassifyImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.CityService/ClassifyImage',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.ClassifyImageRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.ClassifyImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,11 @@ class CityServiceStub:
     IngestWeather: _grpc.UnaryUnaryMultiCallable[_city_pb2.IngestWeatherRequest, _city_pb2.IngestResponse]
     GetForecast: _grpc.UnaryUnaryMultiCallable[_city_pb2.GetForecastRequest, _city_pb2.GetForecastResponse]
     """Latest traffic-flow forecasts (role reader, feed or admin)."""
+    ClassifyImage: _grpc.UnaryUnaryMultiCallable[_city_pb2.ClassifyImageRequest, _city_pb2.ClassifyImageResponse]
+    """The congestion CNN as a service, for city cameras without an edge box (role feed or
+    admin). A JPEG/PNG in, calibrated probabilities out; INVALID_ARGUMENT names an empty,
+    oversized or undecodable image.
+    """
 
 @_typing.type_check_only
 class CityServiceAsyncStub(CityServiceStub):
@@ -53,6 +58,11 @@ class CityServiceAsyncStub(CityServiceStub):
     IngestWeather: _aio.UnaryUnaryMultiCallable[_city_pb2.IngestWeatherRequest, _city_pb2.IngestResponse]  # type: ignore[assignment]
     GetForecast: _aio.UnaryUnaryMultiCallable[_city_pb2.GetForecastRequest, _city_pb2.GetForecastResponse]  # type: ignore[assignment]
     """Latest traffic-flow forecasts (role reader, feed or admin)."""
+    ClassifyImage: _aio.UnaryUnaryMultiCallable[_city_pb2.ClassifyImageRequest, _city_pb2.ClassifyImageResponse]  # type: ignore[assignment]
+    """The congestion CNN as a service, for city cameras without an edge box (role feed or
+    admin). A JPEG/PNG in, calibrated probabilities out; INVALID_ARGUMENT names an empty,
+    oversized or undecodable image.
+    """
 
 class CityServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -105,6 +115,17 @@ class CityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_city_pb2.GetForecastResponse, _abc.Awaitable[_city_pb2.GetForecastResponse]]:
         """Latest traffic-flow forecasts (role reader, feed or admin)."""
+
+    @_abc_1.abstractmethod
+    def ClassifyImage(
+        self,
+        request: _city_pb2.ClassifyImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.ClassifyImageResponse, _abc.Awaitable[_city_pb2.ClassifyImageResponse]]:
+        """The congestion CNN as a service, for city cameras without an edge box (role feed or
+        admin). A JPEG/PNG in, calibrated probabilities out; INVALID_ARGUMENT names an empty,
+        oversized or undecodable image.
+        """
 
 def add_CityServiceServicer_to_server(servicer: CityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -20,8 +20,8 @@ import onnxruntime as ort
 import torch
 
 from roadsense.models.card import sha256_file
-from roadsense.models.forecaster import ForecasterSettings, GruForecaster, Progress
 from roadsense.models.series import Series
+from roadsense.models.training.forecaster import ForecasterSettings, GruForecaster, Progress
 
 OPSET = 17
 INPUT_NAMES = ["steps", "segment", "base", "slots"]

@@ -1,0 +1,269 @@
+"""The labelled multi-camera set: cameras (with their road regions), clips and hand labels.
+
+Three CSV files in one folder (``models/data/footage/`` is the shipped set), ``#`` lines
+being comments:
+
+- ``cameras.csv``: ``camera,roi_x,roi_y,roi_width,roi_height,view``: every camera's
+  region of interest (fractions of the frame), the only part the classifier sees;
+- ``clips.csv``: ``file,camera,frames,sha256,licence``: every clip, the camera it comes
+  from and its decoded frame count;
+- ``labels.csv``: ``file,first_frame,last_frame,label``: hand-labelled frame ranges
+  (0-based, inclusive); its comments must say who labelled it (``# labelled_by:``) and how
+  (``# method:``).
+
+Every problem is refused with ``file:line``: an unknown level, overlapping ranges, a range
+past the end of its clip, a clip of a camera that has no region, a clip not listed.
+Torch-free (numpy + OpenCV).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from roadsense.core.errors import FootageError
+from roadsense.core.roi import Roi, check_roi, crop_roi
+from roadsense.edge.preprocess import Frame
+from roadsense.models.congestion_labels import CONGESTION_LABELS
+from roadsense.models.footage.labelled import whole_number
+from roadsense.models.footage.video import read_frames
+
+logger = logging.getLogger(__name__)
+
+CAMERAS_FILE = "cameras.csv"
+CLIPS_FILE = "clips.csv"
+LABELS_FILE = "labels.csv"
+CAMERA_COLUMNS = ("camera", "roi_x", "roi_y", "roi_width", "roi_height", "view")
+CLIP_COLUMNS = ("file", "camera", "frames", "sha256", "licence")
+LABEL_COLUMNS = ("file", "first_frame", "last_frame", "label")
+REQUIRED_COMMENTS = ("labelled_by", "method")
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A fixed camera and the road region it is judged on."""
+
+    id: str
+    roi: Roi
+    view: str
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One video file of a camera."""
+
+    file: str
+    camera: str
+    frames: int
+    sha256: str
+    licence: str
+
+
+@dataclass(frozen=True)
+class LabelRange:
+    """Frames ``first_frame``..``last_frame`` (inclusive) of a clip carry one level."""
+
+    file: str
+    first_frame: int
+    last_frame: int
+    label: str
+    line: int
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    """A checked multi-camera set."""
+
+    root: Path
+    cameras: dict[str, Camera]
+    clips: dict[str, Clip]
+    ranges: list[LabelRange]
+    comments: dict[str, str]
+
+    def camera_of(self, file: str) -> Camera:
+        """The camera a clip comes from."""
+        return self.cameras[self.clips[file].camera]
+
+
+@dataclass(frozen=True)
+class LabelledFrame:
+    """One labelled frame, cropped to its camera's region."""
+
+    camera: str
+    file: str
+    index: int
+    label: str
+    image: Frame
+
+
+def _rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV whose ``#`` lines are comments; header checked."""
+    if not path.is_file():
+        raise FootageError(f"{path}: no such file")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    content = [(n, text) for n, text in enumerate(lines, 1) if not text.startswith("#")]
+    content = [(n, text) for n, text in content if text.strip()]
+    if not content:
+        raise FootageError(f"{path}: empty")
+    header_line, header = content[0]
+    found = next(csv.reader([header]))
+    if tuple(found) != tuple(columns):
+        raise FootageError(f"{path}:{header_line}: header must be {','.join(columns)}")
+    for number, text in content[1:]:
+        values = next(csv.reader([text]))
+        if len(values) != len(columns):
+            raise FootageError(f"{path}:{number}: {len(values)} fields, expected {len(columns)}")
+        yield number, dict(zip(columns, values, strict=True))
+
+
+def _number(value: str, where: str, column: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise FootageError(f"{where}: {column} must be a number, got {value!r}") from None
+
+
+def read_cameras(path: Path) -> dict[str, Camera]:
+    """Cameras and their regions; a camera listed twice or a region outside the frame is
+    refused."""
+    cameras: dict[str, Camera] = {}
+    for line, row in _rows(path, CAMERA_COLUMNS):
+        where = f"{path}:{line}"
+        if row["camera"] in cameras:
+            raise FootageError(f"{where}: camera {row['camera']!r} listed twice")
+        values = [_number(row[c], where, c) for c in CAMERA_COLUMNS[1:5]]
+        roi: Roi = (values[0], values[1], values[2], values[3])
+        try:
+            check_roi(roi)
+        except ValueError as err:
+            raise FootageError(f"{where}: {err}") from None
+        cameras[row["camera"]] = Camera(row["camera"], roi, row["view"])
+    return cameras
+
+
+def read_clips(path: Path, cameras: dict[str, Camera]) -> dict[str, Clip]:
+    """Clips; each must name a camera that has a region."""
+    clips: dict[str, Clip] = {}
+    for line, row in _rows(path, CLIP_COLUMNS):
+        where = f"{path}:{line}"
+        if row["camera"] not in cameras:
+            raise FootageError(
+                f"{where}: camera {row['camera']!r} has no region of interest in "
+                f"{path.parent / CAMERAS_FILE}"
+            )
+        if row["file"] in clips:
+            raise FootageError(f"{where}: clip {row['file']!r} listed twice")
+        frames = whole_number(row["frames"], where, "frames")
+        clips[row["file"]] = Clip(row["file"], row["camera"], frames, row["sha256"], row["licence"])
+    return clips
+
+
+def _comments(path: Path) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") and ":" in line:
+            key, _, value = line.lstrip("# ").partition(":")
+            if key.strip() in REQUIRED_COMMENTS:
+                found[key.strip()] = value.strip()
+    missing = [key for key in REQUIRED_COMMENTS if key not in found]
+    if missing:
+        raise FootageError(
+            f"{path}: say who labelled it and how: add comment lines "
+            + ", ".join(f"'# {key}: ...'" for key in missing)
+        )
+    return found
+
+
+def read_ranges(
+    path: Path, clips: dict[str, Clip], labels: Sequence[str] = CONGESTION_LABELS
+) -> list[LabelRange]:
+    """Labelled ranges: known levels, inside their clip, never two labels on one frame."""
+    ranges: list[LabelRange] = []
+    for line, row in _rows(path, LABEL_COLUMNS):
+        where = f"{path}:{line}"
+        clip = clips.get(row["file"])
+        if clip is None:
+            raise FootageError(f"{where}: clip {row['file']!r} is not in {CLIPS_FILE}")
+        first = whole_number(row["first_frame"], where, "first_frame")
+        last = whole_number(row["last_frame"], where, "last_frame")
+        if last < first:
+            raise FootageError(f"{where}: last_frame {last} is before first_frame {first}")
+        if last >= clip.frames:
+            raise FootageError(
+                f"{where}: range ends at frame {last} but {clip.file} has {clip.frames} "
+                f"frames (0..{clip.frames - 1})"
+            )
+        if row["label"] not in labels:
+            raise FootageError(
+                f"{where}: unknown level {row['label']!r}; known: {', '.join(labels)}"
+            )
+        ranges.append(LabelRange(row["file"], first, last, row["label"], line))
+    if not ranges:
+        raise FootageError(f"{path}: no labelled ranges")
+    for file in {item.file for item in ranges}:
+        mine = sorted((r for r in ranges if r.file == file), key=lambda r: r.first_frame)
+        for before, after in pairwise(mine):
+            if after.first_frame <= before.last_frame:
+                raise FootageError(
+                    f"{path}:{after.line}: frames {after.first_frame}..{before.last_frame} of "
+                    f"{file} are also labelled on line {before.line}"
+                )
+    return ranges
+
+
+def read_labelled_set(root: Path, labels: Sequence[str] = CONGESTION_LABELS) -> LabelledSet:
+    """Read and check the three files of a labelled multi-camera set."""
+    cameras = read_cameras(root / CAMERAS_FILE)
+    clips = read_clips(root / CLIPS_FILE, cameras)
+    ranges = read_ranges(root / LABELS_FILE, clips, labels)
+    comments = _comments(root / LABELS_FILE)
+    return LabelledSet(root, cameras, clips, ranges, comments)
+
+
+def sample_step(frames_labelled: int, per_clip: int) -> int:
+    """Every how many frames to take about ``per_clip`` frames of a clip's labelled ranges."""
+    return max(1, frames_labelled // max(1, per_clip))
+
+
+def labelled_frames(
+    data: LabelledSet, per_clip: int = 48, size: tuple[int, int] | None = None
+) -> list[LabelledFrame]:
+    """About ``per_clip`` evenly spaced labelled frames of every clip, each cropped to its
+    camera's region (and resized to ``size`` = (width, height) when given)."""
+    out: list[LabelledFrame] = []
+    for file, clip in data.clips.items():
+        mine = [r for r in data.ranges if r.file == file]
+        if not mine:
+            continue
+        step = sample_step(sum(r.last_frame - r.first_frame + 1 for r in mine), per_clip)
+        roi = data.cameras[clip.camera].roi
+        decoded = 0
+        for index, frame in enumerate(read_frames(data.root / file)):
+            decoded += 1
+            for item in mine:
+                if item.first_frame <= index <= item.last_frame and (
+                    (index - item.first_frame) % step == 0
+                ):
+                    crop = crop_roi(np.asarray(frame, dtype=np.uint8), roi)
+                    image = (
+                        np.asarray(
+                            cv2.resize(crop, size, interpolation=cv2.INTER_AREA), dtype=np.uint8
+                        )
+                        if size is not None
+                        else crop.copy()
+                    )
+                    out.append(LabelledFrame(clip.camera, file, index, item.label, image))
+        if decoded != clip.frames:
+            raise FootageError(
+                f"{data.root / CLIPS_FILE}: {file} decodes to {decoded} frames, listed as "
+                f"{clip.frames}"
+            )
+    logger.info("%d labelled frames from %d clips", len(out), len(data.clips))
+    return out

@@ -1,0 +1,79 @@
+"""Leave-one-camera-out figures (torch-free): per camera and the camera mean.
+
+For each held-out camera: accuracy, gross error rate (frames two or more levels from the
+label), macro-F1 over the classes present in that camera's labels, the confusion matrix and
+the expected calibration error of the (calibrated) probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from roadsense.models.calibration import expected_calibration_error, gross_error_rate
+from roadsense.models.image_sets import classification_report
+
+FIGURES = ("accuracy", "gross_error_rate", "macro_f1", "ece")
+
+
+def camera_figures(
+    truth: npt.NDArray[np.int64],
+    probabilities: npt.NDArray[np.floating[Any]],
+    classes: Sequence[str],
+) -> dict[str, Any]:
+    """The figures of one held-out camera."""
+    predicted = probabilities.argmax(axis=1).astype(np.int64)
+    report = classification_report(truth, predicted, list(classes))
+    return {
+        "frames": len(truth),
+        "labels": sorted({classes[i] for i in truth}, key=list(classes).index),
+        "accuracy": report["accuracy"],
+        "gross_error_rate": round(gross_error_rate(truth, predicted), 4),
+        "macro_f1": report["macro_f1"],
+        "ece": round(expected_calibration_error(probabilities, truth), 4),
+        "confusion": report["confusion"]["matrix"],
+    }
+
+
+def camera_mean(per_camera: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Each figure averaged over cameras (every camera weighs the same)."""
+    means: dict[str, float] = {}
+    for name in FIGURES:
+        values = [float(c[name]) for c in per_camera.values() if not math.isnan(float(c[name]))]
+        means[name] = round(float(np.mean(values)), 4) if values else math.nan
+    return means
+
+
+def pooled_figures(
+    scored: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.floating[Any]]]],
+    classes: Sequence[str],
+) -> dict[str, Any]:
+    """The figures over every held-out frame together (each frame weighs the same)."""
+    truth = np.concatenate([t for t, _ in scored.values()])
+    probabilities = np.concatenate([p for _, p in scored.values()])
+    figures = camera_figures(truth, probabilities, classes)
+    figures.pop("labels")
+    return figures
+
+
+def table(per_camera: dict[str, dict[str, Any]], means: dict[str, float]) -> list[str]:
+    """A markdown table of the per-camera figures and the camera mean."""
+    lines = [
+        "| camera | frames | labels | accuracy | gross error | macro-F1 | ECE |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for camera, row in per_camera.items():
+        lines.append(
+            f"| {camera} | {row['frames']} | {'/'.join(row['labels'])} | {row['accuracy']:.3f} "
+            f"| {row['gross_error_rate']:.3f} | {row['macro_f1']:.3f} | {row['ece']:.3f} |"
+        )
+    lines.append(
+        f"| **camera mean** | | | **{means['accuracy']:.3f}** | "
+        f"**{means['gross_error_rate']:.3f}** | **{means['macro_f1']:.3f}** | "
+        f"**{means['ece']:.3f}** |"
+    )
+    return lines

@@ -1,0 +1,1 @@
+"""Everything that needs torch: networks, training, export (the ``train`` extra)."""

@@ -1,0 +1,156 @@
+"""Export the EfficientNet-Lite0 congestion classifier: probabilities and a class
+activation map, one ONNX, checked against torch.
+
+The exported graph: frozen backbone -> last-convolution features F (N x 1280 x h x w) ->
+global average -> the linear head folded onto raw features -> probabilities (softmax for
+the multinomial head, cumulative-logit differences for the ordinal one). The second
+output is the class activation map (Zhou et al. 2016) of the predicted class: the head's
+weights of that class times F, summed over channels (N x h x w). For the ordinal head all
+classes share one score, so the map is that score's evidence: where the features push the
+level up. No gradients, only a matmul, so ONNX Runtime and TensorRT run it alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from roadsense.edge.preprocess import Frame, frames_to_tensor
+from roadsense.models.card import InputSpec, ModelCard, card_path_for, sha256_file
+from roadsense.models.training.efficientnet_lite import EfficientNetLite0
+from roadsense.models.training.head import LinearHead
+
+logger = logging.getLogger(__name__)
+
+OPSET = 17
+OUTPUT_NAME = "probabilities"
+CAM_NAME = "activation_map"
+MAX_DIFFERENCE = 1e-4
+
+
+class ExportError(RuntimeError):
+    """The exported ONNX does not reproduce torch."""
+
+
+class CongestionWithMap(nn.Module):
+    """Frames -> (probabilities, activation map of the predicted class)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    thresholds: torch.Tensor
+
+    def __init__(self, backbone: EfficientNetLite0, head: LinearHead) -> None:
+        super().__init__()
+        self.backbone = backbone
+        weight, bias = head.folded()
+        self.ordinal = head.family == "ordinal"
+        self.register_buffer("weight", torch.from_numpy(weight))
+        self.register_buffer("bias", torch.from_numpy(bias))
+        self.register_buffer("thresholds", torch.from_numpy(head.thresholds))
+        self.classes = len(head.thresholds) + 1 if self.ordinal else weight.shape[0]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.backbone(x)
+        pooled = features.mean(dim=(2, 3))
+        scores = pooled @ self.weight.T + self.bias
+        if self.ordinal:
+            above = torch.sigmoid(scores - self.thresholds[None, :])
+            ones = torch.ones_like(scores)
+            cumulative = torch.cat([ones, above, torch.zeros_like(scores)], dim=1)
+            probabilities = (cumulative[:, :-1] - cumulative[:, 1:]).clamp_min(0.0)
+            chosen = self.weight.expand(x.shape[0], -1)
+        else:
+            probabilities = torch.softmax(scores, dim=1)
+            top = probabilities.amax(dim=1, keepdim=True)
+            chosen = (probabilities == top).to(features.dtype) @ self.weight
+        activation = (features * chosen[:, :, None, None]).sum(dim=1)
+        return probabilities, activation
+
+
+def export_lite(
+    backbone: EfficientNetLite0,
+    head: LinearHead,
+    spec: InputSpec,
+    out_dir: Path,
+    *,
+    name: str,
+    version: str,
+    classes: list[str],
+    temperature: float,
+    description: str,
+    reference_images: list[Frame],
+    settings: dict[str, Any],
+    training_data: dict[str, Any],
+    evaluation: dict[str, Any],
+) -> Path:
+    """Write ``<name>.onnx`` and its card; refuse if ONNX Runtime differs from torch on
+    either output by more than 1e-4 on ``reference_images``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.onnx"
+    model = CongestionWithMap(backbone, head).eval()
+    example = torch.zeros(2, 3, spec.height, spec.width)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        input_names=[spec.name],
+        output_names=[OUTPUT_NAME, CAM_NAME],
+        dynamic_axes={spec.name: {0: "batch"}, OUTPUT_NAME: {0: "batch"}, CAM_NAME: {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,  # the default exporter needs onnxscript (shared/PITFALLS.md #6)
+    )
+    batch = frames_to_tensor(reference_images[:16], spec)
+    with torch.no_grad():
+        expected = [t.numpy() for t in model(torch.from_numpy(batch))]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run([OUTPUT_NAME, CAM_NAME], {spec.name: batch})
+    differences = [
+        float(np.max(np.abs(np.asarray(g) - e))) for g, e in zip(got, expected, strict=True)
+    ]
+    # The map is in feature units (not 0..1): compare it relative to its own scale.
+    relative_map = differences[1] / max(1.0, float(np.max(np.abs(expected[1]))))
+    if differences[0] > MAX_DIFFERENCE or relative_map > MAX_DIFFERENCE:
+        raise ExportError(
+            f"ONNX Runtime differs from torch by {differences[0]:.2e} (probabilities), "
+            f"{relative_map:.2e} (map, relative); limit {MAX_DIFFERENCE}"
+        )
+    card = ModelCard(
+        name=name,
+        version=version,
+        placeholder=False,
+        description=description,
+        labels=classes,
+        input=spec,
+        output_name=OUTPUT_NAME,
+        cam_output_name=CAM_NAME,
+        temperature=temperature,
+        min_batch=1,
+        max_batch=32,
+        onnx_file=path.name,
+        onnx_sha256=sha256_file(path),
+        opset=OPSET,
+        architecture=f"EfficientNet-Lite0 (ImageNet weights, frozen) + {head.family} linear "
+        "head on pooled features; second output: class activation map",
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        onnx_torch_max_abs_difference=differences[0],
+        settings={
+            **settings,
+            "head_family": head.family,
+            "onnx_torch_activation_map_relative_difference": relative_map,
+        },
+        training_data=training_data,
+        evaluation=evaluation,
+    )
+    card_path_for(path).write_text(
+        json.dumps(card.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
+    )
+    logger.info("exported %s (ONNX vs torch %.2e)", path, differences[0])
+    return path

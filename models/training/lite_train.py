@@ -1,0 +1,178 @@
+"""`roadsense train congestion --data SET`: the EfficientNet-Lite0 classifier on a labelled
+multi-camera set, and `roadsense models evaluate-loco`.
+
+What is frozen: the whole backbone (ImageNet weights, BatchNorm statistics included).
+What is trained: the linear head on pooled features (family and L2 chosen by camera-
+grouped validation), then its temperature on the same out-of-fold predictions. The
+leave-one-camera-out evaluation repeats those choices inside every fold.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from roadsense.models.congestion_labels import CONGESTION_LABELS
+from roadsense.models.footage.multicamera import LabelledFrame, labelled_frames, read_labelled_set
+from roadsense.models.loco_report import table
+from roadsense.models.training.baseline_loco import baseline_camera_folds
+from roadsense.models.training.congestion_train import CnnSettings
+from roadsense.models.training.efficientnet_lite import pretrained_lite0
+from roadsense.models.training.export_lite import export_lite
+from roadsense.models.training.features import FeatureSet, extract_features, lite_input_spec
+from roadsense.models.training.loco import HeadSettings, Progress, choose, fit, leave_one_camera_out
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LiteSettings:
+    """Input size, sampling and views of the Lite0 classifier."""
+
+    width: int = 224
+    height: int = 160
+    per_clip: int = 48
+    views: int = 4
+    seed: int = 0
+    threads: int = 2
+
+
+def _features(
+    frames: list[LabelledFrame], settings: LiteSettings, cache: Path | None
+) -> FeatureSet:
+    if cache is not None and cache.is_file():
+        loaded = FeatureSet.load(cache)
+        if len(loaded.labels) == len(frames) and loaded.features.shape[1] == settings.views:
+            logger.info("features from %s", cache)
+            return loaded
+        logger.info("%s is for another set or view count; computing again", cache)
+    spec = lite_input_spec(settings.width, settings.height)
+    data = extract_features(
+        pretrained_lite0(),
+        frames,
+        list(CONGESTION_LABELS),
+        spec,
+        views=settings.views,
+        seed=settings.seed,
+    )
+    if cache is not None:
+        data.save(cache)
+    return data
+
+
+def evaluate_loco(
+    root: Path,
+    settings: LiteSettings,
+    *,
+    baseline: bool = False,
+    baseline_folds: int = 5,
+    adapt_frames: int = 0,
+    cache: Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Leave-one-camera-out figures of the Lite0 classifier (and of the from-scratch
+    MobileNetV3 baseline under ``baseline_folds`` camera folds, when asked)."""
+    torch.set_num_threads(settings.threads)
+    data = read_labelled_set(root)
+    frames = labelled_frames(data, per_clip=settings.per_clip)
+    features = _features(frames, settings, cache)
+    report: dict[str, Any] = {
+        "set": str(root),
+        "frames": len(frames),
+        "cameras": len(data.cameras),
+        "feature_seconds": round(features.seconds, 1),
+        "settings": asdict(settings),
+        "efficientnet_lite0": leave_one_camera_out(
+            features, HeadSettings(views=settings.views, adapt_frames=adapt_frames), progress
+        ),
+    }
+    if adapt_frames:
+        report["adapt"] = adapt_summary(report["efficientnet_lite0"]["per_camera"])
+    if baseline:
+        report["mobilenetv3_from_scratch"] = baseline_camera_folds(
+            frames, list(CONGESTION_LABELS), CnnSettings(epochs=8, patience=3), baseline_folds
+        )
+    return report
+
+
+def adapt_summary(per_camera: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Camera means of accuracy on later frames before and after adapting."""
+    rows = [c["adapt"] for c in per_camera.values() if c.get("adapt", {}).get("frames_scored")]
+    if not rows:
+        return {"cameras": 0}
+    before = float(np.mean([r["accuracy_before"] for r in rows]))
+    after = float(np.mean([r["accuracy_after"] for r in rows]))
+    return {
+        "cameras": len(rows),
+        "frames_used": rows[0]["frames_used"],
+        "camera_mean_accuracy_before": round(before, 4),
+        "camera_mean_accuracy_after": round(after, 4),
+    }
+
+
+def train_lite(
+    root: Path,
+    out: Path,
+    settings: LiteSettings,
+    *,
+    name: str,
+    version: str,
+    loco: dict[str, Any] | None = None,
+    cache: Path | None = None,
+) -> Path:
+    """Fit the head on every camera of ``root`` and export ONNX + card (with the LOCO
+    figures of ``loco`` when given)."""
+    torch.set_num_threads(settings.threads)
+    started = time.perf_counter()
+    data = read_labelled_set(root)
+    frames = labelled_frames(data, per_clip=settings.per_clip)
+    features = _features(frames, settings, cache)
+    rows = list(range(len(frames)))
+    head_settings = HeadSettings(views=settings.views)
+    choice = choose(features, rows, head_settings)
+    head = fit(features, rows, choice.family, choice.l2, settings.views)
+    evaluation: dict[str, Any] = {"validation": {"camera_grouped": asdict(choice)}}
+    if loco is not None:
+        evaluation["leave_one_camera_out"] = loco
+        lite = loco.get("efficientnet_lite0")
+        if lite:
+            evaluation["loco_table"] = table(lite["per_camera"], lite["camera_mean"])
+    counts = {c: int((features.labels == i).sum()) for i, c in enumerate(features.classes)}
+    description = (
+        "Congestion classifier: EfficientNet-Lite0 with ImageNet weights, frozen; a "
+        f"{choice.family} linear head trained on {len(frames)} hand-labelled frames of "
+        f"{len(data.cameras)} cameras (each cropped to its region of interest, "
+        f"{settings.views - 1} augmented views each); temperature {choice.temperature:.3f} "
+        "fitted on camera-grouped validation. Its leave-one-camera-out figures are in "
+        "evaluation."
+    )
+    reference = [f.image for f in frames[:: max(1, len(frames) // 16)]]
+    path = export_lite(
+        pretrained_lite0(),
+        head,
+        lite_input_spec(settings.width, settings.height),
+        out,
+        name=name,
+        version=version,
+        classes=features.classes,
+        temperature=choice.temperature,
+        description=description,
+        reference_images=reference,
+        settings={**asdict(settings), **asdict(head_settings), "frozen": "whole backbone"},
+        training_data={
+            "set": str(root),
+            "labels": data.comments,
+            "frames": len(frames),
+            "per_class": counts,
+            "cameras": sorted(data.cameras),
+            "training_seconds": round(time.perf_counter() - started, 1),
+        },
+        evaluation=evaluation,
+    )
+    return path

@@ -1,0 +1,135 @@
+"""The labelled multi-camera set: the shipped files read, and every kind of mistake is
+refused with file:line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from roadsense.core.errors import FootageError
+from roadsense.core.roi import roi_box
+from roadsense.models.footage.multicamera import (
+    CAMERAS_FILE,
+    CLIPS_FILE,
+    LABELS_FILE,
+    labelled_frames,
+    read_labelled_set,
+)
+
+SHIPPED = Path(__file__).resolve().parent.parent / "models" / "data" / "footage"
+
+
+def test_the_shipped_set_reads_and_every_camera_has_a_region() -> None:
+    data = read_labelled_set(SHIPPED)
+    assert len(data.cameras) == 21
+    assert len(data.clips) == 22
+    assert {clip.camera for clip in data.clips.values()} == set(data.cameras)
+    assert data.comments["labelled_by"]
+    assert {r.label for r in data.ranges} == {"free", "light", "moderate", "heavy", "jammed"}
+
+
+def test_tfl_regions_leave_out_the_burned_in_text_bands() -> None:
+    data = read_labelled_set(SHIPPED)
+    tfl = [camera for name, camera in data.cameras.items() if name.startswith("tfl-")]
+    assert len(tfl) == 17
+    for camera in tfl:
+        _, top, _, bottom = roi_box(352, 288, camera.roi)
+        assert top >= 0.18 * 288 - 1, camera.id  # timestamp, camera number, logo
+        assert bottom <= 0.92 * 288 + 1, camera.id  # street name
+
+
+def _copy(tmp_path: Path) -> Path:
+    for name in (CAMERAS_FILE, CLIPS_FILE, LABELS_FILE):
+        shutil.copy(SHIPPED / name, tmp_path / name)
+    return tmp_path
+
+
+def _line_of(path: Path, text: str) -> int:
+    return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def _append(path: Path, line: str) -> int:
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, line]) + "\n")
+    return len(lines) + 1
+
+
+def test_an_unknown_level_is_refused_with_its_line(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    labels = root / LABELS_FILE
+    line = _line_of(labels, "tfl-06641")
+    labels.write_text(
+        labels.read_text().replace("2019-06-24.mp4,0,231,heavy", "2019-06-24.mp4,0,231,busy")
+    )
+    with pytest.raises(FootageError, match=rf"labels.csv:{line}: unknown level 'busy'"):
+        read_labelled_set(root)
+
+
+def test_overlapping_ranges_are_refused_with_their_lines(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    labels = root / LABELS_FILE
+    first = _line_of(labels, "tfl-07458-shaftesbury-ave-2019-05-27.mp4,0,89")
+    added = _append(labels, "tfl-07458-shaftesbury-ave-2019-05-27.mp4,80,85,jammed")
+    with pytest.raises(FootageError, match=rf"labels.csv:{added}: frames 80..89 .* line {first}"):
+        read_labelled_set(root)
+
+
+def test_a_range_past_the_end_of_its_clip_is_refused(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    labels = root / LABELS_FILE
+    added = _append(labels, "tfl-06641-kensington-high-st-church-st-2019-06-24.mp4,232,240,heavy")
+    with pytest.raises(
+        FootageError, match=rf"labels.csv:{added}: range ends at frame 240 .* 232 frames"
+    ):
+        read_labelled_set(root)
+
+
+def test_a_camera_without_a_region_is_refused(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    cameras = root / CAMERAS_FILE
+    cameras.write_text(
+        "\n".join(
+            row for row in cameras.read_text().splitlines() if not row.startswith("tfl-06641")
+        )
+    )
+    line = _line_of(root / CLIPS_FILE, "tfl-06641")
+    with pytest.raises(
+        FootageError, match=rf"clips.csv:{line}: camera 'tfl-06641' has no region of interest"
+    ):
+        read_labelled_set(root)
+
+
+def test_a_region_outside_the_frame_is_refused(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    cameras = root / CAMERAS_FILE
+    line = _line_of(cameras, "tfl-06641,")
+    cameras.write_text(cameras.read_text().replace("tfl-06641,0.15,", "tfl-06641,0.55,"))
+    with pytest.raises(FootageError, match=rf"cameras.csv:{line}:"):
+        read_labelled_set(root)
+
+
+def test_a_labels_file_must_say_who_made_it(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    labels = root / LABELS_FILE
+    labels.write_text(
+        "\n".join(row for row in labels.read_text().splitlines() if "labelled_by" not in row)
+    )
+    with pytest.raises(FootageError, match="labelled_by"):
+        read_labelled_set(root)
+
+
+@pytest.mark.integration
+def test_frames_are_cropped_to_the_region_and_sampled_inside_the_ranges(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    (root / LABELS_FILE).write_text(
+        "# labelled_by: test\n# method: test\nfile,first_frame,last_frame,label\n"
+        "tfl-06641-kensington-high-st-church-st-2019-06-24.mp4,10,49,heavy\n"
+    )
+    shutil.copy(SHIPPED / "tfl-06641-kensington-high-st-church-st-2019-06-24.mp4", root)
+    frames = labelled_frames(read_labelled_set(root), per_clip=8)
+    assert [f.index for f in frames] == [10, 15, 20, 25, 30, 35, 40, 45]
+    left, top, right, bottom = roi_box(352, 288, (0.15, 0.18, 0.70, 0.74))
+    assert all(f.image.shape == (bottom - top, right - left, 3) for f in frames)
+    assert {f.camera for f in frames} == {"tfl-06641"}

@@ -1,0 +1,205 @@
+"""The EfficientNet-Lite0 classifier's mechanics on small models: temperature applied the
+same by every backend, the activation-map output, ONNX vs torch, and a leave-one-camera-
+out that never trains on the camera it tests (checked on every fit, not trusted)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from roadsense.edge.backends.tensorrt import TensorRtClassifier
+from roadsense.edge.classifier import create_classifier
+from roadsense.models.calibration import apply_temperature
+from roadsense.models.card import load_card
+from roadsense.models.congestion_labels import CONGESTION_LABELS
+from roadsense.models.training import loco
+from roadsense.models.training.efficientnet_lite import EfficientNetLite0
+from roadsense.models.training.export_lite import CongestionWithMap, export_lite
+from roadsense.models.training.features import FeatureSet, lite_input_spec
+from roadsense.models.training.head import LinearHead, fit_head
+
+from .test_tensorrt_backend import FakeRuntime, _frames
+
+CLASSES = list(CONGESTION_LABELS)
+TEMPERATURE = 2.5
+
+
+def _random_head(family: str, features: int = 1280, seed: int = 0) -> LinearHead:
+    rng = np.random.default_rng(seed)
+    rows = len(CLASSES) if family == "multinomial" else 1
+    return LinearHead(
+        family,  # type: ignore[arg-type]
+        rng.normal(0, 0.05, (rows, features)).astype(np.float32),
+        rng.normal(0, 0.1, rows).astype(np.float32),
+        np.asarray([-1.0, 0.0, 1.0, 2.0] if family == "ordinal" else [], np.float32),
+        rng.uniform(0, 1, features).astype(np.float32),
+        rng.uniform(0.5, 2, features).astype(np.float32),
+    )
+
+
+def _export(folder: Path, family: str) -> Path:
+    torch.manual_seed(0)
+    backbone = EfficientNetLite0().eval()
+    return export_lite(
+        backbone,
+        _random_head(family),
+        lite_input_spec(96, 64),
+        folder,
+        name=f"lite-{family}",
+        version="test",
+        classes=CLASSES,
+        temperature=TEMPERATURE,
+        description="random weights, for tests",
+        reference_images=_frames(4),
+        settings={},
+        training_data={},
+        evaluation={},
+    )
+
+
+@pytest.fixture(scope="module", params=["multinomial", "ordinal"])
+def lite_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export(tmp_path_factory.mktemp("lite"), str(request.param))
+
+
+def test_the_card_carries_the_temperature_and_the_map_output(lite_model: Path) -> None:
+    card = load_card(lite_model)
+    assert card.temperature == TEMPERATURE
+    assert card.cam_output_name == "activation_map"
+    assert card.onnx_torch_max_abs_difference is not None
+    assert card.onnx_torch_max_abs_difference <= 1e-4
+
+
+def test_every_backend_applies_the_cards_temperature_the_same_way(
+    lite_model: Path, tmp_path: Path
+) -> None:
+    import onnxruntime as ort
+
+    frames = _frames(6)
+    card = load_card(lite_model)
+    onnx = create_classifier("onnxruntime", lite_model)
+    tensorrt = TensorRtClassifier(
+        lite_model, card, {"engine_dir": tmp_path}, runtime=FakeRuntime(lite_model)
+    )
+    from roadsense.edge.preprocess import frames_to_tensor
+
+    session = ort.InferenceSession(str(lite_model), providers=["CPUExecutionProvider"])
+    (raw,) = session.run(["probabilities"], {"images": frames_to_tensor(frames, card.input)})
+    expected = apply_temperature(np.asarray(raw, np.float32), TEMPERATURE)
+    got_onnx = onnx.classify(frames)
+    got_tensorrt = tensorrt.classify(frames)
+    assert not np.allclose(raw, expected, atol=1e-3)  # the temperature changes something
+    np.testing.assert_allclose(got_onnx, expected, atol=1e-6)
+    np.testing.assert_allclose(got_tensorrt, got_onnx, atol=1e-6)
+    np.testing.assert_allclose(got_onnx.sum(axis=1), 1.0, atol=1e-5)
+    maps_onnx = onnx.explain(frames)[1]
+    maps_tensorrt = tensorrt.explain(frames)[1]
+    np.testing.assert_allclose(maps_tensorrt, maps_onnx, atol=1e-6)
+
+
+def test_temperature_softens_without_changing_the_ranking() -> None:
+    probabilities = np.asarray([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    softer = apply_temperature(probabilities, 2.0)
+    assert (softer.argmax(axis=1) == probabilities.argmax(axis=1)).all()
+    assert (softer.max(axis=1) < probabilities.max(axis=1)).all()
+    np.testing.assert_allclose(apply_temperature(probabilities, 1.0), probabilities)
+    with pytest.raises(ValueError, match="temperature"):
+        apply_temperature(probabilities, 0.0)
+
+
+def test_the_activation_map_is_the_head_weighted_feature_map(lite_model: Path) -> None:
+    """Second output: N x H/32 x W/32, equal to the torch computation (predicted class)."""
+    card = load_card(lite_model)
+    frames = _frames(3)
+    onnx = create_classifier("onnxruntime", lite_model)
+    probabilities, maps = onnx.explain(frames)
+    assert maps.shape == (3, 64 // 32, 96 // 32)
+    assert probabilities.shape == (3, 5)
+    torch.manual_seed(0)
+    backbone = EfficientNetLite0().eval()
+    head = _random_head("ordinal" if "ordinal" in lite_model.name else "multinomial")
+    from roadsense.edge.preprocess import frames_to_tensor
+
+    tensor = torch.from_numpy(frames_to_tensor(frames, card.input))
+    with torch.no_grad():
+        features = backbone(tensor)
+        _, expected = CongestionWithMap(backbone, head)(tensor)
+        weight, _ = head.folded()
+        if head.family == "multinomial":
+            top = (features.mean(dim=(2, 3)).numpy() @ weight.T).argmax(axis=1)
+            chosen = weight[top]
+        else:
+            chosen = np.repeat(weight, 3, axis=0)
+        manual = np.einsum("nk,nkhw->nhw", chosen, features.numpy())
+    np.testing.assert_allclose(maps, expected.numpy(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(maps, manual, rtol=1e-3, atol=1e-3)
+
+
+def test_a_model_without_a_map_output_says_so() -> None:
+    from roadsense.core.errors import ModelLoadError
+    from roadsense.models.shipped import PLACEHOLDER_CNN
+
+    with pytest.raises(ModelLoadError, match="no class activation map"):
+        create_classifier("onnxruntime", PLACEHOLDER_CNN).explain(_frames(1))
+
+
+def _synthetic(cameras: int = 6, per_camera: int = 10, views: int = 2) -> FeatureSet:
+    """Features whose column 0 names the camera (a marker a spy can read back)."""
+    rng = np.random.default_rng(1)
+    names = [f"cam{c}" for c in range(cameras) for _ in range(per_camera)]
+    labels = np.asarray([c % 5 for c in range(cameras) for _ in range(per_camera)], np.int64)
+    features = rng.normal(0, 1, (len(names), views, 8)).astype(np.float32)
+    features[:, :, 1] += labels[:, None]  # a real signal, so heads have something to fit
+    features[:, :, 0] = np.asarray([int(n[3:]) for n in names], np.float32)[:, None]
+    return FeatureSet(features, labels, names, CLASSES, 0.0)
+
+
+def test_loco_never_trains_on_the_held_out_camera(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _synthetic()
+    fits: list[set[int]] = []
+    real = fit_head
+
+    def spy(features: Any, labels: Any, classes: int, l2: float, **kwargs: Any) -> Any:
+        fits.append({int(v) for v in features[:, 0]})
+        return real(features, labels, classes, l2, **kwargs)
+
+    monkeypatch.setattr(loco, "fit_head", spy)
+    boundaries: list[tuple[int, str]] = []
+    settings = loco.HeadSettings(l2_grid=(1e-2,), families=("multinomial",), views=2)
+    report = loco.leave_one_camera_out(
+        data, settings, progress=lambda done, total, camera: boundaries.append((len(fits), camera))
+    )
+    start = 0
+    for end, camera in boundaries:
+        held_out = int(camera[3:])
+        assert fits[start:end], camera
+        assert all(held_out not in markers for markers in fits[start:end]), camera
+        start = end
+    for camera, row in report["per_camera"].items():
+        assert camera not in row["trained_on_cameras"]
+        assert len(row["trained_on_cameras"]) == 5
+    assert set(report["per_camera"]) == {f"cam{c}" for c in range(6)}
+
+
+def test_a_split_that_would_leak_is_refused() -> None:
+    cameras = ["a", "a", "b", "c"]
+    train, test = loco.split(cameras, ["a"])
+    assert train == [2, 3]
+    assert test == [0, 1]
+    folds = loco.camera_folds(cameras * 3, 5)
+    assert sorted(c for fold in folds for c in fold) == ["a", "b", "c"]
+
+
+def test_the_ordinal_head_learns_an_ordered_signal() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), 40)
+    features = rng.normal(0, 0.3, (200, 4)).astype(np.float32)
+    features[:, 0] += labels
+    head = fit_head(features, labels, 5, 1e-3, family="ordinal")
+    assert (np.diff(head.thresholds) > 0).all()
+    accuracy = float((head.logits(features).argmax(axis=1) == labels).mean())
+    assert accuracy > 0.8
