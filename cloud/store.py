@@ -30,7 +30,7 @@ from roadsense.cloud.domain import (
     TokenUse,
 )
 from roadsense.cloud.feeds import ObservationRecord, WeatherRecord
-from roadsense.cloud.migrations import MIGRATIONS
+from roadsense.cloud.migrations import MIGRATIONS, message_sha256
 from roadsense.core.sqlite import migrate, open_database, transaction
 
 SegmentUpdater = Callable[[list[Reading]], list[SegmentSnapshot]]
@@ -97,7 +97,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def dead_letters(self) -> list[tuple[str, str]]:
-        """(topic, reason) of every rejected message, oldest first."""
+        """(topic, reason) of every distinct rejected message, oldest first; a repeat of the
+        same message (topic and payload) for the same problem is counted, not listed again."""
 
     @abc.abstractmethod
     def history(self, segment_id: str, from_ms: int, to_ms: int) -> list[HistoryPoint]:
@@ -158,7 +159,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def dead_letter_codes(self) -> dict[str, int]:
-        """How many messages were rejected, by problem code."""
+        """How many messages were rejected, by problem code, repeats included."""
 
     @abc.abstractmethod
     def add_enrollment_token(
@@ -310,10 +311,22 @@ class SqliteStore(Store):
         )
 
     def _insert_rejected(self, r: Rejected) -> None:
+        # A repeat of the same message (topic and payload) for the same problem counts up.
         self._db.execute(
-            "INSERT INTO dead_letters (received_ms, topic, reason, payload, code) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [r.received_ms, r.topic, r.reason, r.payload, r.code],
+            """INSERT INTO dead_letters (received_ms, topic, reason, payload, code,
+                message_sha256, last_received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (message_sha256, code) DO UPDATE
+               SET repeats = repeats + 1, reason = excluded.reason,
+                last_received_ms = MAX(last_received_ms, excluded.last_received_ms)""",
+            [
+                r.received_ms,
+                r.topic,
+                r.reason,
+                r.payload,
+                r.code,
+                message_sha256(r.topic, r.payload),
+                r.received_ms,
+            ],
         )
 
     def _save_segments(self, segments: list[SegmentSnapshot]) -> None:
@@ -606,7 +619,7 @@ class SqliteStore(Store):
     def dead_letter_codes(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT code, COUNT(*) FROM dead_letters GROUP BY code"
+                "SELECT code, SUM(repeats) FROM dead_letters GROUP BY code"
             ).fetchall()
         return {str(code): int(count) for code, count in rows}
 

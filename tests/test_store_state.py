@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sqlite3
 from pathlib import Path
@@ -10,8 +11,10 @@ from roadsense.cloud.city import SegmentConfig
 from roadsense.cloud.domain import Reading, Rejected, Telemetry
 from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.ingest import DEFAULT_MAX_LATE_MS, decode_message
+from roadsense.cloud.migrations import MIGRATIONS
 from roadsense.cloud.state import CityTracker, congestion_index, segments_per_band
 from roadsense.cloud.store import HistoryPoint, SqliteStore
+from roadsense.core.sqlite import migrate, open_database
 from roadsense.core.timeutil import now_ms
 from roadsense.proto.v1 import telemetry_pb2
 
@@ -295,3 +298,48 @@ def test_late_reports_are_history_never_current_state(tmp_path: Path) -> None:
     restored.load(reopened.segments(), reopened.latest_readings(STALE_MS))
     assert restored.snapshot(t) == tracker.snapshot(t)
     reopened.close()
+
+
+def test_repeats_of_one_bad_message_are_counted_not_stored_again(tmp_path: Path) -> None:
+    path = tmp_path / "city.sqlite"
+    store = SqliteStore(path)
+    tracker = CityTracker(STALE_MS)
+    topic = "roadsense/v1/dev-1/cam1/congestion"
+    for batch in range(3):
+        repeats = [
+            Rejected(topic, f"bad {batch}.{i}", b"\x01\x02", 1000 * batch + i) for i in (0, 1)
+        ]
+        other = Rejected(topic, "other", b"\x03", 5, code="bad_protobuf")
+        store.write_batch([*repeats, other], tracker.apply)
+    assert store.dead_letters() == [(topic, "bad 2.1"), (topic, "other")]
+    assert store.dead_letter_codes() == {"invalid": 6, "bad_protobuf": 3}
+    store.close()
+    assert sqlite3.connect(path).execute(
+        "SELECT topic, code, payload, repeats, received_ms, last_received_ms FROM dead_letters "
+        "ORDER BY id"
+    ).fetchall() == [
+        (topic, "invalid", b"\x01\x02", 6, 0, 2001),
+        (topic, "bad_protobuf", b"\x03", 3, 5, 5),
+    ]
+
+
+def test_the_repeat_migration_folds_existing_copies(tmp_path: Path) -> None:
+    path = tmp_path / "city.sqlite"
+    db = open_database(path)
+    migrate(db, [m for m in MIGRATIONS if m.name != "0008_dead_letter_repeats"])
+    for received, payload in [(10, b"a"), (20, b"b"), (30, b"a"), (40, b"a")]:
+        db.execute(
+            "INSERT INTO dead_letters (received_ms, topic, reason, payload, code) "
+            "VALUES (?, 't', 'r', ?, 'bad_field')",
+            [received, payload],
+        )
+    db.conn.commit()
+    db.close()
+    SqliteStore(path).close()
+    assert sqlite3.connect(path).execute(
+        "SELECT payload, repeats, received_ms, last_received_ms, message_sha256 FROM dead_letters "
+        "ORDER BY id"
+    ).fetchall() == [
+        (b"a", 3, 10, 40, hashlib.sha256(b"t\0a").hexdigest()),
+        (b"b", 1, 20, 20, hashlib.sha256(b"t\0b").hexdigest()),
+    ]
