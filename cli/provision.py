@@ -242,7 +242,9 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    serials = _open_ca(args).revoke(args.device, args.reason)
+    ca = _open_ca(args)
+    serials = ca.revoke(args.device, args.reason)
+    issued = any(item.common_name == args.device for item in ca.issued())
     registry = False
     if args.store is not None or args.cloud_config is not None:
         from roadsense.cloud.enrollment import revoke_in_registry
@@ -250,7 +252,7 @@ def _revoke(args: argparse.Namespace) -> int:
 
         store = _open_store(args)
         try:
-            revoke_in_registry(store, args.device, args.reason, now_ms())
+            revoke_in_registry(store, args.device, args.reason, now_ms(), known=issued)
         finally:
             store.close()
         registry = True

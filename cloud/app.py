@@ -74,7 +74,9 @@ class CloudService:
         history_interval_ms = int(config.state.history_interval_s * 1000)
         self.store = SqliteStore(config.store.path, history_interval_ms)
         self.tracker = CityTracker(int(config.state.stale_after_s * 1000))
-        self.tracker.load(self.store.segments(), self.store.latest_readings())
+        self.tracker.load(
+            self.store.segments(), self.store.latest_readings(self.tracker.stale_after_ms)
+        )
         self.feed = ChangeFeed()
         self.metrics = CloudMetrics()
         self.ingest = IngestWorker(
@@ -123,7 +125,7 @@ class CloudService:
             FleetIdentity(config.enrollment, self.store) if config.enrollment is not None else None
         )
         city_pb2_grpc.add_FleetServiceServicer_to_server(
-            FleetServicer(self.store, identity), self.server
+            FleetServicer(self.store, identity, frozenset(config.known_devices())), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

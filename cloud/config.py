@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from roadsense.cloud.auth import AuthConfig
 from roadsense.cloud.city import DeviceConfig, SegmentConfig
+from roadsense.cloud.ingest import DEFAULT_MAX_LATE_MS
 from roadsense.core.config import ConfigModel, relative_to
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig
@@ -34,6 +35,15 @@ class IngestConfig(ConfigModel):
         default=30.0,
         ge=0,
         description="Reports timed further than this in the future are rejected.",
+    )
+    max_late_s: float = Field(
+        default=DEFAULT_MAX_LATE_MS / 1000,
+        gt=0,
+        description="Reports captured longer ago than this (capture time or window start) "
+        "are dead-lettered (too_late). Later ones are kept for history; a report becomes "
+        "current state only when it arrives within [state] stale_after_s of its capture. "
+        "Keep it at or above the edge outbox's max_age_s (7 days by default) so a device's "
+        "backlog is never refused; the default is 14 days.",
     )
     queue_size: int = Field(
         default=10_000,

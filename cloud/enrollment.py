@@ -17,7 +17,12 @@ from roadsense.cloud.auth import hash_token, new_token
 from roadsense.cloud.config import EnrollmentConfig
 from roadsense.cloud.domain import RegistryEntry
 from roadsense.cloud.store import Store
-from roadsense.core.errors import EnrollmentError, ProvisioningError, RoadSenseError
+from roadsense.core.errors import (
+    EnrollmentError,
+    NotFoundError,
+    ProvisioningError,
+    RoadSenseError,
+)
 from roadsense.provisioning.ca import (
     CertificateAuthority,
     cert_pem,
@@ -111,14 +116,35 @@ class FleetIdentity:
         logger.info("enrolled %s (certificate serial %s)", device_id, serial)
         return Enrolled(device_id, cert_pem(cert), cert_pem(self._ca.cert), edge_config)
 
-    def revoke(self, device_id: str, reason: str, now: int) -> tuple[RegistryEntry, list[str]]:
-        """Put the device's certificates on the CRL and mark it revoked."""
-        serials = self._ca.revoke(device_id, reason)
-        return revoke_in_registry(self._store, device_id, reason, now), serials
+    def revoke(
+        self, device_id: str, reason: str, now: int, *, known: bool = False
+    ) -> tuple[RegistryEntry, list[str]]:
+        """Mark the device revoked and put its certificates on the CRL.
+
+        The CA, the manifest, the registry, telemetry or ``known`` must know the device:
+        an unknown id raises NotFoundError and changes nothing.
+        """
+        known = (
+            known
+            or any(item.common_name == device_id for item in self._ca.issued())
+            or any(d.id == device_id for d in load_manifest(self._config.manifest).devices)
+        )
+        entry = revoke_in_registry(self._store, device_id, reason, now, known=known)
+        return entry, self._ca.revoke(device_id, reason)
 
 
-def revoke_in_registry(store: Store, device_id: str, reason: str, now: int) -> RegistryEntry:
-    """Mark a device revoked in the cloud's registry (ingest then rejects it)."""
-    entry = store.revoke_device(check_device_id(device_id), reason, now)
+def revoke_in_registry(
+    store: Store, device_id: str, reason: str, now: int, *, known: bool = False
+) -> RegistryEntry:
+    """Mark a device revoked in the cloud's registry (ingest then rejects it).
+
+    The registry or telemetry must know the device, or ``known`` says the fleet does (its
+    CA, manifest or configuration); otherwise NotFoundError, and nothing is recorded.
+    """
+    entry = store.revoke_device(check_device_id(device_id), reason, now, known_elsewhere=known)
+    if entry is None:
+        raise NotFoundError(
+            f"no device {device_id!r}: neither the fleet nor the cloud's registry knows it"
+        )
     logger.info("device %s marked revoked (%s)", device_id, reason or "no reason given")
     return entry

@@ -1,13 +1,15 @@
 """City feeds: per-segment observations and weather pushed by trusted clients.
 
 Each item of a batch is checked on its own; good items are stored even when
-others in the same batch are refused, and every refusal names the item and
-what was wrong with it.
+others in the same batch are refused, and every refusal names the item (its
+index) and the field that was wrong, and why. Observations carry a unit of
+``UNIT_RANGES`` and a finite value within its range; weather a short code.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -79,6 +81,28 @@ class WeatherRecord:
     source: str
 
 
+UNIT_RANGES: dict[str, tuple[float, float]] = {
+    "km/h": (0.0, 300.0),
+    "mph": (0.0, 190.0),
+    "m/s": (0.0, 85.0),
+    "veh/h": (0.0, 20_000.0),
+    "%": (0.0, 100.0),
+}
+"""The units an observation may carry and the values each allows: speeds, flow over all
+lanes of a segment, occupancy in percent."""
+MAX_SOURCE_CHARS = 128
+MAX_CODE_CHARS = 32
+_WEATHER_CODE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_CODE_CHARS - 1}}}")
+SHOWN_CHARS = 40
+"""A refusal quotes at most this much of a bad value."""
+
+
+def _quoted(text: str) -> str:
+    if len(text) <= SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:SHOWN_CHARS]!r}... ({len(text)} characters)"
+
+
 def _time_problem(time_ms: int, now_ms: int, max_future_ms: int) -> str | None:
     if time_ms <= 0:
         return "time_ms is missing"
@@ -87,22 +111,44 @@ def _time_problem(time_ms: int, now_ms: int, max_future_ms: int) -> str | None:
     return None
 
 
+def _source_problem(source: str) -> str | None:
+    if not source:
+        return "source is missing"
+    if len(source) > MAX_SOURCE_CHARS or not source.isprintable():
+        return (
+            f"source {_quoted(source)} is not a name of at most {MAX_SOURCE_CHARS} "
+            "printable characters"
+        )
+    return None
+
+
+def _observation_problem(item: city_pb2.Observation, now_ms: int, max_future_ms: int) -> str | None:
+    if not is_identifier(item.segment_id):
+        return f"segment_id {_quoted(item.segment_id)} is not a valid identifier"
+    time_problem = _time_problem(item.time_ms, now_ms, max_future_ms)
+    if time_problem:
+        return time_problem
+    if not item.unit:
+        return "unit is missing"
+    limits = UNIT_RANGES.get(item.unit)
+    if limits is None:
+        return f"unit {_quoted(item.unit)} is not one of {', '.join(UNIT_RANGES)}"
+    if not math.isfinite(item.value):
+        return "value is not a finite number"
+    low, high = limits
+    if not low <= item.value <= high:
+        return f"value {item.value:g} {item.unit} is outside {low:g}..{high:g} {item.unit}"
+    return _source_problem(item.source)
+
+
 def check_observations(
     items: list[city_pb2.Observation], now_ms: int, max_future_ms: int
 ) -> tuple[list[ObservationRecord], list[tuple[int, str]]]:
-    """(accepted records, [(index, reason)] refused)."""
+    """(accepted records, [(index, reason)] refused); each reason starts with the field."""
     accepted: list[ObservationRecord] = []
     refused: list[tuple[int, str]] = []
     for index, item in enumerate(items):
-        problem = _time_problem(item.time_ms, now_ms, max_future_ms)
-        if not is_identifier(item.segment_id):
-            problem = f"segment_id {item.segment_id!r} is not a valid identifier"
-        elif not math.isfinite(item.value):
-            problem = "value is not a finite number"
-        elif not item.unit:
-            problem = "unit is missing"
-        elif not item.source:
-            problem = "source is missing"
+        problem = _observation_problem(item, now_ms, max_future_ms)
         if problem:
             refused.append((index, problem))
             continue
@@ -112,18 +158,30 @@ def check_observations(
     return accepted, refused
 
 
+def _weather_problem(
+    item: city_pb2.WeatherObservation, now_ms: int, max_future_ms: int
+) -> str | None:
+    time_problem = _time_problem(item.time_ms, now_ms, max_future_ms)
+    if time_problem:
+        return time_problem
+    if not item.code:
+        return "code is missing"
+    if not _WEATHER_CODE.fullmatch(item.code):
+        return (
+            f"code {_quoted(item.code)} is not a weather code: 1 to {MAX_CODE_CHARS} letters, "
+            "digits, '_', '.' or '-'"
+        )
+    return _source_problem(item.source)
+
+
 def check_weather(
     items: list[city_pb2.WeatherObservation], now_ms: int, max_future_ms: int
 ) -> tuple[list[WeatherRecord], list[tuple[int, str]]]:
-    """(accepted records, [(index, reason)] refused)."""
+    """(accepted records, [(index, reason)] refused); each reason starts with the field."""
     accepted: list[WeatherRecord] = []
     refused: list[tuple[int, str]] = []
     for index, item in enumerate(items):
-        problem = _time_problem(item.time_ms, now_ms, max_future_ms)
-        if not item.code:
-            problem = "code is missing"
-        elif not item.source:
-            problem = "source is missing"
+        problem = _weather_problem(item, now_ms, max_future_ms)
         if problem:
             refused.append((index, problem))
             continue

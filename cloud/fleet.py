@@ -10,20 +10,17 @@ import logging
 import grpc
 
 from roadsense.cloud.domain import DeviceRecord, RegistryEntry
-from roadsense.cloud.enrollment import EnrollmentRefusedError, FleetIdentity, revoke_in_registry
+from roadsense.cloud.enrollment import FleetIdentity, revoke_in_registry
+from roadsense.cloud.rpc_status import unary
 from roadsense.cloud.store import Store
-from roadsense.core.errors import RoadSenseError
+from roadsense.core.errors import NotConfiguredError, NotFoundError, RequestError
 from roadsense.core.timeutil import now_ms
 from roadsense.proto.topics import is_identifier
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
-REFUSAL_CODES = {
-    "token": grpc.StatusCode.UNAUTHENTICATED,
-    "csr": grpc.StatusCode.INVALID_ARGUMENT,
-    "device": grpc.StatusCode.FAILED_PRECONDITION,
-}
+MAX_REVOKE_REASON_CHARS = 200
 
 
 def device_message(
@@ -50,9 +47,15 @@ def device_message(
 class FleetServicer(city_pb2_grpc.FleetServiceServicer):
     """roadsense.v1.FleetService."""
 
-    def __init__(self, store: Store, identity: FleetIdentity | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        identity: FleetIdentity | None = None,
+        fleet_devices: frozenset[str] = frozenset(),
+    ) -> None:
         self._store = store
         self._identity = identity
+        self._fleet_devices = fleet_devices
 
     def _devices(self) -> dict[str, city_pb2.Device]:
         seen = {d.device_id: d for d in self._store.devices()}
@@ -62,30 +65,28 @@ class FleetServicer(city_pb2_grpc.FleetServiceServicer):
             for device_id in sorted(seen.keys() | registry.keys())
         }
 
+    @unary
     def ListDevices(  # noqa: N802 - gRPC method name
         self, request: city_pb2.ListDevicesRequest, context: grpc.ServicerContext
     ) -> city_pb2.ListDevicesResponse:
         return city_pb2.ListDevicesResponse(devices=list(self._devices().values()))
 
+    @unary
     def GetDevice(  # noqa: N802 - gRPC method name
         self, request: city_pb2.GetDeviceRequest, context: grpc.ServicerContext
     ) -> city_pb2.Device:
         device = self._devices().get(request.device_id)
         if device is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no device {request.device_id!r}")
+            raise NotFoundError(f"no device {request.device_id[:100]!r}")
         return device
 
+    @unary
     def Enroll(  # noqa: N802 - gRPC method name
         self, request: city_pb2.EnrollRequest, context: grpc.ServicerContext
     ) -> city_pb2.EnrollResponse:
         if self._identity is None:
-            context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION, "enrollment is not configured on this cloud"
-            )
-        try:
-            enrolled = self._identity.enroll(request.token, request.csr_pem, now_ms())
-        except EnrollmentRefusedError as err:
-            context.abort(REFUSAL_CODES[err.kind], str(err))
+            raise NotConfiguredError("enrollment is not configured on this cloud")
+        enrolled = self._identity.enroll(request.token, request.csr_pem, now_ms())
         return city_pb2.EnrollResponse(
             device_id=enrolled.device_id,
             certificate_pem=enrolled.certificate_pem,
@@ -93,24 +94,28 @@ class FleetServicer(city_pb2_grpc.FleetServiceServicer):
             edge_config_toml=enrolled.edge_config_toml,
         )
 
+    @unary
     def RevokeDevice(  # noqa: N802 - gRPC method name
         self, request: city_pb2.RevokeDeviceRequest, context: grpc.ServicerContext
     ) -> city_pb2.RevokeDeviceResponse:
-        if not is_identifier(request.device_id):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "device_id is not a valid id")
+        device_id, reason = request.device_id, request.reason
+        if not is_identifier(device_id):
+            raise RequestError("device_id is not a valid id")
+        if len(reason) > MAX_REVOKE_REASON_CHARS or not reason.isprintable():
+            raise RequestError(
+                f"reason must be printable text of at most {MAX_REVOKE_REASON_CHARS} characters"
+            )
         serials: list[str] = []
-        try:
-            if self._identity is not None:
-                entry, serials = self._identity.revoke(request.device_id, request.reason, now_ms())
-            else:
-                logger.warning(
-                    "revoking %s in the registry only: no enrollment (CA) configured for the CRL",
-                    request.device_id,
-                )
-                entry = revoke_in_registry(self._store, request.device_id, request.reason, now_ms())
-        except RoadSenseError as err:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
-        seen = {d.device_id: d for d in self._store.devices()}.get(request.device_id)
+        known = device_id in self._fleet_devices
+        if self._identity is not None:
+            entry, serials = self._identity.revoke(device_id, reason, now_ms(), known=known)
+        else:
+            entry = revoke_in_registry(self._store, device_id, reason, now_ms(), known=known)
+            logger.warning(
+                "revoked %s in the registry only: no enrollment (CA) configured for the CRL",
+                device_id,
+            )
+        seen = {d.device_id: d for d in self._store.devices()}.get(device_id)
         return city_pb2.RevokeDeviceResponse(
-            device=device_message(request.device_id, seen, entry), revoked_serials=serials
+            device=device_message(device_id, seen, entry), revoked_serials=serials
         )

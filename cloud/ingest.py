@@ -24,6 +24,9 @@ Problem = tuple[str, str]
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 KEPT_BYTES_OF_OVERSIZED = 1024
 """Dead letters keep only the head of an oversized payload."""
+DEFAULT_MAX_LATE_MS = 14 * 24 * 3600 * 1000
+"""Reports captured longer ago than this are dead-lettered: twice the edge outbox's default
+age limit (7 days), so a device's own backlog is never refused even after a cloud outage."""
 
 
 def decode_message(
@@ -36,6 +39,7 @@ def decode_message(
     known_devices: Mapping[str, frozenset[str]] | None = None,
     camera_segments: Mapping[str, str] | None = None,
     revoked_devices: frozenset[str] = frozenset(),
+    max_late_ms: int = DEFAULT_MAX_LATE_MS,
 ) -> Telemetry:
     """Turn a message into a Reading, StatusUpdate, HealthRecord or Rejected.
 
@@ -44,7 +48,10 @@ def decode_message(
     ``camera_segments`` ("device/camera" → segment id) is the city's own
     camera-to-segment mapping, which wins over the segment a report names.
     Anything from a device in ``revoked_devices`` is rejected: its connection
-    may outlive the revocation until the broker reloads the CRL.
+    may outlive the revocation until the broker reloads the CRL. A report captured more
+    than ``max_late_ms`` before it was received is rejected (``too_late``); so is one whose
+    times contradict each other (``bad_time``: a window that starts after its capture time or
+    not at all).
     """
     if len(payload) > max_payload_bytes:
         return Rejected(
@@ -92,7 +99,12 @@ def decode_message(
 
     if parsed.kind is TopicKind.CONGESTION:
         problem = _report_problem(
-            report, parsed.device_id, parsed.camera_id, received_ms, max_future_ms
+            report,
+            parsed.device_id,
+            parsed.camera_id,
+            received_ms,
+            max_future_ms,
+            max_late_ms=max_late_ms,
         )
         if problem:
             return reject(problem)
@@ -158,6 +170,8 @@ def _report_problem(
     topic_camera: str | None,
     received_ms: int,
     max_future_ms: int,
+    *,
+    max_late_ms: int,
 ) -> Problem | None:
     problem = _common_problem(report.schema_version, report.device_id, topic_device)
     if problem:
@@ -181,7 +195,36 @@ def _report_problem(
         )
     if report.frames_in_window == 0:
         return ("bad_field", "frames_in_window must be 1 or more")
-    return _probability_problem(report)
+    return _time_problem(report, received_ms, max_late_ms) or _probability_problem(report)
+
+
+def _time_problem(
+    report: telemetry_pb2.CongestionReport, received_ms: int, max_late_ms: int
+) -> Problem | None:
+    """Impossible time relations (bad_time) and reports too old to take (too_late)."""
+    captured, started = report.capture_time_ms, report.window_start_ms
+    if started <= 0:
+        return ("bad_time", "window_start_ms is missing")
+    if started > captured:
+        return (
+            "bad_time",
+            f"window_start_ms is {(started - captured) / 1000:.1f} s after capture_time_ms "
+            "(a window cannot start after its newest frame)",
+        )
+    if report.frames_in_window == 1 and started != captured:
+        return (
+            "bad_time",
+            f"window_start_ms is {(captured - started) / 1000:.1f} s before capture_time_ms "
+            "in a one-frame window (they must be equal)",
+        )
+    for name, time_ms in (("capture_time_ms", captured), ("window_start_ms", started)):
+        if received_ms - time_ms > max_late_ms:
+            return (
+                "too_late",
+                f"{name} is {(received_ms - time_ms) / 1000:.0f} s old, older than the "
+                f"{max_late_ms / 1000:g} s lateness limit (ingest.max_late_s)",
+            )
+    return None
 
 
 def _probability_problem(report: telemetry_pb2.CongestionReport) -> Problem | None:

@@ -6,6 +6,8 @@ check`` reports a store that has migrations this version does not know.
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlite_utils import Database
 
 from roadsense.core.sqlite import Migration
@@ -109,6 +111,37 @@ def _history_by_time(db: Database) -> None:
     db.execute("CREATE INDEX segment_history_start ON segment_history (start_ms)")
 
 
+def message_sha256(topic: str, payload: bytes) -> str:
+    """Identity of a dead-lettered message: its topic and the payload bytes kept."""
+    return hashlib.sha256(topic.encode() + b"\0" + payload).hexdigest()
+
+
+def _dead_letter_repeats(db: Database) -> None:
+    # One row per distinct bad message and problem: repeats count up instead of adding rows.
+    db.execute("ALTER TABLE dead_letters ADD COLUMN message_sha256 TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE dead_letters ADD COLUMN repeats INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE dead_letters ADD COLUMN last_received_ms INTEGER NOT NULL DEFAULT 0")
+    rows = db.execute("SELECT id, topic, payload FROM dead_letters").fetchall()
+    db.conn.executemany(
+        "UPDATE dead_letters SET message_sha256 = ?, last_received_ms = received_ms WHERE id = ?",
+        [(message_sha256(topic, bytes(payload)), row_id) for row_id, topic, payload in rows],
+    )
+    db.execute(
+        """UPDATE dead_letters SET
+            repeats = (SELECT COUNT(*) FROM dead_letters d
+                       WHERE d.message_sha256 = dead_letters.message_sha256
+                       AND d.code = dead_letters.code),
+            last_received_ms = (SELECT MAX(received_ms) FROM dead_letters d
+                                WHERE d.message_sha256 = dead_letters.message_sha256
+                                AND d.code = dead_letters.code)"""
+    )
+    db.execute(
+        """DELETE FROM dead_letters WHERE id NOT IN (
+            SELECT MIN(id) FROM dead_letters GROUP BY message_sha256, code)"""
+    )
+    db.execute("CREATE UNIQUE INDEX dead_letters_message ON dead_letters (message_sha256, code)")
+
+
 MIGRATIONS = [
     Migration("0001_city_schema", _schema_v1),
     Migration("0002_dead_letter_codes", _dead_letter_codes),
@@ -117,4 +150,5 @@ MIGRATIONS = [
     Migration("0005_forecasts", _forecasts),
     Migration("0006_fleet_registry", _fleet_registry),
     Migration("0007_history_by_time", _history_by_time),
+    Migration("0008_dead_letter_repeats", _dead_letter_repeats),
 ]

@@ -12,10 +12,13 @@ import grpc
 from roadsense.cloud.city import SegmentConfig, unconfigured
 from roadsense.cloud.domain import SegmentForecast, SegmentSnapshot
 from roadsense.cloud.feed import ChangeFeed
-from roadsense.cloud.feeds import MAX_BATCH, check_observations, check_weather
+from roadsense.cloud.feeds import check_observations, check_weather
 from roadsense.cloud.forecasting import ForecastJob
+from roadsense.cloud.queries import check_count, check_min_level, check_road_classes, history_range
+from roadsense.cloud.rpc_status import streaming, unary
 from roadsense.cloud.state import CityTracker, congestion_index, segments_per_band
 from roadsense.cloud.store import Store
+from roadsense.core.errors import NotConfiguredError, NotFoundError, NotServingError, RequestError
 from roadsense.core.timeutil import now_ms
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
@@ -79,14 +82,6 @@ def forecast_message(
     )
 
 
-def _check_batch_size(size: int, context: grpc.ServicerContext) -> None:
-    if size > MAX_BATCH:
-        context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"{size} items in one request; send at most {MAX_BATCH} per call",
-        )
-
-
 def _ingest_response(
     stored: int, duplicates: int, refused: list[tuple[int, str]]
 ) -> city_pb2.IngestResponse:
@@ -143,7 +138,8 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
     def _filtered(
         self, segments: list[SegmentSnapshot], request: city_pb2.GetCityStateRequest
     ) -> list[SegmentSnapshot]:
-        classes = set(request.road_classes)
+        classes = check_road_classes(request.road_classes)
+        min_level = check_min_level(request.min_level)
 
         def road_class(segment_id: str) -> str:
             config = self._city.get(segment_id)
@@ -152,7 +148,7 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
         return [
             s
             for s in segments
-            if s.level >= request.min_level
+            if s.level >= min_level
             and not (request.exclude_stale and s.stale)
             and (not classes or road_class(s.segment_id) in classes)
         ]
@@ -170,6 +166,7 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
         config = self._city.get(segment_id)
         return segment_info(config or unconfigured(segment_id), configured=config is not None)
 
+    @unary
     def ListSegments(  # noqa: N802 - gRPC method name
         self, request: city_pb2.ListSegmentsRequest, context: grpc.ServicerContext
     ) -> city_pb2.ListSegmentsResponse:
@@ -180,19 +177,15 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
             states=[segment_message(s) for s in states],
         )
 
+    @unary
     def GetSegment(  # noqa: N802 - gRPC method name
         self, request: city_pb2.GetSegmentRequest, context: grpc.ServicerContext
     ) -> city_pb2.GetSegmentResponse:
         now = now_ms()
         (state,) = self._tracker.snapshot(now, [request.segment_id]) or (None,)
         if state is None and request.segment_id not in self._city:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no segment {request.segment_id!r}")
-        to_ms = request.to_ms or now
-        from_ms = request.from_ms or to_ms - 3_600_000
-        if from_ms > to_ms:
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"from_ms {from_ms} is after to_ms {to_ms}"
-            )
+            raise NotFoundError(f"no segment {request.segment_id[:100]!r}")
+        from_ms, to_ms = history_range(request.from_ms, request.to_ms, now)
         history = self._store.history(request.segment_id, from_ms, to_ms)
         return city_pb2.GetSegmentResponse(
             info=self._info(request.segment_id),
@@ -204,47 +197,48 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
             interval_ms=self._history_interval_ms,
         )
 
+    @unary
     def IngestObservations(  # noqa: N802 - gRPC method name
         self, request: city_pb2.IngestObservationsRequest, context: grpc.ServicerContext
     ) -> city_pb2.IngestResponse:
         items = list(request.observations)
-        _check_batch_size(len(items), context)
+        check_count("observations", len(items))
         now = now_ms()
         records, refused = check_observations(items, now, self._max_future_ms)
         stored = self._store.add_observations(records, now)
         return _ingest_response(stored, len(records) - stored, refused)
 
+    @unary
     def IngestWeather(  # noqa: N802 - gRPC method name
         self, request: city_pb2.IngestWeatherRequest, context: grpc.ServicerContext
     ) -> city_pb2.IngestResponse:
         items = list(request.weather)
-        _check_batch_size(len(items), context)
+        check_count("weather observations", len(items))
         now = now_ms()
         records, refused = check_weather(items, now, self._max_future_ms)
         stored = self._store.add_weather(records, now)
         return _ingest_response(stored, len(records) - stored, refused)
 
+    @unary
     def GetForecast(  # noqa: N802 - gRPC method name
         self, request: city_pb2.GetForecastRequest, context: grpc.ServicerContext
     ) -> city_pb2.GetForecastResponse:
         job = self._forecasts
         if job is None:
-            context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "forecasting is off in this cloud's configuration ([forecast] enabled = false)",
+            raise NotConfiguredError(
+                "forecasting is off in this cloud's configuration ([forecast] enabled = false)"
             )
         model = job.model()
         if model is None:
             reason = job.stats.last_error or "it has not been loaded yet"
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"no forecaster model serving: {reason}")
-        _check_batch_size(len(request.segment_ids), context)
+            raise NotServingError(f"no forecaster model serving: {reason}")
+        check_count("segment_ids", len(request.segment_ids))
         known = range(1, max(model.card.horizons) + 1)
         wrong = sorted(set(request.horizons) - set(known))
         if wrong:
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"horizons {wrong} are not forecast; model {model.version} forecasts "
-                f"1..{known[-1]} steps of {model.card.interval_ms // 60_000} min",
+            raise RequestError(
+                f"horizons {wrong[:10]} are not forecast; model {model.version} forecasts "
+                f"1..{known[-1]} steps of {model.card.interval_ms // 60_000} min"
             )
         horizons = sorted(set(request.horizons)) or list(known)
         latest = job.latest()
@@ -269,14 +263,18 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
         )
         return response
 
+    @unary
     def GetCityState(  # noqa: N802 - gRPC method name
         self, request: city_pb2.GetCityStateRequest, context: grpc.ServicerContext
     ) -> city_pb2.CityState:
+        check_count("segment_ids", len(request.segment_ids))
         return self._city_state(list(request.segment_ids), request)
 
+    @streaming
     def WatchCityState(  # noqa: N802 - gRPC method name
         self, request: city_pb2.WatchCityStateRequest, context: grpc.ServicerContext
     ) -> Iterator[city_pb2.CityStateUpdate]:
+        check_count("segment_ids", len(request.segment_ids))
         # Subscribe before the snapshot so no change falls between the two.
         watcher = self._feed.subscribe(request.segment_ids)
         try:

@@ -6,6 +6,13 @@ times its recency (``exp(-age / stale_after)``, age behind the segment's
 newest reading); cameras older than the staleness limit do not count. The
 city congestion index is the mean level of the segments that are not stale,
 weighted by length times road class (``roadsense.cloud.city``).
+
+A report becomes its camera's current reading only when it is no older than that
+camera's current one and arrived within the staleness limit of its capture
+(``received - capture <= stale_after``): one that arrives already older than
+that would be stale on arrival, so it is kept for history (the store has it)
+but never moves or creates a segment's state. A segment's ``reports`` counts
+the reports that became current.
 """
 
 from __future__ import annotations
@@ -30,26 +37,42 @@ class CityTracker:
         self._cameras: dict[str, dict[CameraKey, Reading]] = {}
         self._segments: dict[str, SegmentSnapshot] = {}
 
+    @property
+    def stale_after_ms(self) -> int:
+        """The staleness limit: also how late a report may arrive and still become current."""
+        return self._stale_after_ms
+
+    def arrived_in_time(self, reading: Reading) -> bool:
+        """Whether a reading arrived soon enough after its capture to be current state."""
+        return reading.received_ms - reading.capture_time_ms <= self._stale_after_ms
+
     def load(self, segments: Iterable[SegmentSnapshot], readings: Iterable[Reading]) -> None:
-        """Restore stored segment rows and each camera's latest reading."""
+        """Restore stored segment rows and each camera's latest reading that arrived in time."""
         with self._lock:
             for snapshot in segments:
                 self._segments[snapshot.segment_id] = snapshot
             for reading in readings:
-                key = (reading.device_id, reading.camera_id)
-                self._cameras.setdefault(reading.segment_id, {})[key] = reading
+                if self.arrived_in_time(reading):
+                    key = (reading.device_id, reading.camera_id)
+                    self._cameras.setdefault(reading.segment_id, {})[key] = reading
 
     def apply(self, readings: Iterable[Reading]) -> list[SegmentSnapshot]:
-        """Fold new readings in; return the segments whose state changed."""
+        """Fold new readings in; return the segments whose state changed.
+
+        A reading older than its camera's current one, or one that arrived later than
+        the staleness limit after its capture, changes nothing (it is history only).
+        """
         touched: dict[str, int] = {}
         with self._lock:
             for reading in readings:
+                if not self.arrived_in_time(reading):
+                    continue
                 cameras = self._cameras.setdefault(reading.segment_id, {})
                 key = (reading.device_id, reading.camera_id)
                 current = cameras.get(key)
-                # A late report is stored but does not overwrite a newer reading.
-                if current is None or reading.capture_time_ms >= current.capture_time_ms:
-                    cameras[key] = reading
+                if current is not None and reading.capture_time_ms < current.capture_time_ms:
+                    continue
+                cameras[key] = reading
                 touched[reading.segment_id] = touched.get(reading.segment_id, 0) + 1
             changed = []
             for segment_id, count in touched.items():

@@ -30,7 +30,7 @@ from roadsense.cloud.domain import (
     TokenUse,
 )
 from roadsense.cloud.feeds import ObservationRecord, WeatherRecord
-from roadsense.cloud.migrations import MIGRATIONS
+from roadsense.cloud.migrations import MIGRATIONS, message_sha256
 from roadsense.core.sqlite import migrate, open_database, transaction
 
 SegmentUpdater = Callable[[list[Reading]], list[SegmentSnapshot]]
@@ -79,8 +79,9 @@ class Store(abc.ABC):
         """Every known segment's last stored state."""
 
     @abc.abstractmethod
-    def latest_readings(self) -> list[Reading]:
-        """The newest reading of every camera."""
+    def latest_readings(self, arrived_within_ms: int | None = None) -> list[Reading]:
+        """The newest reading of every camera; with ``arrived_within_ms``, the newest of
+        those received no later than that after their capture."""
 
     @abc.abstractmethod
     def devices(self) -> list[DeviceRecord]:
@@ -96,7 +97,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def dead_letters(self) -> list[tuple[str, str]]:
-        """(topic, reason) of every rejected message, oldest first."""
+        """(topic, reason) of every distinct rejected message, oldest first; a repeat of the
+        same message (topic and payload) for the same problem is counted, not listed again."""
 
     @abc.abstractmethod
     def history(self, segment_id: str, from_ms: int, to_ms: int) -> list[HistoryPoint]:
@@ -157,7 +159,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def dead_letter_codes(self) -> dict[str, int]:
-        """How many messages were rejected, by problem code."""
+        """How many messages were rejected, by problem code, repeats included."""
 
     @abc.abstractmethod
     def add_enrollment_token(
@@ -174,8 +176,14 @@ class Store(abc.ABC):
         """Mark a device enrolled with a new certificate."""
 
     @abc.abstractmethod
-    def revoke_device(self, device_id: str, reason: str, now: int) -> RegistryEntry:
-        """Mark a device revoked (idempotent: the first revocation time stays)."""
+    def revoke_device(
+        self, device_id: str, reason: str, now: int, *, known_elsewhere: bool = False
+    ) -> RegistryEntry | None:
+        """Mark a device revoked (idempotent: the first revocation time stays).
+
+        Only a device the registry or telemetry knows, or one ``known_elsewhere`` (by the
+        fleet's CA or manifest); for any other id nothing is recorded and None is returned.
+        """
 
     @abc.abstractmethod
     def registry(self) -> dict[str, RegistryEntry]:
@@ -303,10 +311,22 @@ class SqliteStore(Store):
         )
 
     def _insert_rejected(self, r: Rejected) -> None:
+        # A repeat of the same message (topic and payload) for the same problem counts up.
         self._db.execute(
-            "INSERT INTO dead_letters (received_ms, topic, reason, payload, code) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [r.received_ms, r.topic, r.reason, r.payload, r.code],
+            """INSERT INTO dead_letters (received_ms, topic, reason, payload, code,
+                message_sha256, last_received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (message_sha256, code) DO UPDATE
+               SET repeats = repeats + 1, reason = excluded.reason,
+                last_received_ms = MAX(last_received_ms, excluded.last_received_ms)""",
+            [
+                r.received_ms,
+                r.topic,
+                r.reason,
+                r.payload,
+                r.code,
+                message_sha256(r.topic, r.payload),
+                r.received_ms,
+            ],
         )
 
     def _save_segments(self, segments: list[SegmentSnapshot]) -> None:
@@ -392,7 +412,9 @@ class SqliteStore(Store):
             for row in rows
         ]
 
-    def latest_readings(self) -> list[Reading]:
+    def latest_readings(self, arrived_within_ms: int | None = None) -> list[Reading]:
+        # 2**62 ms: no report arrives that late, so None reads every report.
+        within = 2**62 if arrived_within_ms is None else arrived_within_ms
         with self._lock:
             rows = self._db.execute(
                 """SELECT device_id, camera_id, segment_id, seq, capture_time_ms,
@@ -400,7 +422,9 @@ class SqliteStore(Store):
                     frames_in_window, level
                    FROM reports r WHERE id = (
                     SELECT id FROM reports WHERE device_id = r.device_id
-                    AND camera_id = r.camera_id ORDER BY capture_time_ms DESC, id DESC LIMIT 1)"""
+                    AND camera_id = r.camera_id AND received_ms - capture_time_ms <= ?
+                    ORDER BY capture_time_ms DESC, id DESC LIMIT 1)""",
+                [within],
             ).fetchall()
         return [
             Reading(
@@ -595,7 +619,7 @@ class SqliteStore(Store):
     def dead_letter_codes(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT code, COUNT(*) FROM dead_letters GROUP BY code"
+                "SELECT code, SUM(repeats) FROM dead_letters GROUP BY code"
             ).fetchall()
         return {str(code): int(count) for code, count in rows}
 
@@ -639,17 +663,22 @@ class SqliteStore(Store):
                 [device_id, now, certificate_serial],
             )
 
-    def revoke_device(self, device_id: str, reason: str, now: int) -> RegistryEntry:
+    def revoke_device(
+        self, device_id: str, reason: str, now: int, *, known_elsewhere: bool = False
+    ) -> RegistryEntry | None:
         with self._lock, transaction(self._db):
             self._db.execute(
                 """INSERT INTO fleet_registry (device_id, revoked_ms, revoke_reason)
-                   VALUES (?, ?, ?) ON CONFLICT (device_id) DO UPDATE
+                   SELECT ?, ?, ? WHERE ?
+                    OR EXISTS (SELECT 1 FROM devices WHERE device_id = ?)
+                    OR EXISTS (SELECT 1 FROM fleet_registry WHERE device_id = ?)
+                   ON CONFLICT (device_id) DO UPDATE
                    SET revoked_ms = COALESCE(revoked_ms, excluded.revoked_ms),
                        revoke_reason = CASE WHEN revoked_ms IS NULL
                            THEN excluded.revoke_reason ELSE revoke_reason END""",
-                [device_id, now, reason],
+                [device_id, now, reason, known_elsewhere, device_id, device_id],
             )
-        return self.registry()[device_id]
+        return self.registry().get(device_id)
 
     def registry(self) -> dict[str, RegistryEntry]:
         with self._lock:

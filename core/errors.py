@@ -25,6 +25,22 @@ class PayloadError(RoadSenseError):
     """A message on the wire cannot be decoded or fails validation."""
 
 
+class RequestError(RoadSenseError):
+    """An API request has a missing, malformed or out-of-range field."""
+
+
+class NotFoundError(RoadSenseError):
+    """An API request names a segment or device that is not known."""
+
+
+class NotConfiguredError(RoadSenseError):
+    """An API request needs a part of the service that its configuration leaves off."""
+
+
+class NotServingError(RoadSenseError):
+    """An API request cannot be answered now (e.g. no model loaded yet); it may later."""
+
+
 class BrokerError(RoadSenseError):
     """An MQTT broker cannot be started or reached."""
 

@@ -19,6 +19,7 @@ def report(
     capture_time_ms: int | None = None,
     labels: list[str] | None = None,
     frames: int = 3,
+    window_start_ms: int | None = None,
 ) -> telemetry_pb2.CongestionReport:
     captured = now_ms() if capture_time_ms is None else capture_time_ms
     return telemetry_pb2.CongestionReport(
@@ -28,7 +29,7 @@ def report(
         segment_id=segment,
         seq=seq,
         capture_time_ms=captured,
-        window_start_ms=captured - 1000,
+        window_start_ms=captured - 1000 if window_start_ms is None else window_start_ms,
         model_version="test-1",
         labels=LABELS if labels is None else labels,
         probabilities=[0.0, 0.0, 1.0, 0.0, 0.0] if probabilities is None else probabilities,

@@ -7,10 +7,20 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
+
+import grpc
 
 from roadsense.cloud.app import CloudService
+from roadsense.cloud.city import SegmentConfig
 from roadsense.cloud.config import CloudConfig
+from roadsense.cloud.feed import ChangeFeed
+from roadsense.cloud.fleet import FleetServicer
+from roadsense.cloud.service import CityServicer
+from roadsense.cloud.state import CityTracker
+from roadsense.cloud.store import Store
+from roadsense.proto.v1 import city_pb2_grpc
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
@@ -46,3 +56,37 @@ def running_cloud(config: CloudConfig) -> Iterator[CloudService]:
         yield service
     finally:
         service.stop()
+
+
+@contextlib.contextmanager
+def api_channel(
+    store: Store,
+    *,
+    city: Iterable[SegmentConfig] = (),
+    fleet_devices: frozenset[str] = frozenset(),
+    tracker: CityTracker | None = None,
+) -> Iterator[grpc.Channel]:
+    """A channel to CityService and FleetService on a real gRPC server on 127.0.0.1 port 0,
+    over ``store`` (no broker, no tokens, no enrollment, no forecaster)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    city_pb2_grpc.add_CityServiceServicer_to_server(
+        CityServicer(
+            tracker or CityTracker(120_000),
+            ChangeFeed(),
+            store,
+            city={s.id: s for s in city},
+            history_interval_ms=60_000,
+            max_future_ms=30_000,
+        ),
+        server,
+    )
+    city_pb2_grpc.add_FleetServiceServicer_to_server(
+        FleetServicer(store, None, fleet_devices), server
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield channel
+    finally:
+        server.stop(0)

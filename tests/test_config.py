@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from roadsense.cloud.config import CloudConfig
 from roadsense.core.config import ConfigModel, load_config
 from roadsense.core.errors import ConfigError
-from roadsense.edge.config import EdgeConfig
+from roadsense.edge.config import EdgeConfig, OutboxConfig
 from roadsense.models.footage.config import FootageConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,6 +40,13 @@ def test_sample_configs_are_valid() -> None:
     assert cloud.ingest.shared_group == ""
     assert [s.id for s in cloud.segments] == [c.segment_id for c in edge.cameras]
     assert cloud.grpc.auth.tokens[0].role == "reader"
+
+
+def test_the_cloud_never_refuses_what_the_edge_outbox_may_still_send() -> None:
+    cloud = CloudConfig()
+    assert cloud.ingest.max_late_s >= OutboxConfig().max_age_s
+    sample = load_config(CloudConfig, REPO / "cloud" / "sample-config.toml")
+    assert sample.ingest.max_late_s == cloud.ingest.max_late_s == 14 * 24 * 3600
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:

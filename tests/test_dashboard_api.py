@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from roadsense.cloud.app import CloudService
-from roadsense.cloud.config import CloudConfig
+from roadsense.cloud.config import CloudConfig, StateConfig
 from roadsense.cloud.dashboard.layout import network_layout
 from roadsense.cloud.dashboard.server import demo_adjacency
 from roadsense.core.timeutil import now_ms
@@ -19,7 +19,7 @@ from .dashboard_support import (
     publish_report,
     wait_for_report,
 )
-from .helpers import running_cloud
+from .helpers import running_cloud, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -100,19 +100,31 @@ def test_city_and_network_shapes(cloud: CloudService) -> None:
     assert all(len(s["shape"]) >= 1 for s in network["segments"])
 
 
-def test_a_stale_segment_is_flagged(cloud: CloudService) -> None:
-    client = _client(cloud)
-    assert client.login() == 303
-    publish_report(
-        cloud.config.mqtt, segment="dash-ring", jam=1.0, seq=2, capture_time_ms=now_ms() - 600_000
-    )
-    wait_for_report(cloud, 2)
-    segment = client.json("/api/segments/dash-ring")
-    assert segment["state"]["stale"] is True
-    assert segment["name"] == "Ring Rd"
-    assert segment["history"][0]["level"] == 10.0
-    assert client.json("/api/city")["stale_segments"] == 1
-    assert client.request("/api/segments/nowhere")[0] == 404
+def test_a_stale_segment_is_flagged(cloud_config: CloudConfig) -> None:
+    quick = cloud_config.model_copy(update={"state": StateConfig(stale_after_s=1.0)})
+    with running_cloud(dashboard_config(quick)) as cloud:
+        client = _client(cloud)
+        assert client.login() == 303
+        publish_report(cloud.config.mqtt, segment="dash-ring", jam=1.0, seq=2)
+        wait_for_report(cloud, 2)
+        # A report that arrives already older than the staleness limit is history only.
+        publish_report(
+            cloud.config.mqtt,
+            segment="dash-main",
+            jam=1.0,
+            seq=3,
+            capture_time_ms=now_ms() - 600_000,
+        )
+        wait_for_report(cloud, 3)
+        assert wait_until(lambda: client.json("/api/segments/dash-ring")["state"]["stale"], 10.0)
+        segment = client.json("/api/segments/dash-ring")
+        assert segment["name"] == "Ring Rd"
+        assert segment["history"][0]["level"] == 10.0
+        assert client.json("/api/city")["stale_segments"] == 1
+        late = client.json("/api/segments/dash-main")
+        assert late["state"] is None
+        assert [p["level"] for p in late["history"]] == [10.0]
+        assert client.request("/api/segments/nowhere")[0] == 404
 
 
 def test_segment_forecast(cloud: CloudService) -> None:

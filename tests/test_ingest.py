@@ -46,6 +46,72 @@ def test_late_reports_are_kept() -> None:
     assert isinstance(_decode(TOPIC, report(capture_time_ms=day_old).SerializeToString()), Reading)
 
 
+def test_the_default_lateness_keeps_a_week_old_backlog() -> None:
+    # The edge outbox keeps reports up to 7 days: such a backlog is never refused.
+    week_old = now_ms() - 7 * 24 * 3600 * 1000 - 60_000
+    record = _decode(TOPIC, report(capture_time_ms=week_old).SerializeToString())
+    assert isinstance(record, Reading)
+
+
+HOUR_MS = 3_600_000
+CAPTURED = now_ms() - 60_000
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "reason"),
+    [
+        (
+            report(capture_time_ms=CAPTURED, window_start_ms=CAPTURED + HOUR_MS),
+            "bad_time",
+            "window_start_ms is 3600.0 s after capture_time_ms "
+            "(a window cannot start after its newest frame)",
+        ),
+        (
+            report(capture_time_ms=CAPTURED, window_start_ms=0),
+            "bad_time",
+            "window_start_ms is missing",
+        ),
+        (
+            report(capture_time_ms=CAPTURED, window_start_ms=CAPTURED - 2000, frames=1),
+            "bad_time",
+            "window_start_ms is 2.0 s before capture_time_ms in a one-frame window "
+            "(they must be equal)",
+        ),
+        (
+            report(capture_time_ms=631_152_000_000),  # 1990-01-01
+            "too_late",
+            "capture_time_ms is {age} s old, older than the 1.2096e+06 s lateness limit "
+            "(ingest.max_late_s)",
+        ),
+        (
+            report(capture_time_ms=CAPTURED, window_start_ms=631_152_000_000),
+            "too_late",
+            "window_start_ms is {age} s old, older than the 1.2096e+06 s lateness limit "
+            "(ingest.max_late_s)",
+        ),
+    ],
+)
+def test_impossible_or_too_old_times_are_rejected(message: object, code: str, reason: str) -> None:
+    received = now_ms()
+    payload = message.SerializeToString()  # type: ignore[attr-defined]
+    record = decode_message(TOPIC, payload, received, SKEW_MS)
+    assert isinstance(record, Rejected)
+    assert (record.code, record.reason) == (
+        code,
+        reason.format(age=f"{(received - 631_152_000_000) / 1000:.0f}"),
+    )
+
+
+def test_the_lateness_limit_is_configurable() -> None:
+    two_hours_old = report(capture_time_ms=now_ms() - 2 * HOUR_MS).SerializeToString()
+    kept = decode_message(TOPIC, two_hours_old, now_ms(), SKEW_MS, max_late_ms=3 * HOUR_MS)
+    refused = decode_message(TOPIC, two_hours_old, now_ms(), SKEW_MS, max_late_ms=HOUR_MS)
+    assert isinstance(kept, Reading)
+    assert isinstance(refused, Rejected)
+    assert refused.code == "too_late"
+    assert refused.reason.endswith("older than the 3600 s lateness limit (ingest.max_late_s)")
+
+
 @pytest.mark.parametrize(
     ("topic", "message", "code", "reason"),
     [

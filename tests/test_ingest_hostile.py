@@ -11,12 +11,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from roadsense.cloud.app import CloudService
+from roadsense.cloud.config import CloudConfig
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.core.timeutil import now_ms
 
 from .factories import report
-from .helpers import wait_until
+from .helpers import running_cloud, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +38,16 @@ def _hostile(kind: str, seq: int, rng: random.Random) -> tuple[str, bytes]:
     if kind == "future":
         later = now_ms() + 24 * 3600 * 1000
         return TOPIC, report(device=DEVICE, seq=seq, capture_time_ms=later).SerializeToString()
+    if kind == "window_after_capture":
+        t = now_ms()
+        late_window = report(
+            device=DEVICE, seq=seq, capture_time_ms=t, window_start_ms=t + 3_600_000
+        )
+        return TOPIC, late_window.SerializeToString()
+    if kind == "from_1990":
+        return TOPIC, report(
+            device=DEVICE, seq=seq, capture_time_ms=631_152_000_000
+        ).SerializeToString()
     assert kind == "nan"
     nan = [math.nan, 0.5, 0.5, 0.0, 0.0]
     return TOPIC, report(device=DEVICE, seq=seq, probabilities=nan).SerializeToString()
@@ -47,12 +58,14 @@ EXPECTED_CODES = {
     "huge": "too_large",
     "future": "future",
     "nan": "bad_probabilities",
+    "window_after_capture": "bad_time",
+    "from_1990": "too_late",
 }
 
 
 def test_hostile_traffic_never_stops_ingest(cloud: CloudService, mqtt_config: MqttConfig) -> None:
     rng = random.Random(1234)
-    kinds = ["random_bytes", "truncated", "wrong_device", "huge", "future", "nan"]
+    kinds = [*EXPECTED_CODES, "random_bytes", "truncated"]
     messages: list[tuple[str, str, bytes]] = []
     valid_seqs = []
     for i in range(1000):
@@ -91,9 +104,31 @@ def test_hostile_traffic_never_stops_ingest(cloud: CloudService, mqtt_config: Mq
     ) + codes.get("schema", 0) + codes.get("camera_mismatch", 0) >= (
         bad["random_bytes"] + bad["truncated"] + bad["nan"]
     )
+    assert [d.device_id for d in cloud.store.devices()] == [DEVICE]
+    assert {s.updated_ms > now_ms() - 600_000 for s in cloud.tracker.snapshot(now_ms())} == {True}
     assert cloud.ingest.is_connected()
     with grpc.insecure_channel(cloud.address) as channel:
         status = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=5
         )
     assert status.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cloud/subscriber.py does not pass max_late_ms=ingest.max_late_s to decode_message "
+    "yet (the lead's issue-13 branch owns that file); drop this mark when it does",
+)
+def test_the_configured_lateness_limit_reaches_the_ingest(
+    cloud_config: CloudConfig, mqtt_config: MqttConfig
+) -> None:
+    hour = cloud_config.ingest.model_copy(update={"max_late_s": 3600.0})
+    with running_cloud(cloud_config.model_copy(update={"ingest": hour})) as cloud:
+        publisher = MqttPublisher(mqtt_config, client_id="late-publisher")
+        publisher.start()
+        assert publisher.wait_connected(10.0)
+        two_hours_old = report(device=DEVICE, capture_time_ms=now_ms() - 7_200_000)
+        publisher.publish(TOPIC, two_hours_old.SerializeToString())
+        publisher.stop()
+        assert wait_until(lambda: bool(cloud.store.report_keys() or cloud.store.dead_letters()))
+        assert (cloud.store.report_keys(), cloud.store.dead_letter_codes()) == ([], {"too_late": 1})

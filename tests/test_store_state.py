@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sqlite3
 from pathlib import Path
 
 from roadsense.cloud.city import SegmentConfig
-from roadsense.cloud.domain import Reading, Rejected
+from roadsense.cloud.domain import Reading, Rejected, Telemetry
 from roadsense.cloud.feed import ChangeFeed
-from roadsense.cloud.ingest import decode_message
+from roadsense.cloud.ingest import DEFAULT_MAX_LATE_MS, decode_message
+from roadsense.cloud.migrations import MIGRATIONS
 from roadsense.cloud.state import CityTracker, congestion_index, segments_per_band
 from roadsense.cloud.store import HistoryPoint, SqliteStore
+from roadsense.core.sqlite import migrate, open_database
 from roadsense.core.timeutil import now_ms
+from roadsense.proto.v1 import telemetry_pb2
 
 from .factories import report, status
 
 STALE_MS = 60_000
 
 
-def _reading(**kwargs: object) -> Reading:
-    message = report(**kwargs)  # type: ignore[arg-type]
+def _decode(
+    message: telemetry_pb2.CongestionReport,
+    received_ms: int | None = None,
+    max_late_ms: int = DEFAULT_MAX_LATE_MS,
+) -> Telemetry:
     topic = f"roadsense/v1/{message.device_id}/{message.camera_id}/congestion"
-    record = decode_message(topic, message.SerializeToString(), now_ms(), 30_000)
+    received = now_ms() if received_ms is None else received_ms
+    payload = message.SerializeToString()
+    return decode_message(topic, payload, received, 30_000, max_late_ms=max_late_ms)
+
+
+def _reading(received_ms: int | None = None, **kwargs: object) -> Reading:
+    record = _decode(report(**kwargs), received_ms)  # type: ignore[arg-type]
     assert isinstance(record, Reading)
     return record
 
@@ -114,8 +127,8 @@ def test_segment_fuses_its_cameras_and_survives_restart(tmp_path: Path) -> None:
 
 def test_stale_segments_leave_the_city_index(tmp_path: Path) -> None:
     tracker = CityTracker(STALE_MS)
-    old = now_ms() - 10 * 60_000
-    tracker.apply([_reading(probabilities=[0, 0, 0, 0, 1.0], capture_time_ms=old)])
+    old = now_ms() - 10 * 60_000  # arrived on time 10 min ago, nothing since
+    tracker.apply([_reading(old, probabilities=[0, 0, 0, 0, 1.0], capture_time_ms=old)])
     tracker.apply([_reading(seq=2, segment="seg-2", probabilities=[1.0, 0, 0, 0, 0])])
     stale, fresh = tracker.snapshot(now_ms())
     assert stale.stale
@@ -197,3 +210,136 @@ def test_history_is_kept_per_interval_and_pruned(tmp_path: Path) -> None:
     }
     assert store.prune_history(base + 30_000) == 1
     assert store.history("seg-1", 0, base + 120_000) == [HistoryPoint(base + 60_000, 10.0, 1)]
+
+
+JAMMED = [0, 0, 0, 0, 1.0]
+FREE = [1.0, 0, 0, 0, 0]
+IN_1990 = 631_152_000_000
+
+
+def test_impossible_and_ancient_reports_register_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "city.sqlite"
+    store = SqliteStore(path)
+    tracker = CityTracker(STALE_MS)
+    t = now_ms()
+    window_after_capture = report(
+        device="dev-x", capture_time_ms=t - 60_000, window_start_ms=t - 60_000 + 3_600_000
+    )
+    from_1990 = report(device="dev-y", capture_time_ms=IN_1990)
+    result = store.write_batch(
+        [_decode(window_after_capture, t), _decode(from_1990, t)], tracker.apply
+    )
+    assert (result.accepted, result.rejected, result.segments) == ([], 2, [])
+    assert tracker.snapshot(now_ms()) == []
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT * FROM devices").fetchall() == []
+    assert db.execute("SELECT * FROM reports").fetchall() == []
+    assert db.execute("SELECT * FROM segments").fetchall() == []
+    assert db.execute("SELECT topic, code FROM dead_letters ORDER BY id").fetchall() == [
+        ("roadsense/v1/dev-x/cam1/congestion", "bad_time"),
+        ("roadsense/v1/dev-y/cam1/congestion", "too_late"),
+    ]
+
+
+def test_late_reports_are_history_never_current_state(tmp_path: Path) -> None:
+    path = tmp_path / "city.sqlite"
+    store = SqliteStore(path, history_interval_ms=60_000)
+    tracker = CityTracker(STALE_MS)
+    t = now_ms()
+    three_days_old = t - 3 * 24 * 3_600_000
+    # Even a lateness limit that lets 1990 in never makes it current state.
+    fifty_years = 50 * 365 * 24 * 3_600_000
+    late = [
+        _decode(report(seq=1, capture_time_ms=IN_1990), t, max_late_ms=fifty_years),
+        _decode(report(seq=2, capture_time_ms=three_days_old), t),
+    ]
+    result = store.write_batch(late, tracker.apply)
+    assert ([r.seq for r in result.accepted], result.segments) == ([1, 2], [])
+    assert tracker.snapshot(t) == []
+
+    # On time: the newest capture becomes current; an older one that arrives after it does not.
+    on_time = [
+        _reading(t, seq=3, capture_time_ms=t - 1000, probabilities=JAMMED),
+        _reading(t, seq=4, capture_time_ms=t - 5000, probabilities=FREE),
+    ]
+    (segment,) = store.write_batch(on_time, tracker.apply).segments
+    assert (segment.level, segment.updated_ms, segment.reports) == (10.0, t - 1000, 1)
+    # Captured after the current one but delivered later than the staleness limit: history.
+    backlog = _reading(t + STALE_MS + 1, seq=5, capture_time_ms=t, probabilities=FREE)
+    assert store.write_batch([backlog], tracker.apply).segments == []
+    store.close()
+
+    db = sqlite3.connect(path)
+    assert db.execute(
+        "SELECT seq, capture_time_ms, level FROM reports ORDER BY seq"
+    ).fetchall() == [
+        (1, IN_1990, 5.0),
+        (2, three_days_old, 5.0),
+        (3, t - 1000, 10.0),
+        (4, t - 5000, 0.0),
+        (5, t, 0.0),
+    ]
+    assert db.execute(
+        "SELECT segment_id, level, label, updated_ms, last_changed_ms, camera_ids, reports "
+        "FROM segments"
+    ).fetchall() == [("seg-1", 10.0, "jammed", t - 1000, t - 1000, '["dev-1/cam1"]', 1)]
+    history = db.execute("SELECT start_ms, reports FROM segment_history ORDER BY start_ms")
+    assert [start for start, _ in history.fetchall()][:2] == [
+        IN_1990 // 60_000 * 60_000,
+        three_days_old // 60_000 * 60_000,
+    ]
+    db.close()
+
+    reopened = SqliteStore(path)
+    assert [r.seq for r in reopened.latest_readings()] == [5]
+    assert [r.seq for r in reopened.latest_readings(STALE_MS)] == [3]
+    restored = CityTracker(STALE_MS)
+    restored.load(reopened.segments(), reopened.latest_readings(STALE_MS))
+    assert restored.snapshot(t) == tracker.snapshot(t)
+    reopened.close()
+
+
+def test_repeats_of_one_bad_message_are_counted_not_stored_again(tmp_path: Path) -> None:
+    path = tmp_path / "city.sqlite"
+    store = SqliteStore(path)
+    tracker = CityTracker(STALE_MS)
+    topic = "roadsense/v1/dev-1/cam1/congestion"
+    for batch in range(3):
+        repeats = [
+            Rejected(topic, f"bad {batch}.{i}", b"\x01\x02", 1000 * batch + i) for i in (0, 1)
+        ]
+        other = Rejected(topic, "other", b"\x03", 5, code="bad_protobuf")
+        store.write_batch([*repeats, other], tracker.apply)
+    assert store.dead_letters() == [(topic, "bad 2.1"), (topic, "other")]
+    assert store.dead_letter_codes() == {"invalid": 6, "bad_protobuf": 3}
+    store.close()
+    assert sqlite3.connect(path).execute(
+        "SELECT topic, code, payload, repeats, received_ms, last_received_ms FROM dead_letters "
+        "ORDER BY id"
+    ).fetchall() == [
+        (topic, "invalid", b"\x01\x02", 6, 0, 2001),
+        (topic, "bad_protobuf", b"\x03", 3, 5, 5),
+    ]
+
+
+def test_the_repeat_migration_folds_existing_copies(tmp_path: Path) -> None:
+    path = tmp_path / "city.sqlite"
+    db = open_database(path)
+    migrate(db, [m for m in MIGRATIONS if m.name != "0008_dead_letter_repeats"])
+    for received, payload in [(10, b"a"), (20, b"b"), (30, b"a"), (40, b"a")]:
+        db.execute(
+            "INSERT INTO dead_letters (received_ms, topic, reason, payload, code) "
+            "VALUES (?, 't', 'r', ?, 'bad_field')",
+            [received, payload],
+        )
+    db.conn.commit()
+    db.close()
+    SqliteStore(path).close()
+    assert sqlite3.connect(path).execute(
+        "SELECT payload, repeats, received_ms, last_received_ms, message_sha256 FROM dead_letters "
+        "ORDER BY id"
+    ).fetchall() == [
+        (b"a", 3, 10, 40, hashlib.sha256(b"t\0a").hexdigest()),
+        (b"b", 1, 20, 20, hashlib.sha256(b"t\0b").hexdigest()),
+    ]
