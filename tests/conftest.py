@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Mosquitto per session, cloud services on port 0, tmp SQLite.
+"""Shared fixtures: a real Mosquitto and a real PostgreSQL per session, cloud services on port 0,
+tmp SQLite.
 
 Every test also fails when an MQTT callback raised (paho would otherwise
 swallow or log it) or when anything logged at ERROR, such as an exception in
@@ -20,6 +21,7 @@ from roadsense.core import paho_client
 from roadsense.core.mqtt import MqttConfig
 
 from .helpers import running_cloud
+from .postgres import RunningPostgres, postgres_bin, start_postgres
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_VIDEO = REPO / "edge" / "samples" / "highway_video03.avi"
@@ -43,6 +45,16 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroke
     broker = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[RunningPostgres]:
+    """A throwaway PostgreSQL cluster: initdb in a temp folder, a socket there, no TCP."""
+    if postgres_bin() is None:
+        pytest.fail("PostgreSQL is not installed; `make test` installs it")
+    cluster = start_postgres()
+    yield cluster
+    cluster.remove()
 
 
 @pytest.fixture
