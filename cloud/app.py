@@ -22,7 +22,7 @@ from roadsense.cloud.forecasting import ForecastJob
 from roadsense.cloud.metrics import CloudMetrics, RpcTimingInterceptor
 from roadsense.cloud.service import CityServicer
 from roadsense.cloud.state import CityTracker
-from roadsense.cloud.store import SqliteStore
+from roadsense.cloud.stores import describe, open_store
 from roadsense.cloud.subscriber import IngestWorker
 from roadsense.core.errors import ConfigError, RoadSenseError
 from roadsense.core.metrics import MetricsServer
@@ -72,7 +72,7 @@ class CloudService:
     ) -> None:
         self.config = config
         history_interval_ms = int(config.state.history_interval_s * 1000)
-        self.store = SqliteStore(config.store.path, history_interval_ms)
+        self.store = open_store(config.store, history_interval_ms)
         self.tracker = CityTracker(int(config.state.stale_after_s * 1000))
         self.tracker.load(
             self.store.segments(), self.store.latest_readings(self.tracker.stale_after_ms)
@@ -191,7 +191,9 @@ class CloudService:
             )
         if self.dashboard:
             self.dashboard.start()
-        logger.info("cloud service: gRPC on %s, store %s", self.address, self.config.store.path)
+        logger.info(
+            "cloud service: gRPC on %s, store %s", self.address, describe(self.config.store)
+        )
 
     def stop(self) -> None:
         """Report NOT_SERVING, finish in-flight RPCs, drain the ingest, close the store."""

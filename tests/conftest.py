@@ -1,5 +1,5 @@
 """Shared fixtures: a real Mosquitto and a real PostgreSQL per session, cloud services on port 0,
-tmp SQLite.
+tmp SQLite, and ``store_target``: each store test once per backend.
 
 Every test also fails when an MQTT callback raised (paho would otherwise
 swallow or log it) or when anything logged at ERROR, such as an exception in
@@ -22,6 +22,7 @@ from roadsense.core.mqtt import MqttConfig
 
 from .helpers import running_cloud
 from .postgres import RunningPostgres, postgres_bin, start_postgres
+from .stores import StoreTarget, postgres_target, sqlite_target
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_VIDEO = REPO / "edge" / "samples" / "highway_video03.avi"
@@ -55,6 +56,15 @@ def postgres() -> Iterator[RunningPostgres]:
     cluster = start_postgres()
     yield cluster
     cluster.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
+    """An empty store database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return sqlite_target(tmp_path)
+    cluster: RunningPostgres = request.getfixturevalue("postgres")
+    return postgres_target(cluster.create_database())
 
 
 @pytest.fixture
