@@ -20,7 +20,7 @@ from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.fleet import FleetServicer
 from roadsense.cloud.forecasting import ForecastJob
 from roadsense.cloud.metrics import CloudMetrics, RpcTimingInterceptor
-from roadsense.cloud.service import CityServicer
+from roadsense.cloud.service import CityServicer, add_city_service
 from roadsense.cloud.state import CityTracker
 from roadsense.cloud.stores import describe, open_store
 from roadsense.cloud.subscriber import IngestWorker
@@ -109,7 +109,7 @@ class CloudService:
                 ("grpc.keepalive_permit_without_calls", 1),
             ],
         )
-        city_pb2_grpc.add_CityServiceServicer_to_server(
+        add_city_service(
             CityServicer(
                 self.tracker,
                 self.feed,

@@ -244,8 +244,8 @@ class IngestWorker:
                     self._stats.write_failures += 1
                 if self._stop.wait(RETRY_DELAY_S):
                     return
-        if result.segments:
-            self._feed.publish(result.segments)
+        # Also without segment changes: a status changes the devices the API counts.
+        self._feed.publish(result.segments)
         if self._lag_observer is not None:
             committed = now_ms()
             for reading in result.accepted:

@@ -63,11 +63,20 @@ def test_delivery_bench_delivers_every_report_in_both_modes() -> None:
 
 
 def test_grpc_bench_reports_every_figure() -> None:
-    result = run_grpc_bench(segments=200, calls=20, watchers=5)
+    result = run_grpc_bench(segments=200, calls=20, watchers=5, clients=4, seconds=0.4)
     assert result["fanout_samples"] == 5 * 10  # every watcher saw every change
     assert 0 < result["get_city_state_p50_ms"] <= result["get_city_state_p99_ms"]
+    assert result["get_city_state_after_change_p50_ms"] > 0
+    assert (
+        result["get_city_state_after_change_p50_ms"] <= result["get_city_state_after_change_p99_ms"]
+    )
     assert 0 <= result["fanout_p50_ms"] <= result["fanout_p99_ms"]
     assert result["get_city_state_ratio"] > 0
+    assert result["answer_bytes"] > 200 * 40  # every segment is in the answer
+    for rate in ("get_city_state", "bare_unary", "same_size_unary"):
+        assert result[f"{rate}_rate_per_s"] > 0
+    ratio = result["get_city_state_rate_per_s"] / result["bare_unary_rate_per_s"]
+    assert result["rate_over_bare_unary"] == pytest.approx(ratio, abs=0.01)
 
 
 def test_forecast_bench_reports_every_figure() -> None:
