@@ -94,13 +94,14 @@ MAX_SOURCE_CHARS = 128
 MAX_CODE_CHARS = 32
 _WEATHER_CODE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_CODE_CHARS - 1}}}")
 SHOWN_CHARS = 40
-"""A refusal quotes at most this much of a bad value."""
+"""A refusal quotes at most this many characters of a bad value (escapes counted)."""
 
 
 def _quoted(text: str) -> str:
-    if len(text) <= SHOWN_CHARS:
-        return repr(text)
-    return f"{text[:SHOWN_CHARS]!r}... ({len(text)} characters)"
+    shown = text[:SHOWN_CHARS]
+    while len(repr(shown)) > SHOWN_CHARS + 2:  # escapes count too: the quote stays short
+        shown = shown[:-1]
+    return repr(shown) if shown == text else f"{shown!r}... ({len(text)} characters)"
 
 
 def _time_problem(time_ms: int, now_ms: int, max_future_ms: int) -> str | None:

@@ -121,24 +121,30 @@ def _dead_letter_repeats(db: Database) -> None:
     db.execute("ALTER TABLE dead_letters ADD COLUMN message_sha256 TEXT NOT NULL DEFAULT ''")
     db.execute("ALTER TABLE dead_letters ADD COLUMN repeats INTEGER NOT NULL DEFAULT 1")
     db.execute("ALTER TABLE dead_letters ADD COLUMN last_received_ms INTEGER NOT NULL DEFAULT 0")
-    rows = db.execute("SELECT id, topic, payload FROM dead_letters").fetchall()
-    db.conn.executemany(
-        "UPDATE dead_letters SET message_sha256 = ?, last_received_ms = received_ms WHERE id = ?",
-        [(message_sha256(topic, bytes(payload)), row_id) for row_id, topic, payload in rows],
+    last = -1
+    while rows := db.execute(  # in chunks: payloads may be large and many
+        "SELECT id, topic, payload FROM dead_letters WHERE id > ? ORDER BY id LIMIT 1000", [last]
+    ).fetchall():
+        db.conn.executemany(
+            "UPDATE dead_letters SET message_sha256 = ?, last_received_ms = received_ms "
+            "WHERE id = ?",
+            [(message_sha256(topic, bytes(payload)), row_id) for row_id, topic, payload in rows],
+        )
+        last = rows[-1][0]
+    # Keep the first row of each (message, code) with the copies' count and latest time.
+    db.execute("CREATE TEMP TABLE folded (id INTEGER PRIMARY KEY, n INTEGER, last INTEGER)")
+    db.execute(
+        "INSERT INTO folded SELECT MIN(id), COUNT(*), MAX(received_ms) FROM dead_letters "
+        "GROUP BY message_sha256, code"
     )
     db.execute(
         """UPDATE dead_letters SET
-            repeats = (SELECT COUNT(*) FROM dead_letters d
-                       WHERE d.message_sha256 = dead_letters.message_sha256
-                       AND d.code = dead_letters.code),
-            last_received_ms = (SELECT MAX(received_ms) FROM dead_letters d
-                                WHERE d.message_sha256 = dead_letters.message_sha256
-                                AND d.code = dead_letters.code)"""
+            repeats = (SELECT n FROM folded WHERE folded.id = dead_letters.id),
+            last_received_ms = (SELECT last FROM folded WHERE folded.id = dead_letters.id)
+           WHERE id IN (SELECT id FROM folded)"""
     )
-    db.execute(
-        """DELETE FROM dead_letters WHERE id NOT IN (
-            SELECT MIN(id) FROM dead_letters GROUP BY message_sha256, code)"""
-    )
+    db.execute("DELETE FROM dead_letters WHERE id NOT IN (SELECT id FROM folded)")
+    db.execute("DROP TABLE folded")
     db.execute("CREATE UNIQUE INDEX dead_letters_message ON dead_letters (message_sha256, code)")
 
 

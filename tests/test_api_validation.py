@@ -215,3 +215,15 @@ def test_weather_codes_are_short_tokens(channel: grpc.Channel, tmp_path: Path) -
     assert _rows(tmp_path / "city.sqlite", "SELECT time_ms, source, code FROM weather") == [
         (t, "met", "2")
     ]
+
+
+def test_a_refusal_quotes_little_of_a_bad_value(channel: grpc.Channel) -> None:
+    escapes = "\x00" * 50  # each shown as \x00: four characters
+    city = city_pb2_grpc.CityServiceStub(channel)
+    response = city.IngestObservations(
+        city_pb2.IngestObservationsRequest(observations=[_observation(source=escapes)]), timeout=5
+    )
+    assert [r.reason for r in response.rejected] == [
+        f"source {chr(0) * 10!r}... (50 characters) is not a name of at most 128 printable "
+        "characters"
+    ]
