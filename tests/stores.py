@@ -30,7 +30,7 @@ class StoreTarget:
         """The rows of a query run on the database itself, not through the store."""
         if self.config.postgres_url is None:
             with sqlite3.connect(self.config.path) as db:
-                return [tuple(r) for r in db.execute(sql.replace("%s", "?"), params)]
+                return [tuple(r) for r in db.execute(sql, params)]
         with psycopg.connect(self.config.postgres_url) as conn:
             return conn.execute(sql, params).fetchall()
 
