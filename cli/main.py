@@ -146,7 +146,11 @@ def _bench_ingest(args: argparse.Namespace) -> int:
     from roadsense.bench.ingest import run_ingest_bench
 
     result = run_ingest_bench(
-        devices=args.devices, messages=args.messages, rate=args.rate, seconds=args.seconds
+        devices=args.devices,
+        messages=args.messages,
+        rate=args.rate,
+        seconds=args.seconds,
+        store=args.store,
     )
     return print_figures(result, args.json)
 
@@ -221,6 +225,13 @@ def _add_bench_commands(commands: Any) -> None:
     )
     bench_ingest.add_argument(
         "--seconds", type=float, default=10.0, help="length of the latency run"
+    )
+    bench_ingest.add_argument(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the cloud's store: a SQLite file, or a throwaway PostgreSQL cluster the bench "
+        "starts (default sqlite)",
     )
     bench_ingest.set_defaults(handler=_bench_ingest)
     bench_delivery = bench_commands.add_parser(

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from roadsense.cli.broker import RunningBroker, mosquitto_binary, start_mosquitto
+from roadsense.cli.postgres import RunningPostgres, postgres_bin, start_postgres
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig, GrpcConfig, IngestConfig, StoreConfig
 from roadsense.core import paho_client
 from roadsense.core.mqtt import MqttConfig
 
 from .helpers import running_cloud
-from .postgres import RunningPostgres, postgres_bin, start_postgres
 from .stores import StoreTarget, postgres_target, sqlite_target
 
 REPO = Path(__file__).resolve().parent.parent

@@ -51,6 +51,17 @@ def test_ingest_bench_reports_every_figure() -> None:
     assert 0 <= result["p50_capture_to_queryable_ms"] <= result["p99_capture_to_queryable_ms"]
 
 
+def test_ingest_bench_runs_on_its_own_postgresql() -> None:
+    result = run_ingest_bench(
+        devices=20, messages=2000, rate=300.0, seconds=1.0, repeats=1, store="postgresql"
+    )
+    assert (result["store"], result["latency_reports"]) == ("postgresql", 300)
+    assert result["ingest_msgs_per_s"] > 0
+    assert result["cloud_cpu_us_per_msg"] > 0
+    # The server did the storing (2,000 reports: enough for its 10 ms CPU clock ticks).
+    assert result["postgres_cpu_us_per_msg"] > 0
+
+
 def test_delivery_bench_delivers_every_report_in_both_modes() -> None:
     result = run_delivery_bench(rate=50.0, seconds=1.0)
     for mode in ("broker", "cloud"):

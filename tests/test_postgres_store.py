@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from roadsense.cli.postgres import RunningPostgres
 from roadsense.cloud.config import CloudConfig, StoreConfig
 from roadsense.cloud.domain import Reading
 from roadsense.cloud.ingest import decode_message
@@ -20,7 +21,6 @@ from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 from .factories import report
 from .helpers import roadsense_cli, running_cloud, wait_until
-from .postgres import RunningPostgres
 from .stores import postgres_target
 
 pytestmark = pytest.mark.integration
