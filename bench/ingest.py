@@ -10,8 +10,8 @@
   commit that makes it visible to GetCityState.
 
 - ``--store postgresql``: the cloud's store is a PostgreSQL database of a
-  throwaway cluster the bench starts (fsync on, ``synchronous_commit=off``, like
-  the SQLite store's WAL at synchronous=NORMAL) instead of a SQLite file.
+  throwaway cluster the bench starts (PostgreSQL's durable defaults: each commit
+  flushed) instead of a SQLite file.
 - ``cloud_cpu_us_per_msg``: CPU time of the cloud process per report while it
   drains (so capacity on bigger machines can be worked out);
   ``postgres_cpu_us_per_msg``: the PostgreSQL server's, on that store.

@@ -85,6 +85,7 @@ class CloudService:
             self.tracker,
             self.feed,
             lag_observer=_both(self.metrics.capture_to_store_seconds.observe, lag_observer),
+            store_state=self._store_state,
         )
         self.forecasts = (
             ForecastJob(config.forecast, self.store) if config.forecast.enabled else None
@@ -163,16 +164,29 @@ class CloudService:
             target=self._maintain, name="cloud-maintenance", daemon=True
         )
 
+    def _store_state(self, available: bool) -> None:
+        """Health follows the store: NOT_SERVING while the ingest cannot write to it."""
+        if self._stopping.is_set():
+            return
+        status = health_pb2.HealthCheckResponse.SERVING
+        if not available:
+            status = health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, status)
+
     def _maintain(self) -> None:
         """Prune history and forecasts past retention, at start and then every few minutes."""
         retention_ms = int(self.config.state.history_retention_days * 86_400_000)
         while True:
-            pruned = self.store.prune_history(now_ms() - retention_ms)
-            if pruned:
-                logger.info("pruned %d history intervals past retention", pruned)
-            pruned = self.store.prune_forecasts(now_ms() - retention_ms)
-            if pruned:
-                logger.info("pruned %d forecasts past retention", pruned)
+            try:
+                pruned = self.store.prune_history(now_ms() - retention_ms)
+                if pruned:
+                    logger.info("pruned %d history intervals past retention", pruned)
+                pruned = self.store.prune_forecasts(now_ms() - retention_ms)
+                if pruned:
+                    logger.info("pruned %d forecasts past retention", pruned)
+            except Exception as err:  # a store server away: try again next time
+                logger.warning("pruning past retention failed: %s", err)
             if self._stopping.wait(MAINTENANCE_INTERVAL_S):
                 return
 

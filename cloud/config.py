@@ -118,6 +118,12 @@ class StoreConfig(ConfigModel):
     pool_size: int = Field(
         default=8, ge=1, description="Connections the PostgreSQL store keeps open at most."
     )
+    timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long the PostgreSQL store waits to connect, or for a free "
+        "connection, before the operation fails (the ingest then retries).",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -108,10 +108,18 @@ class PostgresStore(SqlStore["_Session"]):
             # One direct connection first: its error says why (the pool's only "timed out").
             with psycopg.connect(url, connect_timeout=max(1, round(timeout_s))) as conn:
                 migrate_postgres(conn, POSTGRES_MIGRATIONS)
+                ((synchronous,),) = conn.execute("SHOW synchronous_commit").fetchall()
         except psycopg.Error as err:
             raise StoreError(
                 f"cannot open the PostgreSQL store {self.url}: {_one_line(err)}"
             ) from err
+        if synchronous == "off":
+            # The ingest acknowledges a batch to the broker once it is committed.
+            logger.warning(
+                "PostgreSQL store %s: synchronous_commit is off, so a server crash can lose "
+                "batches the broker was already told were stored",
+                self.url,
+            )
         self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             url,
             min_size=1,

@@ -21,7 +21,12 @@ def open_store(config: StoreConfig, history_interval_ms: int = 60_000) -> Store:
         raise StoreError(
             f"a PostgreSQL store needs psycopg (the 'cloud' extra): {err.msg}"
         ) from err
-    return PostgresStore(config.postgres_url, history_interval_ms, pool_size=config.pool_size)
+    return PostgresStore(
+        config.postgres_url,
+        history_interval_ms,
+        pool_size=config.pool_size,
+        timeout_s=config.timeout_s,
+    )
 
 
 def describe(config: StoreConfig) -> str:

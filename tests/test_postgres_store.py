@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from roadsense.cli.postgres import RunningPostgres
+from roadsense.cli.postgres import RunningPostgres, start_postgres
 from roadsense.cloud.config import CloudConfig, StoreConfig
 from roadsense.cloud.domain import Reading
 from roadsense.cloud.ingest import decode_message
@@ -150,3 +153,54 @@ def test_a_sqlite_url_is_a_path_and_one_store_is_named(tmp_path: Path) -> None:
     assert (tmp_path / "abs.sqlite").is_file()
     with pytest.raises(ValueError, match="url or path, not both"):
         StoreConfig.model_validate({"url": "postgresql://db/city", "path": "city.sqlite"})
+
+
+def _health(address: str) -> int:
+    with grpc.insecure_channel(address) as channel:
+        status: int = (
+            health_pb2_grpc.HealthStub(channel)
+            .Check(health_pb2.HealthCheckRequest(), timeout=5)
+            .status
+        )
+        return status
+
+
+def test_ingest_waits_out_a_postgres_restart_and_loses_nothing(
+    cloud_config: CloudConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster = start_postgres()  # its own: this test stops it
+    try:
+        config = cloud_config.model_copy(
+            update={"store": StoreConfig(url=cluster.create_database(), pool_size=2, timeout_s=2)}
+        )
+        with running_cloud(config) as cloud:
+            publisher = MqttPublisher(config.mqtt, client_id="restart-dev")
+            publisher.start()
+            assert publisher.wait_connected(10.0)
+            topic = "roadsense/v1/restart-dev/cam1/congestion"
+
+            def send(seqs: range) -> None:
+                for seq in seqs:
+                    message = report(device="restart-dev", seq=seq).SerializeToString()
+                    publisher.publish(topic, message)
+
+            send(range(1, 51))
+            assert wait_until(lambda: cloud.ingest.stats().accepted == 50)
+            cluster.stop()
+            send(range(51, 101))
+            assert wait_until(lambda: cloud.ingest.stats().write_failures >= 1)
+            assert _health(cloud.address) == health_pb2.HealthCheckResponse.NOT_SERVING
+            time.sleep(1.0)  # a while away, retrying
+            cluster.start()
+            assert wait_until(lambda: cloud.ingest.stats().accepted == 100, timeout_s=60)
+            assert _health(cloud.address) == health_pb2.HealthCheckResponse.SERVING
+            publisher.stop()
+            assert cloud.store.report_keys() == [("restart-dev", s) for s in range(1, 101)]
+            assert cloud.ingest.stats().duplicates == 0
+    finally:
+        cluster.remove()
+    failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    # One error for the outage (the batch it held), however many retries.
+    assert len(failed) == 1
+    assert failed[0].startswith("ingest: writing a batch of")
+    caplog.clear()
