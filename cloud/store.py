@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from roadsense.cloud.domain import (
     DeviceRecord,
@@ -24,6 +25,12 @@ from roadsense.cloud.domain import (
     TokenUse,
 )
 from roadsense.cloud.feeds import ObservationRecord, WeatherRecord
+
+if TYPE_CHECKING:
+    # SqliteStore lived here before the PostgreSQL store; code still imports it from here.
+    from roadsense.cloud.sqlite_store import SqliteStore
+
+__all__ = ["BatchResult", "HistoryPoint", "SegmentUpdater", "SqliteStore", "Store"]
 
 SegmentUpdater = Callable[[list[Reading]], list[SegmentSnapshot]]
 
@@ -180,3 +187,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the database."""
+
+
+def __getattr__(name: str) -> Any:
+    # Lazily, since roadsense.cloud.sqlite_store imports this module.
+    if name == "SqliteStore":
+        from roadsense.cloud.sqlite_store import SqliteStore
+
+        return SqliteStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

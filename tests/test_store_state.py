@@ -338,3 +338,9 @@ def test_the_sqlite_repeat_migration_folds_existing_copies(tmp_path: Path) -> No
         (b"a", 3, 10, 40, hashlib.sha256(b"t\0a").hexdigest()),
         (b"b", 1, 20, 20, hashlib.sha256(b"t\0b").hexdigest()),
     ]
+
+
+def test_sqlite_store_is_still_importable_from_its_old_home() -> None:
+    from roadsense.cloud import store
+
+    assert store.SqliteStore is SqliteStore
