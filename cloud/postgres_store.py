@@ -139,13 +139,23 @@ class PostgresStore(SqlStore["_Session"]):
 
     @contextmanager
     def _read(self) -> Iterator[_Session]:
-        with self._pool.connection() as conn:
+        with self._reachable(), self._pool.connection() as conn:
             yield _Session(conn)
 
     @contextmanager
     def _write(self) -> Iterator[_Session]:
-        with self._pool.connection() as conn, conn.transaction():
+        with self._reachable(), self._pool.connection() as conn, conn.transaction():
             yield _Session(conn)
+
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """A server away (no connection, or one lost) is a ``StoreError``; SQL errors stay."""
+        try:
+            yield
+        except PoolTimeout as err:
+            raise StoreError(f"PostgreSQL store {self.url}: no connection ({err})") from err
+        except psycopg.OperationalError as err:
+            raise StoreError(f"PostgreSQL store {self.url}: {_one_line(err)}") from err
 
     def _insert_readings(self, db: _Session, readings: list[Reading]) -> list[Reading]:
         return first_of_each(readings, db.insert_reports([report_row(r) for r in readings]))

@@ -190,6 +190,12 @@ def test_ingest_waits_out_a_postgres_restart_and_loses_nothing(
             send(range(51, 101))
             assert wait_until(lambda: cloud.ingest.stats().write_failures >= 1)
             assert _health(cloud.address) == health_pb2.HealthCheckResponse.NOT_SERVING
+            with grpc.insecure_channel(cloud.address) as channel:
+                request = city_pb2.GetSegmentRequest(segment_id="seg-1")
+                with pytest.raises(grpc.RpcError) as away:
+                    city_pb2_grpc.CityServiceStub(channel).GetSegment(request, timeout=10)
+            assert away.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "PostgreSQL store" in str(away.value.details())
             time.sleep(1.0)  # a while away, retrying
             cluster.start()
             assert wait_until(lambda: cloud.ingest.stats().accepted == 100, timeout_s=60)
