@@ -10,13 +10,13 @@ PIP    := $(BIN)/python -m pip
 TORCH  := torch==2.13.0
 MYPY_PACKAGES := $(foreach p,core cli edge cloud proto models provisioning bench,-p roadsense.$(p))
 
-.PHONY: demo test lint typecheck unit install install-dev mosquitto chromium proto clean
+.PHONY: demo test lint typecheck unit install install-dev mosquitto postgresql chromium proto clean
 
 demo: $(VENV)/.deps-all
 	$(PIP) install --quiet --no-deps --no-build-isolation .
 	$(BIN)/roadsense demo --duration 60
 
-test: $(VENV)/.deps-dev mosquitto chromium
+test: $(VENV)/.deps-dev mosquitto postgresql chromium
 	$(PIP) install --quiet --no-deps --no-build-isolation .
 	$(MAKE) --no-print-directory lint typecheck unit
 
@@ -57,6 +57,20 @@ mosquitto:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
 	else \
 		echo "make test needs the Mosquitto broker: install it (Debian/Ubuntu: sudo apt-get install mosquitto; macOS: brew install mosquitto) and run make test again" >&2; \
+		exit 1; \
+	fi
+
+# The store tests start their own throwaway PostgreSQL cluster (initdb in a temp
+# folder, a socket there, no TCP) from Debian's server binaries; none need be running.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
+		exit 0; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing postgresql with apt-get"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else \
+		echo "make test needs the PostgreSQL server binaries: install them (Debian/Ubuntu: sudo apt-get install postgresql; macOS: brew install postgresql) and run make test again" >&2; \
 		exit 1; \
 	fi
 

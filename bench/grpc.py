@@ -4,6 +4,16 @@
   ``segments`` segments (default 10,000) in the city.
 - ``baseline_health_check_p50_ms``: the gRPC health check, an empty unary
   call, in the same run; ``get_city_state_ratio`` is GetCityState p50 over it.
+- ``get_city_state_after_change_p50_ms`` / ``p99``: the same call right after a
+  segment changed, so the answer is built anew (a busy city, where every ingest
+  batch changes something); between changes callers share one encoded answer.
+- ``get_city_state_rate_per_s``: ``clients`` (default 32) concurrent callers for
+  ``seconds``; ``bare_unary_rate_per_s``: the same clients on a bare grpcio
+  server's empty unary method in the same run; ``rate_over_bare_unary`` is the
+  first over the second (``roadsense.bench.grpc_rate``);
+  ``same_size_unary_rate_per_s``: that bare server answering a constant as big
+  as GetCityState's (``answer_bytes``), so ``rate_over_same_size`` shows what
+  the service costs beyond moving its answer.
 - ``fanout_p99_ms``: ``watchers`` concurrent WatchCityState streams (default
   100); a segment changes and each stream's delivery is timed from the moment
   the change was published to the feed.
@@ -21,6 +31,13 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from roadsense.bench.grpc_rate import (
+    BARE_METHOD,
+    SIZED_METHOD,
+    bare_unary_server,
+    concurrent_rate,
+    raw_unary,
+)
 from roadsense.cli.broker import start_mosquitto
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig, GrpcConfig, IngestConfig, StoreConfig
@@ -56,9 +73,14 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def run_grpc_bench(
-    *, segments: int = 10_000, calls: int = 200, watchers: int = 100
+    *,
+    segments: int = 10_000,
+    calls: int = 200,
+    watchers: int = 100,
+    clients: int = 32,
+    seconds: float = 3.0,
 ) -> dict[str, Any]:
-    """Run both measurements on a cloud service with a private broker."""
+    """Run every measurement on a cloud service with a private broker."""
     with tempfile.TemporaryDirectory(prefix="roadsense-bench-grpc-") as tmp:
         workdir = Path(tmp)
         broker = start_mosquitto(workdir / "broker")
@@ -76,6 +98,8 @@ def run_grpc_bench(
             service.store.write_batch(readings, service.tracker.apply)
             with grpc.insecure_channel(service.address) as channel:
                 state_ms, health_ms = _unary_latencies(channel, calls)
+                changed_ms = _latencies_after_change(service, channel, max(10, calls // 4))
+                rates = _rates(channel, clients, seconds, watchers + 16)
                 fanout_ms = _fanout(service, channel, watchers, segments)
         finally:
             service.stop()
@@ -89,6 +113,10 @@ def run_grpc_bench(
         "get_city_state_p99_ms": round(_percentile(state_ms, 0.99), 2),
         "baseline_health_check_p50_ms": round(health_p50, 3),
         "get_city_state_ratio": round(state_p50 / health_p50, 1),
+        "get_city_state_after_change_p50_ms": round(statistics.median(changed_ms), 2),
+        "get_city_state_after_change_p99_ms": round(_percentile(changed_ms, 0.99), 2),
+        "clients": clients,
+        **rates,
         "watchers": watchers,
         "fanout_samples": len(fanout_ms),
         "fanout_p50_ms": round(statistics.median(fanout_ms), 2),
@@ -111,6 +139,56 @@ def _unary_latencies(channel: grpc.Channel, calls: int) -> tuple[list[float], li
         health.Check(health_pb2.HealthCheckRequest(), timeout=30)
         health_ms.append((time.perf_counter() - started) * 1000)
     return state_ms, health_ms
+
+
+def _latencies_after_change(
+    service: CloudService, channel: grpc.Channel, calls: int
+) -> list[float]:
+    from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+
+    city = city_pb2_grpc.CityServiceStub(channel)
+    elapsed_ms: list[float] = []
+    for call in range(calls):
+        service.tracker.apply([_reading(1, call + 2, call % 5)])
+        started = time.perf_counter()
+        city.GetCityState(city_pb2.GetCityStateRequest(), timeout=30)
+        elapsed_ms.append((time.perf_counter() - started) * 1000)
+    return elapsed_ms
+
+
+def _rates(
+    channel: grpc.Channel, clients: int, seconds: float, max_workers: int
+) -> dict[str, float]:
+    from roadsense.proto.v1 import city_pb2
+
+    get_state = raw_unary(
+        channel,
+        "/roadsense.v1.CityService/GetCityState",
+        city_pb2.GetCityStateRequest().SerializeToString(),
+    )
+    size = len(get_state())
+    rates: dict[str, list[float]] = {"state": [], "bare": [], "sized": []}
+    with (
+        bare_unary_server(max_workers, size) as address,
+        grpc.insecure_channel(address) as bare,
+    ):
+        calls = {
+            "state": get_state,
+            "bare": raw_unary(bare, BARE_METHOD, b""),
+            "sized": raw_unary(bare, SIZED_METHOD, b""),
+        }
+        for _ in range(2):  # alternated, so all see the same machine
+            for name, call in calls.items():
+                rates[name].append(concurrent_rate(call, clients, seconds / 2))
+    state, bare_rate, sized = (statistics.mean(rates[n]) for n in ("state", "bare", "sized"))
+    return {
+        "answer_bytes": size,
+        "get_city_state_rate_per_s": round(state),
+        "bare_unary_rate_per_s": round(bare_rate),
+        "rate_over_bare_unary": round(state / bare_rate, 2),
+        "same_size_unary_rate_per_s": round(sized),
+        "rate_over_same_size": round(state / sized, 2),
+    }
 
 
 def _fanout(

@@ -9,6 +9,13 @@
   msgs/s), from a report's capture time (stamped when it is published) to the
   commit that makes it visible to GetCityState.
 
+- ``--store postgresql``: the cloud's store is a PostgreSQL database of a
+  throwaway cluster the bench starts (PostgreSQL's durable defaults: each commit
+  flushed) instead of a SQLite file.
+- ``cloud_cpu_us_per_msg``: CPU time of the cloud process per report while it
+  drains (so capacity on bigger machines can be worked out);
+  ``postgres_cpu_us_per_msg``: the PostgreSQL server's, on that store.
+
 Throughput runs measure the subscriber, not the publisher: the reports are
 first queued by the broker for the subscriber's persistent session while it
 is away, then the subscriber connects and drains them, timed from the first
@@ -23,6 +30,7 @@ import statistics
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +40,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from roadsense.cli.broker import start_mosquitto
+from roadsense.cli.postgres import BENCH_SETTINGS, RunningPostgres, start_postgres
 from roadsense.cloud.app import CloudService
-from roadsense.cloud.config import CloudConfig, GrpcConfig, IngestConfig, StoreConfig
+from roadsense.cloud.config import (
+    CloudConfig,
+    ForecastConfig,
+    GrpcConfig,
+    IngestConfig,
+    StoreConfig,
+)
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.timeutil import now_ms
 from roadsense.models.congestion_labels import CONGESTION_LABELS
@@ -144,12 +159,32 @@ def raw_subscriber_rate(port: int, devices: int, messages: int, run: int = 0) ->
     return received / (last - first) if last > first else 0.0
 
 
-def _cloud(port: int, workdir: Path, name: str, lags: list[float]) -> CloudService:
+@dataclass
+class _Stores:
+    """Where each bench cloud keeps its city: a SQLite file, or a database of one cluster."""
+
+    workdir: Path
+    cluster: RunningPostgres | None = None
+    databases: dict[str, str] = field(default_factory=dict)
+
+    def config(self, name: str) -> StoreConfig:
+        if self.cluster is None:
+            return StoreConfig(path=self.workdir / f"{name}.sqlite")
+        if name not in self.databases:
+            self.databases[name] = self.cluster.create_database()
+        return StoreConfig(url=self.databases[name])
+
+    def server_cpu_s(self) -> float:
+        return self.cluster.cpu_seconds() if self.cluster else 0.0
+
+
+def _cloud(port: int, stores: _Stores, name: str, lags: list[float]) -> CloudService:
     config = CloudConfig(
         mqtt=MqttConfig(port=port),
         ingest=IngestConfig(client_id=f"bench-{name}", batch_size=1000, queue_size=20_000),
         grpc=GrpcConfig(port=0, drain_s=0),
-        store=StoreConfig(path=workdir / f"{name}.sqlite"),
+        store=stores.config(name),
+        forecast=ForecastConfig(enabled=False),
     )
     service = CloudService(config, lag_observer=lags.append)
     service.start()
@@ -158,33 +193,42 @@ def _cloud(port: int, workdir: Path, name: str, lags: list[float]) -> CloudServi
     return service
 
 
-def ingest_rate(port: int, workdir: Path, devices: int, messages: int, run: int = 0) -> float:
-    """Reports per second the cloud ingest drains from its session and stores."""
+@dataclass(frozen=True)
+class _Drain:
+    msgs_per_s: float
+    cloud_cpu_us_per_msg: float
+    server_cpu_us_per_msg: float
+
+
+def ingest_rate(port: int, stores: _Stores, devices: int, messages: int, run: int = 0) -> _Drain:
+    """Reports per second the cloud ingest drains from its session and stores, and its CPU."""
     lags: list[float] = []
     name = f"throughput{run}"
-    _cloud(port, workdir, name, lags).stop()  # leaves its session behind
+    _cloud(port, stores, name, lags).stop()  # leaves its session behind
     _run_publisher(port, devices, messages, 0.0, f"ingest{run}")
-    service = _cloud(port, workdir, name, lags)
+    service = _cloud(port, stores, name, lags)
     try:
         while service.ingest.stats().received == 0:
             time.sleep(0.001)
         started = time.perf_counter()
+        cpu, server_cpu = time.process_time(), stores.server_cpu_s()
         while service.ingest.stats().accepted < messages:
             time.sleep(0.002)
             if time.perf_counter() - started > 300:
                 raise RuntimeError("ingest did not finish within 300 s")
         elapsed = time.perf_counter() - started
+        cpu, server_cpu = time.process_time() - cpu, stores.server_cpu_s() - server_cpu
     finally:
         service.stop()
-    return messages / elapsed
+    return _Drain(messages / elapsed, cpu / messages * 1e6, server_cpu / messages * 1e6)
 
 
 def capture_to_queryable_ms(
-    port: int, workdir: Path, devices: int, rate: float, seconds: float
+    port: int, stores: _Stores, devices: int, rate: float, seconds: float
 ) -> tuple[float, float, int]:
     """(p50, p99, count) of capture-to-commit latency at a fixed publish rate."""
     lags: list[float] = []
-    service = _cloud(port, workdir, "latency", lags)
+    service = _cloud(port, stores, "latency", lags)
     messages = int(rate * seconds)
     try:
         _run_publisher(port, devices, messages, rate, "latency")
@@ -205,26 +249,34 @@ def run_ingest_bench(
     rate: float = 2000.0,
     seconds: float = 10.0,
     repeats: int = 3,
+    store: str = "sqlite",
 ) -> dict[str, Any]:
-    """Run every measurement against one fresh Mosquitto."""
+    """Run every measurement against one fresh Mosquitto (and one fresh PostgreSQL)."""
     with tempfile.TemporaryDirectory(prefix="roadsense-bench-ingest-") as tmp:
         workdir = Path(tmp)
         broker = start_mosquitto(workdir / "broker")
+        stores = _Stores(workdir)
         try:
+            if store == "postgresql":
+                stores.cluster = start_postgres(BENCH_SETTINGS)
             # Alternate baseline and ingest and keep medians: the machine is noisy.
             raw_runs: list[float] = []
-            ingest_runs: list[float] = []
+            drains: list[_Drain] = []
             for run in range(repeats):
                 raw_runs.append(raw_subscriber_rate(broker.port, devices, messages, run))
-                ingest_runs.append(ingest_rate(broker.port, workdir, devices, messages, run))
+                drains.append(ingest_rate(broker.port, stores, devices, messages, run))
             raw = statistics.median(raw_runs)
+            ingest_runs = [d.msgs_per_s for d in drains]
             ingest = statistics.median(ingest_runs)
             p50, p99, measured = capture_to_queryable_ms(
-                broker.port, workdir, devices, rate, seconds
+                broker.port, stores, devices, rate, seconds
             )
         finally:
+            if stores.cluster is not None:
+                stores.cluster.remove()
             broker.stop()
     return {
+        "store": store,
         "devices": devices,
         "messages": messages,
         "publisher_processes": 1,
@@ -238,4 +290,8 @@ def run_ingest_bench(
         "latency_reports": measured,
         "p50_capture_to_queryable_ms": round(p50, 2),
         "p99_capture_to_queryable_ms": round(p99, 2),
+        "cloud_cpu_us_per_msg": round(statistics.median(d.cloud_cpu_us_per_msg for d in drains), 1),
+        "postgres_cpu_us_per_msg": round(
+            statistics.median(d.server_cpu_us_per_msg for d in drains), 1
+        ),
     }

@@ -149,7 +149,11 @@ def _bench_ingest(args: argparse.Namespace) -> int:
     from roadsense.bench.ingest import run_ingest_bench
 
     result = run_ingest_bench(
-        devices=args.devices, messages=args.messages, rate=args.rate, seconds=args.seconds
+        devices=args.devices,
+        messages=args.messages,
+        rate=args.rate,
+        seconds=args.seconds,
+        store=args.store,
     )
     return print_figures(result, args.json)
 
@@ -164,7 +168,13 @@ def _bench_delivery(args: argparse.Namespace) -> int:
 def _bench_grpc(args: argparse.Namespace) -> int:
     from roadsense.bench.grpc import run_grpc_bench
 
-    result = run_grpc_bench(segments=args.segments, calls=args.calls, watchers=args.watchers)
+    result = run_grpc_bench(
+        segments=args.segments,
+        calls=args.calls,
+        watchers=args.watchers,
+        clients=args.clients,
+        seconds=args.seconds,
+    )
     return print_figures(result, args.json)
 
 
@@ -219,6 +229,13 @@ def _add_bench_commands(commands: Any) -> None:
     bench_ingest.add_argument(
         "--seconds", type=float, default=10.0, help="length of the latency run"
     )
+    bench_ingest.add_argument(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the cloud's store: a SQLite file, or a throwaway PostgreSQL cluster the bench "
+        "starts (default sqlite)",
+    )
     bench_ingest.set_defaults(handler=_bench_ingest)
     bench_delivery = bench_commands.add_parser(
         "delivery",
@@ -237,8 +254,9 @@ def _add_bench_commands(commands: Any) -> None:
     bench_delivery.set_defaults(handler=_bench_delivery)
     bench_grpc = bench_commands.add_parser(
         "grpc",
-        help="GetCityState latency on a big city and change fan-out to many watchers",
-        description="Measure GetCityState p50/p99 against a health-check baseline, and the "
+        help="GetCityState latency and rate on a big city, and change fan-out to many watchers",
+        description="Measure GetCityState p50/p99 against a health-check baseline, its rate "
+        "at concurrent clients against bare grpcio's unary rate in the same run, and the "
         "p99 delivery latency of a change to concurrent WatchCityState streams.",
     )
     bench_grpc.add_argument("--json", action="store_true", help="print one JSON line")
@@ -248,6 +266,12 @@ def _add_bench_commands(commands: Any) -> None:
     bench_grpc.add_argument("--calls", type=int, default=200, help="GetCityState calls")
     bench_grpc.add_argument(
         "--watchers", type=int, default=100, help="concurrent watch streams (default 100)"
+    )
+    bench_grpc.add_argument(
+        "--clients", type=int, default=32, help="concurrent callers for the rates (default 32)"
+    )
+    bench_grpc.add_argument(
+        "--seconds", type=float, default=3.0, help="seconds of calls per rate (default 3)"
     )
     bench_grpc.set_defaults(handler=_bench_grpc)
     bench_forecast = bench_commands.add_parser(

@@ -163,21 +163,16 @@ def _bundle(args: argparse.Namespace) -> int:
     )
 
 
-def _store_path(args: argparse.Namespace) -> Path:
+def _open_store(args: argparse.Namespace) -> Any:
+    from roadsense.cloud.config import CloudConfig, StoreConfig
+    from roadsense.cloud.stores import open_store
+
     if args.store is not None:
-        path: Path = args.store
-        return path
-    from roadsense.cloud.config import CloudConfig
+        return open_store(StoreConfig(path=args.store))
     from roadsense.core.config import load_config
 
     config = load_config(CloudConfig, args.cloud_config)
-    return config.resolved(args.cloud_config.resolve().parent).store.path
-
-
-def _open_store(args: argparse.Namespace) -> Any:
-    from roadsense.cloud.store import SqliteStore
-
-    return SqliteStore(_store_path(args))
+    return open_store(config.resolved(args.cloud_config.resolve().parent).store)
 
 
 def _parse_duration(text: str) -> float:

@@ -21,9 +21,9 @@ from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.fleet import FleetServicer
 from roadsense.cloud.forecasting import ForecastJob
 from roadsense.cloud.metrics import CloudMetrics, RpcTimingInterceptor
-from roadsense.cloud.service import CityServicer
+from roadsense.cloud.service import CityServicer, add_city_service
 from roadsense.cloud.state import CityTracker
-from roadsense.cloud.store import SqliteStore
+from roadsense.cloud.stores import describe, open_store
 from roadsense.cloud.subscriber import IngestWorker
 from roadsense.core.errors import ConfigError, RoadSenseError
 from roadsense.core.metrics import MetricsServer
@@ -73,7 +73,7 @@ class CloudService:
     ) -> None:
         self.config = config
         history_interval_ms = int(config.state.history_interval_s * 1000)
-        self.store = SqliteStore(config.store.path, history_interval_ms)
+        self.store = open_store(config.store, history_interval_ms)
         self.tracker = CityTracker(int(config.state.stale_after_s * 1000))
         self.tracker.load(
             self.store.segments(), self.store.latest_readings(self.tracker.stale_after_ms)
@@ -86,6 +86,7 @@ class CloudService:
             self.tracker,
             self.feed,
             lag_observer=_both(self.metrics.capture_to_store_seconds.observe, lag_observer),
+            store_state=self._store_state,
         )
         self.forecasts = (
             ForecastJob(config.forecast, self.store) if config.forecast.enabled else None
@@ -118,7 +119,7 @@ class CloudService:
                 ("grpc.keepalive_permit_without_calls", 1),
             ],
         )
-        city_pb2_grpc.add_CityServiceServicer_to_server(
+        add_city_service(
             CityServicer(
                 self.tracker,
                 self.feed,
@@ -173,16 +174,29 @@ class CloudService:
             target=self._maintain, name="cloud-maintenance", daemon=True
         )
 
+    def _store_state(self, available: bool) -> None:
+        """Health follows the store: NOT_SERVING while the ingest cannot write to it."""
+        if self._stopping.is_set():
+            return
+        status = health_pb2.HealthCheckResponse.SERVING
+        if not available:
+            status = health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, status)
+
     def _maintain(self) -> None:
         """Prune history and forecasts past retention, at start and then every few minutes."""
         retention_ms = int(self.config.state.history_retention_days * 86_400_000)
         while True:
-            pruned = self.store.prune_history(now_ms() - retention_ms)
-            if pruned:
-                logger.info("pruned %d history intervals past retention", pruned)
-            pruned = self.store.prune_forecasts(now_ms() - retention_ms)
-            if pruned:
-                logger.info("pruned %d forecasts past retention", pruned)
+            try:
+                pruned = self.store.prune_history(now_ms() - retention_ms)
+                if pruned:
+                    logger.info("pruned %d history intervals past retention", pruned)
+                pruned = self.store.prune_forecasts(now_ms() - retention_ms)
+                if pruned:
+                    logger.info("pruned %d forecasts past retention", pruned)
+            except Exception as err:  # a store server away: try again next time
+                logger.warning("pruning past retention failed: %s", err)
             if self._stopping.wait(MAINTENANCE_INTERVAL_S):
                 return
 
@@ -201,7 +215,9 @@ class CloudService:
             )
         if self.dashboard:
             self.dashboard.start()
-        logger.info("cloud service: gRPC on %s, store %s", self.address, self.config.store.path)
+        logger.info(
+            "cloud service: gRPC on %s, store %s", self.address, describe(self.config.store)
+        )
 
     def stop(self) -> None:
         """Report NOT_SERVING, finish in-flight RPCs, drain the ingest, close the store."""

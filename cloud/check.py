@@ -8,7 +8,8 @@ from pathlib import Path
 
 from roadsense.cloud.config import CloudConfig
 from roadsense.cloud.migrations import MIGRATIONS
-from roadsense.core.errors import ModelLoadError
+from roadsense.cloud.stores import redacted
+from roadsense.core.errors import ModelLoadError, StoreError
 from roadsense.models.forecast_runtime import OnnxForecaster
 
 
@@ -43,7 +44,10 @@ def check(config: CloudConfig) -> CheckReport:
                 report.problems.append(f"MQTT TLS file not found: {path}")
     if config.forecast.enabled:
         _check_forecaster(config.forecast.model, report)
-    _check_store(config.store.path, report)
+    if config.store.postgres_url is None:
+        _check_store(config.store.path, report)
+    else:
+        _check_postgres(config.store.postgres_url, report)
     return report
 
 
@@ -72,13 +76,32 @@ def _check_store(path: Path, report: CheckReport) -> None:
         return
     if integrity != "ok":
         report.problems.append(f"store {path} failed its integrity check: {integrity}")
-    known = [m.name for m in MIGRATIONS]
+    _check_migrations(str(path), applied, [m.name for m in MIGRATIONS], report)
+    report.facts["reports_stored"] = reports
+
+
+def _check_postgres(url: str, report: CheckReport) -> None:
+    try:
+        from roadsense.cloud.postgres_migrations import POSTGRES_MIGRATIONS
+        from roadsense.cloud.postgres_store import inspect_postgres
+    except ImportError as err:
+        report.problems.append(f"a PostgreSQL store needs psycopg (the 'cloud' extra): {err.msg}")
+        return
+    try:
+        applied, reports = inspect_postgres(url)
+    except StoreError as err:
+        report.problems.append(str(err))
+        return
+    _check_migrations(redacted(url), applied, [m.name for m in POSTGRES_MIGRATIONS], report)
+    report.facts["reports_stored"] = reports if reports is not None else 0
+
+
+def _check_migrations(where: str, applied: set[str], known: list[str], report: CheckReport) -> None:
     unknown = sorted(applied - set(known))
     if unknown:
         report.problems.append(
-            f"store {path} has migrations this version does not know: {', '.join(unknown)} "
+            f"store {where} has migrations this version does not know: {', '.join(unknown)} "
             "(it was written by a newer RoadSense)"
         )
-    report.facts["store"] = str(path)
-    report.facts["reports_stored"] = reports
+    report.facts["store"] = where
     report.facts["migrations_pending"] = [m for m in known if m not in applied]

@@ -82,4 +82,7 @@ LEVEL_BANDS = (("free", 2.0), ("light", 4.0), ("moderate", 6.0), ("heavy", 8.0),
 
 def band(level: float) -> str:
     """Name of the 0-10 band a level falls in."""
-    return next(name for name, upper in LEVEL_BANDS if level < upper)
+    for name, upper in LEVEL_BANDS:  # a plain loop: called per segment for every answer
+        if level < upper:
+            return name
+    return LEVEL_BANDS[-1][0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -97,10 +98,55 @@ class GrpcConfig(ConfigModel):
     )
 
 
-class StoreConfig(ConfigModel):
-    """The city store."""
+SQLITE_URL = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
-    path: Path = Field(default=Path("city.sqlite"), description="SQLite file of the city store.")
+
+class StoreConfig(ConfigModel):
+    """The city store: a SQLite file (the default) or a PostgreSQL database."""
+
+    path: Path = Field(
+        default=Path("city.sqlite"),
+        description="SQLite file of the city store, when url names no PostgreSQL database.",
+    )
+    url: str | None = Field(
+        default=None,
+        description='The store as a URL instead of path: "postgresql://user@host:5432/db" '
+        "(PostgreSQL, shared by several cloud processes; any libpq URL, the password best "
+        'from PGPASSWORD or ~/.pgpass) or "sqlite:///city.sqlite" (a SQLite file, the same '
+        'as path; "sqlite:////abs/city.sqlite" for an absolute one).',
+    )
+    pool_size: int = Field(
+        default=8, ge=1, description="Connections the PostgreSQL store keeps open at most."
+    )
+    timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long the PostgreSQL store waits to connect, or for a free "
+        "connection, before the operation fails (the ingest then retries).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_store(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("url") is None:
+            return data
+        if "path" in data:
+            raise ValueError("[store] takes url or path, not both")
+        url = str(data["url"])
+        if url.startswith(SQLITE_URL) and len(url) > len(SQLITE_URL):
+            # A SQLite URL is only another way to write path.
+            return {**{k: v for k, v in data.items() if k != "url"}, "path": url[len(SQLITE_URL) :]}
+        if not url.startswith(POSTGRES_SCHEMES):
+            raise ValueError(
+                f"[store] url must be postgresql://... or sqlite:///FILE, not {url[:60]!r}"
+            )
+        return data
+
+    @property
+    def postgres_url(self) -> str | None:
+        """The PostgreSQL database's URL; None: the store is the SQLite file at ``path``."""
+        return self.url
 
 
 class StateConfig(ConfigModel):

@@ -53,6 +53,12 @@ class ChangeFeed:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._watchers: set[Watcher] = set()
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """Counts the committed writes published (device counts may have changed with each)."""
+        return self._version
 
     def subscribe(self, segment_ids: Iterable[str] = ()) -> Watcher:
         """A new watcher for the given segments (all when none named)."""
@@ -68,8 +74,11 @@ class ChangeFeed:
         watcher.close()
 
     def publish(self, snapshots: list[SegmentSnapshot]) -> None:
-        """Deliver changes to every watcher."""
+        """Count a committed write and deliver its segment changes to every watcher."""
         with self._lock:
+            self._version += 1
+            if not snapshots:
+                return
             watchers = list(self._watchers)
         for watcher in watchers:
             watcher.offer(snapshots)

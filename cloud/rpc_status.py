@@ -21,6 +21,7 @@ from roadsense.core.errors import (
     NotServingError,
     RequestError,
     RoadSenseError,
+    StoreError,
 )
 
 _Servicer = TypeVar("_Servicer")
@@ -32,6 +33,7 @@ STATUS_CODES: tuple[tuple[type[RoadSenseError], grpc.StatusCode], ...] = (
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (NotConfiguredError, grpc.StatusCode.FAILED_PRECONDITION),
     (NotServingError, grpc.StatusCode.UNAVAILABLE),
+    (StoreError, grpc.StatusCode.UNAVAILABLE),
 )
 """First match wins; any other RoadSenseError is FAILED_PRECONDITION."""
 REFUSAL_CODES = {

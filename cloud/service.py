@@ -6,6 +6,7 @@ import functools
 import logging
 import threading
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import grpc
 
@@ -18,6 +19,7 @@ from roadsense.cloud.forecasting import ForecastJob
 from roadsense.cloud.queries import check_count, check_min_level, check_road_classes, history_range
 from roadsense.cloud.rpc_status import streaming, unary
 from roadsense.cloud.state import CityTracker, congestion_index, segments_per_band
+from roadsense.cloud.state_cache import EncodedAnswer, EncodedStateCache
 from roadsense.cloud.store import Store
 from roadsense.core.errors import NotConfiguredError, NotFoundError, NotServingError, RequestError
 from roadsense.core.timeutil import now_ms
@@ -25,6 +27,7 @@ from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
+SERVICE = city_pb2.DESCRIPTOR.services_by_name["CityService"].full_name
 INDEX_CACHE_MS = 1000
 WATCH_POLL_S = 0.5
 """How often an idle watch stream checks whether its client is still there."""
@@ -43,6 +46,30 @@ def segment_message(snapshot: SegmentSnapshot) -> city_pb2.SegmentState:
         stale=snapshot.stale,
         reports=snapshot.reports,
     )
+
+
+SEGMENTS_TAG = bytes([city_pb2.CityState.DESCRIPTOR.fields_by_name["segments"].number << 3 | 2])
+"""Wire tag of a CityState.segments entry (a length-delimited field)."""
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+@functools.lru_cache(maxsize=65_536)
+def segment_entry(snapshot: SegmentSnapshot) -> bytes:
+    """A segment as one encoded CityState.segments entry: tag, length, message.
+
+    Protobuf messages may be encoded field by field, so joining entries and the other
+    fields' encoding is a valid CityState.
+    """
+    body = segment_message(snapshot).SerializeToString()
+    return SEGMENTS_TAG + _varint(len(body)) + body
 
 
 def segment_info(config: SegmentConfig, configured: bool) -> city_pb2.SegmentInfo:
@@ -120,17 +147,26 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
         # segments and many watchers, computing it per message would dominate.
         self._index_lock = threading.Lock()
         self._index_cache: tuple[int, float] = (0, 0.0)
+        self.answers = EncodedStateCache()
 
     def _city_state(
         self, segment_ids: list[str], request: city_pb2.GetCityStateRequest | None = None
     ) -> city_pb2.CityState:
         now = now_ms()
-        segments = self._tracker.snapshot(now, segment_ids)
-        if request is not None:
-            segments = self._filtered(segments, request)
+        segments, state = self._city_parts(self._tracker.snapshot(now, segment_ids), request, now)
+        state.segments.extend(segment_message(s) for s in segments)
+        return state
+
+    def _city_parts(
+        self,
+        snapshot: list[SegmentSnapshot],
+        request: city_pb2.GetCityStateRequest | None,
+        now: int,
+    ) -> tuple[list[SegmentSnapshot], city_pb2.CityState]:
+        """The segments of a city state and the state's other fields (segments left empty)."""
+        segments = snapshot if request is None else self._filtered(snapshot, request)
         online, offline = self._store.device_counts()
-        return city_pb2.CityState(
-            segments=[segment_message(s) for s in segments],
+        return segments, city_pb2.CityState(
             congestion_index=congestion_index(segments, self._city),
             as_of_ms=now,
             devices_online=online,
@@ -286,8 +322,29 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
     def GetCityState(  # noqa: N802 - gRPC method name
         self, request: city_pb2.GetCityStateRequest, context: grpc.ServicerContext
     ) -> city_pb2.CityState:
+        return city_pb2.CityState.FromString(self.encoded_city_state(request, context))
+
+    @unary
+    def encoded_city_state(
+        self, request: city_pb2.GetCityStateRequest, context: grpc.ServicerContext
+    ) -> bytes:
+        """GetCityState's answer, encoded: shared while the city has not changed."""
         check_count("segment_ids", len(request.segment_ids))
-        return self._city_state(list(request.segment_ids), request)
+        # The version is read before the state, so a change while building makes a new one.
+        version = (self._tracker.version, self._feed.version)
+        now = now_ms()
+
+        def build() -> EncodedAnswer:
+            snapshot = self._tracker.snapshot(now, list(request.segment_ids))
+            segments, state = self._city_parts(snapshot, request, now)
+            # Each segment's entry is encoded once per state; an answer only joins them.
+            encoded = b"".join(segment_entry(s) for s in segments) + state.SerializeToString()
+            fresh = [s.updated_ms for s in snapshot if not s.stale]
+            # The answer holds until the first of its segments turns stale.
+            until = min(fresh) + self._tracker.stale_after_ms + 1 if fresh else 2**62
+            return EncodedAnswer(encoded, now, until)
+
+        return self.answers.get(request.SerializeToString(deterministic=True), version, now, build)
 
     @streaming
     def WatchCityState(  # noqa: N802 - gRPC method name
@@ -314,3 +371,36 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
                     )
         finally:
             self._feed.unsubscribe(watcher)
+
+
+class _HandlerRecorder:
+    """Stands in for a server to read the generated code's method handlers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        """Ignored: the registered handlers below are the same."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        self.handlers = dict(handlers)
+
+
+def _already_encoded(answer: bytes) -> bytes:
+    return answer
+
+
+def add_city_service(servicer: CityServicer, server: grpc.Server) -> None:
+    """Serve CityService on ``server``; GetCityState sends its cached bytes as they are."""
+    recorder = _HandlerRecorder()
+    city_pb2_grpc.add_CityServiceServicer_to_server(servicer, recorder)  # type: ignore[arg-type]
+    handlers = recorder.handlers
+    handlers["GetCityState"] = grpc.unary_unary_rpc_method_handler(
+        servicer.encoded_city_state,
+        request_deserializer=city_pb2.GetCityStateRequest.FromString,
+        response_serializer=_already_encoded,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)

@@ -36,6 +36,12 @@ class CityTracker:
         self._lock = threading.Lock()
         self._cameras: dict[str, dict[CameraKey, Reading]] = {}
         self._segments: dict[str, SegmentSnapshot] = {}
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """Counts the changes of any segment's state (cached answers hold within one)."""
+        return self._version
 
     @property
     def stale_after_ms(self) -> int:
@@ -55,6 +61,7 @@ class CityTracker:
                 if self.arrived_in_time(reading):
                     key = (reading.device_id, reading.camera_id)
                     self._cameras.setdefault(reading.segment_id, {})[key] = reading
+            self._version += 1
 
     def apply(self, readings: Iterable[Reading]) -> list[SegmentSnapshot]:
         """Fold new readings in; return the segments whose state changed.
@@ -79,6 +86,8 @@ class CityTracker:
                 snapshot = self._fuse(segment_id, count)
                 self._segments[segment_id] = snapshot
                 changed.append(snapshot)
+            if changed:
+                self._version += 1
         return changed
 
     def _fuse(self, segment_id: str, new_reports: int) -> SegmentSnapshot:

@@ -41,6 +41,8 @@ from roadsense.proto.v1 import telemetry_pb2
 logger = logging.getLogger(__name__)
 
 RETRY_DELAY_S = 1.0
+MAX_RETRY_DELAY_S = 5.0
+"""A failed write is retried after 1 s, then twice as long each time up to this."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,12 @@ class IngestWorker:
         tracker: CityTracker,
         feed: ChangeFeed,
         lag_observer: Callable[[float], None] | None = None,
+        *,
+        store_state: Callable[[bool], None] | None = None,
     ) -> None:
+        """``store_state`` hears False when a write fails and True when writes work again."""
         self._lag_observer = lag_observer
+        self._store_state = store_state
         self._config = config
         self._known_devices = config.known_devices()
         self._camera_segments = config.camera_segments()
@@ -234,19 +240,33 @@ class IngestWorker:
         for record in records:
             if isinstance(record, Rejected):
                 logger.warning("ingest rejected a message on %s: %s", record.topic, record.reason)
+        failures = 0
         while True:
             try:
                 result = self._store.write_batch(records, self._tracker.apply)
                 break
-            except Exception:
+            except Exception as err:
                 # Not acknowledged, so nothing is lost; the store may come back.
-                logger.exception("ingest: writing a batch of %d failed; retrying", len(batch))
+                delay = min(RETRY_DELAY_S * 2**failures, MAX_RETRY_DELAY_S)
+                if failures == 0:
+                    logger.exception("ingest: writing a batch of %d failed; retrying", len(batch))
+                    if self._store_state is not None:
+                        self._store_state(False)
+                else:
+                    logger.warning(
+                        "ingest: the store still fails (%s); retry in %.0f s", err, delay
+                    )
+                failures += 1
                 with self._stats_lock:
                     self._stats.write_failures += 1
-                if self._stop.wait(RETRY_DELAY_S):
+                if self._stop.wait(delay):
                     return
-        if result.segments:
-            self._feed.publish(result.segments)
+        if failures:
+            logger.warning("ingest: the store took a batch again after %d failures", failures)
+            if self._store_state is not None:
+                self._store_state(True)
+        # Also without segment changes: a status changes the devices the API counts.
+        self._feed.publish(result.segments)
         if self._lag_observer is not None:
             committed = now_ms()
             for reading in result.accepted:

@@ -63,3 +63,7 @@ class ProvisioningError(RoadSenseError):
 
 class EnrollmentError(ProvisioningError):
     """An enrollment request is refused (bad token, bad CSR, unknown or revoked device)."""
+
+
+class StoreError(RoadSenseError):
+    """The city store cannot be opened or reached."""

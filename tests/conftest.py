@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Mosquitto per session, cloud services on port 0, tmp SQLite.
+"""Shared fixtures: a real Mosquitto and a real PostgreSQL per session, cloud services on port 0,
+tmp SQLite, and ``store_target``: each store test once per backend.
 
 Every test also fails when an MQTT callback raised (paho would otherwise
 swallow or log it) or when anything logged at ERROR, such as an exception in
@@ -14,12 +15,14 @@ from pathlib import Path
 import pytest
 
 from roadsense.cli.broker import RunningBroker, mosquitto_binary, start_mosquitto
+from roadsense.cli.postgres import RunningPostgres, postgres_bin, start_postgres
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig, GrpcConfig, IngestConfig, StoreConfig
 from roadsense.core import paho_client
 from roadsense.core.mqtt import MqttConfig
 
 from .helpers import running_cloud
+from .stores import StoreTarget, postgres_target, sqlite_target
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_VIDEO = REPO / "edge" / "samples" / "highway_video03.avi"
@@ -43,6 +46,25 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroke
     broker = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[RunningPostgres]:
+    """A throwaway PostgreSQL cluster: initdb in a temp folder, a socket there, no TCP."""
+    if postgres_bin() is None:
+        pytest.fail("PostgreSQL is not installed; `make test` installs it")
+    cluster = start_postgres()
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
+    """An empty store database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return sqlite_target(tmp_path)
+    cluster: RunningPostgres = request.getfixturevalue("postgres")
+    return postgres_target(cluster.create_database())
 
 
 @pytest.fixture

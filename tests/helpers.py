@@ -17,7 +17,7 @@ from roadsense.cloud.city import SegmentConfig
 from roadsense.cloud.config import CloudConfig
 from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.fleet import FleetServicer
-from roadsense.cloud.service import CityServicer
+from roadsense.cloud.service import CityServicer, add_city_service
 from roadsense.cloud.state import CityTracker
 from roadsense.cloud.store import Store
 from roadsense.proto.v1 import city_pb2_grpc
@@ -65,14 +65,15 @@ def api_channel(
     city: Iterable[SegmentConfig] = (),
     fleet_devices: frozenset[str] = frozenset(),
     tracker: CityTracker | None = None,
+    feed: ChangeFeed | None = None,
 ) -> Iterator[grpc.Channel]:
     """A channel to CityService and FleetService on a real gRPC server on 127.0.0.1 port 0,
     over ``store`` (no broker, no tokens, no enrollment, no forecaster)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    city_pb2_grpc.add_CityServiceServicer_to_server(
+    add_city_service(
         CityServicer(
             tracker or CityTracker(120_000),
-            ChangeFeed(),
+            ChangeFeed() if feed is None else feed,
             store,
             city={s.id: s for s in city},
             history_interval_ms=60_000,

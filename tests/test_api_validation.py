@@ -12,8 +12,8 @@ import pytest
 
 from roadsense.cloud.city import SegmentConfig
 from roadsense.cloud.ingest import decode_message
+from roadsense.cloud.sqlite_store import SqliteStore
 from roadsense.cloud.state import CityTracker
-from roadsense.cloud.store import SqliteStore
 from roadsense.core.timeutil import now_ms
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 

@@ -51,6 +51,17 @@ def test_ingest_bench_reports_every_figure() -> None:
     assert 0 <= result["p50_capture_to_queryable_ms"] <= result["p99_capture_to_queryable_ms"]
 
 
+def test_ingest_bench_runs_on_its_own_postgresql() -> None:
+    result = run_ingest_bench(
+        devices=20, messages=2000, rate=300.0, seconds=1.0, repeats=1, store="postgresql"
+    )
+    assert (result["store"], result["latency_reports"]) == ("postgresql", 300)
+    assert result["ingest_msgs_per_s"] > 0
+    assert result["cloud_cpu_us_per_msg"] > 0
+    # The server did the storing (2,000 reports: enough for its 10 ms CPU clock ticks).
+    assert result["postgres_cpu_us_per_msg"] > 0
+
+
 def test_delivery_bench_delivers_every_report_in_both_modes() -> None:
     result = run_delivery_bench(rate=50.0, seconds=1.0)
     for mode in ("broker", "cloud"):
@@ -63,11 +74,20 @@ def test_delivery_bench_delivers_every_report_in_both_modes() -> None:
 
 
 def test_grpc_bench_reports_every_figure() -> None:
-    result = run_grpc_bench(segments=200, calls=20, watchers=5)
+    result = run_grpc_bench(segments=200, calls=20, watchers=5, clients=4, seconds=0.4)
     assert result["fanout_samples"] == 5 * 10  # every watcher saw every change
     assert 0 < result["get_city_state_p50_ms"] <= result["get_city_state_p99_ms"]
+    assert result["get_city_state_after_change_p50_ms"] > 0
+    assert (
+        result["get_city_state_after_change_p50_ms"] <= result["get_city_state_after_change_p99_ms"]
+    )
     assert 0 <= result["fanout_p50_ms"] <= result["fanout_p99_ms"]
     assert result["get_city_state_ratio"] > 0
+    assert result["answer_bytes"] > 200 * 40  # every segment is in the answer
+    for rate in ("get_city_state", "bare_unary", "same_size_unary"):
+        assert result[f"{rate}_rate_per_s"] > 0
+    ratio = result["get_city_state_rate_per_s"] / result["bare_unary_rate_per_s"]
+    assert result["rate_over_bare_unary"] == pytest.approx(ratio, abs=0.01)
 
 
 def test_forecast_bench_reports_every_figure() -> None:

@@ -24,8 +24,8 @@ from roadsense.cloud.city import ROAD_CLASS_WEIGHT, SegmentConfig
 from roadsense.cloud.domain import HealthRecord, Reading, Rejected, StatusUpdate
 from roadsense.cloud.feeds import UNIT_RANGES
 from roadsense.cloud.ingest import PROBABILITY_SUM_TOLERANCE, decode_message
+from roadsense.cloud.sqlite_store import SqliteStore
 from roadsense.cloud.state import CityTracker
-from roadsense.cloud.store import SqliteStore
 from roadsense.core.timeutil import now_ms
 from roadsense.proto import SCHEMA_VERSION
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc, telemetry_pb2

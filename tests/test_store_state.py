@@ -1,4 +1,4 @@
-"""The SQLite store and the fused city state, on real SQLite files."""
+"""The city store, on real SQLite files and a real PostgreSQL, and the fused city state."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ from roadsense.cloud.domain import Reading, Rejected, Telemetry
 from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.ingest import DEFAULT_MAX_LATE_MS, decode_message
 from roadsense.cloud.migrations import MIGRATIONS
+from roadsense.cloud.sqlite_store import SqliteStore
 from roadsense.cloud.state import CityTracker, congestion_index, segments_per_band
-from roadsense.cloud.store import HistoryPoint, SqliteStore
+from roadsense.cloud.store import HistoryPoint
 from roadsense.core.sqlite import migrate, open_database
 from roadsense.core.timeutil import now_ms
 from roadsense.proto.v1 import telemetry_pb2
 
 from .factories import report, status
+from .stores import StoreTarget
 
 STALE_MS = 60_000
 
@@ -40,8 +42,8 @@ def _reading(received_ms: int | None = None, **kwargs: object) -> Reading:
     return record
 
 
-def test_duplicates_are_stored_once(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "city.sqlite")
+def test_duplicates_are_stored_once(store_target: StoreTarget) -> None:
+    store = store_target.open()
     tracker = CityTracker(STALE_MS)
     first = store.write_batch([_reading(seq=1), _reading(seq=2)], tracker.apply)
     again = store.write_batch([_reading(seq=2), _reading(seq=3), _reading(seq=2)], tracker.apply)
@@ -51,11 +53,7 @@ def test_duplicates_are_stored_once(tmp_path: Path) -> None:
     assert again.duplicates == 2
     assert store.report_keys() == [("dev-1", 1), ("dev-1", 2), ("dev-1", 3)]
     store.close()
-    rows = (
-        sqlite3.connect(tmp_path / "city.sqlite")
-        .execute("SELECT device_id, seq, segment_id, level FROM reports ORDER BY seq")
-        .fetchall()
-    )
+    rows = store_target.rows("SELECT device_id, seq, segment_id, level FROM reports ORDER BY seq")
     assert rows == [
         ("dev-1", 1, "seg-1", 5.0),
         ("dev-1", 2, "seg-1", 5.0),
@@ -63,8 +61,8 @@ def test_duplicates_are_stored_once(tmp_path: Path) -> None:
     ]
 
 
-def test_dead_letters_and_device_registry(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "city.sqlite")
+def test_dead_letters_and_device_registry(store_target: StoreTarget) -> None:
+    store = store_target.open()
     tracker = CityTracker(STALE_MS)
     birth = decode_message(
         "roadsense/v1/dev-1/status", status().SerializeToString(), now_ms(), 30_000
@@ -83,11 +81,11 @@ def test_dead_letters_and_device_registry(tmp_path: Path) -> None:
     )
     store.write_batch([will], tracker.apply)
     assert not store.devices()[0].online
+    store.close()
 
 
-def test_segment_fuses_its_cameras_and_survives_restart(tmp_path: Path) -> None:
-    path = tmp_path / "city.sqlite"
-    store = SqliteStore(path)
+def test_segment_fuses_its_cameras_and_survives_restart(store_target: StoreTarget) -> None:
+    store = store_target.open()
     tracker = CityTracker(STALE_MS)
     free = [1.0, 0, 0, 0, 0]
     jammed = [0, 0, 0, 0, 1.0]
@@ -112,7 +110,7 @@ def test_segment_fuses_its_cameras_and_survives_restart(tmp_path: Path) -> None:
     assert congestion_index([seg1, seg2]) == round(seg1.level / 2, 3)
     store.close()
 
-    reopened = SqliteStore(path)
+    reopened = store_target.open()
     restored = CityTracker(STALE_MS)
     restored.load(reopened.segments(), reopened.latest_readings())
     assert restored.snapshot(now_ms()) == tracker.snapshot(now_ms())
@@ -123,6 +121,7 @@ def test_segment_fuses_its_cameras_and_survives_restart(tmp_path: Path) -> None:
     )
     assert len(result.accepted) == 1
     assert restored.snapshot(now_ms(), ["seg-1"])[0].level == seg1.level
+    reopened.close()
 
 
 def test_stale_segments_leave_the_city_index(tmp_path: Path) -> None:
@@ -186,8 +185,8 @@ def test_city_index_weighs_length_and_road_class() -> None:
     assert segments_per_band(segments) == {"severe": 1, "free": 1}
 
 
-def test_history_is_kept_per_interval_and_pruned(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "city.sqlite", history_interval_ms=60_000)
+def test_history_is_kept_per_interval_and_pruned(store_target: StoreTarget) -> None:
+    store = store_target.open(history_interval_ms=60_000)
     tracker = CityTracker(STALE_MS)
     base = (now_ms() // 60_000 - 10) * 60_000
     readings = [
@@ -210,6 +209,7 @@ def test_history_is_kept_per_interval_and_pruned(tmp_path: Path) -> None:
     }
     assert store.prune_history(base + 30_000) == 1
     assert store.history("seg-1", 0, base + 120_000) == [HistoryPoint(base + 60_000, 10.0, 1)]
+    store.close()
 
 
 JAMMED = [0, 0, 0, 0, 1.0]
@@ -217,9 +217,8 @@ FREE = [1.0, 0, 0, 0, 0]
 IN_1990 = 631_152_000_000
 
 
-def test_impossible_and_ancient_reports_register_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "city.sqlite"
-    store = SqliteStore(path)
+def test_impossible_and_ancient_reports_register_nothing(store_target: StoreTarget) -> None:
+    store = store_target.open()
     tracker = CityTracker(STALE_MS)
     t = now_ms()
     window_after_capture = report(
@@ -232,19 +231,17 @@ def test_impossible_and_ancient_reports_register_nothing(tmp_path: Path) -> None
     assert (result.accepted, result.rejected, result.segments) == ([], 2, [])
     assert tracker.snapshot(now_ms()) == []
     store.close()
-    db = sqlite3.connect(path)
-    assert db.execute("SELECT * FROM devices").fetchall() == []
-    assert db.execute("SELECT * FROM reports").fetchall() == []
-    assert db.execute("SELECT * FROM segments").fetchall() == []
-    assert db.execute("SELECT topic, code FROM dead_letters ORDER BY id").fetchall() == [
+    assert store_target.rows("SELECT * FROM devices") == []
+    assert store_target.rows("SELECT * FROM reports") == []
+    assert store_target.rows("SELECT * FROM segments") == []
+    assert store_target.rows("SELECT topic, code FROM dead_letters ORDER BY id") == [
         ("roadsense/v1/dev-x/cam1/congestion", "bad_time"),
         ("roadsense/v1/dev-y/cam1/congestion", "too_late"),
     ]
 
 
-def test_late_reports_are_history_never_current_state(tmp_path: Path) -> None:
-    path = tmp_path / "city.sqlite"
-    store = SqliteStore(path, history_interval_ms=60_000)
+def test_late_reports_are_history_never_current_state(store_target: StoreTarget) -> None:
+    store = store_target.open(history_interval_ms=60_000)
     tracker = CityTracker(STALE_MS)
     t = now_ms()
     three_days_old = t - 3 * 24 * 3_600_000
@@ -270,28 +267,24 @@ def test_late_reports_are_history_never_current_state(tmp_path: Path) -> None:
     assert store.write_batch([backlog], tracker.apply).segments == []
     store.close()
 
-    db = sqlite3.connect(path)
-    assert db.execute(
-        "SELECT seq, capture_time_ms, level FROM reports ORDER BY seq"
-    ).fetchall() == [
+    assert store_target.rows("SELECT seq, capture_time_ms, level FROM reports ORDER BY seq") == [
         (1, IN_1990, 5.0),
         (2, three_days_old, 5.0),
         (3, t - 1000, 10.0),
         (4, t - 5000, 0.0),
         (5, t, 0.0),
     ]
-    assert db.execute(
+    assert store_target.rows(
         "SELECT segment_id, level, label, updated_ms, last_changed_ms, camera_ids, reports "
         "FROM segments"
-    ).fetchall() == [("seg-1", 10.0, "jammed", t - 1000, t - 1000, '["dev-1/cam1"]', 1)]
-    history = db.execute("SELECT start_ms, reports FROM segment_history ORDER BY start_ms")
-    assert [start for start, _ in history.fetchall()][:2] == [
+    ) == [("seg-1", 10.0, "jammed", t - 1000, t - 1000, '["dev-1/cam1"]', 1)]
+    history = store_target.rows("SELECT start_ms, reports FROM segment_history ORDER BY start_ms")
+    assert [start for start, _ in history][:2] == [
         IN_1990 // 60_000 * 60_000,
         three_days_old // 60_000 * 60_000,
     ]
-    db.close()
 
-    reopened = SqliteStore(path)
+    reopened = store_target.open()
     assert [r.seq for r in reopened.latest_readings()] == [5]
     assert [r.seq for r in reopened.latest_readings(STALE_MS)] == [3]
     restored = CityTracker(STALE_MS)
@@ -300,9 +293,10 @@ def test_late_reports_are_history_never_current_state(tmp_path: Path) -> None:
     reopened.close()
 
 
-def test_repeats_of_one_bad_message_are_counted_not_stored_again(tmp_path: Path) -> None:
-    path = tmp_path / "city.sqlite"
-    store = SqliteStore(path)
+def test_repeats_of_one_bad_message_are_counted_not_stored_again(
+    store_target: StoreTarget,
+) -> None:
+    store = store_target.open()
     tracker = CityTracker(STALE_MS)
     topic = "roadsense/v1/dev-1/cam1/congestion"
     for batch in range(3):
@@ -314,16 +308,17 @@ def test_repeats_of_one_bad_message_are_counted_not_stored_again(tmp_path: Path)
     assert store.dead_letters() == [(topic, "bad 2.1"), (topic, "other")]
     assert store.dead_letter_codes() == {"invalid": 6, "bad_protobuf": 3}
     store.close()
-    assert sqlite3.connect(path).execute(
+    assert store_target.rows(
         "SELECT topic, code, payload, repeats, received_ms, last_received_ms FROM dead_letters "
         "ORDER BY id"
-    ).fetchall() == [
+    ) == [
         (topic, "invalid", b"\x01\x02", 6, 0, 2001),
         (topic, "bad_protobuf", b"\x03", 3, 5, 5),
     ]
 
 
-def test_the_repeat_migration_folds_existing_copies(tmp_path: Path) -> None:
+def test_the_sqlite_repeat_migration_folds_existing_copies(tmp_path: Path) -> None:
+    # SQLite stores from before repeat counting exist; PostgreSQL ones start with it.
     path = tmp_path / "city.sqlite"
     db = open_database(path)
     migrate(db, [m for m in MIGRATIONS if m.name != "0008_dead_letter_repeats"])
@@ -343,3 +338,9 @@ def test_the_repeat_migration_folds_existing_copies(tmp_path: Path) -> None:
         (b"a", 3, 10, 40, hashlib.sha256(b"t\0a").hexdigest()),
         (b"b", 1, 20, 20, hashlib.sha256(b"t\0b").hexdigest()),
     ]
+
+
+def test_sqlite_store_is_still_importable_from_its_old_home() -> None:
+    from roadsense.cloud import store
+
+    assert store.SqliteStore is SqliteStore

@@ -1,0 +1,555 @@
+"""What the SQLite and PostgreSQL stores share: every statement and every row conversion.
+
+Statements are written once, with ``?`` placeholders, in SQL that both engines run (upserts
+with ``ON CONFLICT``, columns of the target table qualified by its name). A backend supplies
+sessions on its connection (``SqlSession``: a read, or one write transaction) and its own
+deduplication of reports, the one step where the engines differ.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import json
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Generic, Protocol, TypeVar
+
+from roadsense.cloud.domain import (
+    DeviceRecord,
+    HealthRecord,
+    HorizonScore,
+    Reading,
+    RegistryEntry,
+    Rejected,
+    SegmentForecast,
+    SegmentSnapshot,
+    StatusUpdate,
+    Telemetry,
+    TokenUse,
+)
+from roadsense.cloud.feeds import ObservationRecord, WeatherRecord
+from roadsense.cloud.migrations import message_sha256
+from roadsense.cloud.store import BatchResult, HistoryPoint, SegmentUpdater, Store
+
+Row = tuple[Any, ...]
+
+REPORT_COLUMNS = (
+    "device_id, seq, camera_id, segment_id, capture_time_ms, window_start_ms, received_ms, "
+    "model_version, labels, probabilities, frames_in_window, level"
+)
+INSERT_REPORTS = (
+    f"INSERT INTO reports ({REPORT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _greater(table: str, column: str) -> str:
+    """The larger of a stored column and the value proposed for it (both engines' syntax)."""
+    return (
+        f"CASE WHEN excluded.{column} > {table}.{column} "
+        f"THEN excluded.{column} ELSE {table}.{column} END"
+    )
+
+
+SEEN_DEVICE = f"""INSERT INTO devices (device_id, online, last_seen_ms) VALUES (?, 1, ?)
+   ON CONFLICT (device_id) DO UPDATE SET last_seen_ms = {_greater("devices", "last_seen_ms")}"""
+UPSERT_STATUS = f"""INSERT INTO devices (device_id, online, last_seen_ms, agent_version,
+    model_version, camera_ids) VALUES (?, ?, ?, ?, ?, ?)
+   ON CONFLICT (device_id) DO UPDATE SET online = excluded.online,
+    last_seen_ms = {_greater("devices", "last_seen_ms")},
+    agent_version = excluded.agent_version,
+    model_version = excluded.model_version, camera_ids = excluded.camera_ids"""
+# A repeat of the same message (topic and payload) for the same problem counts up.
+INSERT_REJECTED = f"""INSERT INTO dead_letters (received_ms, topic, reason, payload, code,
+    message_sha256, last_received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
+   ON CONFLICT (message_sha256, code) DO UPDATE
+   SET repeats = dead_letters.repeats + 1, reason = excluded.reason,
+    last_received_ms = {_greater("dead_letters", "last_received_ms")}"""
+SAVE_SEGMENTS = """INSERT INTO segments (segment_id, level, label, updated_ms, last_changed_ms,
+    camera_ids, reports) VALUES (?, ?, ?, ?, ?, ?, ?)
+   ON CONFLICT (segment_id) DO UPDATE SET level = excluded.level,
+    label = excluded.label, updated_ms = excluded.updated_ms,
+    last_changed_ms = excluded.last_changed_ms,
+    camera_ids = excluded.camera_ids, reports = excluded.reports"""
+ADD_HISTORY = """INSERT INTO segment_history (segment_id, start_ms, level_sum, reports)
+   VALUES (?, ?, ?, 1)
+   ON CONFLICT (segment_id, start_ms) DO UPDATE
+   SET level_sum = segment_history.level_sum + excluded.level_sum,
+    reports = segment_history.reports + 1"""
+SAVE_FORECASTS = """INSERT INTO forecasts (segment_id, origin_ms, horizon, interval_ms,
+    target_ms, value, observed_probability, model_version, newest_input_ms,
+    missing_fraction, made_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+   ON CONFLICT (segment_id, origin_ms, horizon) DO UPDATE SET
+    interval_ms = excluded.interval_ms, target_ms = excluded.target_ms,
+    value = excluded.value, observed_probability = excluded.observed_probability,
+    model_version = excluded.model_version, newest_input_ms = excluded.newest_input_ms,
+    missing_fraction = excluded.missing_fraction, made_ms = excluded.made_ms,
+    scored = 0, actual = NULL"""
+REVOKE = """INSERT INTO fleet_registry (device_id, revoked_ms, revoke_reason)
+   SELECT ?, ?, ? WHERE ?
+    OR EXISTS (SELECT 1 FROM devices WHERE device_id = ?)
+    OR EXISTS (SELECT 1 FROM fleet_registry WHERE device_id = ?)
+   ON CONFLICT (device_id) DO UPDATE
+   SET revoked_ms = COALESCE(fleet_registry.revoked_ms, excluded.revoked_ms),
+       revoke_reason = CASE WHEN fleet_registry.revoked_ms IS NULL
+           THEN excluded.revoke_reason ELSE fleet_registry.revoke_reason END"""
+LATEST_READINGS = f"""SELECT {REPORT_COLUMNS} FROM reports r WHERE id = (
+    SELECT id FROM reports WHERE device_id = r.device_id
+    AND camera_id = r.camera_id AND received_ms - capture_time_ms <= ?
+    ORDER BY capture_time_ms DESC, id DESC LIMIT 1)"""
+LATEST_FORECASTS = """SELECT f.segment_id, f.origin_ms, f.interval_ms, f.value,
+      f.observed_probability, f.model_version, f.newest_input_ms,
+      f.missing_fraction, f.made_ms
+   FROM forecasts f
+   JOIN (SELECT segment_id, MAX(origin_ms) AS origin_ms
+         FROM forecasts GROUP BY segment_id) newest
+   USING (segment_id, origin_ms)
+   ORDER BY f.segment_id, f.horizon"""
+SCORE_FORECASTS = """UPDATE forecasts SET scored = 1, actual = (
+       SELECT AVG(o.value) FROM observations o
+       WHERE o.segment_id = forecasts.segment_id
+         AND o.time_ms >= forecasts.target_ms
+         AND o.time_ms < forecasts.target_ms + forecasts.interval_ms)
+   WHERE scored = 0 AND target_ms + interval_ms <= ?"""
+
+
+@functools.lru_cache(maxsize=64)
+def _labels_json(labels: tuple[str, ...]) -> str:
+    # Every report of a model carries the same labels: encode them once.
+    return json.dumps(labels)
+
+
+def report_row(r: Reading) -> Row:
+    """A reading as the values of ``REPORT_COLUMNS``."""
+    return (
+        r.device_id,
+        r.seq,
+        r.camera_id,
+        r.segment_id,
+        r.capture_time_ms,
+        r.window_start_ms,
+        r.received_ms,
+        r.model_version,
+        _labels_json(r.labels),
+        "[" + ",".join(repr(p) for p in r.probabilities) + "]",
+        r.frames_in_window,
+        r.level,
+    )
+
+
+def _reading(row: Row) -> Reading:
+    return Reading(
+        device_id=row[0],
+        seq=int(row[1]),
+        camera_id=row[2],
+        segment_id=row[3],
+        capture_time_ms=int(row[4]),
+        window_start_ms=int(row[5]),
+        received_ms=int(row[6]),
+        model_version=row[7],
+        labels=tuple(json.loads(row[8])),
+        probabilities=tuple(json.loads(row[9])),
+        frames_in_window=int(row[10]),
+        level=float(row[11]),
+    )
+
+
+def first_of_each(readings: Sequence[Reading], fresh: set[tuple[str, int]]) -> list[Reading]:
+    """The readings whose key is in ``fresh``, each key once (a redelivery in one batch)."""
+    kept = []
+    for reading in readings:
+        key = (reading.device_id, reading.seq)
+        if key in fresh:
+            fresh.discard(key)
+            kept.append(reading)
+    return kept
+
+
+class SqlSession(Protocol):
+    """Statements on one connection, inside a read or one write transaction."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; the rows it changed."""
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement per row; the rows they changed."""
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run a query; its rows."""
+
+
+SessionT = TypeVar("SessionT", bound=SqlSession)
+
+
+class SqlStore(Store, Generic[SessionT]):
+    """The store's logic on any engine that speaks the statements above."""
+
+    def __init__(self, history_interval_ms: int) -> None:
+        self._history_interval_ms = history_interval_ms
+
+    @abc.abstractmethod
+    def _read(self) -> AbstractContextManager[SessionT]:
+        """A session for reads."""
+
+    @abc.abstractmethod
+    def _write(self) -> AbstractContextManager[SessionT]:
+        """A session in one write transaction: committed on success, rolled back on error."""
+
+    @abc.abstractmethod
+    def _insert_readings(self, db: SessionT, readings: list[Reading]) -> list[Reading]:
+        """Store the readings not stored yet; return them, in order (dedup on device, seq)."""
+
+    def write_batch(
+        self, records: Sequence[Telemetry], update_segments: SegmentUpdater
+    ) -> BatchResult:
+        result = BatchResult()
+        seen: dict[str, int] = {}
+        with self._write() as db:
+            readings = [r for r in records if isinstance(r, Reading)]
+            result.accepted = self._insert_readings(db, readings) if readings else []
+            result.duplicates = len(readings) - len(result.accepted)
+            for reading in result.accepted:
+                seen[reading.device_id] = max(reading.received_ms, seen.get(reading.device_id, 0))
+            for record in records:
+                if isinstance(record, Reading):
+                    continue
+                if isinstance(record, StatusUpdate):
+                    _upsert_status(db, record)
+                    result.statuses.append(record)
+                elif isinstance(record, HealthRecord):
+                    db.execute(
+                        "INSERT INTO health (device_id, time_ms, received_ms, body) "
+                        "VALUES (?, ?, ?, ?)",
+                        [record.device_id, record.time_ms, record.received_ms, record.body_json],
+                    )
+                    seen[record.device_id] = max(record.received_ms, seen.get(record.device_id, 0))
+                    result.health += 1
+                else:
+                    _insert_rejected(db, record)
+                    result.rejected += 1
+            # Once per device and batch, after its statuses: a report never flips a
+            # device that said "offline" in this batch back to online.
+            if seen:
+                db.executemany(SEEN_DEVICE, sorted(seen.items()))
+            if result.accepted:
+                result.segments = update_segments(result.accepted)
+                _save_segments(db, result.segments)
+                self._add_history(db, result.accepted)
+        return result
+
+    def _add_history(self, db: SessionT, readings: list[Reading]) -> None:
+        interval = self._history_interval_ms
+        db.executemany(
+            ADD_HISTORY,
+            # Rows in key order: concurrent writers take their row locks in one order.
+            sorted(
+                (r.segment_id, r.capture_time_ms // interval * interval, r.level) for r in readings
+            ),
+        )
+
+    def history(self, segment_id: str, from_ms: int, to_ms: int) -> list[HistoryPoint]:
+        with self._read() as db:
+            rows = db.rows(
+                "SELECT start_ms, level_sum / reports, reports FROM segment_history "
+                "WHERE segment_id = ? AND start_ms BETWEEN ? AND ? ORDER BY start_ms",
+                [segment_id, from_ms, to_ms],
+            )
+        return [HistoryPoint(int(s), round(float(level), 3), int(n)) for s, level, n in rows]
+
+    def histories(self, from_ms: int, to_ms: int) -> dict[str, list[HistoryPoint]]:
+        with self._read() as db:
+            rows = db.rows(
+                "SELECT segment_id, start_ms, level_sum / reports, reports FROM segment_history "
+                "WHERE start_ms BETWEEN ? AND ? ORDER BY segment_id, start_ms",
+                [from_ms, to_ms],
+            )
+        found: dict[str, list[HistoryPoint]] = {}
+        for segment, start, level, n in rows:
+            found.setdefault(str(segment), []).append(
+                HistoryPoint(int(start), round(float(level), 3), int(n))
+            )
+        return found
+
+    def prune_history(self, before_ms: int) -> int:
+        with self._write() as db:
+            return db.execute("DELETE FROM segment_history WHERE start_ms < ?", [before_ms])
+
+    def segments(self) -> list[SegmentSnapshot]:
+        with self._read() as db:
+            rows = db.rows(
+                "SELECT segment_id, level, label, updated_ms, last_changed_ms, camera_ids, "
+                "reports FROM segments ORDER BY segment_id"
+            )
+        return [
+            SegmentSnapshot(
+                segment_id=row[0],
+                level=float(row[1]),
+                label=row[2],
+                updated_ms=int(row[3]),
+                last_changed_ms=int(row[4]),
+                camera_ids=tuple(json.loads(row[5])),
+                stale=False,
+                reports=int(row[6]),
+            )
+            for row in rows
+        ]
+
+    def latest_readings(self, arrived_within_ms: int | None = None) -> list[Reading]:
+        # 2**62 ms: no report arrives that late, so None reads every report.
+        within = 2**62 if arrived_within_ms is None else arrived_within_ms
+        with self._read() as db:
+            rows = db.rows(LATEST_READINGS, [within])
+        return [_reading(row) for row in rows]
+
+    def devices(self) -> list[DeviceRecord]:
+        with self._read() as db:
+            rows = db.rows(
+                "SELECT device_id, online, last_seen_ms, agent_version, model_version, "
+                "camera_ids FROM devices ORDER BY device_id"
+            )
+        return [
+            DeviceRecord(
+                row[0], bool(row[1]), int(row[2]), row[3], row[4], tuple(json.loads(row[5]))
+            )
+            for row in rows
+        ]
+
+    def device_counts(self) -> tuple[int, int]:
+        with self._read() as db:
+            ((online, total),) = db.rows("SELECT COALESCE(SUM(online), 0), COUNT(*) FROM devices")
+        return int(online), int(total) - int(online)
+
+    def report_keys(self) -> list[tuple[str, int]]:
+        with self._read() as db:
+            rows = db.rows("SELECT device_id, seq FROM reports ORDER BY id")
+        return [(str(d), int(s)) for d, s in rows]
+
+    def dead_letters(self) -> list[tuple[str, str]]:
+        with self._read() as db:
+            rows = db.rows("SELECT topic, reason FROM dead_letters ORDER BY id")
+        return [(str(t), str(r)) for t, r in rows]
+
+    def add_observations(self, records: Sequence[ObservationRecord], received_ms: int) -> int:
+        with self._write() as db:
+            return db.executemany(
+                "INSERT INTO observations (segment_id, time_ms, source, value, unit, "
+                "received_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [
+                    (r.segment_id, r.time_ms, r.source, r.value, r.unit, received_ms)
+                    for r in records
+                ],
+            )
+
+    def add_weather(self, records: Sequence[WeatherRecord], received_ms: int) -> int:
+        with self._write() as db:
+            return db.executemany(
+                "INSERT INTO weather (time_ms, source, code, received_ms) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(r.time_ms, r.source, r.code, received_ms) for r in records],
+            )
+
+    def observations(self, segment_id: str, from_ms: int, to_ms: int) -> list[ObservationRecord]:
+        with self._read() as db:
+            rows = db.rows(
+                "SELECT segment_id, time_ms, value, unit, source FROM observations "
+                "WHERE segment_id = ? AND time_ms BETWEEN ? AND ? ORDER BY time_ms, source",
+                [segment_id, from_ms, to_ms],
+            )
+        return [
+            ObservationRecord(str(s), int(t), float(v), str(u), str(src))
+            for s, t, v, u, src in rows
+        ]
+
+    def observations_between(self, from_ms: int, to_ms: int) -> list[tuple[str, int, float]]:
+        with self._read() as db:
+            rows = db.rows(
+                "SELECT segment_id, time_ms, value FROM observations "
+                "WHERE time_ms >= ? AND time_ms < ? ORDER BY time_ms",
+                [from_ms, to_ms],
+            )
+        return [(str(s), int(t), float(v)) for s, t, v in rows]
+
+    def newest_observation_ms(self) -> int | None:
+        with self._read() as db:
+            ((newest,),) = db.rows("SELECT MAX(time_ms) FROM observations")
+        return int(newest) if newest is not None else None
+
+    def weather_between(self, from_ms: int, to_ms: int) -> list[tuple[int, str]]:
+        with self._read() as db:
+            rows = db.rows(
+                "SELECT time_ms, code FROM weather WHERE time_ms >= ? AND time_ms < ? "
+                "ORDER BY time_ms, source",
+                [from_ms, to_ms],
+            )
+        return [(int(t), str(c)) for t, c in rows]
+
+    def save_forecasts(self, forecasts: Sequence[SegmentForecast]) -> None:
+        rows = [
+            (
+                f.segment_id,
+                f.origin_ms,
+                horizon,
+                f.interval_ms,
+                f.target_ms(horizon),
+                value,
+                f.observed_probability[horizon - 1],
+                f.model_version,
+                f.newest_input_ms,
+                f.missing_fraction,
+                f.made_ms,
+            )
+            for f in forecasts
+            for horizon, value in enumerate(f.values, start=1)
+        ]
+        with self._write() as db:
+            db.executemany(SAVE_FORECASTS, rows)
+
+    def latest_forecasts(self) -> list[SegmentForecast]:
+        with self._read() as db:
+            rows = db.rows(LATEST_FORECASTS)
+        grouped: dict[str, list[Row]] = {}
+        for row in rows:
+            grouped.setdefault(str(row[0]), []).append(row)
+        return [
+            SegmentForecast(
+                segment_id=segment,
+                origin_ms=int(group[0][1]),
+                interval_ms=int(group[0][2]),
+                values=tuple(float(r[3]) for r in group),
+                observed_probability=tuple(float(r[4]) for r in group),
+                model_version=str(group[0][5]),
+                newest_input_ms=int(group[0][6]),
+                missing_fraction=float(group[0][7]),
+                made_ms=int(group[0][8]),
+            )
+            for segment, group in grouped.items()
+        ]
+
+    def score_forecasts(self, complete_before_ms: int) -> int:
+        with self._write() as db:
+            return db.execute(SCORE_FORECASTS, [complete_before_ms])
+
+    def forecast_scores(self, model_version: str) -> list[HorizonScore]:
+        with self._read() as db:
+            rows = db.rows(
+                "SELECT horizon, AVG(ABS(value - actual)), COUNT(*) FROM forecasts "
+                "WHERE scored = 1 AND actual IS NOT NULL AND model_version = ? "
+                "GROUP BY horizon ORDER BY horizon",
+                [model_version],
+            )
+        return [HorizonScore(int(h), float(mae), int(n)) for h, mae, n in rows]
+
+    def prune_forecasts(self, before_ms: int) -> int:
+        with self._write() as db:
+            return db.execute("DELETE FROM forecasts WHERE origin_ms < ?", [before_ms])
+
+    def dead_letter_codes(self) -> dict[str, int]:
+        with self._read() as db:
+            rows = db.rows("SELECT code, SUM(repeats) FROM dead_letters GROUP BY code")
+        return {str(code): int(count) for code, count in rows}
+
+    def add_enrollment_token(
+        self, token_sha256: str, device_id: str | None, expires_ms: int, uses: int, now: int
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO enrollment_tokens (token_sha256, device_id, created_ms, expires_ms, "
+                "uses_left) VALUES (?, ?, ?, ?, ?)",
+                [token_sha256, device_id, now, expires_ms, uses],
+            )
+
+    def use_enrollment_token(self, token_sha256: str, now: int) -> TokenUse:
+        with self._write() as db:
+            # One conditional update: two callers racing for the last use cannot both win.
+            spent = db.execute(
+                "UPDATE enrollment_tokens SET uses_left = uses_left - 1 "
+                "WHERE token_sha256 = ? AND expires_ms > ? AND uses_left > 0",
+                [token_sha256, now],
+            )
+            found = db.rows(
+                "SELECT device_id, expires_ms FROM enrollment_tokens WHERE token_sha256 = ?",
+                [token_sha256],
+            )
+        if not found:
+            return TokenUse("unknown")
+        ((device_id, expires_ms),) = found
+        if spent:
+            return TokenUse("ok", device_id)
+        return TokenUse("expired" if expires_ms <= now else "used_up", device_id)
+
+    def record_enrollment(self, device_id: str, certificate_serial: str, now: int) -> None:
+        with self._write() as db:
+            db.execute(
+                """INSERT INTO fleet_registry (device_id, enrolled_ms, certificate_serial)
+                   VALUES (?, ?, ?) ON CONFLICT (device_id) DO UPDATE
+                   SET enrolled_ms = excluded.enrolled_ms,
+                       certificate_serial = excluded.certificate_serial""",
+                [device_id, now, certificate_serial],
+            )
+
+    def revoke_device(
+        self, device_id: str, reason: str, now: int, *, known_elsewhere: bool = False
+    ) -> RegistryEntry | None:
+        with self._write() as db:
+            db.execute(REVOKE, [device_id, now, reason, known_elsewhere, device_id, device_id])
+        return self.registry().get(device_id)
+
+    def registry(self) -> dict[str, RegistryEntry]:
+        with self._read() as db:
+            rows = db.rows(
+                "SELECT device_id, enrolled_ms, revoked_ms, certificate_serial, revoke_reason "
+                "FROM fleet_registry ORDER BY device_id"
+            )
+        return {row[0]: RegistryEntry(*row) for row in rows}
+
+    def revoked_devices(self) -> frozenset[str]:
+        with self._read() as db:
+            rows = db.rows("SELECT device_id FROM fleet_registry WHERE revoked_ms IS NOT NULL")
+        return frozenset(str(r[0]) for r in rows)
+
+
+def _upsert_status(db: SqlSession, s: StatusUpdate) -> None:
+    db.execute(
+        UPSERT_STATUS,
+        [
+            s.device_id,
+            int(s.online),
+            s.received_ms,
+            s.agent_version,
+            s.model_version,
+            json.dumps(s.camera_ids),
+        ],
+    )
+
+
+def _insert_rejected(db: SqlSession, r: Rejected) -> None:
+    db.execute(
+        INSERT_REJECTED,
+        [
+            r.received_ms,
+            r.topic,
+            r.reason,
+            r.payload,
+            r.code,
+            message_sha256(r.topic, r.payload),
+            r.received_ms,
+        ],
+    )
+
+
+def _save_segments(db: SqlSession, segments: list[SegmentSnapshot]) -> None:
+    db.executemany(
+        SAVE_SEGMENTS,
+        [
+            (
+                s.segment_id,
+                s.level,
+                s.label,
+                s.updated_ms,
+                s.last_changed_ms,
+                json.dumps(s.camera_ids),
+                s.reports,
+            )
+            for s in sorted(segments, key=lambda s: s.segment_id)
+        ],
+    )

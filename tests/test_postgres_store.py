@@ -1,0 +1,212 @@
+"""The cloud on a PostgreSQL store: serve, check, concurrent writers and clear failures."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from roadsense.cli.postgres import RunningPostgres, start_postgres
+from roadsense.cloud.config import CloudConfig, StoreConfig
+from roadsense.cloud.domain import Reading
+from roadsense.cloud.ingest import decode_message
+from roadsense.cloud.state import CityTracker
+from roadsense.cloud.stores import open_store
+from roadsense.core.paho_client import MqttPublisher
+from roadsense.core.timeutil import now_ms
+from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+
+from .factories import report
+from .helpers import roadsense_cli, running_cloud, wait_until
+from .stores import postgres_target
+
+pytestmark = pytest.mark.integration
+UNREACHABLE = "postgresql://roadsense:s3cret@127.0.0.1:1/city"
+"""Nothing listens on port 1; the password must never be shown."""
+
+
+def _readings(device: str, seqs: range) -> list[Reading]:
+    records = []
+    for seq in seqs:
+        message = report(device=device, seq=seq, segment=f"seg-{seq % 3}")
+        topic = f"roadsense/v1/{device}/cam1/congestion"
+        record = decode_message(topic, message.SerializeToString(), now_ms(), 30_000)
+        assert isinstance(record, Reading)
+        records.append(record)
+    return records
+
+
+def test_cloud_ingests_into_postgres_and_restarts_from_it(
+    cloud_config: CloudConfig, postgres: RunningPostgres
+) -> None:
+    target = postgres_target(postgres.create_database())
+    config = cloud_config.model_copy(update={"store": target.config})
+    with running_cloud(config) as cloud:
+        publisher = MqttPublisher(config.mqtt, client_id="pg-dev")
+        publisher.start()
+        assert publisher.wait_connected(10.0)
+        topic = "roadsense/v1/pg-dev/cam1/congestion"
+        for seq in (1, 2, 3, 2):
+            publisher.publish(topic, report(device="pg-dev", seq=seq).SerializeToString())
+        publisher.publish(topic, b"\x07garbage")
+        assert wait_until(lambda: cloud.ingest.stats().received >= 5)
+        publisher.stop()
+        stats = cloud.ingest.stats()
+        assert (stats.accepted, stats.duplicates, stats.rejected) == (3, 1, 1)
+    assert target.rows("SELECT device_id, seq, segment_id FROM reports ORDER BY id") == [
+        ("pg-dev", 1, "seg-1"),
+        ("pg-dev", 2, "seg-1"),
+        ("pg-dev", 3, "seg-1"),
+    ]
+    assert target.rows("SELECT topic, code, repeats FROM dead_letters") == [
+        (topic, "bad_protobuf", 1)
+    ]
+    # A new process on the same database starts with the city it left.
+    with running_cloud(config) as again, grpc.insecure_channel(again.address) as channel:
+        state = city_pb2_grpc.CityServiceStub(channel).GetCityState(
+            city_pb2.GetCityStateRequest(), timeout=5
+        )
+        assert [(s.segment_id, s.reports) for s in state.segments] == [("seg-1", 3)]
+
+
+def test_writers_racing_on_one_database_store_each_report_once(
+    postgres: RunningPostgres,
+) -> None:
+    config = StoreConfig(url=postgres.create_database())
+    stores = [open_store(config) for _ in range(3)]
+    # Every writer gets the same 200 reports, in batches of 20: each is stored once in all.
+    batches = [_readings("race", range(start, start + 20)) for start in range(1, 201, 20)]
+    accepted: list[int] = []
+    lock = threading.Lock()
+
+    def write(store_index: int) -> None:
+        tracker = CityTracker(60_000)
+        for batch in batches if store_index % 2 else reversed(batches):
+            result = stores[store_index].write_batch(batch, tracker.apply)
+            with lock:
+                accepted.append(len(result.accepted))
+
+    writers = [threading.Thread(target=write, args=(i,)) for i in range(3)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert sum(accepted) == 200
+    assert sorted(stores[0].report_keys()) == [("race", seq) for seq in range(1, 201)]
+    history = postgres_target(config.url or "").rows(
+        "SELECT segment_id, SUM(reports) FROM segment_history GROUP BY segment_id ORDER BY 1"
+    )
+    assert [(s, int(n)) for s, n in history] == [("seg-0", 66), ("seg-1", 67), ("seg-2", 67)]
+    for store in stores:
+        store.close()
+
+
+def test_check_and_serve_on_postgres_urls(postgres: RunningPostgres, tmp_path: Path) -> None:
+    url = postgres.create_database()
+    good = tmp_path / "good.toml"
+    good.write_text(f'[store]\nurl = "{url}"\n[forecast]\nenabled = false\n', encoding="utf-8")
+    result = roadsense_cli("cloud", "check", "--config", str(good), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    facts = json.loads(result.stdout)
+    assert (facts["store"], facts["migrations_pending"]) == (url, ["0001_city_schema"])
+    open_store(StoreConfig(url=url)).close()
+    facts = json.loads(roadsense_cli("cloud", "check", "--config", str(good), "--json").stdout)
+    assert (facts["migrations_pending"], facts["reports_stored"]) == ([], 0)
+
+    away = tmp_path / "away.toml"
+    away.write_text(f'[store]\nurl = "{UNREACHABLE}"\n', encoding="utf-8")
+    result = roadsense_cli("cloud", "check", "--config", str(away), "--json")
+    assert result.returncode == 1
+    (problem,) = json.loads(result.stdout)["problems"]
+    assert problem.startswith("PostgreSQL store postgresql://roadsense:***@127.0.0.1:1/city: ")
+    served = roadsense_cli("cloud", "serve", "--config", str(away))
+    assert served.returncode == 1
+    assert served.stderr.startswith(
+        "roadsense: error: cannot open the PostgreSQL store "
+        "postgresql://roadsense:***@127.0.0.1:1/city: "
+    )
+    assert served.stderr.count("\n") == 1
+    assert "s3cret" not in served.stderr + result.stdout
+
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text('[store]\nurl = "mysql://city"\n', encoding="utf-8")
+    for command in ("check", "serve"):
+        result = roadsense_cli("cloud", command, "--config", str(wrong))
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "url must be postgresql://... or sqlite:///FILE, not 'mysql://city'" in result.stderr
+
+
+def test_a_sqlite_url_is_a_path_and_one_store_is_named(tmp_path: Path) -> None:
+    relative = CloudConfig.model_validate({"store": {"url": "sqlite:///data/city.sqlite"}})
+    assert relative.store == StoreConfig(path=Path("data/city.sqlite"))
+    assert relative.resolved(tmp_path).store.path == tmp_path / "data" / "city.sqlite"
+    absolute = StoreConfig(url=f"sqlite:///{tmp_path / 'abs.sqlite'}")
+    assert (absolute.path, absolute.postgres_url) == (tmp_path / "abs.sqlite", None)
+    open_store(absolute).close()
+    assert (tmp_path / "abs.sqlite").is_file()
+    with pytest.raises(ValueError, match="url or path, not both"):
+        StoreConfig.model_validate({"url": "postgresql://db/city", "path": "city.sqlite"})
+
+
+def _health(address: str) -> int:
+    with grpc.insecure_channel(address) as channel:
+        status: int = (
+            health_pb2_grpc.HealthStub(channel)
+            .Check(health_pb2.HealthCheckRequest(), timeout=5)
+            .status
+        )
+        return status
+
+
+def test_ingest_waits_out_a_postgres_restart_and_loses_nothing(
+    cloud_config: CloudConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster = start_postgres()  # its own: this test stops it
+    try:
+        config = cloud_config.model_copy(
+            update={"store": StoreConfig(url=cluster.create_database(), pool_size=2, timeout_s=2)}
+        )
+        with running_cloud(config) as cloud:
+            publisher = MqttPublisher(config.mqtt, client_id="restart-dev")
+            publisher.start()
+            assert publisher.wait_connected(10.0)
+            topic = "roadsense/v1/restart-dev/cam1/congestion"
+
+            def send(seqs: range) -> None:
+                for seq in seqs:
+                    message = report(device="restart-dev", seq=seq).SerializeToString()
+                    publisher.publish(topic, message)
+
+            send(range(1, 51))
+            assert wait_until(lambda: cloud.ingest.stats().accepted == 50)
+            cluster.stop()
+            send(range(51, 101))
+            assert wait_until(lambda: cloud.ingest.stats().write_failures >= 1)
+            assert _health(cloud.address) == health_pb2.HealthCheckResponse.NOT_SERVING
+            with grpc.insecure_channel(cloud.address) as channel:
+                request = city_pb2.GetSegmentRequest(segment_id="seg-1")
+                with pytest.raises(grpc.RpcError) as away:
+                    city_pb2_grpc.CityServiceStub(channel).GetSegment(request, timeout=10)
+            assert away.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "PostgreSQL store" in str(away.value.details())
+            time.sleep(1.0)  # a while away, retrying
+            cluster.start()
+            assert wait_until(lambda: cloud.ingest.stats().accepted == 100, timeout_s=60)
+            assert _health(cloud.address) == health_pb2.HealthCheckResponse.SERVING
+            publisher.stop()
+            assert cloud.store.report_keys() == [("restart-dev", s) for s in range(1, 101)]
+            assert cloud.ingest.stats().duplicates == 0
+    finally:
+        cluster.remove()
+    failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    # One error for the outage (the batch it held), however many retries.
+    assert len(failed) == 1
+    assert failed[0].startswith("ingest: writing a batch of")
+    caplog.clear()
