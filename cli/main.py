@@ -67,7 +67,12 @@ def _cloud_check(args: argparse.Namespace) -> int:
 
 def _cloud_snapshot(args: argparse.Namespace) -> int:
     from roadsense.cloud.config import CloudConfig
-    from roadsense.cloud.snapshot import request_snapshot, tool_account, write_snapshot
+    from roadsense.cloud.snapshot import (
+        request_snapshot,
+        tool_account,
+        write_explained,
+        write_snapshot,
+    )
     from roadsense.core.config import load_config
 
     config = load_config(CloudConfig, args.config).resolved(args.config.resolve().parent)
@@ -80,6 +85,7 @@ def _cloud_snapshot(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
     )
     roi = write_snapshot(still, args.out, draw_roi=args.draw_roi)
+    explained = write_explained(still, args.out, config.classify.model) if args.explain else {}
     facts = {
         "image": str(args.out),
         "width": still.width,
@@ -88,6 +94,7 @@ def _cloud_snapshot(args: argparse.Namespace) -> int:
         "capture_time_ms": still.capture_time_ms,
         "roi": list(roi) if roi else None,
         "blurred_regions": still.blurred_regions,
+        **explained,
     }
     return print_figures(facts, args.json)
 
@@ -394,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--draw-roi",
         action="store_true",
         help="draw the camera's region of interest on the image (re-encoded by --out's suffix)",
+    )
+    snapshot.add_argument(
+        "--explain",
+        action="store_true",
+        help="classify the camera's region of interest with [classify] model and draw the "
+        "heat map of where the model looked over the image (re-encoded by --out's suffix)",
     )
     snapshot.add_argument(
         "--cert-file",

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 import onnxruntime as ort
 
 from roadsense.core.errors import ModelLoadError, NotConfiguredError, RequestError
+from roadsense.core.roi import Roi, crop_roi
 from roadsense.models.calibration import apply_temperature
 from roadsense.models.card import load_card
 from roadsense.models.explain import heat_on_frame, overlay
-from roadsense.models.preprocess import frames_to_tensor
+from roadsense.models.preprocess import Frame, frames_to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +91,23 @@ class ImageClassifier:
     def classify(self, data: bytes, explain: bool = False) -> Classification:
         """Classify one image; ImageRejectedError for a bad one."""
         frame = self.decode(data)
+        if not explain:
+            return self._classify(frame, explain=False)[0]
+        result, picture = self.explain_frame(frame, None)
+        ok, encoded = cv2.imencode(".png", picture)
+        return replace(result, heat_map_png=encoded.tobytes() if ok else b"")
+
+    def explain_frame(self, frame: Frame, roi: Roi | None) -> tuple[Classification, Frame]:
+        """Classify the frame's region of interest; the frame with the heat map drawn over it."""
+        result, activation = self._classify(crop_roi(frame, roi), explain=True)
+        assert activation is not None
+        mass = heat_on_frame(activation, frame.shape, roi)
+        caption = f"{result.level} {result.confidence:.2f}"
+        return result, overlay(frame, mass, roi, caption)
+
+    def _classify(
+        self, frame: Frame, *, explain: bool
+    ) -> tuple[Classification, npt.NDArray[np.float32] | None]:
         tensor = frames_to_tensor([frame], self.card.input)
         outputs = [self.card.output_name]
         if explain:
@@ -103,18 +122,12 @@ class ImageClassifier:
             np.asarray(produced[0], np.float32), self.card.temperature
         )
         row = probabilities[0]
-        level = self.card.labels[int(row.argmax())]
-        heat = b""
-        if len(produced) > 1:
-            mass = heat_on_frame(np.asarray(produced[1], np.float32)[0], frame.shape, None)
-            picture = overlay(frame, mass, None, f"{level} {float(row.max()):.2f}")
-            ok, encoded = cv2.imencode(".png", picture)
-            heat = encoded.tobytes() if ok else b""
-        return Classification(
+        result = Classification(
             labels=list(self.card.labels),
             probabilities=[float(p) for p in row],
-            level=level,
+            level=self.card.labels[int(row.argmax())],
             confidence=float(row.max()),
             model_version=self.card.version,
-            heat_map_png=heat,
         )
+        activation = np.asarray(produced[1], np.float32)[0] if explain else None
+        return result, activation

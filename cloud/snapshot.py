@@ -168,3 +168,26 @@ def write_snapshot(
     if not cv2.imwrite(str(out), image):
         raise CommandError(f"{out}: cannot write the image (unknown suffix?)")
     return roi
+
+
+def write_explained(still: telemetry_pb2.Snapshot, out: Path, model: Path) -> dict[str, Any]:
+    """Classify the still's region of interest with ``model``; write it with the heat map.
+
+    The device classified the same region; the map shows where the model looked.
+    """
+    from roadsense.cloud.classify import ImageClassifier  # ONNX Runtime, OpenCV: on demand
+
+    classifier = ImageClassifier(model, max_image_bytes=len(still.jpeg) + 1, max_pixels=1 << 26)
+    roi: Roi | None = None
+    if still.HasField("roi"):
+        roi = (still.roi.x, still.roi.y, still.roi.width, still.roi.height)
+    result, picture = classifier.explain_frame(classifier.decode(still.jpeg), roi)
+    import cv2
+
+    if not cv2.imwrite(str(out), picture):
+        raise CommandError(f"{out}: cannot write the image (unknown suffix?)")
+    return {
+        "level": result.level,
+        "confidence": round(result.confidence, 4),
+        "model_version": result.model_version,
+    }

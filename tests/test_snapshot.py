@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from roadsense.cloud.snapshot import request_snapshot, tool_account
+from roadsense.cloud.snapshot import request_snapshot, tool_account, write_explained
 from roadsense.core.errors import CommandError, ConfigError
 from roadsense.core.mqtt import MqttConfig, TlsConfig
 from roadsense.edge.agent import EdgeAgent
@@ -25,7 +25,8 @@ from roadsense.edge.config import (
 )
 from roadsense.edge.runner import build_agent
 from roadsense.edge.snapshot import encode_snapshot, parse_snapshot_command, pixelate
-from roadsense.models.shipped import PLACEHOLDER_CNN
+from roadsense.models.card import load_card
+from roadsense.models.shipped import DEFAULT_CNN, PLACEHOLDER_CNN
 from roadsense.proto.v1 import telemetry_pb2
 
 from .conftest import SAMPLE_VIDEO
@@ -201,6 +202,53 @@ def test_cli_writes_the_image_with_the_roi_drawn(
     assert refused.returncode == 1
     assert "unknown camera 'nope'" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.integration
+def test_cli_explains_the_still_with_the_cloud_model_heat_map(
+    device: EdgeAgent, mqtt_config: MqttConfig, tmp_path: Path
+) -> None:
+    config = tmp_path / "cloud.toml"
+    config.write_text(
+        f'[mqtt]\nhost = "{mqtt_config.host}"\nport = {mqtt_config.port}\n'
+        f'[store]\npath = "{tmp_path / "city.sqlite"}"\n'
+    )
+    out = tmp_path / "cam1-explained.png"
+    result = roadsense_cli(
+        "cloud", "snapshot", "--config", str(config), "--device", "snap-1",
+        "--camera", "cam1", "--out", str(out), "--explain", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    card = load_card(DEFAULT_CNN)
+    assert facts["model_version"] == card.version
+    assert facts["level"] in card.labels
+    assert 0.0 < facts["confidence"] <= 1.0
+    image = cv2.imread(str(out))
+    assert image is not None
+    assert image.shape == (240, 320, 3)
+    assert (image[60, 20:300] > 200).all()  # the ROI's top edge, outlined in white
+
+
+def test_the_heat_map_is_drawn_inside_the_region_the_model_saw(tmp_path: Path) -> None:
+    capture = cv2.VideoCapture(str(SAMPLE_VIDEO))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    ok, jpeg = cv2.imencode(".jpg", frame)
+    still = telemetry_pb2.Snapshot(
+        jpeg=jpeg.tobytes(), roi=telemetry_pb2.Roi(x=0.0, y=0.5, width=1.0, height=0.5)
+    )
+    facts = write_explained(still, tmp_path / "heat.png", DEFAULT_CNN)
+    assert facts["level"] in load_card(DEFAULT_CNN).labels
+    drawn_image = cv2.imread(str(tmp_path / "heat.png"))
+    plain_image = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+    assert drawn_image is not None
+    assert plain_image is not None
+    drawn, plain = drawn_image.astype(int), plain_image.astype(int)
+    above, below = np.abs(drawn - plain)[:119], np.abs(drawn - plain)[121:]
+    assert above.max() == 0  # outside the region: the still as the device sent it
+    assert below.mean() > 20  # inside: the map's colours over the road
 
 
 def test_a_config_file_may_not_blur_outside_the_frame(tmp_path: Path) -> None:
