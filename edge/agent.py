@@ -336,6 +336,8 @@ class EdgeAgent:
             elif not camera_config.enabled and running is not None:
                 running.stop()
                 del self.cameras[camera_config.id]
+            elif running is not None:
+                running.set_sample_hz(camera_config.sample_hz)  # may change the decode mode
             self._windows[camera_config.id].resize(config.reports.window)
 
     def _run(self) -> None:

@@ -121,6 +121,7 @@ class StreamCapture:
         self._packet_times: collections.deque[tuple[float, int]] = collections.deque(maxlen=1000)
         self._packets_before = 0
         self._figures = ReaderFigures(DecodeMode.ALL, 0.0, 0)
+        self._reader: VideoReader | None = None
         self._last_frame_at = 0.0
         self._stop = threading.Event()
         self._name = f"{config.id}{f' ({role})' if role else ''}"
@@ -185,6 +186,16 @@ class StreamCapture:
         """Start the capture thread."""
         self._thread.start()
 
+    def set_sample_hz(self, sample_hz: float) -> None:
+        """Take a new sample rate (a remote config change) without reopening the stream."""
+        with self._lock:
+            if sample_hz == self.config.sample_hz:
+                return
+            self.config = self.config.model_copy(update={"sample_hz": sample_hz})
+            reader = self._reader
+        if reader is not None:
+            reader.set_sample_hz(sample_hz)
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the capture thread and release the source."""
         self._stop.set()
@@ -240,11 +251,15 @@ class StreamCapture:
         except CaptureError as err:
             self._fail(str(err))
             return False, False
+        with self._lock:
+            self._reader = reader
+            reader.set_sample_hz(self.config.sample_hz)  # it may have changed while opening
         try:
             return self._read_all(reader)
         finally:
             figures = reader.figures()
             with self._lock:
+                self._reader = None
                 self._packets_before += figures.packets
                 self._figures = ReaderFigures(figures.decode_mode, figures.keyframe_hz, 0)
             reader.close()
@@ -318,6 +333,10 @@ class CameraCapture:
     def take(self) -> CapturedFrame | None:
         """The newest classifier frame not taken before (counted as used), else None."""
         return self._classify.take()
+
+    def set_sample_hz(self, sample_hz: float) -> None:
+        """Take a new sample rate for the classifier's stream."""
+        self._classify.set_sample_hz(sample_hz)
 
     def still(self) -> CapturedFrame | None:
         """The newest frame for a snapshot: from the main stream when there is a substream."""

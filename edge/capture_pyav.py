@@ -211,6 +211,10 @@ class PyAvReader(VideoReader):
         )
         self._mode = mode
 
+    def set_sample_hz(self, sample_hz: float) -> None:
+        # Taken into account at the next keyframe, on the reading thread.
+        self._sample_hz = sample_hz
+
     def figures(self) -> ReaderFigures:
         return ReaderFigures(self._mode, round(self._keyframe_hz, 3), self._packet_count)
 

@@ -111,6 +111,9 @@ class VideoReader(abc.ABC):
         Raises CaptureError with the reason when the source fails or stalls.
         """
 
+    def set_sample_hz(self, sample_hz: float) -> None:  # noqa: B027 (optional)
+        """The camera's sample rate changed (a reader may change what it decodes)."""
+
     @abc.abstractmethod
     def figures(self) -> ReaderFigures:
         """Decode mode, keyframe rate and packets read so far."""

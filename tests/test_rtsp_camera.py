@@ -3,6 +3,8 @@ from the shipped clip with a fixed GOP of 1 s (25 frames at 25 fps)."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import socket
 import threading
 import time
@@ -201,6 +203,57 @@ def test_substream_for_classification_main_stream_for_snapshots(server: RtspServ
         assert status.snapshot_state == "streaming"
     finally:
         camera.stop()
+
+
+def test_a_new_sample_rate_changes_the_decode_mode(server: RtspServer) -> None:
+    camera = _started(_camera(server.url("/cam"), sample_hz=1.0))
+    try:
+        assert wait_until(lambda: camera.status().keyframe_hz > 0, 20.0)
+        assert camera.status().decode_mode == "keyframes"
+        camera.set_sample_hz(5.0)  # what a remote config command does
+        assert wait_until(lambda: camera.status().decode_mode == "all", 10.0)
+        camera.set_sample_hz(0.5)
+        assert wait_until(lambda: camera.status().decode_mode == "keyframes", 10.0)
+        assert camera.status().reconnects == 0
+    finally:
+        camera.stop()
+
+
+def test_pyav_plays_a_file_keyframes_only_until_it_ends(clips: dict[str, Path]) -> None:
+    camera = _started(_camera(str(clips["small"]), sample_hz=0.5))
+    try:
+        assert wait_until(lambda: camera.state is CameraState.ENDED, 30.0)
+        status = camera.status()
+        assert status.problem == "the video file ended"
+        assert status.decode_mode == "keyframes"
+        assert status.packets >= 3 * FPS
+        assert status.frames_captured <= status.packets / GOP + 2
+        assert (status.width, status.height) == (640, 360)
+    finally:
+        camera.stop()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_camera_over_http(clips: dict[str, Path]) -> None:
+    handler = functools.partial(_QuietHandler, directory=str(clips["small"].parent))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    serving = threading.Thread(target=httpd.serve_forever, daemon=True)
+    serving.start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/small.mkv"
+    camera = _started(_camera(url, capture={"type": "auto"}))
+    try:
+        assert wait_until(lambda: camera.status().frames_captured >= 2, 20.0)
+        frame = camera.latest()
+        assert frame is not None
+        assert frame.image.shape == (360, 640, 3)
+    finally:
+        camera.stop()
+        httpd.shutdown()
+        httpd.server_close()
 
 
 @pytest.fixture
