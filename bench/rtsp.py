@@ -14,6 +14,8 @@ import logging
 import subprocess
 import tempfile
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -154,3 +156,36 @@ class RtspServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def primed(url: str) -> Iterator[None]:
+    """Keep one client reading ``url`` meanwhile, so that a shared media is prepared and
+    playing before many cameras connect at once (GStreamer 1.22 stalled a shared media
+    that 32 clients asked for while it was still preparing)."""
+    import av
+
+    for attempt in range(5):
+        try:
+            container = av.open(url, options={"rtsp_transport": "tcp"}, timeout=(10.0, 10.0))
+            break
+        except (av.error.FFmpegError, OSError) as err:  # still preparing on a loaded box
+            if attempt == 4:
+                raise CaptureError(f"cannot prime {url}: {err}") from err
+            time.sleep(1.0)
+    done = threading.Event()
+
+    def read() -> None:
+        with contextlib.suppress(av.error.FFmpegError, OSError):
+            for _ in container.demux(container.streams.video[0]):
+                if done.is_set():
+                    return
+
+    reader = threading.Thread(target=read, name="rtsp-primer", daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        done.set()
+        reader.join(5.0)
+        container.close()

@@ -78,6 +78,7 @@ def serve(args: argparse.Namespace) -> int:
     server = GstRtspServer.RTSPServer()
     server.set_address(args.host)
     server.set_service(str(args.port))
+    server.set_backlog(256)  # many cameras connect at once (the default is 5)
     mounts = server.get_mount_points()
     for mount in args.mount:
         path, _, files = mount.partition("=")

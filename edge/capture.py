@@ -251,6 +251,7 @@ class StreamCapture:
         except CaptureError as err:
             self._fail(str(err))
             return False, False
+        reader.stop_requested = self._stop.is_set
         with self._lock:
             self._reader = reader
             reader.set_sample_hz(self.config.sample_hz)  # it may have changed while opening

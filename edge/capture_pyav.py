@@ -128,6 +128,8 @@ class PyAvReader(VideoReader):
 
     def read(self) -> VideoFrame | None:
         while not self._pending:
+            if self.stop_requested():
+                return None
             try:
                 packet = next(self._packets)
             except StopIteration:

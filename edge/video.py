@@ -104,6 +104,9 @@ class VideoReader(abc.ABC):
     paced: bool = False
     """A file, to be played at its own frame rate so it behaves like a live camera."""
 
+    stop_requested: Callable[[], bool] = staticmethod(lambda: False)
+    """Set by the capture: a reader waiting for a frame gives up (returns None) once true."""
+
     @abc.abstractmethod
     def read(self) -> VideoFrame | None:
         """The next decoded frame; None when the file or stream ended.
