@@ -192,8 +192,8 @@ def test_a_stream_that_changes_resolution_mid_way(server: RtspServer) -> None:
 def test_substream_for_classification_main_stream_for_snapshots(server: RtspServer) -> None:
     camera = _started(_camera(server.url("/cam"), classify_source=server.url("/small")))
     try:
-        assert wait_until(lambda: camera.take() is not None and camera.still() is not None, 30.0)
-        classified, still = camera.latest(), camera.still()
+        assert wait_until(lambda: camera.latest() is not None and camera.still() is not None, 30)
+        classified, still = camera.take(), camera.still()
         assert classified is not None
         assert still is not None
         assert classified.image.shape == (360, 640, 3)
