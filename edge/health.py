@@ -57,18 +57,27 @@ def read_temperatures(root: Path = THERMAL_ROOT) -> dict[str, float]:
 class CpuMeter:
     """The share of the device's CPU this process used since the previous reading."""
 
+    MIN_WINDOW_S = 1.0
+
     def __init__(self) -> None:
         self.cores = os.cpu_count() or 1
         self._lock = threading.Lock()
         self._last = (time.monotonic(), time.process_time())
+        self._share: float | None = None
 
     def share(self) -> float:
-        """CPU seconds per wall second over all cores (0..1) since the last call."""
+        """CPU seconds per wall second over all cores (0..1) since the previous reading;
+        readings closer than ``MIN_WINDOW_S`` (a scrape right after a health message)
+        repeat the last figure instead of measuring a few milliseconds."""
         now = (time.monotonic(), time.process_time())
         with self._lock:
-            (wall0, cpu0), self._last = self._last, now
-        wall = now[0] - wall0
-        return round((now[1] - cpu0) / wall / self.cores, 4) if wall > 0 else 0.0
+            wall0, cpu0 = self._last
+            wall = now[0] - wall0
+            if wall < self.MIN_WINDOW_S and self._share is not None:
+                return self._share
+            self._last = now
+            self._share = round((now[1] - cpu0) / wall / self.cores, 4) if wall > 0 else 0.0
+            return self._share
 
 
 def decode_health(status: CameraStatus) -> dict[str, Any]:
