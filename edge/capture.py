@@ -24,10 +24,11 @@ import time
 from dataclasses import dataclass
 
 from roadsense.core.errors import CaptureError
-from roadsense.edge.config import CameraConfig
+from roadsense.edge.config import CameraConfig, PyAvCaptureConfig
 from roadsense.edge.preprocess import Frame
 from roadsense.edge.video import (
     DecodeMode,
+    KeyframesMissingError,
     ReaderFigures,
     VideoFrame,
     VideoReader,
@@ -122,6 +123,7 @@ class StreamCapture:
         self._packets_before = 0
         self._figures = ReaderFigures(DecodeMode.ALL, 0.0, 0)
         self._reader: VideoReader | None = None
+        self._decode_all = False  # keyframe-only decoding starved once: never again
         self._last_frame_at = 0.0
         self._stop = threading.Event()
         self._name = f"{config.id}{f' ({role})' if role else ''}"
@@ -246,8 +248,13 @@ class StreamCapture:
 
     def _stream_once(self) -> tuple[bool, bool]:
         """Open the source and read until it fails; (any frame delivered, file ended)."""
+        config = self.config
+        if self._decode_all and isinstance(config.capture, PyAvCaptureConfig):
+            config = config.model_copy(
+                update={"capture": config.capture.model_copy(update={"keyframes": "never"})}
+            )
         try:
-            reader = open_reader(self.config, self.source)
+            reader = open_reader(config, self.source)
         except CaptureError as err:
             self._fail(str(err))
             return False, False
@@ -273,6 +280,7 @@ class StreamCapture:
                 frame = reader.read()
             except CaptureError as err:
                 self._fail(str(err))
+                self._decode_all = self._decode_all or isinstance(err, KeyframesMissingError)
                 return delivered, False
             if frame is None:
                 if not reader.paced:

@@ -31,6 +31,7 @@ from roadsense.edge.config import CameraConfig, PyAvCaptureConfig
 from roadsense.edge.preprocess import Frame
 from roadsense.edge.video import (
     DecodeMode,
+    KeyframesMissingError,
     ReaderFigures,
     VideoFrame,
     VideoReader,
@@ -53,6 +54,8 @@ REANCHOR_MS = 2000.0
 KEYFRAMES_KEPT = 6
 """Keyframe times kept to measure the GOP (its median interval)."""
 INTERVALS_TO_DECIDE = 2
+NO_KEYFRAME_S = 10.0
+"""Stream time without any keyframe after which keyframe-only decoding gives up."""
 """Keyframe intervals seen before ``keyframes = auto`` picks a decode mode."""
 
 
@@ -112,6 +115,7 @@ class PyAvReader(VideoReader):
         self.paced = source_kind(source) == "file"
         self._keyframe_hz = 0.0
         self._decided = False
+        self._first_packet_time: float | None = None
         # Until the keyframe rate is known, `auto` decodes keyframes only: frames
         # before the first keyframe cannot be decoded anyway, and a box opening
         # many cameras at once does not decode them all in full.
@@ -140,6 +144,8 @@ class PyAvReader(VideoReader):
                 self._packet_count += 1
                 if packet.is_keyframe:
                     self._note_keyframe(packet)
+                elif self._mode is DecodeMode.KEYFRAMES:
+                    self._check_keyframes_come(packet)
             try:
                 self._pending.extend(packet.decode())
             except av.error.InvalidDataError as err:
@@ -204,6 +210,32 @@ class PyAvReader(VideoReader):
                 )
             self._decided = True
             self._set_mode(mode)
+
+    def _check_keyframes_come(self, packet: Any) -> None:
+        """Keyframes that stop coming (intra refresh, a very long GOP) would starve a
+        keyframe-only decoder."""
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is None or not self._time_base:
+            return
+        at = float(stamp) * self._time_base
+        if self._keyframes:
+            since = self._keyframes[-1]
+        else:
+            if self._first_packet_time is None or at < self._first_packet_time:
+                self._first_packet_time = at
+            since = self._first_packet_time
+        if at - since < NO_KEYFRAME_S:
+            return
+        if self._policy == "always":
+            raise CaptureError(
+                f"no keyframe in {NO_KEYFRAME_S:.0f} s of {self._source}: keyframes = "
+                "'always' cannot decode it (use 'auto')"
+            )
+        # The frames skipped since the last keyframe are gone, so decoding from
+        # here would give broken pictures until the next keyframe: reopen instead.
+        raise KeyframesMissingError(
+            f"no keyframe in {NO_KEYFRAME_S:.0f} s of stream: reopened decoding every frame"
+        )
 
     def _set_mode(self, mode: DecodeMode) -> None:
         if mode is self._mode:

@@ -126,6 +126,10 @@ class VideoReader(abc.ABC):
         """Release the source."""
 
 
+class KeyframesMissingError(CaptureError):
+    """Keyframe-only decoding starved: reopen the stream decoding every frame."""
+
+
 ReaderFactory = Callable[[CameraConfig, str], VideoReader]
 _READERS: dict[str, ReaderFactory] = {}
 

@@ -42,13 +42,13 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         pytest.fail(f"{reason}; `make test` installs it")
     folder = tmp_path_factory.mktemp("rtsp-clips")
 
-    def encode(name: str, resolution: str, seconds: float) -> Path:
+    def encode(name: str, resolution: str, seconds: float, gop: int = GOP) -> Path:
         return encode_clip(
             SAMPLE_VIDEO,
             folder / f"{name}.mkv",
             resolution=resolution,
             fps=FPS,
-            gop=GOP,
+            gop=gop,
             preset="ultrafast",
             seconds=seconds,
         )
@@ -57,6 +57,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "main": encode("main", "1080p", 20),
         "big": encode("big", "1080p", 3),
         "small": encode("small", "360p", 3),
+        "long_gop": encode("long-gop", "360p", 16, gop=20 * FPS),  # one keyframe, at 0 s
     }
 
 
@@ -68,6 +69,7 @@ def server(clips: dict[str, Path]) -> Iterator[RtspServer]:
             "/cam": [clips["main"]],
             "/small": [clips["small"], clips["small"], clips["small"]],
             "/resize": [clips["big"], clips["small"]],
+            "/long-gop": [clips["long_gop"]],
         }
     )
     rtsp.start()
@@ -217,6 +219,25 @@ def test_a_new_sample_rate_changes_the_decode_mode(server: RtspServer) -> None:
         assert camera.status().reconnects == 0
     finally:
         camera.stop()
+
+
+def test_keyframes_that_stop_coming_fall_back_to_decoding_every_frame(server: RtspServer) -> None:
+    url = server.url("/long-gop")
+    auto = _started(_camera(url, sample_hz=0.5, stall_timeout_s=15.0))
+    always = _started(
+        _camera(url, sample_hz=0.5, stall_timeout_s=15.0, capture=PYAV | {"keyframes": "always"})
+    )
+    try:
+        # 10 s of stream after its only keyframe: auto reopens it decoding everything ...
+        assert wait_until(lambda: auto.status().reconnects == 1, 25.0)
+        assert wait_until(lambda: auto.status().decode_mode == "all", 20.0), auto.status()
+        decoded = auto.status().frames_captured
+        assert wait_until(lambda: auto.status().frames_captured >= decoded + 10, 10.0), auto.status()
+        # ... and keyframes = always gives up with the reason.
+        assert wait_until(lambda: "no keyframe in 10 s" in always.status().problem, 20.0)
+    finally:
+        auto.stop()
+        always.stop()
 
 
 def test_pyav_plays_a_file_keyframes_only_until_it_ends(clips: dict[str, Path]) -> None:
