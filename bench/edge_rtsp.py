@@ -239,6 +239,9 @@ def run_rtsp_bench(
         "cameras_keyframes": keyframes,
         "cameras_decode_all": decode_all,
         "keyframes_over_decode_all": round(keyframes / decode_all, 2) if decode_all else None,
+        # At max_cameras the search stopped, not the box: the count is a lower bound.
+        "keyframes_hit_max_cameras": keyframes >= max_cameras,
+        "decode_all_hit_max_cameras": decode_all >= max_cameras,
         "cpu_per_camera_keyframes": cpu_at_best("auto"),
         "cpu_per_camera_decode_all": cpu_at_best("never"),
         "max_cameras": max_cameras,
