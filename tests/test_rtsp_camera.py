@@ -376,7 +376,7 @@ def test_server_down_for_10_s_then_back_loses_no_report(
     agent.start()
     log = StateLog(agent, "cam")
     try:
-        assert wait_until(lambda: len(received) >= 2, 30.0)
+        assert wait_until(lambda: len(received) >= 2, 45.0)
         server.stop()
         down_at = time.monotonic()
         assert wait_until(lambda: CameraState.RECONNECTING in log.states, 15.0)
@@ -393,7 +393,8 @@ def test_server_down_for_10_s_then_back_loses_no_report(
         agent.stop()
     try:
         assert flushed
-        assert wait_until(lambda: len(received) >= agent.stats.reports_created, 10.0)
+        # QoS 1 may deliver a report twice: count distinct sequence numbers.
+        assert wait_until(lambda: len(set(received)) >= agent.stats.reports_created, 10.0)
     finally:
         subscriber.stop()
     went_down = log.states.index(CameraState.RECONNECTING)
