@@ -231,12 +231,14 @@ def test_keyframes_that_stop_coming_fall_back_to_decoding_every_frame(server: Rt
     )
     try:
         # 10 s of stream after its only keyframe: auto reopens it decoding everything ...
-        assert wait_until(lambda: auto.status().reconnects == 1, 25.0)
-        assert wait_until(lambda: auto.status().decode_mode == "all", 20.0), auto.status()
+        assert wait_until(lambda: auto.status().reconnects >= 1, 25.0)
+        # (reopening can take a while on a loaded box: the server prepares one
+        # client's pipeline at a time, and the 'always' camera keeps reconnecting)
+        assert wait_until(lambda: auto.status().decode_mode == "all", 60.0), auto.status()
         decoded = auto.status().frames_captured
         assert wait_until(lambda: auto.status().frames_captured >= decoded + 10, 10.0)
         # ... and keyframes = always gives up with the reason.
-        assert wait_until(lambda: "no keyframe in 10 s" in always.status().problem, 20.0)
+        assert wait_until(lambda: "no keyframe in 10 s" in always.status().problem, 30.0)
     finally:
         auto.stop()
         always.stop()
