@@ -10,13 +10,13 @@ PIP    := $(BIN)/python -m pip
 TORCH  := torch==2.13.0
 MYPY_PACKAGES := $(foreach p,core cli edge cloud proto models provisioning bench,-p roadsense.$(p))
 
-.PHONY: demo test lint typecheck unit install install-dev mosquitto postgresql chromium proto clean
+.PHONY: demo test lint typecheck unit install install-dev mosquitto postgresql chromium gstreamer-rtsp proto clean
 
 demo: $(VENV)/.deps-all
 	$(PIP) install --quiet --no-deps --no-build-isolation .
 	$(BIN)/roadsense demo --duration 60
 
-test: $(VENV)/.deps-dev mosquitto postgresql chromium
+test: $(VENV)/.deps-dev mosquitto postgresql chromium gstreamer-rtsp
 	$(PIP) install --quiet --no-deps --no-build-isolation .
 	$(MAKE) --no-print-directory lint typecheck unit
 
@@ -85,6 +85,25 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else \
 		echo "make test needs Chromium for the dashboard's browser tests: install it (Debian/Ubuntu: sudo apt-get install chromium chromium-driver) and run make test again" >&2; \
+		exit 1; \
+	fi
+
+# The RTSP camera tests run GStreamer's RTSP server under Debian's /usr/bin/python3
+# (its bindings do not load in the venv; shared/PITFALLS.md #14).
+GST_RTSP_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+GST_RTSP_PROBE := import gi; gi.require_version('GstRtspServer', '1.0'); \
+	from gi.repository import Gst, GstRtspServer; Gst.init(None); \
+	assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('avdec_h264')
+gstreamer-rtsp:
+	@if /usr/bin/python3 -c "$(GST_RTSP_PROBE)" >/dev/null 2>&1; then \
+		exit 0; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing GStreamer's RTSP server with apt-get"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GST_RTSP_PACKAGES) >/dev/null; \
+	else \
+		echo "make test needs GStreamer's RTSP server for the RTSP camera tests: install it (Debian/Ubuntu: sudo apt-get install $(GST_RTSP_PACKAGES)) and run make test again" >&2; \
 		exit 1; \
 	fi
 

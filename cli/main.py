@@ -143,11 +143,22 @@ def _bench_edge(args: argparse.Namespace) -> int:
     from roadsense.bench.edge import run_edge_bench
     from roadsense.models.shipped import DEFAULT_CNN
 
+    if args.source == "rtsp":
+        from roadsense.bench.edge_rtsp import run_rtsp_bench
+
+        figures = run_rtsp_bench(
+            args.model or DEFAULT_CNN,
+            resolution=args.resolution,
+            sample_hz=args.sample_hz,
+            max_cameras=args.max_cameras,
+            trial_s=args.trial_seconds or 10.0,
+        )
+        return print_figures(figures, args.json)
     result = run_edge_bench(
         args.model or DEFAULT_CNN,
         batch=args.batch,
         max_cameras=args.max_cameras,
-        trial_s=args.trial_seconds,
+        trial_s=args.trial_seconds or 6.0,
     )
     return print_figures(result, args.json)
 
@@ -214,7 +225,23 @@ def _add_bench_commands(commands: Any) -> None:
         "--max-cameras", type=int, default=64, help="most cameras to try (default 64)"
     )
     bench_edge.add_argument(
-        "--trial-seconds", type=float, default=6.0, help="length of each camera trial"
+        "--trial-seconds", type=float, help="length of each camera trial (6 s; rtsp 10 s)"
+    )
+    bench_edge.add_argument(
+        "--source",
+        choices=["file", "rtsp"],
+        default="file",
+        help="file: the shipped clip (classifier vs pipeline, cameras at 2 Hz); rtsp: "
+        "H.264 cameras from a local RTSP server, keyframe decoding vs decode-all",
+    )
+    bench_edge.add_argument(
+        "--resolution",
+        choices=["1080p", "720p", "360p"],
+        default="1080p",
+        help="rtsp: stream resolution (default 1080p)",
+    )
+    bench_edge.add_argument(
+        "--sample-hz", type=float, default=1.0, help="rtsp: camera sample rate (default 1)"
     )
     bench_edge.set_defaults(handler=_bench_edge)
     bench_ingest = bench_commands.add_parser(

@@ -26,7 +26,7 @@ from roadsense.edge.capture import CameraCapture, CameraState, CapturedFrame
 from roadsense.edge.classifier import Classifier
 from roadsense.edge.config import EdgeConfig
 from roadsense.edge.forwarder import Confirmation, Forwarder
-from roadsense.edge.health import InferenceTimer, read_temperatures
+from roadsense.edge.health import CpuMeter, InferenceTimer, decode_health, read_temperatures
 from roadsense.edge.metrics import serve_health_metrics
 from roadsense.edge.outbox import Outbox
 from roadsense.edge.remote import (
@@ -109,6 +109,7 @@ class EdgeAgent:
         self.outbox = outbox
         self.stats = AgentStats()
         self.timer = InferenceTimer()
+        self._cpu = CpuMeter()
         self._settings_lock = threading.Lock()
         self._overrides: Overrides = outbox.load_setting(OVERRIDES_SETTING) or {}
         try:
@@ -282,7 +283,7 @@ class EdgeAgent:
             known = ", ".join(c.id for c in config.cameras)
             raise CommandError(f"unknown camera {request.camera_id!r} (this device has {known})")
         capture = self.cameras.get(camera.id)
-        frame = capture.latest() if capture is not None else None
+        frame = capture.still() if capture is not None else None
         if capture is None or frame is None:
             state = capture.state.value if capture is not None else "disabled"
             raise CommandError(f"camera {camera.id!r} has no frame to send (state {state})")
@@ -354,11 +355,12 @@ class EdgeAgent:
             elif not camera_config.enabled and running is not None:
                 running.stop()
                 del self.cameras[camera_config.id]
+            elif running is not None:
+                running.set_sample_hz(camera_config.sample_hz)  # may change the decode mode
             self._windows[camera_config.id].resize(config.reports.window)
 
     def _run(self) -> None:
         next_sample: dict[str, float] = {}
-        last_index: dict[str, int] = {}
         next_report: dict[str, float] = {}
         next_health = time.monotonic() + self.file_config.health_interval_s
         applied = self.config
@@ -375,10 +377,9 @@ class EdgeAgent:
                 camera = self.cameras.get(cam_id)
                 if camera is None or now < next_sample.get(cam_id, 0.0):
                     continue
-                frame = camera.latest()
-                if frame is not None and frame.index != last_index.get(cam_id):
+                frame = camera.take()
+                if frame is not None:
                     due.append(frame)
-                    last_index[cam_id] = frame.index
                     # Due times sit on a grid per rate, so cameras sampled at the
                     # same rate come due together and share one classifier call.
                     next_sample[cam_id] = (math.floor(now / period) + 1) * period
@@ -493,6 +494,7 @@ class EdgeAgent:
                     sample_hz=camera_config.sample_hz,
                     reconnects=status.reconnects,
                     problem=status.problem,
+                    **decode_health(status),
                 )
             )
         outbox = self.outbox.stats()
@@ -521,6 +523,8 @@ class EdgeAgent:
             snapshots_sent=self.stats.snapshots_sent,
             reports_confirmed=self.forwarder.confirmed,
             outbox_awaiting_cloud=outbox.awaiting_cloud,
+            process_cpu_share=self._cpu.share(),
+            cpu_count=self._cpu.cores,
         )
 
     def _publish_health(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -23,6 +23,49 @@ def _identifier(value: str) -> str:
     return value
 
 
+class AutoCaptureConfig(ConfigModel):
+    """Pick the reader by the source: PyAV for RTSP/HTTP(S)/RTMP URLs, OpenCV for the rest."""
+
+    type: Literal["auto"] = Field(default="auto", description="Reader chosen by the source.")
+
+
+class OpenCvCaptureConfig(ConfigModel):
+    """OpenCV: USB/V4L2 devices, GStreamer pipelines (Jetson hardware decode), files."""
+
+    type: Literal["opencv"] = Field(description="Read through OpenCV (decodes every frame).")
+
+
+class PyAvCaptureConfig(ConfigModel):
+    """FFmpeg through PyAV: RTSP, HTTP and files, decoding keyframes only when that is
+    enough for the camera's sample rate."""
+
+    type: Literal["pyav"] = Field(description="Read through FFmpeg (PyAV).")
+    rtsp_transport: Literal["tcp", "udp"] = Field(
+        default="tcp",
+        description="RTSP transport: tcp (interleaved, no loss on a busy network) or udp.",
+    )
+    open_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait to open the stream and read its header."
+    )
+    keyframes: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="Decode keyframes only: auto (when sample_hz is at or below the "
+        "stream's keyframe rate, otherwise every frame), always (the effective sample "
+        "rate is then at most the keyframe rate) or never.",
+    )
+    threads: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="FFmpeg decoder threads when decoding every frame; 0 lets FFmpeg choose.",
+    )
+
+
+CaptureConfig = Annotated[
+    AutoCaptureConfig | OpenCvCaptureConfig | PyAvCaptureConfig, Field(discriminator="type")
+]
+
+
 class CameraConfig(ConfigModel):
     """One camera watching one road segment."""
 
@@ -30,6 +73,17 @@ class CameraConfig(ConfigModel):
     source: str = Field(
         description="Video file path, RTSP/HTTP URL, USB/V4L2 index (e.g. '0') or a "
         "GStreamer pipeline string."
+    )
+    classify_source: str | None = Field(
+        default=None,
+        description="A low-resolution substream of the same camera (URL or path) that "
+        "the classifier reads instead; 'source' then serves snapshots only. Default: "
+        "the classifier reads 'source'.",
+    )
+    capture: CaptureConfig = Field(
+        default_factory=AutoCaptureConfig,
+        description="How the stream is read and decoded: [cameras.capture] type = auto, "
+        "opencv or pyav, with the reader's options.",
     )
     segment_id: str = Field(description="Road segment this camera watches.")
     sample_hz: float = Field(
@@ -253,10 +307,13 @@ class EdgeConfig(ConfigModel):
         def rel(path: Path | None) -> Path | None:
             return relative_to(base, path)
 
+        def source(value: str | None) -> str | None:
+            return str(base / value) if value and _is_relative_file(value) else value
+
         cameras = [
-            c.model_copy(update={"source": str(base / c.source)})
-            if _is_relative_file(c.source)
-            else c
+            c.model_copy(
+                update={"source": source(c.source), "classify_source": source(c.classify_source)}
+            )
             for c in self.cameras
         ]
         return self.model_copy(

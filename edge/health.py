@@ -1,12 +1,17 @@
-"""Figures a device reports about itself: inference timing and temperatures."""
+"""Figures a device reports about itself: inference timing, CPU, decoding, temperatures."""
 
 from __future__ import annotations
 
 import collections
+import os
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from roadsense.edge.capture import CameraStatus
 
 THERMAL_ROOT = Path("/sys/class/thermal")
 
@@ -47,3 +52,43 @@ def read_temperatures(root: Path = THERMAL_ROOT) -> dict[str, float]:
             continue  # unreadable zones are common in containers
         temperatures[name or zone.name] = millidegrees / 1000.0
     return temperatures
+
+
+class CpuMeter:
+    """The share of the device's CPU this process used since the previous reading."""
+
+    MIN_WINDOW_S = 1.0
+
+    def __init__(self) -> None:
+        self.cores = os.cpu_count() or 1
+        self._lock = threading.Lock()
+        self._last = (time.monotonic(), time.process_time())
+        self._share: float | None = None
+
+    def share(self) -> float:
+        """CPU seconds per wall second over all cores (0..1) since the previous reading;
+        readings closer than ``MIN_WINDOW_S`` (a scrape right after a health message)
+        repeat the last figure instead of measuring a few milliseconds."""
+        now = (time.monotonic(), time.process_time())
+        with self._lock:
+            wall0, cpu0 = self._last
+            wall = now[0] - wall0
+            if wall < self.MIN_WINDOW_S and self._share is not None:
+                return self._share
+            self._last = now
+            self._share = round((now[1] - cpu0) / wall / self.cores, 4) if wall > 0 else 0.0
+            return self._share
+
+
+def decode_health(status: CameraStatus) -> dict[str, Any]:
+    """The decoding figures of a camera's health entry (CameraHealth fields)."""
+    return {
+        "frames_used": status.frames_used,
+        "decode_mode": status.decode_mode,
+        "keyframe_hz": status.keyframe_hz,
+        "effective_sample_hz": status.effective_sample_hz,
+        "stream_fps": status.stream_fps,
+        "width": status.width,
+        "height": status.height,
+        "snapshot_state": status.snapshot_state,
+    }

@@ -71,12 +71,32 @@ class HealthCollector(Collector):
             "1 for the camera's current state.",
             labels=["device", "camera", "state"],
         )
+        per_camera = ["device", "camera"]
+        decoded = CounterMetricFamily(
+            "roadsense_edge_camera_frames_decoded", "Frames decoded.", labels=per_camera
+        )
+        used = CounterMetricFamily(
+            "roadsense_edge_camera_frames_used", "Frames the classifier took.", labels=per_camera
+        )
+        effective = GaugeMetricFamily(
+            "roadsense_edge_camera_effective_sample_hz",
+            "Distinct frames per second the classifier can get.",
+            labels=per_camera,
+        )
         for camera in h.cameras:
-            fps.add_metric([h.device_id, camera.camera_id], camera.fps)
+            labels = [h.device_id, camera.camera_id]
+            fps.add_metric(labels, camera.fps)
+            decoded.add_metric(labels, camera.frames_captured)
+            used.add_metric(labels, camera.frames_used)
+            effective.add_metric(labels, camera.effective_sample_hz)
             for name in CAMERA_STATES:
-                state.add_metric([h.device_id, camera.camera_id, name], float(camera.state == name))
-        yield fps
-        yield state
+                state.add_metric([*labels, name], float(camera.state == name))
+        yield from (fps, state, decoded, used, effective)
+        yield gauge(
+            "process_cpu_share",
+            "CPU this process used over all cores (0-1) since the previous reading.",
+            h.process_cpu_share,
+        )
         temperature = GaugeMetricFamily(
             "roadsense_edge_temperature_celsius", "Thermal zones.", labels=["device", "zone"]
         )

@@ -244,6 +244,20 @@ def test_health_and_metrics_report_the_same_figures(tmp_path: Path) -> None:
         )
         assert re.search(r'roadsense_edge_frames_classified_total\{device="dev-unit"\} \d+', text)
         assert "roadsense_edge_inference_latency_p95_ms" in text
+        used = re.search(
+            r'roadsense_edge_camera_frames_used_total\{camera="cam1",device="dev-unit"\} (\S+)',
+            text,
+        )
+        assert used is not None
+        assert float(used.group(1)) >= 1
+        assert "roadsense_edge_process_cpu_share" in text
+        # OpenCV decodes every frame of the file; the classifier takes a few.
+        for camera in health.cameras:
+            assert camera.decode_mode == "all"
+            assert 0 < camera.frames_used < camera.frames_captured
+            assert (camera.width, camera.height) == (320, 240)
+        assert health.cpu_count >= 1
+        assert 0 < health.process_cpu_share <= 1
     finally:
         agent.stop()
 

@@ -13,6 +13,7 @@ import pytest
 from roadsense.bench.classifier import run_classifier_bench
 from roadsense.bench.delivery import run_delivery_bench
 from roadsense.bench.edge import run_edge_bench
+from roadsense.bench.edge_rtsp import largest_passing, run_rtsp_bench
 from roadsense.bench.forecast import run_forecast_bench
 from roadsense.bench.grpc import run_grpc_bench
 from roadsense.bench.ingest import run_ingest_bench
@@ -38,6 +39,34 @@ def test_edge_bench_reports_every_figure() -> None:
     assert [t["cameras"] for t in trials][:1] == [1]
     assert result["cameras_at_2hz"] in (0, 1, 2)
     assert result["model_placeholder"] is True
+
+
+def test_rtsp_edge_bench_compares_keyframes_with_decode_all() -> None:
+    result = run_rtsp_bench(PLACEHOLDER_CNN, max_cameras=1, trial_s=1.0, clip_seconds=8)
+    trials = result["trials"]
+    assert [(t["mode"], t["cameras"]) for t in trials] == [("auto", 1), ("never", 1)]
+    assert trials[0]["decode_modes"] == ["keyframes"]
+    assert trials[1]["decode_modes"] == ["all"]
+    assert result["cameras_keyframes"] == int(trials[0]["sustained"])
+    assert result["cameras_decode_all"] == int(trials[1]["sustained"])
+    for trial in trials:
+        assert trial["cpu_per_camera"] > 0
+        assert trial["min_stream_fps"] > 0
+
+
+@pytest.mark.parametrize(
+    ("limit", "maximum", "expected"), [(0, 64, 0), (5, 64, 5), (64, 64, 64), (9, 10, 9)]
+)
+def test_largest_passing_finds_the_boundary(limit: int, maximum: int, expected: int) -> None:
+    tried: list[int] = []
+
+    def attempt(n: int) -> bool:
+        tried.append(n)
+        return n <= limit
+
+    assert largest_passing(attempt, maximum) == expected
+    assert len(tried) <= 10
+    assert max(tried) <= maximum
 
 
 def test_ingest_bench_reports_every_figure() -> None:

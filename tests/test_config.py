@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from roadsense.cloud.config import CloudConfig
 from roadsense.core.config import ConfigModel, load_config
 from roadsense.core.errors import ConfigError
-from roadsense.edge.config import EdgeConfig, OutboxConfig
+from roadsense.edge.config import EdgeConfig, OutboxConfig, PyAvCaptureConfig
 from roadsense.models.footage.config import FootageConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,6 +104,23 @@ def test_duplicate_cameras_rejected(tmp_path: Path) -> None:
     text = MINIMAL_EDGE + '[[cameras]]\nid = "cam1"\nsource = "0"\nsegment_id = "s2"\n'
     with pytest.raises(ConfigError, match="duplicate camera ids: cam1"):
         load_config(EdgeConfig, _write(tmp_path, text))
+
+
+def test_camera_capture_is_discriminated_on_its_type(tmp_path: Path) -> None:
+    text = MINIMAL_EDGE + 'classify_source = "sub.avi"\n[cameras.capture]\ntype = "pyav"\n'
+    config = load_config(EdgeConfig, _write(tmp_path, text + 'keyframes = "always"\n'))
+    camera = config.resolved(tmp_path).cameras[0]
+    assert isinstance(camera.capture, PyAvCaptureConfig)
+    assert camera.capture.keyframes == "always"
+    assert camera.classify_source == str(tmp_path / "sub.avi")  # relative to the file
+    assert load_config(EdgeConfig, _write(tmp_path, MINIMAL_EDGE)).cameras[0].capture.type == "auto"
+    with pytest.raises(ConfigError, match=r"cameras\[0\]\.capture"):
+        load_config(
+            EdgeConfig, _write(tmp_path, MINIMAL_EDGE + '[cameras.capture]\ntype = "vlc"\n')
+        )
+    opencv_with_pyav_option = MINIMAL_EDGE + '[cameras.capture]\ntype = "opencv"\nthreads = 2\n'
+    with pytest.raises(ConfigError, match="threads"):
+        load_config(EdgeConfig, _write(tmp_path, opencv_with_pyav_option))
 
 
 def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
