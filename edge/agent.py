@@ -525,6 +525,7 @@ class EdgeAgent:
             outbox_awaiting_cloud=outbox.awaiting_cloud,
             process_cpu_share=self._cpu.share(),
             cpu_count=self._cpu.cores,
+            frames_uncertain=self.stats.uncertain_frames,
         )
 
     def _publish_health(self) -> None:

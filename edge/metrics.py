@@ -38,6 +38,7 @@ class HealthCollector(Collector):
 
         yield gauge("uptime_seconds", "Seconds since the agent started.", h.uptime_s)
         yield counter("frames_classified", "Frames classified.", h.frames_classified)
+        yield counter("frames_uncertain", "Frames below the uncertainty floor.", h.frames_uncertain)
         yield counter("reports_created", "Reports stored in the outbox.", h.reports_created)
         yield counter(
             "reports_acknowledged", "Publications the broker acknowledged.", h.reports_acknowledged

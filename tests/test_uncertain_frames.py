@@ -68,8 +68,11 @@ def _reports(tmp_path: Path, floor: float, mixed: bool) -> tuple[list[list[float
     agent.start()
     try:
         assert wait_until(lambda: agent.stats.reports_created >= 4, 10.0)
+        agent.stop_capture()
+        health = agent.health()
     finally:
         agent.stop()
+    assert health.frames_uncertain == agent.stats.uncertain_frames  # health carries the count
     rows = [
         list(telemetry_pb2.CongestionReport.FromString(m.payload).probabilities)
         for m in publisher.messages
