@@ -166,7 +166,7 @@ def _cameras_sustained(
     config = EdgeConfig(
         device_id="bench-edge",
         reports=ReportConfig(window=4, interval_s=5.0),
-        outbox=OutboxConfig(path=workdir / f"cameras-{cameras}.sqlite"),
+        outbox=OutboxConfig(path=workdir / f"cameras-{cameras}.sqlite", delivery="broker"),
         health_interval_s=3600,
         cameras=[
             CameraConfig(

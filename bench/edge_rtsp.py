@@ -101,7 +101,7 @@ def _trial(
     config = EdgeConfig(
         device_id="bench-rtsp",
         reports=ReportConfig(window=4, interval_s=5.0),
-        outbox=OutboxConfig(path=workdir / f"{mode}-{cameras}.sqlite"),
+        outbox=OutboxConfig(path=workdir / f"{mode}-{cameras}.sqlite", delivery="broker"),
         health_interval_s=3600,
         cameras=[
             CameraConfig(

@@ -367,7 +367,8 @@ def test_server_down_for_10_s_then_back_loses_no_report(
         device_id="dev-rtsp",
         mqtt=mqtt_config,
         reports=ReportConfig(window=2, interval_s=1.0),
-        outbox=OutboxConfig(path=tmp_path / "outbox.sqlite"),
+        # No cloud here, only a subscriber: the broker's PUBACK is the last hop.
+        outbox=OutboxConfig(path=tmp_path / "outbox.sqlite", delivery="broker"),
         health_interval_s=1.0,
         cameras=[_camera(server.url("/cam"), fail_after=100)],
     )
