@@ -92,6 +92,7 @@ class FleetServicer(city_pb2_grpc.FleetServiceServicer):
             certificate_pem=enrolled.certificate_pem,
             ca_pem=enrolled.ca_pem,
             edge_config_toml=enrolled.edge_config_toml,
+            model_signing_key_pem=enrolled.model_signing_key_pem,
         )
 
     @unary

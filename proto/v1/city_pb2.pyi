@@ -349,16 +349,18 @@ class EnrollRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., csr_pem: _Optional[bytes] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
-    __slots__ = ("device_id", "certificate_pem", "ca_pem", "edge_config_toml")
+    __slots__ = ("device_id", "certificate_pem", "ca_pem", "edge_config_toml", "model_signing_key_pem")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
     CA_PEM_FIELD_NUMBER: _ClassVar[int]
     EDGE_CONFIG_TOML_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SIGNING_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     certificate_pem: bytes
     ca_pem: bytes
     edge_config_toml: str
-    def __init__(self, device_id: _Optional[str] = ..., certificate_pem: _Optional[bytes] = ..., ca_pem: _Optional[bytes] = ..., edge_config_toml: _Optional[str] = ...) -> None: ...
+    model_signing_key_pem: bytes
+    def __init__(self, device_id: _Optional[str] = ..., certificate_pem: _Optional[bytes] = ..., ca_pem: _Optional[bytes] = ..., edge_config_toml: _Optional[str] = ..., model_signing_key_pem: _Optional[bytes] = ...) -> None: ...
 
 class RevokeDeviceRequest(_message.Message):
     __slots__ = ("device_id", "reason")
