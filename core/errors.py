@@ -75,3 +75,11 @@ class ModelSignatureError(ModelLoadError):
 
 class ModelRegistryError(RoadSenseError):
     """A model cannot be published, or is not in the cloud's registry."""
+
+
+class AccessDeniedError(RoadSenseError):
+    """An API caller's credential does not allow the request."""
+
+
+class ModelDownloadError(RoadSenseError):
+    """A model download was refused or cut; what it held stays for the next try."""
