@@ -13,9 +13,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from roadsense.cloud.domain import PublishedModel
 from roadsense.cloud.model_registry import find_release, read_chunks, release_files
 from roadsense.cloud.store import Store
 from roadsense.core.errors import AccessDeniedError, ModelRegistryError
+from roadsense.proto import SCHEMA_VERSION
+from roadsense.proto.v1 import telemetry_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +80,20 @@ def release_chunks(
     for data in read_chunks(path, size, offset, chunk_bytes):
         yield Chunk(offset, data, size)
         offset += len(data)
+
+
+def model_update(
+    model: PublishedModel, request_id: str, *, grpc_address: str = "", rollout_id: str = ""
+) -> telemetry_pb2.ModelUpdate:
+    """The command that tells a device to fetch ``model`` (on its cmd/model topic)."""
+    return telemetry_pb2.ModelUpdate(
+        schema_version=SCHEMA_VERSION,
+        request_id=request_id,
+        version=model.version,
+        size=model.size,
+        sha256=model.sha256,
+        card_sha256=model.card_sha256,
+        signature=model.signature,
+        grpc_address=grpc_address,
+        rollout_id=rollout_id,
+    )

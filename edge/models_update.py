@@ -21,10 +21,11 @@ from pathlib import Path
 import grpc
 from pydantic import ValidationError
 
-from roadsense.core.errors import ModelDownloadError, ModelSignatureError
+from roadsense.core.errors import CommandError, ModelDownloadError, ModelSignatureError
+from roadsense.edge.remote import decode_command
 from roadsense.models.card import ModelCard, card_path_for, sha256_file
 from roadsense.models.signing import is_model_version, verify_model
-from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+from roadsense.proto.v1 import city_pb2, city_pb2_grpc, telemetry_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,19 @@ class ModelOffer:
     sha256: str
     card_sha256: str
     signature: bytes
+
+
+def parse_model_update(payload: bytes) -> tuple[str, ModelOffer]:
+    """(request id, offer) of a ModelUpdate command; CommandError when it is malformed."""
+    command = decode_command(telemetry_pb2.ModelUpdate, payload)
+    if not is_model_version(command.version):
+        raise CommandError(f"model version {command.version[:64]!r} is not a version")
+    if len(command.signature) != 64:
+        raise CommandError("a ModelUpdate needs the release's 64-byte Ed25519 signature")
+    offer = ModelOffer(
+        command.version, command.size, command.sha256, command.card_sha256, command.signature
+    )
+    return command.request_id, offer
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from roadsense.cloud.auth import AuthConfig, TokenAuthInterceptor, TokenConfig, hash_token
 from roadsense.cloud.config import CloudConfig, ModelRegistryConfig
 from roadsense.cloud.fleet import FleetServicer
+from roadsense.cloud.model_delivery import model_update
 from roadsense.cloud.model_registry import publish_model
 from roadsense.cloud.sqlite_store import SqliteStore
-from roadsense.core.errors import ModelDownloadError, ModelSignatureError
-from roadsense.edge.models_update import ModelOffer, device_channel, download_model, partial_path
+from roadsense.core.errors import CommandError, ModelDownloadError, ModelSignatureError
+from roadsense.edge.models_update import (
+    ModelOffer,
+    device_channel,
+    download_model,
+    parse_model_update,
+    partial_path,
+)
 from roadsense.models.card import load_card, sha256_file
 from roadsense.models.signing import sign_model
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
@@ -240,6 +247,28 @@ def test_a_wrong_signature_or_tampered_bytes_are_refused(fleet: Fleet, tmp_path:
         with pytest.raises(ModelSignatureError, match="card's sha256"):
             download_model(channel, offer, fleet.public_key, device)
     assert not (device / "2.1.0").exists()
+
+
+def test_a_model_update_command_carries_what_the_device_checks(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    model = fleet.store.model("2.1.0")
+    assert model is not None
+    command = model_update(model, "req-7", grpc_address=fleet.address, rollout_id="r1")
+    request_id, offer = parse_model_update(command.SerializeToString())
+    assert (request_id, offer) == ("req-7", fleet.offer)
+    with fleet.channel("dev-1") as channel:
+        got = download_model(channel, offer, fleet.public_key, tmp_path / "device")
+    assert got.fetched == SIZE
+    for bad, message in (
+        (command.__class__(schema_version=9), "schema_version 9"),
+        (model_update(dataclasses.replace(model, version="../x"), "r"), "not a version"),
+        (model_update(dataclasses.replace(model, signature=b""), "r"), "64-byte"),
+    ):
+        with pytest.raises(CommandError, match=message):
+            parse_model_update(bad.SerializeToString())
+    with pytest.raises(CommandError, match="not a ModelUpdate"):
+        parse_model_update(b"\xff\xff")
 
 
 def test_the_cloud_service_serves_its_registry(cloud_config: CloudConfig, tmp_path: Path) -> None:
