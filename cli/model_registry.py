@@ -93,10 +93,10 @@ def _list(args: argparse.Namespace) -> int:
     if not models:
         print("no models published")
         return 0
-    print(f"{'version':<16} {'name':<20} {'bytes':>10} {'sha256':<13} {'published':<26} by")
+    print(f"{'version':<24} {'name':<20} {'bytes':>10} {'sha256':<13} {'published':<26} by")
     for m in models:
         print(
-            f"{m.version:<16} {m.name:<20} {m.size:>10} {m.sha256[:12]:<13} "
+            f"{m.version:<24} {m.name:<20} {m.size:>10} {m.sha256[:12]:<13} "
             f"{_when(m.published_ms):<26} {m.published_by}"
         )
     return 0
