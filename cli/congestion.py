@@ -16,6 +16,7 @@ from roadsense.cli.camera_set import (
     add_set_training_options,
     train_from_set,
 )
+from roadsense.cli.model_registry import add_registry_commands
 from roadsense.cli.output import print_figures
 
 
@@ -219,7 +220,9 @@ def add_dataset_commands(commands: Any) -> None:
 
 def add_models_commands(commands: Any) -> None:
     models = commands.add_parser(
-        "models", help="model artifacts", description="Model artifacts on this machine."
+        "models",
+        help="model artifacts and the cloud's registry of signed models",
+        description="Model artifacts on this machine; publish and list signed models.",
     )
     models_commands = models.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
     build = models_commands.add_parser(
@@ -267,6 +270,7 @@ def add_models_commands(commands: Any) -> None:
     evaluate.set_defaults(handler=_evaluate_model)
     add_loco_command(models_commands)
     add_explain_command(models_commands)
+    add_registry_commands(models_commands)
 
 
 def add_congestion_training(train_commands: Any) -> None:

@@ -53,14 +53,32 @@ def _open_ca(args: argparse.Namespace) -> Any:
 
 def _init_ca(args: argparse.Namespace) -> int:
     from roadsense.provisioning.ca import CertificateAuthority, read_passphrase
+    from roadsense.provisioning.model_key import create_model_key
 
-    ca = CertificateAuthority.create(
-        args.dir, read_passphrase(args.passphrase_file), name=args.name, days=args.days
-    )
+    passphrase = read_passphrase(args.passphrase_file)
+    ca = CertificateAuthority.create(args.dir, passphrase, name=args.name, days=args.days)
+    public = create_model_key(args.dir, passphrase)
     return _emit(
         args,
-        {"ca_file": str(ca.cert_file), "crl_file": str(ca.crl_file)},
-        [f"CA created: {ca.cert_file} (key encrypted), CRL {ca.crl_file}"],
+        {"ca_file": str(ca.cert_file), "crl_file": str(ca.crl_file), "model_key": str(public)},
+        [
+            f"CA created: {ca.cert_file} (key encrypted), CRL {ca.crl_file}",
+            f"model-signing key created: {public} (private key encrypted beside it)",
+        ],
+    )
+
+
+def _init_model_key(args: argparse.Namespace) -> int:
+    from roadsense.provisioning.ca import CertificateAuthority, read_passphrase
+    from roadsense.provisioning.model_key import create_model_key
+
+    passphrase = read_passphrase(args.passphrase_file)
+    CertificateAuthority.open(args.dir, passphrase)  # the fleet's passphrase, not a new one
+    public = create_model_key(args.dir, passphrase)
+    return _emit(
+        args,
+        {"model_key": str(public)},
+        [f"model-signing key created: {public} (private key encrypted beside it)"],
     )
 
 
@@ -326,11 +344,22 @@ def add_provision_commands(commands: Any) -> None:
         _init_ca,
         "create the fleet CA",
         "Create a CA in the fleet folder (ca/): its key encrypted with the passphrase, "
-        "an empty CRL and the record of issued certificates. Refuses to overwrite.",
+        "an empty CRL, the record of issued certificates and the model-signing key "
+        "(encrypted with the same passphrase). Refuses to overwrite.",
     )
     _fleet_args(p)
     p.add_argument("--name", default="RoadSense fleet CA", help="the CA's common name")
     p.add_argument("--days", type=int, default=3650, help="CA validity in days (default 3650)")
+
+    p = command(
+        "init-model-key",
+        _init_model_key,
+        "create the fleet's model-signing key (fleets made before it existed)",
+        "Create the Ed25519 key that signs published models (ca/model-signing.key, "
+        "encrypted with the CA passphrase; ca/model-signing.pub for devices). init-ca "
+        "makes one for new fleets. Refuses to overwrite.",
+    )
+    _fleet_args(p)
 
     for name, handler, kind in (
         ("server-cert", _server_cert, "server"),

@@ -136,7 +136,14 @@ class CloudService:
             FleetIdentity(config.enrollment, self.store) if config.enrollment is not None else None
         )
         city_pb2_grpc.add_FleetServiceServicer_to_server(
-            FleetServicer(self.store, identity, frozenset(config.known_devices())), self.server
+            FleetServicer(
+                self.store,
+                identity,
+                frozenset(config.known_devices()),
+                models=config.models,
+                open_api=not config.grpc.auth.tokens,
+            ),
+            self.server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

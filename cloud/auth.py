@@ -7,6 +7,8 @@ UNAUTHENTICATED; a known token whose role may not call the method is
 PERMISSION_DENIED. Health checking and reflection stay open, as generic
 tools expect; so does FleetService.Enroll, which a device calls before it
 has any credential but its enrollment token (checked by the servicer).
+FleetService.DownloadModel called without a token is left to the servicer,
+which checks the device certificate of the mutual TLS handshake.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerRefl
 """Methods anyone may call."""
 OPEN_METHODS = frozenset({"/roadsense.v1.FleetService/Enroll"})
 """Methods that check their own credential (an enrollment token in the request)."""
+CERTIFICATE_METHODS = frozenset({"/roadsense.v1.FleetService/DownloadModel"})
+"""Methods a device calls with its certificate (mutual TLS) and no token: the servicer
+checks that identity. Called with a token, they need its role like any other."""
 
 METHOD_ROLES: Mapping[str, frozenset[str]] = {
     "/roadsense.v1.CityService/GetCityState": frozenset({"reader", "feed", "admin"}),
@@ -86,6 +91,22 @@ def token_holder(config: AuthConfig, token: str) -> TokenConfig | None:
     return next((t for t in config.tokens if hmac.compare_digest(t.sha256, digest)), None)
 
 
+def peer_common_name(context: grpc.ServicerContext) -> str | None:
+    """The CN of the client certificate the TLS handshake verified (None: no certificate)."""
+    # grpcio gives a list of values per key (its stubs say bytes).
+    value: object = context.auth_context().get("x509_common_name")
+    first = value[0] if isinstance(value, list) and value else value
+    return first.decode(errors="replace") if isinstance(first, bytes) else None
+
+
+def has_bearer_token(context: grpc.ServicerContext) -> bool:
+    """True when the call carries ``authorization: Bearer`` metadata."""
+    return any(
+        key == "authorization" and isinstance(value, str) and value.startswith("Bearer ")
+        for key, value in context.invocation_metadata() or ()
+    )
+
+
 def _abort_handler(
     handler: grpc.RpcMethodHandler[Any, Any], code: grpc.StatusCode, message: str
 ) -> grpc.RpcMethodHandler[Any, Any]:
@@ -120,6 +141,8 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
                 token = value[len("Bearer ") :]
+        if token is None and method in CERTIFICATE_METHODS:
+            return handler
         if token is None:
             return _abort_handler(
                 handler, grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer' token"

@@ -226,6 +226,22 @@ class EnrollmentConfig(ConfigModel):
     )
 
 
+class ModelRegistryConfig(ConfigModel):
+    """The model registry: releases `roadsense models publish` stores, devices download."""
+
+    registry_dir: Path = Field(
+        default=Path("model-registry"),
+        description="Folder of published models, one sub-folder per version (the ONNX and "
+        "its card); the store keeps the signed record of each.",
+    )
+    chunk_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        le=2 * 1024 * 1024,
+        description="Bytes per message of FleetService.DownloadModel's stream.",
+    )
+
+
 class DashboardConfig(ConfigModel):
     """The operator dashboard: a read-only web page of the live city."""
 
@@ -271,6 +287,10 @@ class CloudConfig(ConfigModel):
     )
     segments: list[SegmentConfig] = Field(
         default_factory=list, description="The city's road segments ([[segments]] tables)."
+    )
+    models: ModelRegistryConfig = Field(
+        default_factory=ModelRegistryConfig,
+        description="Model registry (models publish, FleetService.DownloadModel).",
     )
     enrollment: EnrollmentConfig | None = Field(
         default=None,
@@ -325,6 +345,9 @@ class CloudConfig(ConfigModel):
         return self.model_copy(
             update={
                 "enrollment": enrollment,
+                "models": self.models.model_copy(
+                    update={"registry_dir": rel(self.models.registry_dir)}
+                ),
                 "mqtt": self.mqtt.resolved(base),
                 "store": self.store.model_copy(update={"path": rel(self.store.path)}),
                 "grpc": self.grpc.model_copy(update={"tls": tls}),

@@ -111,6 +111,23 @@ class TokenUse:
     """The device the token is bound to (None: any device of the manifest)."""
 
 
+@dataclass(frozen=True)
+class PublishedModel:
+    """One release in the model registry: what devices fetch and verify."""
+
+    version: str
+    name: str
+    onnx_file: str
+    """File name of the ONNX in the release's registry folder (its card beside it)."""
+    size: int
+    sha256: str
+    card_sha256: str
+    signature: bytes
+    """The fleet key's Ed25519 signature of (sha256, size, version, card sha256)."""
+    published_ms: int
+    published_by: str
+
+
 Telemetry = Reading | StatusUpdate | HealthRecord | Rejected
 
 

@@ -32,6 +32,7 @@ from roadsense.provisioning.ca import (
     read_passphrase,
 )
 from roadsense.provisioning.manifest import edge_config_toml, load_manifest
+from roadsense.provisioning.model_key import model_public_key
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class Enrolled:
     certificate_pem: bytes
     ca_pem: bytes
     edge_config_toml: str
+    model_signing_key_pem: bytes = b""
+    """The fleet's model-signing public key (empty: the fleet has none yet)."""
 
 
 def create_token(
@@ -114,7 +117,8 @@ class FleetIdentity:
         serial = format(cert.serial_number, "x")
         self._store.record_enrollment(device_id, serial, now)
         logger.info("enrolled %s (certificate serial %s)", device_id, serial)
-        return Enrolled(device_id, cert_pem(cert), cert_pem(self._ca.cert), edge_config)
+        model_key = model_public_key(self._config.fleet_dir) or b""
+        return Enrolled(device_id, cert_pem(cert), cert_pem(self._ca.cert), edge_config, model_key)
 
     def revoke(
         self, device_id: str, reason: str, now: int, *, known: bool = False

@@ -6,12 +6,16 @@ Translation only: the logic lives in ``roadsense.cloud.enrollment``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import grpc
 
+from roadsense.cloud.auth import has_bearer_token, peer_common_name
+from roadsense.cloud.config import ModelRegistryConfig
 from roadsense.cloud.domain import DeviceRecord, RegistryEntry
 from roadsense.cloud.enrollment import FleetIdentity, revoke_in_registry
-from roadsense.cloud.rpc_status import unary
+from roadsense.cloud.model_delivery import Caller, authorize_download, release_chunks
+from roadsense.cloud.rpc_status import streaming, unary
 from roadsense.cloud.store import Store
 from roadsense.core.errors import NotConfiguredError, NotFoundError, RequestError
 from roadsense.core.timeutil import now_ms
@@ -52,10 +56,14 @@ class FleetServicer(city_pb2_grpc.FleetServiceServicer):
         store: Store,
         identity: FleetIdentity | None = None,
         fleet_devices: frozenset[str] = frozenset(),
+        models: ModelRegistryConfig | None = None,
+        open_api: bool = True,
     ) -> None:
         self._store = store
         self._identity = identity
         self._fleet_devices = fleet_devices
+        self._models = models or ModelRegistryConfig()
+        self._open_api = open_api
 
     def _devices(self) -> dict[str, city_pb2.Device]:
         seen = {d.device_id: d for d in self._store.devices()}
@@ -92,6 +100,7 @@ class FleetServicer(city_pb2_grpc.FleetServiceServicer):
             certificate_pem=enrolled.certificate_pem,
             ca_pem=enrolled.ca_pem,
             edge_config_toml=enrolled.edge_config_toml,
+            model_signing_key_pem=enrolled.model_signing_key_pem,
         )
 
     @unary
@@ -119,3 +128,31 @@ class FleetServicer(city_pb2_grpc.FleetServiceServicer):
         return city_pb2.RevokeDeviceResponse(
             device=device_message(device_id, seen, entry), revoked_serials=serials
         )
+
+    @streaming
+    def DownloadModel(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.DownloadModelRequest, context: grpc.ServicerContext
+    ) -> Iterator[city_pb2.ModelChunk]:
+        caller = Caller(peer_common_name(context), has_bearer_token(context))
+        who = authorize_download(
+            self._store, caller, fleet_devices=self._fleet_devices, open_api=self._open_api
+        )
+        card = request.part == city_pb2.MODEL_PART_CARD
+        logger.info(
+            "%s downloads the %s of model %s from byte %d",
+            who,
+            "card" if card else "ONNX",
+            request.version[:64],
+            request.offset,
+        )
+        for chunk in release_chunks(
+            self._store,
+            self._models.registry_dir,
+            request.version,
+            card=card,
+            offset=request.offset,
+            chunk_bytes=self._models.chunk_bytes,
+        ):
+            yield city_pb2.ModelChunk(
+                offset=chunk.offset, data=chunk.data, total_size=chunk.total_size
+            )

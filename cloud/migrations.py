@@ -148,6 +148,17 @@ def _dead_letter_repeats(db: Database) -> None:
     db.execute("CREATE UNIQUE INDEX dead_letters_message ON dead_letters (message_sha256, code)")
 
 
+def _model_registry(db: Database) -> None:
+    db.execute(MODEL_RELEASES)
+
+
+MODEL_RELEASES = """CREATE TABLE model_releases (
+    version TEXT PRIMARY KEY, name TEXT NOT NULL, onnx_file TEXT NOT NULL,
+    size INTEGER NOT NULL, sha256 TEXT NOT NULL, card_sha256 TEXT NOT NULL,
+    signature TEXT NOT NULL, published_ms INTEGER NOT NULL, published_by TEXT NOT NULL)"""
+"""The model registry: one row per published release (the signature in hex)."""
+
+
 MIGRATIONS = [
     Migration("0001_city_schema", _schema_v1),
     Migration("0002_dead_letter_codes", _dead_letter_codes),
@@ -157,4 +168,5 @@ MIGRATIONS = [
     Migration("0006_fleet_registry", _fleet_registry),
     Migration("0007_history_by_time", _history_by_time),
     Migration("0008_dead_letter_repeats", _dead_letter_repeats),
+    Migration("0009_model_registry", _model_registry),
 ]

@@ -79,7 +79,16 @@ _CITY_SCHEMA = (
         uses_left BIGINT NOT NULL)""",
 )
 
-POSTGRES_MIGRATIONS = [PostgresMigration("0001_city_schema", _CITY_SCHEMA)]
+_MODEL_REGISTRY = (
+    f"""CREATE TABLE model_releases (version {TEXT} PRIMARY KEY, name {TEXT},
+        onnx_file {TEXT}, size BIGINT NOT NULL, sha256 {TEXT}, card_sha256 {TEXT},
+        signature {TEXT}, published_ms BIGINT NOT NULL, published_by {TEXT})""",
+)
+
+POSTGRES_MIGRATIONS = [
+    PostgresMigration("0001_city_schema", _CITY_SCHEMA),
+    PostgresMigration("0002_model_registry", _MODEL_REGISTRY),
+]
 
 
 def migrate_postgres(

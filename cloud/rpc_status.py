@@ -16,6 +16,7 @@ import grpc
 
 from roadsense.cloud.enrollment import EnrollmentRefusedError
 from roadsense.core.errors import (
+    AccessDeniedError,
     NotConfiguredError,
     NotFoundError,
     NotServingError,
@@ -34,6 +35,7 @@ STATUS_CODES: tuple[tuple[type[RoadSenseError], grpc.StatusCode], ...] = (
     (NotConfiguredError, grpc.StatusCode.FAILED_PRECONDITION),
     (NotServingError, grpc.StatusCode.UNAVAILABLE),
     (StoreError, grpc.StatusCode.UNAVAILABLE),
+    (AccessDeniedError, grpc.StatusCode.PERMISSION_DENIED),
 )
 """First match wins; any other RoadSenseError is FAILED_PRECONDITION."""
 REFUSAL_CODES = {

@@ -19,6 +19,7 @@ from roadsense.cloud.domain import (
     DeviceRecord,
     HealthRecord,
     HorizonScore,
+    PublishedModel,
     Reading,
     RegistryEntry,
     Rejected,
@@ -30,6 +31,7 @@ from roadsense.cloud.domain import (
 )
 from roadsense.cloud.feeds import ObservationRecord, WeatherRecord
 from roadsense.cloud.migrations import message_sha256
+from roadsense.cloud.model_rows import insert_model, select_models
 from roadsense.cloud.store import BatchResult, HistoryPoint, SegmentUpdater, Store
 
 Row = tuple[Any, ...]
@@ -506,6 +508,19 @@ class SqlStore(Store, Generic[SessionT]):
         with self._read() as db:
             rows = db.rows("SELECT device_id FROM fleet_registry WHERE revoked_ms IS NOT NULL")
         return frozenset(str(r[0]) for r in rows)
+
+    def add_model(self, model: PublishedModel) -> bool:
+        with self._write() as db:
+            return insert_model(db, model)
+
+    def models(self) -> list[PublishedModel]:
+        with self._read() as db:
+            return select_models(db)
+
+    def model(self, version: str) -> PublishedModel | None:
+        with self._read() as db:
+            found = select_models(db, version)
+        return found[0] if found else None
 
 
 def _upsert_status(db: SqlSession, s: StatusUpdate) -> None:

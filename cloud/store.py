@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from roadsense.cloud.domain import (
     DeviceRecord,
     HorizonScore,
+    PublishedModel,
     Reading,
     RegistryEntry,
     SegmentForecast,
@@ -183,6 +184,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def revoked_devices(self) -> frozenset[str]:
         """Ids of revoked devices, whose telemetry ingest rejects."""
+
+    @abc.abstractmethod
+    def add_model(self, model: PublishedModel) -> bool:
+        """Record a published model release; False (nothing changed) when its version exists."""
+
+    @abc.abstractmethod
+    def models(self) -> list[PublishedModel]:
+        """Every published model release, oldest first."""
+
+    @abc.abstractmethod
+    def model(self, version: str) -> PublishedModel | None:
+        """The release published as ``version``, or None."""
 
     @abc.abstractmethod
     def close(self) -> None:

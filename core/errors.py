@@ -67,3 +67,19 @@ class EnrollmentError(ProvisioningError):
 
 class StoreError(RoadSenseError):
     """The city store cannot be opened or reached."""
+
+
+class ModelSignatureError(ModelLoadError):
+    """A model's size, sha256 or signature does not match what the fleet published."""
+
+
+class ModelRegistryError(RoadSenseError):
+    """A model cannot be published, or is not in the cloud's registry."""
+
+
+class AccessDeniedError(RoadSenseError):
+    """An API caller's credential does not allow the request."""
+
+
+class ModelDownloadError(RoadSenseError):
+    """A model download was refused or cut; what it held stays for the next try."""

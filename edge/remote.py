@@ -25,7 +25,12 @@ Overrides = dict[str, Any]
 "roi": [x, y, w, h] or None}}}"""
 
 
-CommandT = TypeVar("CommandT", telemetry_pb2.ConfigCommand, telemetry_pb2.SnapshotCommand)
+CommandT = TypeVar(
+    "CommandT",
+    telemetry_pb2.ConfigCommand,
+    telemetry_pb2.SnapshotCommand,
+    telemetry_pb2.ModelUpdate,
+)
 
 
 def decode_command(kind: type[CommandT], payload: bytes) -> CommandT:

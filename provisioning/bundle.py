@@ -1,4 +1,4 @@
-"""Device bundles: edge config, certificate, key, CA and a systemd unit in one tarball.
+"""Device bundles: edge config, certificate, key, CA, model-signing key, systemd unit.
 
 A device's key and certificate live in ``<fleet>/devices/<id>/``; a bundle
 re-run reuses them (the tarball comes out byte for byte the same), so a
@@ -21,6 +21,7 @@ from cryptography import x509
 from roadsense.core.errors import ProvisioningError
 from roadsense.provisioning.ca import CertificateAuthority, issued_certificates, write_private
 from roadsense.provisioning.manifest import FleetManifest, edge_config_toml
+from roadsense.provisioning.model_key import PUBLIC_FILE, model_public_key
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,9 @@ def make_bundle(
             0o644,
         ),
     ]
+    model_key = model_public_key(fleet_dir)
+    if model_key is not None:  # what the device verifies published models with
+        members.append((PUBLIC_FILE, model_key, 0o644))
     # Fixed times and owners: the same inputs give the same bytes.
     mtime = int(cert.not_valid_before_utc.timestamp())
     raw = io.BytesIO()

@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 from roadsense.core.errors import EnrollmentError, ProvisioningError
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 from roadsense.provisioning.ca import check_device_id, key_pem, new_key, write_private
+from roadsense.provisioning.model_key import PUBLIC_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -98,5 +99,7 @@ def enroll(
     files.cert_file.write_bytes(response.certificate_pem)
     files.ca_file.write_bytes(response.ca_pem)
     files.config_file.write_text(response.edge_config_toml, encoding="utf-8")
+    if response.model_signing_key_pem:
+        (out / PUBLIC_FILE).write_bytes(response.model_signing_key_pem)
     logger.info("enrolled %s; files in %s", device_id, out)
     return files

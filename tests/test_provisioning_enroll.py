@@ -41,6 +41,7 @@ from roadsense.provisioning.broker import write_broker_config
 from roadsense.provisioning.ca import CertificateAuthority
 from roadsense.provisioning.enroll import enroll, make_csr, request_certificate
 from roadsense.provisioning.manifest import CLOUD_ACCOUNT
+from roadsense.provisioning.model_key import create_model_key
 
 from .helpers import wait_until
 
@@ -95,6 +96,7 @@ cameras = [{{ id = "cam1", source = "0", segment_id = "seg-b" }}]
 def setup(tmp_path: Path) -> Iterator[Setup]:
     folder = tmp_path / "fleet"
     ca = CertificateAuthority.create(folder, PASSPHRASE.encode())
+    create_model_key(folder, PASSPHRASE.encode())
     servers = folder / "servers"
     for name in ("broker", "cloud-grpc"):
         ca.issue_files(
@@ -191,6 +193,8 @@ def test_a_valid_token_gives_a_certificate_that_connects_and_publishes(
     edge, device = _device(out)
     assert edge.device_id == "dev-1"
     assert [c.segment_id for c in edge.cameras] == ["seg-a"]
+    model_key = (setup.ca.fleet_dir / "ca" / "model-signing.pub").read_bytes()
+    assert (out / "model-signing.pub").read_bytes() == model_key
     acked: list[str] = []
     try:
         device.start()

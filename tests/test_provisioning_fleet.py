@@ -154,9 +154,19 @@ def test_bundle_is_idempotent_and_keeps_keys_private(
     members = _members(bundle)
     assert sorted(members) == [
         f"dev-1/{n}"
-        for n in ("ca.pem", "device.key", "device.pem", "edge.toml", "roadsense-edge.service")
+        for n in (
+            "ca.pem",
+            "device.key",
+            "device.pem",
+            "edge.toml",
+            "model-signing.pub",
+            "roadsense-edge.service",
+        )
     ]
     assert members["dev-1/device.key"][0] == 0o600
+    # The key devices verify published models with, made by init-ca.
+    public = (fleet_dir / "ca" / "model-signing.pub").read_bytes()
+    assert members["dev-1/model-signing.pub"] == (0o644, public)
     for path in (
         bundle,
         fleet_dir / "devices" / "dev-1" / "device.key",

@@ -1,10 +1,18 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ModelPart(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_PART_ONNX: _ClassVar[ModelPart]
+    MODEL_PART_CARD: _ClassVar[ModelPart]
+MODEL_PART_ONNX: ModelPart
+MODEL_PART_CARD: ModelPart
 
 class SegmentState(_message.Message):
     __slots__ = ("segment_id", "level", "label", "updated_ms", "last_changed_ms", "camera_ids", "stale", "reports")
@@ -349,16 +357,18 @@ class EnrollRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., csr_pem: _Optional[bytes] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
-    __slots__ = ("device_id", "certificate_pem", "ca_pem", "edge_config_toml")
+    __slots__ = ("device_id", "certificate_pem", "ca_pem", "edge_config_toml", "model_signing_key_pem")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
     CA_PEM_FIELD_NUMBER: _ClassVar[int]
     EDGE_CONFIG_TOML_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SIGNING_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     certificate_pem: bytes
     ca_pem: bytes
     edge_config_toml: str
-    def __init__(self, device_id: _Optional[str] = ..., certificate_pem: _Optional[bytes] = ..., ca_pem: _Optional[bytes] = ..., edge_config_toml: _Optional[str] = ...) -> None: ...
+    model_signing_key_pem: bytes
+    def __init__(self, device_id: _Optional[str] = ..., certificate_pem: _Optional[bytes] = ..., ca_pem: _Optional[bytes] = ..., edge_config_toml: _Optional[str] = ..., model_signing_key_pem: _Optional[bytes] = ...) -> None: ...
 
 class RevokeDeviceRequest(_message.Message):
     __slots__ = ("device_id", "reason")
@@ -375,3 +385,23 @@ class RevokeDeviceResponse(_message.Message):
     device: Device
     revoked_serials: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., revoked_serials: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DownloadModelRequest(_message.Message):
+    __slots__ = ("version", "offset", "part")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    offset: int
+    part: ModelPart
+    def __init__(self, version: _Optional[str] = ..., offset: _Optional[int] = ..., part: _Optional[_Union[ModelPart, str]] = ...) -> None: ...
+
+class ModelChunk(_message.Message):
+    __slots__ = ("offset", "data", "total_size")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    data: bytes
+    total_size: int
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., total_size: _Optional[int] = ...) -> None: ...

@@ -432,13 +432,19 @@ class FleetServiceStub:
                 request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RevokeDeviceRequest.SerializeToString,
                 response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RevokeDeviceResponse.FromString,
                 _registered_method=True)
+        self.DownloadModel = channel.unary_stream(
+                '/roadsense.v1.FleetService/DownloadModel',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.DownloadModelRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ModelChunk.FromString,
+                _registered_method=True)
 
 
 class FleetServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def ListDevices(self, request, context):
-        """All RPCs need the admin role, except Enroll, which needs a valid enrollment token.
+        """All RPCs need the admin role, except Enroll, which needs a valid enrollment token,
+        and DownloadModel, which a device calls with its certificate (mutual TLS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -458,6 +464,13 @@ class FleetServiceServicer:
 
     def RevokeDevice(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadModel(self, request, context):
+        """The files of a published model, streamed in chunks from an offset.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -484,6 +497,11 @@ def add_FleetServiceServicer_to_server(servicer, server):
                     servicer.RevokeDevice,
                     request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RevokeDeviceRequest.FromString,
                     response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RevokeDeviceResponse.SerializeToString,
+            ),
+            'DownloadModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadModel,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.DownloadModelRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ModelChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -594,6 +612,33 @@ class FleetService:
             '/roadsense.v1.FleetService/RevokeDevice',
             roadsense_dot_proto_dot_v1_dot_city__pb2.RevokeDeviceRequest.SerializeToString,
             roadsense_dot_proto_dot_v1_dot_city__pb2.RevokeDeviceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/roadsense.v1.FleetService/DownloadModel',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.DownloadModelRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.ModelChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -135,19 +135,27 @@ class FleetServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> FleetServiceAsyncStub: ...
     ListDevices: _grpc.UnaryUnaryMultiCallable[_city_pb2.ListDevicesRequest, _city_pb2.ListDevicesResponse]
-    """All RPCs need the admin role, except Enroll, which needs a valid enrollment token."""
+    """All RPCs need the admin role, except Enroll, which needs a valid enrollment token,
+    and DownloadModel, which a device calls with its certificate (mutual TLS).
+    """
     GetDevice: _grpc.UnaryUnaryMultiCallable[_city_pb2.GetDeviceRequest, _city_pb2.Device]
     Enroll: _grpc.UnaryUnaryMultiCallable[_city_pb2.EnrollRequest, _city_pb2.EnrollResponse]
     RevokeDevice: _grpc.UnaryUnaryMultiCallable[_city_pb2.RevokeDeviceRequest, _city_pb2.RevokeDeviceResponse]
+    DownloadModel: _grpc.UnaryStreamMultiCallable[_city_pb2.DownloadModelRequest, _city_pb2.ModelChunk]
+    """The files of a published model, streamed in chunks from an offset."""
 
 @_typing.type_check_only
 class FleetServiceAsyncStub(FleetServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListDevices: _aio.UnaryUnaryMultiCallable[_city_pb2.ListDevicesRequest, _city_pb2.ListDevicesResponse]  # type: ignore[assignment]
-    """All RPCs need the admin role, except Enroll, which needs a valid enrollment token."""
+    """All RPCs need the admin role, except Enroll, which needs a valid enrollment token,
+    and DownloadModel, which a device calls with its certificate (mutual TLS).
+    """
     GetDevice: _aio.UnaryUnaryMultiCallable[_city_pb2.GetDeviceRequest, _city_pb2.Device]  # type: ignore[assignment]
     Enroll: _aio.UnaryUnaryMultiCallable[_city_pb2.EnrollRequest, _city_pb2.EnrollResponse]  # type: ignore[assignment]
     RevokeDevice: _aio.UnaryUnaryMultiCallable[_city_pb2.RevokeDeviceRequest, _city_pb2.RevokeDeviceResponse]  # type: ignore[assignment]
+    DownloadModel: _aio.UnaryStreamMultiCallable[_city_pb2.DownloadModelRequest, _city_pb2.ModelChunk]  # type: ignore[assignment]
+    """The files of a published model, streamed in chunks from an offset."""
 
 class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -156,7 +164,9 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _city_pb2.ListDevicesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_city_pb2.ListDevicesResponse, _abc.Awaitable[_city_pb2.ListDevicesResponse]]:
-        """All RPCs need the admin role, except Enroll, which needs a valid enrollment token."""
+        """All RPCs need the admin role, except Enroll, which needs a valid enrollment token,
+        and DownloadModel, which a device calls with its certificate (mutual TLS).
+        """
 
     @_abc_1.abstractmethod
     def GetDevice(
@@ -178,5 +188,13 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _city_pb2.RevokeDeviceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_city_pb2.RevokeDeviceResponse, _abc.Awaitable[_city_pb2.RevokeDeviceResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DownloadModel(
+        self,
+        request: _city_pb2.DownloadModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_city_pb2.ModelChunk], _abc.AsyncIterator[_city_pb2.ModelChunk]]:
+        """The files of a published model, streamed in chunks from an offset."""
 
 def add_FleetServiceServicer_to_server(servicer: FleetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -208,6 +208,28 @@ class SnapshotCommand(_message.Message):
     max_width: int
     def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., max_width: _Optional[int] = ...) -> None: ...
 
+class ModelUpdate(_message.Message):
+    __slots__ = ("schema_version", "request_id", "version", "size", "sha256", "card_sha256", "signature", "grpc_address", "rollout_id")
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    CARD_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    schema_version: int
+    request_id: str
+    version: str
+    size: int
+    sha256: str
+    card_sha256: str
+    signature: bytes
+    grpc_address: str
+    rollout_id: str
+    def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., version: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., card_sha256: _Optional[str] = ..., signature: _Optional[bytes] = ..., grpc_address: _Optional[str] = ..., rollout_id: _Optional[str] = ...) -> None: ...
+
 class Snapshot(_message.Message):
     __slots__ = ("schema_version", "device_id", "camera_id", "request_id", "capture_time_ms", "jpeg", "width", "height", "roi", "blurred_regions")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
