@@ -73,8 +73,10 @@ def test_ingest_bench_reports_every_figure() -> None:
     result = run_ingest_bench(devices=50, messages=500, rate=500.0, seconds=1.0, repeats=1)
     assert result["raw_subscriber_msgs_per_s"] > 0
     assert result["ingest_msgs_per_s"] > 0
+    # Both rates are rounded: a near-zero baseline under load makes the recomputed ratio
+    # differ from the exact one by more than its own rounding.
     assert result["ratio"] == pytest.approx(
-        result["ingest_msgs_per_s"] / result["raw_subscriber_msgs_per_s"], abs=0.002
+        result["ingest_msgs_per_s"] / result["raw_subscriber_msgs_per_s"], rel=0.01, abs=0.002
     )
     assert result["latency_reports"] == 500  # every report of the fixed-rate run was timed
     assert 0 <= result["p50_capture_to_queryable_ms"] <= result["p99_capture_to_queryable_ms"]
