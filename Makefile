@@ -47,65 +47,44 @@ $(VENV)/.deps-dev: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install --quiet --no-build-isolation ".[all,dev]"
 	touch $@ $(VENV)/.deps-all
 
-# The tests run a real Mosquitto on free loopback ports.
-mosquitto:
-	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then \
+# $(call ensure_packages,PROBE,DEBIAN PACKAGES,WHAT FOR): nothing when PROBE succeeds;
+# else the packages with apt-get (as root on Debian/Ubuntu), or how to install them.
+define ensure_packages
+	@if { $(1); } >/dev/null 2>&1; then \
 		exit 0; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		echo "installing mosquitto with apt-get"; \
+		echo "installing $(2) with apt-get"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
 	else \
-		echo "make test needs the Mosquitto broker: install it (Debian/Ubuntu: sudo apt-get install mosquitto; macOS: brew install mosquitto) and run make test again" >&2; \
+		echo "make test needs $(3): install it (Debian/Ubuntu: sudo apt-get install $(2)) and run make test again" >&2; \
 		exit 1; \
 	fi
+endef
+
+# The tests run a real Mosquitto on free loopback ports.
+mosquitto:
+	$(call ensure_packages,command -v mosquitto || test -x /usr/sbin/mosquitto,mosquitto,the Mosquitto broker)
 
 # The store tests start their own throwaway PostgreSQL cluster (initdb in a temp
 # folder, a socket there, no TCP) from Debian's server binaries; none need be running.
 postgresql:
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
-		exit 0; \
-	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		echo "installing postgresql with apt-get"; \
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
-	else \
-		echo "make test needs the PostgreSQL server binaries: install them (Debian/Ubuntu: sudo apt-get install postgresql; macOS: brew install postgresql) and run make test again" >&2; \
-		exit 1; \
-	fi
+	$(call ensure_packages,ls /usr/lib/postgresql/*/bin/initdb || command -v initdb,postgresql,the PostgreSQL server binaries)
 
 # The dashboard's browser tests drive Debian's Chromium through Playwright
 # (executable_path=/usr/bin/chromium); no browser is ever downloaded.
 chromium:
-	@if [ -x /usr/bin/chromium ]; then \
-		exit 0; \
-	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		echo "installing chromium and chromium-driver with apt-get"; \
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
-	else \
-		echo "make test needs Chromium for the dashboard's browser tests: install it (Debian/Ubuntu: sudo apt-get install chromium chromium-driver) and run make test again" >&2; \
-		exit 1; \
-	fi
+	$(call ensure_packages,test -x /usr/bin/chromium,chromium chromium-driver,Chromium for the dashboard's browser tests)
 
 # The RTSP camera tests run GStreamer's RTSP server under Debian's /usr/bin/python3
 # (its bindings do not load in the venv; shared/PITFALLS.md #14).
 GST_RTSP_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-GST_RTSP_PROBE := import gi; gi.require_version('GstRtspServer', '1.0'); \
+GST_RTSP_PROBE := /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); \
 	from gi.repository import Gst, GstRtspServer; Gst.init(None); \
-	assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('avdec_h264')
+	assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('avdec_h264')"
 gstreamer-rtsp:
-	@if /usr/bin/python3 -c "$(GST_RTSP_PROBE)" >/dev/null 2>&1; then \
-		exit 0; \
-	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		echo "installing GStreamer's RTSP server with apt-get"; \
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GST_RTSP_PACKAGES) >/dev/null; \
-	else \
-		echo "make test needs GStreamer's RTSP server for the RTSP camera tests: install it (Debian/Ubuntu: sudo apt-get install $(GST_RTSP_PACKAGES)) and run make test again" >&2; \
-		exit 1; \
-	fi
+	$(call ensure_packages,$(GST_RTSP_PROBE),$(GST_RTSP_PACKAGES),GStreamer's RTSP server for the RTSP camera tests)
 
 proto: $(VENV)/.deps-dev
 	$(BIN)/python proto/generate.py
