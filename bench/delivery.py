@@ -16,6 +16,7 @@ on the cloud's DeliveryAck), in the same run. Per mode:
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 import threading
@@ -27,13 +28,11 @@ from roadsense.bench.ingest import report_payload
 from roadsense.cli.broker import start_mosquitto
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig, GrpcConfig, IngestConfig, StoreConfig
-from roadsense.core.errors import PayloadError
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.edge.config import OutboxConfig
 from roadsense.edge.forwarder import Confirmation, Forwarder
 from roadsense.edge.outbox import Outbox
-from roadsense.proto.acks import decode_delivery_ack
 from roadsense.proto.topics import ack_topic, congestion_topic
 
 SAMPLE_S = 0.02
@@ -48,14 +47,8 @@ def _run_mode(
     confirmation = Confirmation(30.0, 600.0) if mode == "cloud" else None
     forwarder = Forwarder(outbox, client, 200, 50.0, confirmation)
 
-    def on_ack(topic: str, payload: bytes) -> None:
-        try:
-            forwarder.confirm(decode_delivery_ack(payload, device))
-        except PayloadError:
-            return
-
     if mode == "cloud":
-        client.subscribe(ack_topic(device), on_ack)
+        client.subscribe(ack_topic(device), functools.partial(forwarder.on_delivery_ack, device))
     client.set_on_connect(forwarder.connected)
     client.start()
     if not client.wait_connected(10.0):

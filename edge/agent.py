@@ -10,6 +10,7 @@ command are applied by the inference loop and persisted in the outbox file.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -17,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from roadsense.core import __version__
-from roadsense.core.errors import CommandError, OutboxWriteError, PayloadError
+from roadsense.core.errors import CommandError, OutboxWriteError
 from roadsense.core.metrics import MetricsServer
 from roadsense.core.publisher import LastWill, Publisher
 from roadsense.core.roi import Roi, crop_roi
@@ -39,7 +40,6 @@ from roadsense.edge.remote import (
 from roadsense.edge.smoothing import ProbabilityWindow, discount_uncertain
 from roadsense.edge.snapshot import SnapshotRequest, encode_snapshot, parse_snapshot_command
 from roadsense.proto import SCHEMA_VERSION
-from roadsense.proto.acks import decode_delivery_ack
 from roadsense.proto.topics import (
     ack_topic,
     command_filter,
@@ -147,7 +147,10 @@ class EdgeAgent:
         publisher.set_on_connect(self._on_connect)
         publisher.subscribe(command_filter(config.device_id), self._on_command)
         if config.outbox.delivery == "cloud":
-            publisher.subscribe(ack_topic(config.device_id), self._on_delivery_ack)
+            publisher.subscribe(
+                ack_topic(config.device_id),
+                functools.partial(self.forwarder.on_delivery_ack, config.device_id),
+            )
 
     # Lifecycle -------------------------------------------------------------
 
@@ -235,14 +238,6 @@ class EdgeAgent:
         self.publisher.publish(status_topic(self.device_id), birth, qos=1, retain=True)
         self._publish_health()  # status and health before any backlog
         self.forwarder.connected()
-
-    def _on_delivery_ack(self, topic: str, payload: bytes) -> None:
-        try:
-            ranges = decode_delivery_ack(payload, self.device_id)
-        except PayloadError as err:
-            logger.warning("ignored a delivery confirmation on %s: %s", topic, err)
-            return
-        self.forwarder.confirm(ranges)
 
     def _on_command(self, topic: str, payload: bytes) -> None:
         name = topic.rsplit("/", 1)[-1]

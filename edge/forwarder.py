@@ -25,9 +25,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from roadsense.core.errors import PayloadError
 from roadsense.core.publisher import Publisher
 from roadsense.core.timeutil import now_ms
 from roadsense.edge.outbox import Outbox, OutboxRow
+from roadsense.proto.acks import decode_delivery_ack
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,15 @@ class Forwarder:
         with self._lock:
             self._confirmed_ranges.extend(ranges)
         self._wake.set()
+
+    def on_delivery_ack(self, device_id: str, topic: str, payload: bytes) -> None:
+        """A DeliveryAck for ``device_id`` arrived (MQTT thread); one that is not is ignored."""
+        try:
+            ranges = decode_delivery_ack(payload, device_id)
+        except PayloadError as err:
+            logger.warning("ignored a delivery confirmation on %s: %s", topic, err)
+            return
+        self.confirm(ranges)
 
     def inflight(self) -> int:
         """Reports published and not yet acknowledged."""

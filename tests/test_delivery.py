@@ -32,20 +32,9 @@ from roadsense.proto.topics import congestion_topic
 
 from .conftest import SAMPLE_VIDEO
 from .factories import report
-from .helpers import wait_until
+from .helpers import outbox_of, published_seqs, wait_until
 
 NOW = 1_700_000_000_000
-
-
-def _outbox(tmp_path: Path, reports: int) -> Outbox:
-    outbox = Outbox(OutboxConfig(path=tmp_path / "o.sqlite"))
-    for _ in range(reports):
-        outbox.append("t", lambda seq: seq.to_bytes(4, "big"))
-    return outbox
-
-
-def _seqs(publisher: MemoryPublisher) -> list[int]:
-    return [int.from_bytes(m.payload, "big") for m in publisher.messages]
 
 
 def test_seq_ranges_round_trip_through_a_delivery_ack() -> None:
@@ -69,7 +58,7 @@ def test_a_bad_delivery_ack_is_refused_with_the_reason(payload: bytes, problem: 
 
 
 def test_a_broker_ack_keeps_the_report_until_the_cloud_confirms_it(tmp_path: Path) -> None:
-    outbox = _outbox(tmp_path, 5)
+    outbox = outbox_of(tmp_path, 5)
     outbox.mark_published([1, 2, 3], NOW, timeout_ms=1000, max_ms=8000)
     stats = outbox.stats()
     assert (stats.depth, stats.awaiting_cloud, stats.acknowledged) == (5, 3, 3)
@@ -85,7 +74,7 @@ def test_a_broker_ack_keeps_the_report_until_the_cloud_confirms_it(tmp_path: Pat
 
 
 def test_each_unconfirmed_publication_waits_twice_as_long_up_to_the_cap(tmp_path: Path) -> None:
-    outbox = _outbox(tmp_path, 1)
+    outbox = outbox_of(tmp_path, 1)
     waits = []
     for _ in range(6):
         outbox.mark_published([1], NOW, timeout_ms=1000, max_ms=8000)
@@ -98,7 +87,7 @@ def test_each_unconfirmed_publication_waits_twice_as_long_up_to_the_cap(tmp_path
 
 
 def test_an_old_outbox_file_is_upgraded_and_its_reports_are_sent(tmp_path: Path) -> None:
-    outbox = _outbox(tmp_path, 2)
+    outbox = outbox_of(tmp_path, 2)
     outbox._db.execute("DROP INDEX outbox_resend_at")
     outbox._db.execute("ALTER TABLE outbox DROP COLUMN attempts")
     outbox._db.execute("ALTER TABLE outbox DROP COLUMN resend_at_ms")
@@ -114,19 +103,19 @@ def test_an_old_outbox_file_is_upgraded_and_its_reports_are_sent(tmp_path: Path)
 def test_the_forwarder_removes_only_what_the_cloud_confirms_and_sends_the_rest_again(
     tmp_path: Path,
 ) -> None:
-    outbox = _outbox(tmp_path, 4)
+    outbox = outbox_of(tmp_path, 4)
     publisher = MemoryPublisher()
     publisher.start()
     forwarder = Forwarder(outbox, publisher, 10, 1000, Confirmation(0.3, 10.0))
     forwarder.start()
     try:
-        assert wait_until(lambda: _seqs(publisher) == [1, 2, 3, 4])
+        assert wait_until(lambda: published_seqs(publisher) == [1, 2, 3, 4])
         assert wait_until(lambda: outbox.stats().awaiting_cloud == 4)
         forwarder.confirm([(1, 2)])
         assert wait_until(lambda: [r.seq for r in outbox.pending(0, 10, None)] == [])
         assert wait_until(lambda: outbox.stats().depth == 2)
         # 3 and 4 were never confirmed: published again after the timeout.
-        assert wait_until(lambda: _seqs(publisher)[4:] == [3, 4], 5.0)
+        assert wait_until(lambda: published_seqs(publisher)[4:] == [3, 4], 5.0)
         assert forwarder.resent == 2
         forwarder.confirm([(3, 4)])
         assert wait_until(lambda: outbox.pending_count() == 0)
@@ -273,3 +262,20 @@ def test_mosquittos_shared_subscription_restart_gap_loses_nothing_end_to_end(
         agent.stop()
         service.stop()
         broker.stop()
+
+
+def test_the_forwarder_takes_only_its_own_devices_confirmations(tmp_path: Path) -> None:
+    outbox = outbox_of(tmp_path, 2)
+    publisher = MemoryPublisher()
+    publisher.start()
+    forwarder = Forwarder(outbox, publisher, 10, 1000, Confirmation(30.0, 60.0))
+    forwarder.start()
+    try:
+        assert wait_until(lambda: outbox.stats().awaiting_cloud == 2)
+        forwarder.on_delivery_ack("dev-1", "t", encode_delivery_ack("dev-2", [(1, 2)], NOW))
+        forwarder.on_delivery_ack("dev-1", "t", b"junk")
+        assert not wait_until(lambda: outbox.pending_count() < 2, 0.5)
+        forwarder.on_delivery_ack("dev-1", "t", encode_delivery_ack("dev-1", [(1, 2)], NOW))
+        assert wait_until(lambda: outbox.pending_count() == 0)
+    finally:
+        forwarder.stop()
