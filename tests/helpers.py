@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 
@@ -20,6 +21,9 @@ from roadsense.cloud.fleet import FleetServicer
 from roadsense.cloud.service import CityServicer, add_city_service
 from roadsense.cloud.state import CityTracker
 from roadsense.cloud.store import Store
+from roadsense.core.publisher import MemoryPublisher
+from roadsense.edge.config import OutboxConfig
+from roadsense.edge.outbox import Outbox
 from roadsense.proto.v1 import city_pb2_grpc
 
 
@@ -91,3 +95,16 @@ def api_channel(
             yield channel
     finally:
         server.stop(0)
+
+
+def outbox_of(tmp_path: Path, reports: int) -> Outbox:
+    """An outbox in ``tmp_path`` holding ``reports`` reports whose payload is their seq."""
+    outbox = Outbox(OutboxConfig(path=tmp_path / "o.sqlite"))
+    for _ in range(reports):
+        outbox.append("t", lambda seq: seq.to_bytes(4, "big"))
+    return outbox
+
+
+def published_seqs(publisher: MemoryPublisher) -> list[int]:
+    """Sequence numbers of what an outbox from ``outbox_of`` published, in order."""
+    return [int.from_bytes(m.payload, "big") for m in publisher.messages]

@@ -169,15 +169,21 @@ def test_snapshots_are_refused_unless_the_device_allows_them(
         request_snapshot(nowhere, "snap-1", "cam1", timeout_s=1)
 
 
-@pytest.mark.integration
-def test_cli_writes_the_image_with_the_roi_drawn(
-    device: EdgeAgent, mqtt_config: MqttConfig, tmp_path: Path
-) -> None:
+def _cloud_toml(mqtt_config: MqttConfig, tmp_path: Path) -> Path:
+    """A cloud configuration for the snapshot tool: the test broker and a store."""
     config = tmp_path / "cloud.toml"
     config.write_text(
         f'[mqtt]\nhost = "{mqtt_config.host}"\nport = {mqtt_config.port}\n'
         f'[store]\npath = "{tmp_path / "city.sqlite"}"\n'
     )
+    return config
+
+
+@pytest.mark.integration
+def test_cli_writes_the_image_with_the_roi_drawn(
+    device: EdgeAgent, mqtt_config: MqttConfig, tmp_path: Path
+) -> None:
+    config = _cloud_toml(mqtt_config, tmp_path)
     out = tmp_path / "cam1.png"
     result = roadsense_cli(
         "cloud", "snapshot", "--config", str(config), "--device", "snap-1",
@@ -208,11 +214,7 @@ def test_cli_writes_the_image_with_the_roi_drawn(
 def test_cli_explains_the_still_with_the_cloud_model_heat_map(
     device: EdgeAgent, mqtt_config: MqttConfig, tmp_path: Path
 ) -> None:
-    config = tmp_path / "cloud.toml"
-    config.write_text(
-        f'[mqtt]\nhost = "{mqtt_config.host}"\nport = {mqtt_config.port}\n'
-        f'[store]\npath = "{tmp_path / "city.sqlite"}"\n'
-    )
+    config = _cloud_toml(mqtt_config, tmp_path)
     out = tmp_path / "cam1-explained.png"
     result = roadsense_cli(
         "cloud", "snapshot", "--config", str(config), "--device", "snap-1",
