@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from roadsense.cli.output import print_figures
+from roadsense.core.errors import ConfigError, FootageError
 
 SHIPPED_SET = Path("models/data/footage")
 
@@ -16,6 +17,8 @@ def _dataset_check(args: argparse.Namespace) -> int:
     from roadsense.models.footage.multicamera import read_labelled_set
 
     data = read_labelled_set(args.data)
+    if args.medians is not None:
+        _write_medians(data, args.medians)
     frames: Counter[str] = Counter()
     for item in data.ranges:
         frames[item.label] += item.last_frame - item.first_frame + 1
@@ -27,9 +30,25 @@ def _dataset_check(args: argparse.Namespace) -> int:
             "ranges": len(data.ranges),
             "labelled_frames": dict(frames),
             "labelled_by": data.comments["labelled_by"],
+            "composites": dict(Counter(c.label for c in data.composites)),
         },
         args.json,
     )
+
+
+def _write_medians(data: Any, out: Path) -> None:
+    """The region-cropped median of every clip as PNG, to judge which may be composites."""
+    import cv2
+
+    from roadsense.core.roi import crop_roi
+    from roadsense.models.footage.multicamera import median_background
+
+    out.mkdir(parents=True, exist_ok=True)
+    for file, clip in sorted(data.clips.items()):
+        crop = crop_roi(median_background(data.root / file), data.cameras[clip.camera].roi)
+        target = out / f"{Path(file).stem}.median.png"
+        if not cv2.imwrite(str(target), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
+            raise FootageError(f"cannot write {target}")
 
 
 def add_dataset_check(dataset_commands: Any) -> None:
@@ -45,6 +64,13 @@ def add_dataset_check(dataset_commands: Any) -> None:
     check.add_argument(
         "--data", type=Path, default=SHIPPED_SET, help=f"set folder (default {SHIPPED_SET})"
     )
+    check.add_argument(
+        "--medians",
+        type=Path,
+        metavar="DIR",
+        help="also write every clip's temporal median, cropped to its region, as PNG into "
+        "DIR: look at them to choose composites (composites.csv)",
+    )
     check.add_argument("--json", action="store_true", help="print one JSON line")
     check.set_defaults(handler=_dataset_check)
 
@@ -52,7 +78,15 @@ def add_dataset_check(dataset_commands: Any) -> None:
 def _lite_settings(args: argparse.Namespace) -> Any:
     from roadsense.models.training.lite_train import LiteSettings
 
-    return LiteSettings(width=args.width or 224, height=args.height or 160, per_clip=args.per_clip)
+    copies = getattr(args, "composite_copies", 8)
+    if copies < 0:
+        raise ConfigError(f"--composite-copies must be 0 or more, got {copies}")
+    return LiteSettings(
+        width=args.width or 224,
+        height=args.height or 160,
+        per_clip=args.per_clip,
+        composite_copies=copies,
+    )
 
 
 def _evaluate_loco(args: argparse.Namespace) -> int:
@@ -141,6 +175,7 @@ def add_set_training_options(congestion: Any) -> None:
     congestion.add_argument(
         "--per-clip", type=int, default=48, help="with --data: frames per clip (default 48)"
     )
+    _composite_argument(congestion)
     congestion.add_argument(
         "--adapt",
         type=Path,
@@ -150,6 +185,16 @@ def add_set_training_options(congestion: Any) -> None:
     )
     congestion.add_argument(
         "--roi", help="with --adapt: x,y,width,height fractions to crop --images to"
+    )
+
+
+def _composite_argument(parser: Any) -> None:
+    parser.add_argument(
+        "--composite-copies",
+        type=int,
+        default=8,
+        help="rows per composite of composites.csv, each with its own augmented views "
+        "(training only, never scored; 0: no composites; default 8)",
     )
 
 
@@ -185,6 +230,7 @@ def add_loco_command(models_commands: Any) -> None:
         "score its later frames before and after (e.g. 30)",
     )
     loco.add_argument("--features-cache", type=Path, help="keep/reuse the backbone features")
+    _composite_argument(loco)
     loco.add_argument("--out", type=Path, help="write the whole report as JSON here")
     loco.add_argument("--json", action="store_true", help="print one JSON line")
     loco.set_defaults(handler=_evaluate_loco)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from roadsense.core.errors import FootageError
@@ -13,8 +15,11 @@ from roadsense.core.roi import roi_box
 from roadsense.models.footage.multicamera import (
     CAMERAS_FILE,
     CLIPS_FILE,
+    COMPOSITES_FILE,
     LABELS_FILE,
+    composite_frames,
     labelled_frames,
+    median_background,
     read_labelled_set,
 )
 
@@ -133,3 +138,66 @@ def test_frames_are_cropped_to_the_region_and_sampled_inside_the_ranges(tmp_path
     left, top, right, bottom = roi_box(352, 288, (0.15, 0.18, 0.70, 0.74))
     assert all(f.image.shape == (bottom - top, right - left, 3) for f in frames)
     assert {f.camera for f in frames} == {"tfl-06641"}
+
+
+def test_the_shipped_composites_are_free_medians_of_listed_clips() -> None:
+    data = read_labelled_set(SHIPPED)
+    assert len(data.composites) == 7
+    assert {(c.method, c.label) for c in data.composites} == {("median", "free")}
+    assert all(c.file in data.clips for c in data.composites)
+
+
+COMPOSITES_HEADER = "# labelled_by: test\n# method: test\nfile,method,label\n"
+TFL_06600 = "tfl-06600-cromwell-earlscourt-2019-05-24.mp4"
+
+
+@pytest.mark.parametrize(
+    ("row", "error"),
+    [
+        ("nowhere.mp4,median,free", r"composites.csv:4: clip 'nowhere.mp4' is not in clips.csv"),
+        (f"{TFL_06600},mean,free", r"composites.csv:4: unknown method 'mean'; known: median"),
+        (f"{TFL_06600},median,empty", r"composites.csv:4: unknown level 'empty'"),
+        (f"{TFL_06600},median,free\n{TFL_06600},median,light", r"composites.csv:5: .* line 4"),
+    ],
+)
+def test_a_bad_composite_is_refused_with_its_line(tmp_path: Path, row: str, error: str) -> None:
+    root = _copy(tmp_path)
+    (root / COMPOSITES_FILE).write_text(COMPOSITES_HEADER + row + "\n")
+    with pytest.raises(FootageError, match=error):
+        read_labelled_set(root)
+
+
+def test_a_composites_file_must_say_who_checked_it(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    (root / COMPOSITES_FILE).write_text(f"file,method,label\n{TFL_06600},median,free\n")
+    with pytest.raises(FootageError, match=r"composites\.csv: say who labelled it"):
+        read_labelled_set(root)
+
+
+def test_the_median_of_a_clip_drops_what_moves_through(tmp_path: Path) -> None:
+    clip = tmp_path / "moving.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 10, (64, 48))
+    for step in range(20):
+        frame = np.full((48, 64, 3), 90, np.uint8)
+        x = 3 * step
+        frame[16:32, x : x + 8] = 250  # a bright "vehicle" crossing the road
+        writer.write(frame)
+    writer.release()
+    median = median_background(clip)
+    assert median.shape == (48, 64, 3)
+    assert np.abs(median.astype(int) - 90).max() < 12  # the vehicle is gone everywhere
+    with pytest.raises(FootageError, match=r"missing\.avi: no such video file"):
+        median_background(tmp_path / "missing.avi")
+
+
+@pytest.mark.integration
+def test_composites_are_cropped_to_their_cameras_region_and_marked(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    shutil.copy(SHIPPED / TFL_06600, root)
+    (root / COMPOSITES_FILE).write_text(COMPOSITES_HEADER + f"{TFL_06600},median,free\n")
+    frames = composite_frames(read_labelled_set(root), copies=3)
+    left, top, right, bottom = roi_box(352, 288, (0.00, 0.35, 1.00, 0.57))
+    assert [(f.camera, f.label, f.composite, f.index) for f in frames] == [
+        ("tfl-06600", "free", True, -1)
+    ] * 3
+    assert all(f.image.shape == (bottom - top, right - left, 3) for f in frames)

@@ -194,6 +194,22 @@ def test_a_split_that_would_leak_is_refused() -> None:
     assert sorted(c for fold in folds for c in fold) == ["a", "b", "c"]
 
 
+def test_composites_train_with_their_camera_and_are_never_scored() -> None:
+    cameras = ["a", "a", "a", "b", "b", "c"]
+    composite = np.asarray([False, False, True, False, True, False])
+    train, test = loco.split(cameras, ["a"], composite)
+    assert train == [3, 4, 5]  # b's composite trains when a is held out
+    assert test == [0, 1]  # a's own composite is neither trained on nor scored
+    data = _synthetic(views=2)
+    marked = np.zeros(len(data.labels), dtype=bool)
+    marked[::5] = True  # two composites per camera
+    data.train_only = marked
+    settings = loco.HeadSettings(l2_grid=(1e-2,), families=("multinomial",), views=2)
+    report = loco.leave_one_camera_out(data, settings)
+    assert all(row["frames"] == 8 for row in report["per_camera"].values())
+    assert sum(map(sum, report["pooled"]["confusion"])) == 48
+
+
 def test_the_ordinal_head_learns_an_ordered_signal() -> None:
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(5), 40)

@@ -9,7 +9,11 @@ being comments:
   from and its decoded frame count;
 - ``labels.csv``: ``file,first_frame,last_frame,label``: hand-labelled frame ranges
   (0-based, inclusive); its comments must say who labelled it (``# labelled_by:``) and how
-  (``# method:``).
+  (``# method:``);
+- ``composites.csv`` (optional): ``file,method,label``: training-only images made from a
+  clip where a level is rare; ``median`` is the temporal median of the clip (moving
+  vehicles vanish, the empty road stays), kept only where a person checked that the result
+  is of that level. Composites train; they are never scored.
 
 Every problem is refused with ``file:line``: an unknown level, overlapping ranges, a range
 past the end of its clip, a clip of a camera that has no region, a clip not listed.
@@ -21,7 +25,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
@@ -40,10 +44,15 @@ logger = logging.getLogger(__name__)
 CAMERAS_FILE = "cameras.csv"
 CLIPS_FILE = "clips.csv"
 LABELS_FILE = "labels.csv"
+COMPOSITES_FILE = "composites.csv"
 CAMERA_COLUMNS = ("camera", "roi_x", "roi_y", "roi_width", "roi_height", "view")
 CLIP_COLUMNS = ("file", "camera", "frames", "sha256", "licence")
 LABEL_COLUMNS = ("file", "first_frame", "last_frame", "label")
+COMPOSITE_COLUMNS = ("file", "method", "label")
+COMPOSITE_METHODS = ("median",)
 REQUIRED_COMMENTS = ("labelled_by", "method")
+MEDIAN_STEP = 2
+"""A median composite takes every second frame of its clip."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,16 @@ class LabelRange:
 
 
 @dataclass(frozen=True)
+class Composite:
+    """A training-only image of one level, made from a clip by ``method``."""
+
+    file: str
+    method: str
+    label: str
+    line: int
+
+
+@dataclass(frozen=True)
 class LabelledSet:
     """A checked multi-camera set."""
 
@@ -86,6 +105,7 @@ class LabelledSet:
     clips: dict[str, Clip]
     ranges: list[LabelRange]
     comments: dict[str, str]
+    composites: list[Composite] = field(default_factory=list)
 
     def camera_of(self, file: str) -> Camera:
         """The camera a clip comes from."""
@@ -101,6 +121,8 @@ class LabelledFrame:
     index: int
     label: str
     image: Frame
+    composite: bool = False
+    """Made from the clip (``composites.csv``), not one of its frames: trains, never scored."""
 
 
 def _rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -218,13 +240,75 @@ def read_ranges(
     return ranges
 
 
+def read_composites(
+    path: Path, clips: dict[str, Clip], labels: Sequence[str] = CONGESTION_LABELS
+) -> list[Composite]:
+    """Composites (none when the file is absent): a listed clip, a known method and level,
+    one composite per clip and method, and comments saying who checked them and how."""
+    if not path.exists():
+        return []
+    _comments(path)
+    composites: list[Composite] = []
+    seen: dict[tuple[str, str], int] = {}
+    for line, row in _rows(path, COMPOSITE_COLUMNS):
+        where = f"{path}:{line}"
+        if row["file"] not in clips:
+            raise FootageError(f"{where}: clip {row['file']!r} is not in {CLIPS_FILE}")
+        if row["method"] not in COMPOSITE_METHODS:
+            raise FootageError(
+                f"{where}: unknown method {row['method']!r}; known: {', '.join(COMPOSITE_METHODS)}"
+            )
+        if row["label"] not in labels:
+            raise FootageError(
+                f"{where}: unknown level {row['label']!r}; known: {', '.join(labels)}"
+            )
+        key = (row["file"], row["method"])
+        if key in seen:
+            raise FootageError(
+                f"{where}: {row['method']} of {row['file']} is also on line {seen[key]}"
+            )
+        seen[key] = line
+        composites.append(Composite(row["file"], row["method"], row["label"], line))
+    return composites
+
+
 def read_labelled_set(root: Path, labels: Sequence[str] = CONGESTION_LABELS) -> LabelledSet:
-    """Read and check the three files of a labelled multi-camera set."""
+    """Read and check the files of a labelled multi-camera set."""
     cameras = read_cameras(root / CAMERAS_FILE)
     clips = read_clips(root / CLIPS_FILE, cameras)
     ranges = read_ranges(root / LABELS_FILE, clips, labels)
     comments = _comments(root / LABELS_FILE)
-    return LabelledSet(root, cameras, clips, ranges, comments)
+    composites = read_composites(root / COMPOSITES_FILE, clips, labels)
+    return LabelledSet(root, cameras, clips, ranges, comments, composites)
+
+
+def median_background(path: Path, step: int = MEDIAN_STEP) -> Frame:
+    """The per-pixel median of every ``step``-th frame of a clip: what stays still (the road,
+    parked or queued vehicles) stays, what moves through vanishes."""
+    frames = [
+        np.asarray(f, dtype=np.uint8) for i, f in enumerate(read_frames(path)) if i % step == 0
+    ]
+    if not frames:
+        raise FootageError(f"{path}: no frames to take a median of")
+    return np.asarray(np.median(np.stack(frames), axis=0), dtype=np.uint8)
+
+
+def composite_frames(
+    data: LabelledSet, copies: int, size: tuple[int, int] | None = None
+) -> list[LabelledFrame]:
+    """Each composite of ``data``, cropped to its camera's region, ``copies`` times (so it
+    gets as many augmented views as a few frames do; ``index`` is -1)."""
+    out: list[LabelledFrame] = []
+    for item in data.composites:
+        clip = data.clips[item.file]
+        crop = crop_roi(median_background(data.root / item.file), data.cameras[clip.camera].roi)
+        if size is not None:
+            crop = np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+        out.extend(
+            LabelledFrame(clip.camera, item.file, -1, item.label, crop.copy(), composite=True)
+            for _ in range(copies)
+        )
+    return out
 
 
 def sample_step(frames_labelled: int, per_clip: int) -> int:

@@ -56,6 +56,14 @@ class FeatureSet:
     cameras: list[str]
     classes: list[str]
     seconds: float
+    train_only: npt.NDArray[np.bool_] | None = None
+    """Per frame: a composite (trains, never scored); None: no composites."""
+
+    def composite_mask(self) -> npt.NDArray[np.bool_]:
+        """Per frame: True for composites."""
+        if self.train_only is None:
+            return np.zeros(len(self.labels), dtype=bool)
+        return self.train_only
 
     def save(self, path: Path) -> None:
         """Keep the features for another run (an ``.npz``)."""
@@ -66,6 +74,7 @@ class FeatureSet:
             cameras=np.asarray(self.cameras),
             classes=np.asarray(self.classes),
             seconds=np.asarray(self.seconds),
+            train_only=self.composite_mask(),
         )
 
     @classmethod
@@ -78,6 +87,7 @@ class FeatureSet:
                 [str(c) for c in data["cameras"]],
                 [str(c) for c in data["classes"]],
                 float(data["seconds"]),
+                data["train_only"].astype(bool) if "train_only" in data else None,
             )
 
 
@@ -114,4 +124,7 @@ def extract_features(
     features = np.stack(per_view, axis=1)
     labels = np.asarray([list(classes).index(f.label) for f in frames], dtype=np.int64)
     seconds = time.perf_counter() - started
-    return FeatureSet(features, labels, [f.camera for f in frames], list(classes), seconds)
+    composite = np.asarray([f.composite for f in frames], dtype=bool)
+    return FeatureSet(
+        features, labels, [f.camera for f in frames], list(classes), seconds, composite
+    )

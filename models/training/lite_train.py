@@ -19,7 +19,13 @@ import numpy as np
 import torch
 
 from roadsense.models.congestion_labels import CONGESTION_LABELS
-from roadsense.models.footage.multicamera import LabelledFrame, labelled_frames, read_labelled_set
+from roadsense.models.footage.multicamera import (
+    LabelledFrame,
+    LabelledSet,
+    composite_frames,
+    labelled_frames,
+    read_labelled_set,
+)
 from roadsense.models.loco_report import table
 from roadsense.models.training.baseline_loco import baseline_camera_folds
 from roadsense.models.training.congestion_train import CnnSettings
@@ -41,6 +47,16 @@ class LiteSettings:
     views: int = 4
     seed: int = 0
     threads: int = 2
+    composite_copies: int = 8
+    """Rows per composite (``composites.csv``), each with its own augmented views; 0: none."""
+
+
+def _frames(data: LabelledSet, settings: LiteSettings) -> list[LabelledFrame]:
+    """The set's labelled frames, then its composites (training only)."""
+    frames = labelled_frames(data, per_clip=settings.per_clip)
+    if settings.composite_copies:
+        frames += composite_frames(data, settings.composite_copies)
+    return frames
 
 
 def _features(
@@ -80,11 +96,13 @@ def evaluate_loco(
     MobileNetV3 baseline under ``baseline_folds`` camera folds, when asked)."""
     torch.set_num_threads(settings.threads)
     data = read_labelled_set(root)
-    frames = labelled_frames(data, per_clip=settings.per_clip)
+    frames = _frames(data, settings)
     features = _features(frames, settings, cache)
+    real = [f for f in frames if not f.composite]
     report: dict[str, Any] = {
         "set": str(root),
-        "frames": len(frames),
+        "frames": len(real),
+        "composites": len(data.composites),
         "cameras": len(data.cameras),
         "feature_seconds": round(features.seconds, 1),
         "settings": asdict(settings),
@@ -96,7 +114,7 @@ def evaluate_loco(
         report["adapt"] = adapt_summary(report["efficientnet_lite0"]["per_camera"])
     if baseline:
         report["mobilenetv3_from_scratch"] = baseline_camera_folds(
-            frames, list(CONGESTION_LABELS), CnnSettings(epochs=8, patience=3), baseline_folds
+            real, list(CONGESTION_LABELS), CnnSettings(epochs=8, patience=3), baseline_folds
         )
     return report
 
@@ -131,8 +149,9 @@ def train_lite(
     torch.set_num_threads(settings.threads)
     started = time.perf_counter()
     data = read_labelled_set(root)
-    frames = labelled_frames(data, per_clip=settings.per_clip)
+    frames = _frames(data, settings)
     features = _features(frames, settings, cache)
+    real = [f for f in frames if not f.composite]
     rows = list(range(len(frames)))
     head_settings = HeadSettings(views=settings.views)
     choice = choose(features, rows, head_settings)
@@ -143,16 +162,18 @@ def train_lite(
         lite = loco.get("efficientnet_lite0")
         if lite:
             evaluation["loco_table"] = table(lite["per_camera"], lite["camera_mean"])
-    counts = {c: int((features.labels == i).sum()) for i, c in enumerate(features.classes)}
+    scored = ~features.composite_mask()
+    counts = {c: int((features.labels[scored] == i).sum()) for i, c in enumerate(features.classes)}
     description = (
         "Congestion classifier: EfficientNet-Lite0 with ImageNet weights, frozen; a "
-        f"{choice.family} linear head trained on {len(frames)} hand-labelled frames of "
-        f"{len(data.cameras)} cameras (each cropped to its region of interest, "
+        f"{choice.family} linear head trained on {len(real)} hand-labelled frames of "
+        f"{len(data.cameras)} cameras and {len(data.composites)} checked median composites "
+        "(each cropped to its region of interest, "
         f"{settings.views - 1} augmented views each); temperature {choice.temperature:.3f} "
         "fitted on camera-grouped validation. Its leave-one-camera-out figures are in "
         "evaluation."
     )
-    reference = [f.image for f in frames[:: max(1, len(frames) // 16)]]
+    reference = [f.image for f in real[:: max(1, len(real) // 16)]]
     path = export_lite(
         pretrained_lite0(),
         head,
@@ -168,8 +189,11 @@ def train_lite(
         training_data={
             "set": str(root),
             "labels": data.comments,
-            "frames": len(frames),
+            "frames": len(real),
             "per_class": counts,
+            "composites": [
+                {"file": c.file, "method": c.method, "label": c.label} for c in data.composites
+            ],
             "cameras": sorted(data.cameras),
             "training_seconds": round(time.perf_counter() - started, 1),
         },

@@ -70,11 +70,20 @@ def camera_folds(cameras: Sequence[str], folds: int) -> list[list[str]]:
     return [unique[i::count] for i in range(count)]
 
 
-def split(cameras: Sequence[str], held_out: Sequence[str]) -> tuple[list[int], list[int]]:
-    """(training rows, test rows) for held-out cameras; LeakError if they overlap."""
+def split(
+    cameras: Sequence[str],
+    held_out: Sequence[str],
+    train_only: Sequence[bool] | npt.NDArray[np.bool_] | None = None,
+) -> tuple[list[int], list[int]]:
+    """(training rows, test rows) for held-out cameras; LeakError if they overlap. Rows
+    marked ``train_only`` (composites) train with their camera and are never tested."""
     out = set(held_out)
     train = [i for i, c in enumerate(cameras) if c not in out]
-    test = [i for i, c in enumerate(cameras) if c in out]
+    test = [
+        i
+        for i, c in enumerate(cameras)
+        if c in out and not (train_only is not None and train_only[i])
+    ]
     if {cameras[i] for i in train} & out:
         raise LeakError(f"training rows include a held-out camera of {sorted(out)}")
     return train, test
@@ -105,29 +114,32 @@ def choose(data: FeatureSet, rows: Sequence[int], settings: HeadSettings) -> Hea
     out-of-fold predictions over the cameras of ``rows`` (grouped by camera), then the
     temperature fitted on those predictions."""
     cameras = [data.cameras[i] for i in rows]
+    composite = data.composite_mask()[list(rows)]
     folds = camera_folds(cameras, settings.inner_folds)
     best: tuple[Family, float, tuple[float, float, float]] | None = None
     best_logits: npt.NDArray[np.float32] | None = None
     for family, l2 in [(f, l2) for f in settings.families for l2 in settings.l2_grid]:
         logits = np.zeros((len(rows), len(data.classes)), dtype=np.float32)
         for fold in folds:
-            inner_train, inner_test = split(cameras, fold)
+            inner_train, inner_test = split(cameras, fold, composite)
             head = fit(data, [rows[i] for i in inner_train], family, l2, settings.views)
             logits[inner_test] = head.logits(data.features[[rows[i] for i in inner_test], 0])
         truth = data.labels[list(rows)]
         predicted = logits.argmax(axis=1)
         accuracy, gross = [], []
         for camera in sorted(set(cameras)):
-            mine = np.asarray([c == camera for c in cameras])
+            mine = np.asarray([c == camera for c in cameras]) & ~composite
             accuracy.append(float((predicted[mine] == truth[mine]).mean()))
             gross.append(float((np.abs(predicted[mine] - truth[mine]) >= 2).mean()))
-        nll = float(-np.log(softmax(logits)[np.arange(len(truth)), truth] + 1e-12).mean())
+        scored = np.flatnonzero(~composite)
+        likelihood = softmax(logits[scored])[np.arange(len(scored)), truth[scored]]
+        nll = float(-np.log(likelihood + 1e-12).mean())
         score = (float(np.mean(accuracy)), -float(np.mean(gross)), -nll)
         if best is None or score > best[2]:
-            best, best_logits = (family, l2, score), logits
+            best, best_logits = (family, l2, score), logits[scored]
     assert best is not None
     assert best_logits is not None
-    temperature = fit_temperature(best_logits, data.labels[list(rows)])
+    temperature = fit_temperature(best_logits, data.labels[list(rows)][~composite])
     return HeadChoice(
         best[0],
         best[1],
@@ -174,7 +186,7 @@ def leave_one_camera_out(
     per_camera: dict[str, dict[str, Any]] = {}
     per_camera_probabilities: dict[str, tuple[Any, Any]] = {}
     for done, camera in enumerate(cameras):
-        train, test = split(data.cameras, [camera])
+        train, test = split(data.cameras, [camera], data.composite_mask())
         choice = choose(data, train, settings)
         head = fit(data, train, choice.family, choice.l2, settings.views)
         probabilities = softmax(head.logits(data.features[test, 0]), choice.temperature)
