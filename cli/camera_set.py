@@ -78,7 +78,7 @@ def add_dataset_check(dataset_commands: Any) -> None:
 def _lite_settings(args: argparse.Namespace) -> Any:
     from roadsense.models.training.lite_train import LiteSettings
 
-    copies = getattr(args, "composite_copies", 8)
+    copies = getattr(args, "composite_copies", 0)
     if copies < 0:
         raise ConfigError(f"--composite-copies must be 0 or more, got {copies}")
     return LiteSettings(
@@ -192,9 +192,9 @@ def _composite_argument(parser: Any) -> None:
     parser.add_argument(
         "--composite-copies",
         type=int,
-        default=8,
-        help="rows per composite of composites.csv, each with its own augmented views "
-        "(training only, never scored; 0: no composites; default 8)",
+        default=0,
+        help="train on each composite of composites.csv N times, each with its own "
+        "augmented views (never scored; default 0: none, the shipped recipe)",
     )
 
 

@@ -47,8 +47,9 @@ class LiteSettings:
     views: int = 4
     seed: int = 0
     threads: int = 2
-    composite_copies: int = 8
-    """Rows per composite (``composites.csv``), each with its own augmented views; 0: none."""
+    composite_copies: int = 0
+    """Rows per composite (``composites.csv``), each with its own augmented views; 0: none
+    (the shipped recipe: composites lowered the camera-grouped validation)."""
 
 
 def _frames(data: LabelledSet, settings: LiteSettings) -> list[LabelledFrame]:
