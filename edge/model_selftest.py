@@ -88,20 +88,24 @@ def self_test(
     candidate_ms: list[float] = []
     running_ms: list[float] = []
     for round_ in range(rounds + 1):  # round 0 warms both up and is not timed
-        for batch in _batches(candidate, frames):
-            try:
-                elapsed, probabilities = _timed(candidate, batch)
-            except Exception as err:  # a runtime's own errors on real frames count too
-                raise ModelUpdateError(
-                    "self_test", f"model {version} fails on a frame: {err}"
-                ) from err
-            check_probabilities(version, probabilities, len(batch))
-            if round_:
-                candidate_ms.append(elapsed)
-        for batch in _batches(running, frames):
-            elapsed, _ = _timed(running, batch)
-            if round_:
-                running_ms.append(elapsed)
+        # Taking turns at going first spreads the effect of whatever else runs.
+        order = [candidate, running] if round_ % 2 else [running, candidate]
+        for model in order:
+            for batch in _batches(model, frames):
+                if model is running:
+                    elapsed, _ = _timed(running, batch)
+                    if round_:
+                        running_ms.append(elapsed)
+                    continue
+                try:
+                    elapsed, probabilities = _timed(candidate, batch)
+                except Exception as err:  # a runtime's own errors on real frames count too
+                    raise ModelUpdateError(
+                        "self_test", f"model {version} fails on a frame: {err}"
+                    ) from err
+                check_probabilities(version, probabilities, len(batch))
+                if round_:
+                    candidate_ms.append(elapsed)
     result = SelfTestResult(
         len(frames),
         len(candidate_ms),

@@ -156,3 +156,13 @@ def prune_releases(folder: Path, keep: set[str]) -> list[str]:
             shutil.rmtree(release, ignore_errors=True)
             removed.append(release.name)
     return removed
+
+
+def discard_release(folder: Path, version: str) -> bool:
+    """Remove the installed release ``version`` (one that failed its checks); whether it was
+    there."""
+    release = folder / version
+    if not _is_release(release):
+        return False
+    shutil.rmtree(release, ignore_errors=True)
+    return True

@@ -42,6 +42,7 @@ from roadsense.edge.model_selftest import SelfTestResult, self_test
 from roadsense.edge.model_state import (
     HeldModel,
     ModelState,
+    discard_release,
     held_release,
     load_state,
     prune_releases,
@@ -243,12 +244,17 @@ class ModelUpdater:
             held = HeldModel(offer.version, downloaded.onnx, offer.sha256)
             details["bytes_downloaded"] = downloaded.fetched
             details["resumed_from"] = downloaded.resumed_from
-        candidate = self._load(held.onnx)
         try:
-            details["self_test"] = self._self_test(candidate).as_json()
-            details["swap_pause_ms"] = round(self._host.swap_classifier(candidate), 3)
-        except BaseException:
-            candidate.close()
+            candidate = self._load(held.onnx)
+            try:
+                details["self_test"] = self._self_test(candidate).as_json()
+                details["swap_pause_ms"] = round(self._host.swap_classifier(candidate), 3)
+            except BaseException:
+                candidate.close()
+                raise
+        except ModelUpdateError:
+            if held.version not in {m.version for m in known}:
+                discard_release(self._folder, held.version)  # failed: not worth its disk
             raise
         self._in_force = held
         self._save(self._state.with_changes(current=held, previous=in_force))

@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
@@ -21,10 +22,13 @@ from roadsense.cloud.fleet import FleetServicer
 from roadsense.cloud.service import CityServicer, add_city_service
 from roadsense.cloud.state import CityTracker
 from roadsense.cloud.store import Store
+from roadsense.core.mqtt import MqttConfig
+from roadsense.core.paho_client import connect_async, create_client
 from roadsense.core.publisher import MemoryPublisher
 from roadsense.edge.config import OutboxConfig
 from roadsense.edge.outbox import Outbox
-from roadsense.proto.v1 import city_pb2_grpc
+from roadsense.proto.topics import command_topic, reply_topic
+from roadsense.proto.v1 import city_pb2_grpc, telemetry_pb2
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
@@ -108,3 +112,51 @@ def outbox_of(tmp_path: Path, reports: int) -> Outbox:
 def published_seqs(publisher: MemoryPublisher) -> list[int]:
     """Sequence numbers of what an outbox from ``outbox_of`` published, in order."""
     return [int.from_bytes(m.payload, "big") for m in publisher.messages]
+
+
+class Operator:
+    """Sends commands to a device and collects its replies, over MQTT."""
+
+    def __init__(self, mqtt: MqttConfig, device: str) -> None:
+        self.device = device
+        self.replies: list[telemetry_pb2.CommandReply] = []
+        self._lock = threading.Lock()
+        self._client = create_client(mqtt, f"operator-{device}")
+        self._client.on_connect = lambda c, u, f, r, p: c.subscribe(reply_topic(device, "+"), qos=1)
+        self._client.on_message = self._on_message
+        connect_async(self._client, mqtt)
+        assert wait_until(self._client.is_connected)
+
+    def _on_message(self, client: object, userdata: object, message: object) -> None:
+        reply = telemetry_pb2.CommandReply.FromString(message.payload)  # type: ignore[attr-defined]
+        with self._lock:
+            self.replies.append(reply)
+
+    def send(
+        self, name: str, payload: bytes, timeout_s: float = 20.0
+    ) -> telemetry_pb2.CommandReply:
+        """Publish a command and wait for the next reply."""
+        count = len(self.replies)
+        self.publish(name, payload)
+        assert wait_until(lambda: len(self.replies) > count, timeout_s), "no reply"
+        return self.replies[count]
+
+    def publish(self, name: str, payload: bytes) -> None:
+        """Publish a command (QoS 1) without waiting for a reply."""
+        self._client.publish(command_topic(self.device, name), payload, qos=1).wait_for_publish(5)
+
+    def reply_to(self, request_id: str, timeout_s: float = 20.0) -> telemetry_pb2.CommandReply:
+        """The reply to ``request_id``, waiting for it."""
+
+        def find() -> telemetry_pb2.CommandReply | None:
+            with self._lock:
+                return next((r for r in self.replies if r.request_id == request_id), None)
+
+        assert wait_until(lambda: find() is not None, timeout_s), f"no reply to {request_id}"
+        reply = find()
+        assert reply is not None
+        return reply
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
