@@ -46,6 +46,7 @@ from roadsense.edge.model_state import (
     held_release,
     load_state,
     prune_releases,
+    remove_leftovers,
     save_state,
 )
 from roadsense.edge.models_update import (
@@ -112,6 +113,7 @@ class ModelUpdater:
         self._folder = config.models.folder
         self._host = host
         self._loader = loader
+        remove_leftovers(self._folder)
         self._state = load_state(self._folder)
         self._in_force = self._model_in_force(host.classifier)
         self._queue: queue.Queue[bytes | None] = queue.Queue()
