@@ -59,6 +59,8 @@ from roadsense.edge.models_update import (
 )
 from roadsense.edge.preprocess import Frame
 from roadsense.edge.remote import decode_command
+from roadsense.models.card import load_card
+from roadsense.models.shipped import DEFAULT_CNN
 from roadsense.models.signing import verify_model
 from roadsense.proto.v1 import telemetry_pb2
 
@@ -116,6 +118,7 @@ class ModelUpdater:
         remove_leftovers(self._folder)
         self._state = load_state(self._folder)
         self._in_force = self._model_in_force(host.classifier)
+        self._configured_onnx = config.classifier.model or DEFAULT_CNN
         self._queue: queue.Queue[bytes | None] = queue.Queue()
         self._stopping = threading.Event()
         self._channel: grpc.Channel | None = None
@@ -237,8 +240,7 @@ class ModelUpdater:
                 )
             logger.info("model %s is already in force", offer.version)
             return {"bytes_downloaded": 0, "already_in_force": True}
-        known = [m for m in (self._state.current, self._state.previous) if m is not None]
-        known.append(in_force)
+        known = self._known_models(in_force)
         held = held_release(self._folder, offer.version, offer.sha256, known)
         details: dict[str, Any] = {"bytes_downloaded": 0, "already_held": held is not None}
         if held is None:
@@ -246,17 +248,14 @@ class ModelUpdater:
             held = HeldModel(offer.version, downloaded.onnx, offer.sha256)
             details["bytes_downloaded"] = downloaded.fetched
             details["resumed_from"] = downloaded.resumed_from
+        # A model that ran here before (a rollback) is not held to the latency budget of
+        # the one it replaces, which may be the faster, bad one.
+        returning = (held.version, held.sha256) in {(m.version, m.sha256) for m in known}
         try:
-            candidate = self._load(held.onnx)
-            try:
-                details["self_test"] = self._self_test(candidate).as_json()
-                details["swap_pause_ms"] = round(self._host.swap_classifier(candidate), 3)
-            except BaseException:
-                candidate.close()
-                raise
-        except ModelUpdateError:
-            if held.version not in {m.version for m in known}:
-                discard_release(self._folder, held.version)  # failed: not worth its disk
+            details.update(self._try_model(held, returning))
+        except ModelUpdateError as err:
+            if err.reason in ("load", "self_test", "latency") and not returning:
+                discard_release(self._folder, held.version)  # not worth its disk
             raise
         self._in_force = held
         self._save(self._state.with_changes(current=held, previous=in_force))
@@ -268,6 +267,29 @@ class ModelUpdater:
             f"; removed {', '.join(removed)}" if removed else "",
         )
         return details
+
+    def _known_models(self, in_force: HeldModel) -> list[HeldModel]:
+        """The models that ran on this device and may still be on its disk."""
+        candidates = (
+            self._state.current,
+            self._state.previous,
+            _configured_model(self._configured_onnx),
+            in_force,
+        )
+        return [m for m in candidates if m is not None]
+
+    def _try_model(self, held: HeldModel, returning: bool) -> dict[str, Any]:
+        """Load, self-test and swap in ``held``; what was measured."""
+        candidate = self._load(held.onnx)
+        try:
+            result = self._self_test(candidate, returning)
+            if self._stopping.is_set():  # taken up again at the next start
+                raise ModelUpdateError("swap", "the device is stopping")
+            pause_ms = self._host.swap_classifier(candidate)
+        except BaseException:
+            candidate.close()
+            raise
+        return {"self_test": result.as_json(), "swap_pause_ms": round(pause_ms, 3)}
 
     def _download(self, offer: ModelOffer, address: str) -> DownloadedModel:
         folder = self._folder
@@ -330,7 +352,7 @@ class ModelUpdater:
         except ModelLoadError as err:
             raise ModelUpdateError("load", str(err)) from err
 
-    def _self_test(self, candidate: Classifier) -> SelfTestResult:
+    def _self_test(self, candidate: Classifier, returning: bool) -> SelfTestResult:
         running = self._host.classifier
         # A second instance of the running model, timed beside the new one on this thread
         # (a TensorRT context is not shared between threads).
@@ -348,7 +370,7 @@ class ModelUpdater:
                 candidate,
                 baseline,
                 frames,
-                latency_factor=self._settings.latency_factor,
+                latency_factor=None if returning else self._settings.latency_factor,
                 rounds=self._settings.self_test_rounds,
             )
         finally:
@@ -364,6 +386,16 @@ class ModelUpdater:
                 return model
         card = classifier.card  # checked against the bytes when it was loaded
         return HeldModel(card.version, classifier.model_path, card.onnx_sha256)
+
+
+def _configured_model(onnx: Path) -> HeldModel | None:
+    """The model the configuration names (or the shipped one): held on every device."""
+    try:
+        card = load_card(onnx)
+    except ModelLoadError as err:
+        logger.warning("the configured model cannot serve a rollback: %s", err)
+        return None
+    return HeldModel(card.version, onnx, card.onnx_sha256)
 
 
 def _identify(payload: bytes) -> tuple[str, str, str]:

@@ -122,9 +122,16 @@ def _signed_update(key: Ed25519PrivateKey, release: HeldModel, request_id: str) 
     ).SerializeToString()
 
 
-def _updater(tmp_path: Path, agent: FakeAgent, loader: Any, key_file: Path | None) -> ModelUpdater:
+def _updater(
+    tmp_path: Path,
+    agent: FakeAgent,
+    loader: Any,
+    key_file: Path | None,
+    configured: Path | None = None,
+) -> ModelUpdater:
     config = EdgeConfig(
         device_id="dev-1",
+        classifier=ClassifierConfig(model=configured),
         models=ModelUpdateConfig(folder=tmp_path / "models", public_key_file=key_file),
         cameras=[CameraConfig(id="cam1", source=str(SAMPLE_VIDEO), segment_id="seg")],
     )
@@ -205,3 +212,38 @@ def test_a_model_the_runtime_cannot_build_is_refused_with_load(tmp_path: Path) -
     assert "cannot parse it" in error
     assert settings["model_version"] == load_card(PLACEHOLDER_CNN).version
     assert not release.onnx.exists()  # a release that failed is not kept
+
+
+def test_a_rollback_is_not_held_to_the_latency_budget_of_the_model_it_replaces(
+    tmp_path: Path,
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "model-signing.pub"
+    key_file.write_bytes(public_pem(key))
+    configured = _install(tmp_path / "configured", "1.0-slow", "slow")
+
+    def load(onnx: Path) -> Classifier:
+        return create_classifier("onnxruntime", onnx)
+
+    def updater() -> ModelUpdater:
+        return _updater(tmp_path, agent, load, key_file, configured.onnx)
+
+    agent = FakeAgent(load(configured.onnx), _frames(8))
+    fast = _install(tmp_path / "models", "2.0")
+    _run(updater(), _signed_update(key, fast, "to-fast"))
+    # Installed after that swap, which keeps only the current and previous releases.
+    slow = _install(tmp_path / "models", "4.0-slow", "slow")
+    _run(
+        updater(),
+        _signed_update(key, slow, "to-new-slow"),  # new here: judged against the fast one
+        _signed_update(key, configured, "back"),  # ran here before: not judged
+    )
+    replies = {reply[0]: reply[1:] for reply in agent.replies}
+    assert replies["to-fast"][:2] == (True, "")
+    assert replies["to-new-slow"][1].startswith("latency: model 4.0-slow: p95 ")
+    ok, error, settings = replies["back"]
+    assert (ok, error) == (True, "")
+    assert settings["bytes_downloaded"] == 0
+    measured = settings["self_test"]
+    assert measured["candidate_p95_ms"] > 3 * measured["running_p95_ms"]  # yet taken back
+    assert [version for version, _ in agent.swapped] == ["2.0", "1.0-slow"]
