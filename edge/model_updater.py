@@ -176,6 +176,8 @@ class ModelUpdater:
                 if payload is None or self._stopping.is_set():
                     return
                 self._handle(payload)
+            except Exception:  # a bug: keep taking commands, and say so loudly
+                logger.exception("model update worker failed on a command")
             finally:
                 self._queue.task_done()
 
@@ -208,7 +210,10 @@ class ModelUpdater:
         self._host.reply_model(request_id, error is None, str(error or ""), settings)
         # A cut download stays pending: the next start resumes it after the bytes held.
         if (error is None or error.reason != "download") and self._state.pending:
-            self._save(self._state.with_changes(pending=b""))
+            try:
+                self._save(self._state.with_changes(pending=b""))
+            except ModelUpdateError as err:
+                logger.warning("the answered update stays recorded as pending: %s", err)
 
     def _verify(self, offer: ModelOffer) -> None:
         key_file = self._settings.public_key_file
@@ -377,7 +382,12 @@ class ModelUpdater:
             baseline.close()
 
     def _save(self, state: ModelState) -> None:
-        save_state(self._folder, state)
+        try:
+            save_state(self._folder, state)
+        except OSError as err:
+            raise ModelUpdateError(
+                "disk", f"{self._folder}: cannot record the model state: {err.strerror}"
+            ) from err
         self._state = state
 
     def _model_in_force(self, classifier: Classifier) -> HeldModel:

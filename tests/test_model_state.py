@@ -247,3 +247,22 @@ def test_a_rollback_is_not_held_to_the_latency_budget_of_the_model_it_replaces(
     measured = settings["self_test"]
     assert measured["candidate_p95_ms"] > 3 * measured["running_p95_ms"]  # yet taken back
     assert [version for version, _ in agent.swapped] == ["2.0", "1.0-slow"]
+
+
+def test_a_models_folder_that_cannot_be_written_is_a_disk_refusal(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    (tmp_path / "model-signing.pub").write_bytes(public_pem(key))
+    release = _install(tmp_path / "elsewhere", "2.0")
+    (tmp_path / "models").write_text("a file where the folder should be", encoding="utf-8")
+    agent = FakeAgent(create_classifier("onnxruntime", PLACEHOLDER_CNN), _frames(2))
+    updater = _updater(
+        tmp_path,
+        agent,
+        lambda onnx: pytest.fail("nothing may load"),
+        tmp_path / "model-signing.pub",
+    )
+    _run(updater, _signed_update(key, release, "req-ro"), _signed_update(key, release, "again"))
+    assert [(r[0], r[1]) for r in agent.replies] == [("req-ro", False), ("again", False)]
+    assert agent.replies[0][2].startswith("disk: ")
+    assert "cannot record the model state" in agent.replies[0][2]
+    assert agent.swapped == []
