@@ -83,6 +83,7 @@ REASONS = (
     "self_test",
     "latency",
     "swap",
+    "superseded",
 )
 """Every prefix a refused update's reply may carry (``<reason>: <why>``)."""
 
@@ -171,15 +172,55 @@ class ModelUpdater:
 
     def _run(self) -> None:
         while True:
-            payload = self._queue.get()
+            batch = [self._queue.get()]
+            while True:  # what queued up meanwhile (e.g. for a device that was offline)
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                if payload is None or self._stopping.is_set():
+                if None in batch or self._stopping.is_set():
                     return
-                self._handle(payload)
+                self._handle_batch([payload for payload in batch if payload is not None])
             except Exception:  # a bug: keep taking commands, and say so loudly
                 logger.exception("model update worker failed on a command")
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
+
+    def _handle_batch(self, batch: list[bytes]) -> None:
+        """Apply only the last valid update of a batch (the state the cloud asked for
+        last: on a metered link, a model it replaced is not worth fetching); the others
+        are answered 'superseded'."""
+        valid = [p for p in batch if _valid(p)]
+        latest = valid[-1] if valid else None
+        for payload in batch:
+            if payload is latest or latest is None or not _valid(payload):
+                self._handle(payload)
+            else:
+                self._supersede(payload, latest)
+
+    def _supersede(self, payload: bytes, latest: bytes) -> None:
+        request_id, rollout_id, requested = _identify(payload)
+        later_id, _, later_version = _identify(latest)
+        error = ModelUpdateError(
+            "superseded",
+            f"update {later_id!r} (model {later_version}) came after it; only that one is applied",
+        )
+        logger.info("model update %s (%s) %s", request_id, requested, error)
+        self._host.reply_model(
+            request_id, False, str(error), self._summary(rollout_id, requested, {})
+        )
+
+    def _summary(self, rollout_id: str, requested: str, details: dict[str, Any]) -> dict[str, Any]:
+        """The reply's settings_json: the model in force and what the update measured."""
+        return {
+            "model_version": self._in_force.version,
+            "previous_version": self.previous_version or None,
+            "rollout_id": rollout_id or None,
+            "requested_version": requested or None,
+            **details,
+        }
 
     def _handle(self, payload: bytes) -> None:
         request_id, rollout_id, requested = _identify(payload)
@@ -200,13 +241,7 @@ class ModelUpdater:
         self.last_error = str(error) if error else ""
         if error:
             logger.warning("model update %s (%s) refused: %s", request_id, requested, error)
-        settings = {
-            "model_version": self._in_force.version,
-            "previous_version": self.previous_version or None,
-            "rollout_id": rollout_id or None,
-            "requested_version": requested or None,
-            **details,
-        }
+        settings = self._summary(rollout_id, requested, details)
         self._host.reply_model(request_id, error is None, str(error or ""), settings)
         # A cut download stays pending: the next start resumes it after the bytes held.
         if (error is None or error.reason != "download") and self._state.pending:
@@ -406,6 +441,15 @@ def _configured_model(onnx: Path) -> HeldModel | None:
         logger.warning("the configured model cannot serve a rollback: %s", err)
         return None
     return HeldModel(card.version, onnx, card.onnx_sha256)
+
+
+def _valid(payload: bytes) -> bool:
+    """Whether ``payload`` is a well-formed ModelUpdate (signature not yet checked)."""
+    try:
+        parse_model_update(payload)
+    except CommandError:
+        return False
+    return True
 
 
 def _identify(payload: bytes) -> tuple[str, str, str]:

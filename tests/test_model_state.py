@@ -139,12 +139,14 @@ def _updater(
 
 
 def _run(updater: ModelUpdater, *payloads: bytes) -> None:
-    """Start the updater, hand it the commands, wait until it handled them, stop it."""
+    """Start the updater, hand it the commands one at a time (each handled before the
+    next: commands queued together apply only the last), stop it."""
     updater.start()
     try:
+        assert updater.wait_idle(60)
         for payload in payloads:
             updater.submit(payload)
-        assert updater.wait_idle(60)
+            assert updater.wait_idle(60)
     finally:
         updater.stop()
 
@@ -266,3 +268,36 @@ def test_a_models_folder_that_cannot_be_written_is_a_disk_refusal(tmp_path: Path
     assert agent.replies[0][2].startswith("disk: ")
     assert "cannot record the model state" in agent.replies[0][2]
     assert agent.swapped == []
+
+
+def test_updates_that_queued_up_apply_only_the_last_and_answer_the_others(
+    tmp_path: Path,
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    (tmp_path / "model-signing.pub").write_bytes(public_pem(key))
+    loaded: list[Path] = []
+
+    def load(onnx: Path) -> Classifier:
+        loaded.append(onnx)
+        return create_classifier("onnxruntime", onnx)
+
+    agent = FakeAgent(create_classifier("onnxruntime", PLACEHOLDER_CNN), _frames(4))
+    updater = _updater(tmp_path, agent, load, tmp_path / "model-signing.pub")
+    first, last = _install(tmp_path / "models", "2.0"), _install(tmp_path / "models", "3.0")
+    # As for a device coming back online: the broker hands over what waited, at once.
+    for payload in (
+        _signed_update(key, first, "first"),
+        b"\xff junk",
+        _signed_update(key, last, "last"),
+    ):
+        updater.submit(payload)
+    _run(updater)
+    assert [(r[0], r[1], r[2].split(":")[0]) for r in agent.replies] == [
+        ("first", False, "superseded"),
+        ("", False, "command"),
+        ("last", True, ""),
+    ]
+    assert "update 'last' (model 3.0) came after it" in agent.replies[0][2]
+    assert agent.replies[0][3]["model_version"] == load_card(PLACEHOLDER_CNN).version
+    assert [version for version, _ in agent.swapped] == ["3.0"]
+    assert first.onnx not in loaded
