@@ -190,14 +190,24 @@ class ModelUpdater:
 
     def _handle_batch(self, batch: list[bytes]) -> None:
         """Apply only the last valid update of a batch (the state the cloud asked for
-        last: on a metered link, a model it replaced is not worth fetching); the others
-        are answered 'superseded'."""
+        last: on a metered link, a model it replaced is not worth fetching). Earlier ones
+        of the same release share its outcome (a resent command); the others are answered
+        'superseded'."""
         valid = [p for p in batch if _valid(p)]
-        latest = valid[-1] if valid else None
         for payload in batch:
-            if payload is latest or latest is None or not _valid(payload):
-                self._handle(payload)
-            else:
+            if payload not in valid:
+                self._handle(payload)  # the reply says what is malformed
+        if not valid:
+            return
+        *earlier, latest = valid
+        outcome = self._handle(latest)
+        for payload in earlier:
+            if outcome is not None and _release(payload) == _release(latest):
+                request_id, rollout_id, requested = _identify(payload)
+                ok, error, details = outcome
+                settings = self._summary(rollout_id, requested, details)
+                self._host.reply_model(request_id, ok, error, settings)
+            elif not self._stopping.is_set():
                 self._supersede(payload, latest)
 
     def _supersede(self, payload: bytes, latest: bytes) -> None:
@@ -222,7 +232,8 @@ class ModelUpdater:
             **details,
         }
 
-    def _handle(self, payload: bytes) -> None:
+    def _handle(self, payload: bytes) -> tuple[bool, str, dict[str, Any]] | None:
+        """Apply one update and answer it; (ok, error, details), None when cut by a stop."""
         request_id, rollout_id, requested = _identify(payload)
         details: dict[str, Any] = {}
         error: ModelUpdateError | None = None
@@ -237,7 +248,7 @@ class ModelUpdater:
         except ModelUpdateError as err:
             error = err
         if self._stopping.is_set():
-            return  # cut by the stop: the pending update is taken up at the next start
+            return None  # cut by the stop: the pending update is taken up at the next start
         self.last_error = str(error) if error else ""
         if error:
             logger.warning("model update %s (%s) refused: %s", request_id, requested, error)
@@ -249,6 +260,7 @@ class ModelUpdater:
                 self._save(self._state.with_changes(pending=b""))
             except ModelUpdateError as err:
                 logger.warning("the answered update stays recorded as pending: %s", err)
+        return error is None, str(error or ""), details
 
     def _verify(self, offer: ModelOffer) -> None:
         key_file = self._settings.public_key_file
@@ -441,6 +453,12 @@ def _configured_model(onnx: Path) -> HeldModel | None:
         logger.warning("the configured model cannot serve a rollback: %s", err)
         return None
     return HeldModel(card.version, onnx, card.onnx_sha256)
+
+
+def _release(payload: bytes) -> tuple[str, str]:
+    """(version, sha256) a well-formed ModelUpdate asks for."""
+    _, offer = parse_model_update(payload)
+    return offer.version, offer.sha256
 
 
 def _valid(payload: bytes) -> bool:

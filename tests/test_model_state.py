@@ -286,6 +286,7 @@ def test_updates_that_queued_up_apply_only_the_last_and_answer_the_others(
     first, last = _install(tmp_path / "models", "2.0"), _install(tmp_path / "models", "3.0")
     # As for a device coming back online: the broker hands over what waited, at once.
     for payload in (
+        _signed_update(key, last, "resent"),
         _signed_update(key, first, "first"),
         b"\xff junk",
         _signed_update(key, last, "last"),
@@ -293,11 +294,12 @@ def test_updates_that_queued_up_apply_only_the_last_and_answer_the_others(
         updater.submit(payload)
     _run(updater)
     assert [(r[0], r[1], r[2].split(":")[0]) for r in agent.replies] == [
-        ("first", False, "superseded"),
         ("", False, "command"),
         ("last", True, ""),
+        ("resent", True, ""),  # the same release asked for again: the same outcome
+        ("first", False, "superseded"),
     ]
-    assert "update 'last' (model 3.0) came after it" in agent.replies[0][2]
-    assert agent.replies[0][3]["model_version"] == load_card(PLACEHOLDER_CNN).version
+    assert "update 'last' (model 3.0) came after it" in agent.replies[3][2]
+    assert agent.replies[3][3]["model_version"] == "3.0"
     assert [version for version, _ in agent.swapped] == ["3.0"]
     assert first.onnx not in loaded
