@@ -21,7 +21,15 @@ from pathlib import Path
 import grpc
 from pydantic import ValidationError
 
-from roadsense.core.errors import CommandError, ModelDownloadError, ModelSignatureError
+from roadsense.core.errors import (
+    CommandError,
+    ModelCardError,
+    ModelDownloadError,
+    ModelHashError,
+    ModelSignatureError,
+    ModelSizeError,
+)
+from roadsense.core.files import fsync_dir
 from roadsense.edge.remote import decode_command
 from roadsense.models.card import ModelCard, card_path_for, sha256_file
 from roadsense.models.signing import is_model_version, verify_model
@@ -74,6 +82,17 @@ def partial_path(folder: Path, version: str) -> Path:
     return folder / f"{version}.onnx.partial"
 
 
+def _recover_staging(folder: Path, version: str, partial: Path) -> None:
+    """A process killed while installing left the verified bytes in the staging folder:
+    take them back as the partial file, so they are not fetched again."""
+    staging = folder / f".{version}.staging"
+    for onnx in staging.glob("*.onnx"):
+        if not partial.exists():
+            os.replace(onnx, partial)
+            logger.info("model %s: took back the bytes an interrupted install left", version)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
 def _held(partial: Path, size: int) -> int:
     try:
         held = partial.stat().st_size
@@ -99,10 +118,15 @@ def _fetch_onnx(
     with partial.open("ab") as out:
         try:
             for chunk in stub.DownloadModel(request, timeout=DEADLINE_S, metadata=tuple(metadata)):
-                if chunk.offset != held + fetched or chunk.total_size != offer.size:
+                if chunk.total_size != offer.size:
+                    raise ModelSizeError(
+                        f"model {offer.version}: the cloud serves {chunk.total_size} bytes, "
+                        f"the fleet signed {offer.size}"
+                    )
+                if chunk.offset != held + fetched:
                     raise ModelDownloadError(
-                        f"model {offer.version}: the cloud sent bytes at {chunk.offset} of "
-                        f"{chunk.total_size}, expected {held + fetched} of {offer.size}"
+                        f"model {offer.version}: the cloud sent bytes at {chunk.offset}, "
+                        f"expected {held + fetched}"
                     )
                 out.write(chunk.data)
                 out.flush()  # what arrived survives a cut link or a restart
@@ -139,17 +163,17 @@ def _fetch_card(
 
 def _check_card(offer: ModelOffer, data: bytes) -> ModelCard:
     if hashlib.sha256(data).hexdigest() != offer.card_sha256:
-        raise ModelSignatureError(
+        raise ModelCardError(
             f"model {offer.version}: the card's sha256 is not the signed one (tampered)"
         )
     try:
         card = ModelCard.model_validate_json(data)
     except ValidationError as err:
-        raise ModelSignatureError(f"model {offer.version}: the card is not valid") from err
+        raise ModelCardError(f"model {offer.version}: the card is not valid") from err
     if card.onnx_sha256 != offer.sha256 or card.version != offer.version:
-        raise ModelSignatureError(f"model {offer.version}: the card describes another model")
+        raise ModelCardError(f"model {offer.version}: the card describes another model")
     if Path(card.onnx_file).name != card.onnx_file or not card.onnx_file.endswith(".onnx"):
-        raise ModelSignatureError(f"model {offer.version}: the card's onnx_file is not a name")
+        raise ModelCardError(f"model {offer.version}: the card's onnx_file is not a name")
     return card
 
 
@@ -165,8 +189,10 @@ def _install(folder: Path, offer: ModelOffer, partial: Path, card: ModelCard, da
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
+    fsync_dir(staging)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
+    fsync_dir(folder)
     return target / card.onnx_file
 
 
@@ -192,6 +218,7 @@ def download_model(
     )
     folder.mkdir(parents=True, exist_ok=True)
     partial = partial_path(folder, offer.version)
+    _recover_staging(folder, offer.version, partial)
     held = _held(partial, offer.size)
     stub = city_pb2_grpc.FleetServiceStub(channel)
     fetched = 0
@@ -204,7 +231,7 @@ def download_model(
         )
     if sha256_file(partial) != offer.sha256:
         partial.unlink()
-        raise ModelSignatureError(
+        raise ModelHashError(
             f"model {offer.version}: the bytes' sha256 is not the signed one (tampered or "
             "corrupt); removed them"
         )
