@@ -83,3 +83,7 @@ class AccessDeniedError(RoadSenseError):
 
 class ModelDownloadError(RoadSenseError):
     """A model download was refused or cut; what it held stays for the next try."""
+
+
+class RolloutError(RoadSenseError):
+    """A model rollout cannot start or change as asked."""
