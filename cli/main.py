@@ -18,6 +18,7 @@ from roadsense.cli.congestion import (
 from roadsense.cli.forecast import add_forecast_commands, add_forecaster_training
 from roadsense.cli.output import print_figures
 from roadsense.cli.provision import add_provision_commands
+from roadsense.cli.rollout import add_fleet_commands
 from roadsense.core import __version__
 from roadsense.core.errors import ConfigError, RoadSenseError
 from roadsense.core.logs import configure_logging
@@ -466,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     add_provision_commands(commands)
+    add_fleet_commands(commands)
     _add_bench_commands(commands)
     add_forecast_commands(commands)
     add_models_commands(commands)
