@@ -85,5 +85,25 @@ class ModelDownloadError(RoadSenseError):
     """A model download was refused or cut; what it held stays for the next try."""
 
 
+class ModelHashError(ModelSignatureError):
+    """The downloaded bytes' sha256 is not the one the fleet signed."""
+
+
+class ModelCardError(ModelSignatureError):
+    """A downloaded model card is not the signed one, or describes another model."""
+
+
+class ModelSizeError(ModelDownloadError):
+    """The cloud serves a model of another size than the fleet signed."""
+
+
+class ModelUpdateError(RoadSenseError):
+    """A model update the device refused or could not finish; ``reason`` prefixes its reply."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
 class RolloutError(RoadSenseError):
     """A model rollout cannot start or change as asked."""

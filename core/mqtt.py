@@ -21,6 +21,16 @@ class TlsConfig(ConfigModel):
         default=None, description="Private key (PEM) of the client certificate."
     )
 
+    def resolved(self, base: Path) -> TlsConfig:
+        """Copy with relative file paths made relative to ``base`` (the config's folder)."""
+        return self.model_copy(
+            update={
+                "ca_file": relative_to(base, self.ca_file),
+                "cert_file": relative_to(base, self.cert_file),
+                "key_file": relative_to(base, self.key_file),
+            }
+        )
+
 
 class MqttConfig(ConfigModel):
     """Where and how to reach the MQTT broker."""
@@ -50,15 +60,7 @@ class MqttConfig(ConfigModel):
 
     def resolved(self, base: Path) -> MqttConfig:
         """Copy with relative file paths made relative to ``base`` (the config's folder)."""
-        tls = self.tls
-        if tls is not None:
-            tls = tls.model_copy(
-                update={
-                    "ca_file": relative_to(base, tls.ca_file),
-                    "cert_file": relative_to(base, tls.cert_file),
-                    "key_file": relative_to(base, tls.key_file),
-                }
-            )
+        tls = self.tls.resolved(base) if self.tls is not None else None
         return self.model_copy(
             update={"tls": tls, "password_file": relative_to(base, self.password_file)}
         )

@@ -5,31 +5,39 @@ the classifier in one batch (up to the model's max batch). Each camera's
 probabilities are smoothed over a window and reported every interval, and at
 once when the most probable class changes. Reports enter the durable outbox
 first; the forwarder publishes them. Settings changed by a remote ``config``
-command are applied by the inference loop and persisted in the outbox file.
+command are applied by the inference loop and persisted in the outbox file. A ``model``
+command goes to the model updater (edge/model_updater.py), whose new model the inference
+loop swaps in between two classifier batches.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
+import json
 import logging
 import math
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from roadsense.core import __version__
-from roadsense.core.errors import CommandError, OutboxWriteError
+from roadsense.core.errors import CommandError, ModelUpdateError, OutboxWriteError
 from roadsense.core.metrics import MetricsServer
 from roadsense.core.publisher import LastWill, Publisher
 from roadsense.core.roi import Roi, crop_roi
 from roadsense.core.timeutil import now_ms
 from roadsense.edge.capture import CameraCapture, CameraState, CapturedFrame
-from roadsense.edge.classifier import Classifier
+from roadsense.edge.classifier import Classifier, create_classifier
 from roadsense.edge.config import EdgeConfig
 from roadsense.edge.forwarder import Confirmation, Forwarder
 from roadsense.edge.health import CpuMeter, InferenceTimer, decode_health, read_temperatures
 from roadsense.edge.metrics import serve_health_metrics
+from roadsense.edge.model_updater import ModelLoader, ModelUpdater
 from roadsense.edge.outbox import Outbox
+from roadsense.edge.preprocess import Frame
 from roadsense.edge.remote import (
     Overrides,
     apply_overrides,
@@ -55,6 +63,7 @@ logger = logging.getLogger(__name__)
 
 OVERRIDES_SETTING = "remote_config"
 ERROR_LOG_INTERVAL_S = 60.0
+SWAP_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -67,6 +76,9 @@ class AgentStats:
     reports_created: int = 0
     reports_lost: int = 0
     snapshots_sent: int = 0
+    frames_sampled: int = 0
+    """Frames taken from the cameras for the classifier (each is classified)."""
+    model_swaps: int = 0
 
 
 def status_message(device_id: str, state: int, model_version: str, camera_ids: list[str]) -> bytes:
@@ -93,6 +105,15 @@ def last_will(config: EdgeConfig, model_version: str) -> LastWill:
     return LastWill(status_topic(config.device_id), payload)
 
 
+class _SwapRequest:
+    """A new classifier waiting for the inference loop to put it in force."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        self.classifier = classifier
+        self.done = threading.Event()
+        self.pause_ms = 0.0
+
+
 class EdgeAgent:
     """Runs the capture → classify → report → publish loop of one device."""
 
@@ -102,6 +123,7 @@ class EdgeAgent:
         classifier: Classifier,
         publisher: Publisher,
         outbox: Outbox,
+        loader: ModelLoader | None = None,
     ) -> None:
         self.file_config = config
         self.classifier = classifier
@@ -139,12 +161,21 @@ class EdgeAgent:
         self._outbox_state = "ok"
         self._last_error_log = 0.0
         self._metrics: MetricsServer | None = None
+        self._recent: collections.deque[Frame] = collections.deque(
+            maxlen=config.models.self_test_frames
+        )
+        self._recent_lock = threading.Lock()
+        self._swap_lock = threading.Lock()
+        self._swap: _SwapRequest | None = None
+        self.updater = ModelUpdater(config, self, loader or _same_backend(config, classifier))
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"agent-{config.device_id}", daemon=True
         )
         self._started_at = time.monotonic()
         publisher.set_on_connect(self._on_connect)
+        # QoS 1 on a persistent session: commands sent while the device is offline wait
+        # for it at the broker (paho_client subscribes every filter at QoS 1).
         publisher.subscribe(command_filter(config.device_id), self._on_command)
         if config.outbox.delivery == "cloud":
             publisher.subscribe(
@@ -180,6 +211,7 @@ class EdgeAgent:
             self._metrics = serve_health_metrics(metrics.host, metrics.port, self.health)
         self.publisher.start()
         self._thread.start()
+        self.updater.start()
 
     def stop_capture(self) -> None:
         """Stop cameras and inference; reports already made keep flowing."""
@@ -199,6 +231,7 @@ class EdgeAgent:
 
     def stop(self) -> None:
         """Stop everything; unacknowledged reports stay in the outbox for next time."""
+        self.updater.stop()
         self.stop_capture()
         offline = status_message(
             self.device_id,
@@ -229,6 +262,11 @@ class EdgeAgent:
     # MQTT ------------------------------------------------------------------
 
     def _on_connect(self) -> None:
+        self._publish_birth()
+        self._publish_health()  # status and health before any backlog
+        self.forwarder.connected()
+
+    def _publish_birth(self) -> None:
         birth = status_message(
             self.device_id,
             telemetry_pb2.DeviceStatus.ONLINE,
@@ -236,8 +274,6 @@ class EdgeAgent:
             [c.id for c in self.file_config.cameras],
         )
         self.publisher.publish(status_topic(self.device_id), birth, qos=1, retain=True)
-        self._publish_health()  # status and health before any backlog
-        self.forwarder.connected()
 
     def _on_command(self, topic: str, payload: bytes) -> None:
         name = topic.rsplit("/", 1)[-1]
@@ -248,6 +284,9 @@ class EdgeAgent:
                 request_id = request.request_id
                 self._send_snapshot(request)
                 self._reply(name, request_id, ok=True)
+                return
+            if name == "model":
+                self.updater.submit(payload)  # downloads and self-tests take their time
                 return
             if name != "config":
                 raise CommandError(f"unknown command {name!r}")
@@ -318,9 +357,12 @@ class EdgeAgent:
             len(camera.blur),
         )
 
-    def _reply(self, command: str, request_id: str, *, ok: bool, error: str = "") -> None:
-        with self._settings_lock:
-            settings = settings_summary(self.config)
+    def _reply(
+        self, command: str, request_id: str, *, ok: bool, error: str = "", settings: str = ""
+    ) -> None:
+        if not settings:
+            with self._settings_lock:
+                settings = settings_summary(self.config)
         reply = telemetry_pb2.CommandReply(
             schema_version=SCHEMA_VERSION,
             device_id=self.device_id,
@@ -332,6 +374,72 @@ class EdgeAgent:
             settings_json=settings,
         )
         self.publisher.publish(reply_topic(self.device_id, command), reply.SerializeToString())
+
+    # Model updates (called by the updater's thread) ----------------------------
+
+    def reply_model(self, request_id: str, ok: bool, error: str, settings: dict[str, Any]) -> None:
+        """Answer a ModelUpdate on reply/model; settings_json names the model in force."""
+        self._reply("model", request_id, ok=ok, error=error, settings=json.dumps(settings))
+        self._publish_health()  # the version in force and the last update's outcome
+
+    def recent_frames(self, count: int, wait_s: float) -> list[Frame]:
+        """Up to ``count`` of the frames last classified, cropped as the classifier saw them."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._recent_lock:
+                frames = list(self._recent)[-count:]
+            if len(frames) >= count or time.monotonic() >= deadline or self._stop.is_set():
+                return frames
+            time.sleep(0.05)
+
+    def swap_classifier(self, candidate: Classifier) -> float:
+        """Have the inference loop put ``candidate`` in force between two batches; the
+        time in ms the loop spent on it."""
+        request = _SwapRequest(candidate)
+        with self._swap_lock:
+            self._swap = request
+        if not self._thread.is_alive():
+            self._take_new_model()  # not started (or stopped): nothing runs in between
+        if request.done.wait(SWAP_TIMEOUT_S):
+            self._publish_birth()  # the retained status names the model in force
+            return request.pause_ms
+        with self._swap_lock:
+            if self._swap is request:
+                self._swap = None
+                raise ModelUpdateError(
+                    "swap", f"the inference loop did not take the model in {SWAP_TIMEOUT_S:g} s"
+                )
+        request.done.wait()  # taken just now
+        return request.pause_ms
+
+    def _take_new_model(self) -> None:
+        """Swap in the waiting classifier (inference loop, between two batches). Each fresh
+        window is reported under the old model's version first, then cleared: a report
+        never mixes two models' probabilities (their labels may differ)."""
+        with self._swap_lock:
+            request, self._swap = self._swap, None
+        if request is None:
+            return
+        began = time.perf_counter()
+        old = self.classifier
+        for camera_id, window in self._windows.items():
+            if window.fresh and len(window):
+                self._report(camera_id, window)
+            window.clear()
+        self._streak.clear()
+        self.classifier = request.classifier
+        with self._recent_lock:
+            self._recent.clear()
+        self.stats.model_swaps += 1
+        request.pause_ms = (time.perf_counter() - began) * 1000
+        request.done.set()
+        logger.info(
+            "model %s swapped in for %s between two batches (%.2f ms)",
+            request.classifier.card.version,
+            old.card.version,
+            request.pause_ms,
+        )
+        old.close()
 
     # Inference loop ----------------------------------------------------------
 
@@ -360,6 +468,8 @@ class EdgeAgent:
         next_health = time.monotonic() + self.file_config.health_interval_s
         applied = self.config
         while not self._stop.is_set():
+            if self._swap is not None:
+                self._take_new_model()
             with self._settings_lock:
                 config = self.config
             if config is not applied:
@@ -379,6 +489,7 @@ class EdgeAgent:
                     # same rate come due together and share one classifier call.
                     next_sample[cam_id] = (math.floor(now / period) + 1) * period
             if due:
+                self.stats.frames_sampled += len(due)
                 self._classify(due)
             interval = config.reports.interval_s
             for cam_id in periods:
@@ -411,6 +522,8 @@ class EdgeAgent:
             began = time.perf_counter()
             images = [crop_roi(f.image, self._rois.get(f.camera_id)) for f in batch]
             probabilities = self.classifier.classify(images)
+            with self._recent_lock:
+                self._recent.extend(images)
             self.timer.record((time.perf_counter() - began) * 1000, len(batch))
             self.stats.classifier_calls += 1
             self.stats.frames_classified += len(batch)
@@ -521,9 +634,21 @@ class EdgeAgent:
             process_cpu_share=self._cpu.share(),
             cpu_count=self._cpu.cores,
             frames_uncertain=self.stats.uncertain_frames,
+            previous_model_version=self.updater.previous_version,
+            model_update_error=self.updater.last_error,
         )
 
     def _publish_health(self) -> None:
         if self.publisher.is_connected():
             payload = self.health().SerializeToString()
             self.publisher.publish(health_topic(self.device_id), payload, qos=1)
+
+
+def _same_backend(config: EdgeConfig, classifier: Classifier) -> ModelLoader:
+    """Load further models with the backend the running one uses (options as configured)."""
+    options = config.classifier.backend_options()
+
+    def load(onnx: Path) -> Classifier:
+        return create_classifier(classifier.key, onnx, options)
+
+    return load

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from roadsense.core.config import ConfigModel, relative_to
 from roadsense.core.metrics import MetricsConfig
-from roadsense.core.mqtt import MqttConfig
+from roadsense.core.mqtt import MqttConfig, TlsConfig
 from roadsense.core.roi import Roi, check_regions, check_roi
 from roadsense.proto.topics import is_identifier
 
@@ -265,6 +265,74 @@ class PrivacyConfig(ConfigModel):
     jpeg_quality: int = Field(default=80, ge=10, le=100, description="JPEG quality of snapshots.")
 
 
+class ModelUpdateConfig(ConfigModel):
+    """How the device takes a new model from the cloud (the ``model`` command)."""
+
+    public_key_file: Path | None = Field(
+        default=None,
+        description="The fleet's model-signing public key (PEM; model-signing.pub in the "
+        "device bundle). Absent: every model update is refused.",
+    )
+    grpc_address: str | None = Field(
+        default=None,
+        description="The cloud's gRPC API (host:port) to download models from when the "
+        "update names none.",
+    )
+    grpc_tls: TlsConfig | None = Field(
+        default=None,
+        description="TLS towards the cloud's gRPC API: its CA and this device's certificate "
+        "and key (mutual TLS; CN = device id). Absent: the [mqtt.tls] files; with neither, "
+        "plain TCP (a loopback demo; the signature still guards the model).",
+    )
+    folder: Path = Field(
+        default=Path("model-releases"),
+        description="Where downloaded models, the partial download and state.json (which "
+        "version is current, which previous) are kept.",
+    )
+    latency_factor: float = Field(
+        default=2.0,
+        ge=1.0,
+        le=100.0,
+        description="Self-test: the new model's p95 inference latency on recent frames may "
+        "be at most this many times the running model's, measured side by side.",
+    )
+    self_test_frames: int = Field(
+        default=8, ge=1, le=64, description="Recent camera frames the self-test runs on."
+    )
+    self_test_rounds: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Times each model classifies the self-test frames for the latency check.",
+    )
+    frames_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait for recent frames before a self-test (just after a start).",
+    )
+    min_free_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Free disk space a download must leave on the models folder's disk "
+        "(the outbox lives there too); an update that would leave less is refused.",
+    )
+
+    @field_validator("grpc_address")
+    @classmethod
+    def _check_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_grpc_address(value)
+        return value
+
+
+def check_grpc_address(value: str) -> str:
+    """``host:port`` with a port in 1..65535; ValueError saying what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value[:100]!r} is not host:port (e.g. cloud.example.org:50051)")
+    return value
+
+
 class EdgeConfig(ConfigModel):
     """Everything one roadside device runs with."""
 
@@ -288,6 +356,10 @@ class EdgeConfig(ConfigModel):
     )
     privacy: PrivacyConfig = Field(
         default_factory=PrivacyConfig, description="Snapshots and what they blur."
+    )
+    models: ModelUpdateConfig = Field(
+        default_factory=ModelUpdateConfig,
+        description="Model updates from the cloud: signing key, download, self-test.",
     )
     cameras: list[CameraConfig] = Field(min_length=1, description="Cameras of this device.")
 
@@ -328,6 +400,15 @@ class EdgeConfig(ConfigModel):
                 ),
                 "outbox": self.outbox.model_copy(update={"path": rel(self.outbox.path)}),
                 "mqtt": self.mqtt.resolved(base),
+                "models": self.models.model_copy(
+                    update={
+                        "public_key_file": rel(self.models.public_key_file),
+                        "folder": relative_to(base, self.models.folder),
+                        "grpc_tls": (
+                            self.models.grpc_tls.resolved(base) if self.models.grpc_tls else None
+                        ),
+                    }
+                ),
             }
         )
 

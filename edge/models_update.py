@@ -21,7 +21,15 @@ from pathlib import Path
 import grpc
 from pydantic import ValidationError
 
-from roadsense.core.errors import CommandError, ModelDownloadError, ModelSignatureError
+from roadsense.core.errors import (
+    CommandError,
+    ModelCardError,
+    ModelDownloadError,
+    ModelHashError,
+    ModelSignatureError,
+    ModelSizeError,
+)
+from roadsense.core.files import fsync_dir
 from roadsense.edge.remote import decode_command
 from roadsense.models.card import ModelCard, card_path_for, sha256_file
 from roadsense.models.signing import is_model_version, verify_model
@@ -99,10 +107,15 @@ def _fetch_onnx(
     with partial.open("ab") as out:
         try:
             for chunk in stub.DownloadModel(request, timeout=DEADLINE_S, metadata=tuple(metadata)):
-                if chunk.offset != held + fetched or chunk.total_size != offer.size:
+                if chunk.total_size != offer.size:
+                    raise ModelSizeError(
+                        f"model {offer.version}: the cloud serves {chunk.total_size} bytes, "
+                        f"the fleet signed {offer.size}"
+                    )
+                if chunk.offset != held + fetched:
                     raise ModelDownloadError(
-                        f"model {offer.version}: the cloud sent bytes at {chunk.offset} of "
-                        f"{chunk.total_size}, expected {held + fetched} of {offer.size}"
+                        f"model {offer.version}: the cloud sent bytes at {chunk.offset}, "
+                        f"expected {held + fetched}"
                     )
                 out.write(chunk.data)
                 out.flush()  # what arrived survives a cut link or a restart
@@ -139,17 +152,17 @@ def _fetch_card(
 
 def _check_card(offer: ModelOffer, data: bytes) -> ModelCard:
     if hashlib.sha256(data).hexdigest() != offer.card_sha256:
-        raise ModelSignatureError(
+        raise ModelCardError(
             f"model {offer.version}: the card's sha256 is not the signed one (tampered)"
         )
     try:
         card = ModelCard.model_validate_json(data)
     except ValidationError as err:
-        raise ModelSignatureError(f"model {offer.version}: the card is not valid") from err
+        raise ModelCardError(f"model {offer.version}: the card is not valid") from err
     if card.onnx_sha256 != offer.sha256 or card.version != offer.version:
-        raise ModelSignatureError(f"model {offer.version}: the card describes another model")
+        raise ModelCardError(f"model {offer.version}: the card describes another model")
     if Path(card.onnx_file).name != card.onnx_file or not card.onnx_file.endswith(".onnx"):
-        raise ModelSignatureError(f"model {offer.version}: the card's onnx_file is not a name")
+        raise ModelCardError(f"model {offer.version}: the card's onnx_file is not a name")
     return card
 
 
@@ -165,8 +178,10 @@ def _install(folder: Path, offer: ModelOffer, partial: Path, card: ModelCard, da
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
+    fsync_dir(staging)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
+    fsync_dir(folder)
     return target / card.onnx_file
 
 
@@ -204,7 +219,7 @@ def download_model(
         )
     if sha256_file(partial) != offer.sha256:
         partial.unlink()
-        raise ModelSignatureError(
+        raise ModelHashError(
             f"model {offer.version}: the bytes' sha256 is not the signed one (tampered or "
             "corrupt); removed them"
         )

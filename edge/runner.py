@@ -4,24 +4,36 @@ from __future__ import annotations
 
 import logging
 
+from roadsense.core.errors import ModelLoadError
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.core.signals import wait_for_stop_signal
 from roadsense.edge.agent import EdgeAgent, last_will
-from roadsense.edge.classifier import create_classifier
+from roadsense.edge.classifier import Classifier, create_classifier
 from roadsense.edge.config import EdgeConfig
+from roadsense.edge.model_state import startup_model
 from roadsense.edge.outbox import Outbox
 from roadsense.models.shipped import DEFAULT_CNN
 
 logger = logging.getLogger(__name__)
 
 
+def startup_classifier(config: EdgeConfig) -> Classifier:
+    """The classifier of the model in force (models/state.json), else the configured one."""
+    configured = config.classifier.model or DEFAULT_CNN
+    model = startup_model(config.models.folder, configured)
+    options = config.classifier.backend_options()
+    try:
+        return create_classifier(config.classifier.type, model, options)
+    except ModelLoadError as err:
+        if model == configured:
+            raise
+        logger.warning("cannot start on %s (%s); starting on the configured model", model, err)
+        return create_classifier(config.classifier.type, configured, options)
+
+
 def build_agent(config: EdgeConfig) -> EdgeAgent:
     """Load the classifier, open the outbox and set up MQTT for one device."""
-    classifier = create_classifier(
-        config.classifier.type,
-        config.classifier.model or DEFAULT_CNN,
-        config.classifier.backend_options(),
-    )
+    classifier = startup_classifier(config)
     outbox = Outbox(config.outbox)
     publisher = MqttPublisher(
         config.mqtt,

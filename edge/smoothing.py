@@ -25,6 +25,11 @@ class ProbabilityWindow:
         """Change the window length, keeping the newest frames."""
         self._items = deque(self._items, maxlen=size)
 
+    def clear(self) -> None:
+        """Forget every frame (a new model's probabilities do not mix with the old's)."""
+        self._items.clear()
+        self.fresh = False
+
     def __len__(self) -> int:
         return len(self._items)
 

@@ -1,0 +1,383 @@
+"""The device's side of a model rollout: act on ``ModelUpdate`` commands, one at a time.
+
+A command is taken off the MQTT network thread into a queue; a worker thread checks the
+signature first (with the fleet's public key), then uses the release when the device
+already holds those bytes (no byte downloaded: this is how the cloud rolls a device
+back) or downloads it over gRPC as this device (mutual TLS), resuming after the bytes a
+cut or a SIGKILL left. The new model is loaded beside the running one (a TensorRT engine
+is built then, under its cache key), self-tested on recent frames, and handed to the
+inference loop, which swaps it in between two classifier batches. Only then does
+``state.json`` name it current, with the model it replaced as previous. Every command is
+answered on ``reply/model`` with ok or a reason whose prefix says which check failed.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+
+from roadsense.core.errors import (
+    CommandError,
+    ModelCardError,
+    ModelDownloadError,
+    ModelHashError,
+    ModelLoadError,
+    ModelSignatureError,
+    ModelSizeError,
+    ModelUpdateError,
+)
+from roadsense.core.mqtt import TlsConfig
+from roadsense.edge.classifier import Classifier
+from roadsense.edge.config import EdgeConfig
+from roadsense.edge.model_selftest import SelfTestResult, self_test
+from roadsense.edge.model_state import (
+    HeldModel,
+    ModelState,
+    held_release,
+    load_state,
+    prune_releases,
+    save_state,
+)
+from roadsense.edge.models_update import (
+    DownloadedModel,
+    ModelOffer,
+    device_channel,
+    download_model,
+    parse_model_update,
+    partial_path,
+)
+from roadsense.edge.preprocess import Frame
+from roadsense.edge.remote import decode_command
+from roadsense.models.signing import verify_model
+from roadsense.proto.v1 import telemetry_pb2
+
+logger = logging.getLogger(__name__)
+
+ModelLoader = Callable[[Path], Classifier]
+"""Loads an ONNX (its card beside it) with the backend the device runs."""
+
+REASONS = (
+    "command",
+    "config",
+    "signature",
+    "disk",
+    "download",
+    "size",
+    "sha256",
+    "card",
+    "version",
+    "load",
+    "self_test",
+    "latency",
+    "swap",
+)
+"""Every prefix a refused update's reply may carry (``<reason>: <why>``)."""
+
+
+class SwapHost(Protocol):
+    """What the updater needs from the agent."""
+
+    @property
+    def classifier(self) -> Classifier:
+        """The classifier in force."""
+
+    def recent_frames(self, count: int, wait_s: float) -> list[Frame]:
+        """Up to ``count`` recent frames as the classifier saw them (waiting up to
+        ``wait_s`` for that many just after a start)."""
+
+    def swap_classifier(self, candidate: Classifier) -> float:
+        """Put ``candidate`` in force between two batches; the loop's pause in ms.
+        ModelUpdateError('swap') when the loop did not take it."""
+
+    def reply_model(self, request_id: str, ok: bool, error: str, settings: dict[str, Any]) -> None:
+        """Publish the CommandReply of a ModelUpdate."""
+
+
+class ModelUpdater:
+    """Applies ModelUpdate commands in a worker thread, one after the other."""
+
+    def __init__(self, config: EdgeConfig, host: SwapHost, loader: ModelLoader) -> None:
+        self._settings = config.models
+        self._mqtt_tls = config.mqtt.tls
+        self._folder = config.models.folder
+        self._host = host
+        self._loader = loader
+        self._state = load_state(self._folder)
+        self._in_force = self._model_in_force(host.classifier)
+        self._queue: queue.Queue[bytes | None] = queue.Queue()
+        self._stopping = threading.Event()
+        self._channel: grpc.Channel | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self._run, name=f"model-updates-{config.device_id}", daemon=True
+        )
+        self.last_error = ""
+        """The reply error of the last update; empty when it was applied."""
+        self.bytes_downloaded = 0
+        """Model bytes received from the cloud by this run."""
+        self._public_key = b""
+
+    @property
+    def previous_version(self) -> str:
+        """The version kept for rollback; empty when there is none."""
+        return self._state.previous.version if self._state.previous else ""
+
+    def start(self) -> None:
+        """Start the worker; an update a restart cut short is taken up again first."""
+        if self._state.pending:
+            logger.info("resuming the model update cut short by the last stop")
+            self._queue.put(self._state.pending)
+        self._thread.start()
+
+    def submit(self, payload: bytes) -> None:
+        """Queue a ModelUpdate (called on the MQTT network thread: returns at once)."""
+        self._queue.put(payload)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the worker; a download in progress is cut (its bytes stay for next time)."""
+        self._stopping.set()
+        self._queue.put(None)
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until every queued command was handled; False on timeout (tests, bench)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.05)
+        return self._queue.unfinished_tasks == 0
+
+    # Worker ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            payload = self._queue.get()
+            try:
+                if payload is None or self._stopping.is_set():
+                    return
+                self._handle(payload)
+            finally:
+                self._queue.task_done()
+
+    def _handle(self, payload: bytes) -> None:
+        request_id, rollout_id, requested = _identify(payload)
+        details: dict[str, Any] = {}
+        error: ModelUpdateError | None = None
+        try:
+            request_id, offer = parse_model_update(payload)
+            command = decode_command(telemetry_pb2.ModelUpdate, payload)
+            self._verify(offer)
+            self._save(self._state.with_changes(pending=payload))
+            details = self._apply(offer, command.grpc_address)
+        except CommandError as err:
+            error = ModelUpdateError("command", str(err))
+        except ModelUpdateError as err:
+            error = err
+        if self._stopping.is_set():
+            return  # cut by the stop: the pending update is taken up at the next start
+        self.last_error = str(error) if error else ""
+        if error:
+            logger.warning("model update %s (%s) refused: %s", request_id, requested, error)
+        settings = {
+            "model_version": self._in_force.version,
+            "previous_version": self.previous_version or None,
+            "rollout_id": rollout_id or None,
+            "requested_version": requested or None,
+            **details,
+        }
+        self._host.reply_model(request_id, error is None, str(error or ""), settings)
+        # A cut download stays pending: the next start resumes it after the bytes held.
+        if (error is None or error.reason != "download") and self._state.pending:
+            self._save(self._state.with_changes(pending=b""))
+
+    def _verify(self, offer: ModelOffer) -> None:
+        key_file = self._settings.public_key_file
+        if key_file is None:
+            raise ModelUpdateError(
+                "config", "no [models] public_key_file: this device cannot verify models"
+            )
+        try:
+            public_key = key_file.read_bytes()
+        except OSError as err:
+            raise ModelUpdateError("config", f"{key_file}: cannot read: {err.strerror}") from err
+        try:
+            verify_model(
+                offer.signature, public_key, offer.sha256, offer.size, offer.version,
+                offer.card_sha256,
+            )  # fmt: skip
+        except ModelSignatureError as err:
+            if "public key" in str(err):
+                raise ModelUpdateError("config", f"{key_file}: {err}") from err
+            raise ModelUpdateError("signature", str(err)) from err
+        self._public_key = public_key
+
+    def _apply(self, offer: ModelOffer, address: str) -> dict[str, Any]:
+        in_force = self._in_force
+        if offer.version == in_force.version:
+            if offer.sha256 != in_force.sha256:
+                raise ModelUpdateError(
+                    "version", f"model {offer.version} is in force with other bytes"
+                )
+            logger.info("model %s is already in force", offer.version)
+            return {"bytes_downloaded": 0, "already_in_force": True}
+        known = [m for m in (self._state.current, self._state.previous) if m is not None]
+        known.append(in_force)
+        held = held_release(self._folder, offer.version, offer.sha256, known)
+        details: dict[str, Any] = {"bytes_downloaded": 0, "already_held": held is not None}
+        if held is None:
+            downloaded = self._download(offer, address)
+            held = HeldModel(offer.version, downloaded.onnx, offer.sha256)
+            details["bytes_downloaded"] = downloaded.fetched
+            details["resumed_from"] = downloaded.resumed_from
+        candidate = self._load(held.onnx)
+        try:
+            details["self_test"] = self._self_test(candidate).as_json()
+            details["swap_pause_ms"] = round(self._host.swap_classifier(candidate), 3)
+        except BaseException:
+            candidate.close()
+            raise
+        self._in_force = held
+        self._save(self._state.with_changes(current=held, previous=in_force))
+        removed = prune_releases(self._folder, {held.version, in_force.version})
+        logger.info(
+            "model %s in force (previous %s kept for rollback%s)",
+            held.version,
+            in_force.version,
+            f"; removed {', '.join(removed)}" if removed else "",
+        )
+        return details
+
+    def _download(self, offer: ModelOffer, address: str) -> DownloadedModel:
+        folder = self._folder
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = partial_path(folder, offer.version)
+            held = partial.stat().st_size if partial.exists() else 0
+            free = shutil.disk_usage(folder).free
+        except OSError as err:
+            raise ModelUpdateError("disk", f"{folder}: {err.strerror}") from err
+        needed = max(offer.size - held, 0)
+        if free - needed < self._settings.min_free_bytes:
+            raise ModelUpdateError(
+                "disk",
+                f"model {offer.version} needs {needed} more bytes; {free} are free on "
+                f"{folder} and {self._settings.min_free_bytes} must stay free",
+            )
+        channel = self._open_channel(address)
+        try:
+            downloaded = download_model(channel, offer, self._public_key, folder)
+        except ModelHashError as err:
+            raise ModelUpdateError("sha256", str(err)) from err
+        except ModelCardError as err:
+            raise ModelUpdateError("card", str(err)) from err
+        except ModelSignatureError as err:
+            raise ModelUpdateError("signature", str(err)) from err
+        except ModelSizeError as err:
+            raise ModelUpdateError("size", str(err)) from err
+        except ModelDownloadError as err:
+            raise ModelUpdateError("download", str(err)) from err
+        except OSError as err:
+            full = err.errno == errno.ENOSPC
+            raise ModelUpdateError(
+                "disk", f"{folder}: {'disk full' if full else err.strerror}"
+            ) from err
+        finally:
+            with self._lock:
+                self._channel = None
+            channel.close()
+        self.bytes_downloaded += downloaded.fetched
+        return downloaded
+
+    def _open_channel(self, address: str) -> grpc.Channel:
+        target = address or self._settings.grpc_address
+        if not target:
+            raise ModelUpdateError(
+                "config", "the update names no gRPC address and [models] grpc_address is unset"
+            )
+        tls = self._settings.grpc_tls or self._mqtt_tls
+        channel = _channel(target, tls)
+        with self._lock:
+            self._channel = channel
+        if self._stopping.is_set():
+            channel.close()
+        return channel
+
+    def _load(self, onnx: Path) -> Classifier:
+        try:
+            return self._loader(onnx)
+        except ModelLoadError as err:
+            raise ModelUpdateError("load", str(err)) from err
+
+    def _self_test(self, candidate: Classifier) -> SelfTestResult:
+        running = self._host.classifier
+        # A second instance of the running model, timed beside the new one on this thread
+        # (a TensorRT context is not shared between threads).
+        try:
+            baseline = self._loader(running.model_path)
+        except ModelLoadError as err:
+            raise ModelUpdateError(
+                "self_test", f"the running model cannot be loaded to compare with: {err}"
+            ) from err
+        try:
+            frames = self._host.recent_frames(
+                self._settings.self_test_frames, self._settings.frames_wait_s
+            )
+            return self_test(
+                candidate,
+                baseline,
+                frames,
+                latency_factor=self._settings.latency_factor,
+                rounds=self._settings.self_test_rounds,
+            )
+        finally:
+            baseline.close()
+
+    def _save(self, state: ModelState) -> None:
+        save_state(self._folder, state)
+        self._state = state
+
+    def _model_in_force(self, classifier: Classifier) -> HeldModel:
+        for model in (self._state.current, self._state.previous):
+            if model is not None and model.onnx == classifier.model_path:
+                return model
+        card = classifier.card  # checked against the bytes when it was loaded
+        return HeldModel(card.version, classifier.model_path, card.onnx_sha256)
+
+
+def _identify(payload: bytes) -> tuple[str, str, str]:
+    """(request id, rollout id, version) of a payload, as far as it decodes."""
+    try:
+        command = telemetry_pb2.ModelUpdate.FromString(payload)
+    except Exception:  # any decoding failure: the reply then says what is wrong
+        return "", "", ""
+    return command.request_id, command.rollout_id, command.version[:64]
+
+
+def _channel(target: str, tls: TlsConfig | None) -> grpc.Channel:
+    if tls is None:
+        return grpc.insecure_channel(target)
+    try:
+        ca = tls.ca_file.read_bytes()
+        cert = tls.cert_file.read_bytes() if tls.cert_file else None
+        key = tls.key_file.read_bytes() if tls.key_file else None
+    except OSError as err:
+        raise ModelUpdateError(
+            "config", f"{err.filename}: cannot read the TLS file: {err.strerror}"
+        ) from err
+    if cert is None or key is None:
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=ca))
+    return device_channel(target, ca, cert, key)
