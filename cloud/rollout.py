@@ -51,7 +51,17 @@ logger = logging.getLogger(__name__)
 
 CONTROLLER = "controller"
 """The actor of transitions the controller makes on its own."""
-MODEL_FAULTS = ("signature:", "sha256:", "load:", "self_test:", "latency:")
+MODEL_FAULTS = (
+    "signature:",
+    "sha256:",
+    "size:",
+    "card:",
+    "version:",
+    "load:",
+    "self_test:",
+    "latency:",
+    "swap:",
+)
 """Refusals that blame the model (or its release), not the device."""
 RETRIED = ("download:",)
 """Refusals worth another try later (a cut link): the device stays pending."""

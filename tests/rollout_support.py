@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,9 +54,17 @@ class RolloutFleet:
 
     def start_devices(self, count: int, version: str = "1.0", **kwargs: object) -> None:
         for i in range(count):
-            device = self.device(f"dev-{len(self.devices) + 1}", version, seed=i)
+            device = self.device(self.device_name(len(self.devices) + 1), version, seed=i)
             device.start(**kwargs)  # type: ignore[arg-type]
         self.wait_for_health([d.device_id for d in self.devices])
+
+    device_ids: set[str] = field(default_factory=set)
+
+    def device_name(self, number: int) -> str:
+        """Device ``number``'s id, unique to this test: the broker keeps sessions by id."""
+        name = f"{self.cloud.config.ingest.client_id}-dev-{number}"
+        self.device_ids.add(name)
+        return name
 
     def device(self, device_id: str, version: str = "1.0", seed: int = 0) -> SimulatedDevice:
         device = SimulatedDevice(
@@ -82,8 +90,11 @@ class RolloutFleet:
             lambda: all(store.device_health(d, 0, 2**62, newest_only=True) for d in device_ids)
         ), "devices did not report health"
 
-    def start(self, **request: object) -> city_pb2.RolloutStatus:
-        message = city_pb2.StartRolloutRequest(**request)  # type: ignore[arg-type]
+    def start(self, device_ids: Sequence[str] = (), **request: object) -> city_pb2.RolloutStatus:
+        """StartRollout to ``device_ids`` (default: this test's devices; the shared broker
+        holds retained statuses of other tests' devices, which the cloud counts too)."""
+        ids = list(device_ids) or sorted(self.device_ids)
+        message = city_pb2.StartRolloutRequest(device_ids=ids, **request)  # type: ignore[arg-type]
         status: city_pb2.RolloutStatus = self.stub.StartRollout(
             message, timeout=10, metadata=self.metadata()
         )
@@ -106,11 +117,18 @@ class RolloutFleet:
     _channel: grpc.Channel = field(init=False, repr=False)
 
 
-def publish(cloud: CloudService, workdir: Path, key_dir: Path, versions: Sequence[str]) -> None:
-    """Publish random-byte releases of ``versions``, signed by the fleet key."""
+def publish(
+    cloud: CloudService,
+    workdir: Path,
+    key_dir: Path,
+    versions: Sequence[str],
+    files: Mapping[str, Path],
+) -> None:
+    """Publish random-byte releases of ``versions`` and the ONNX ``files`` (version → file,
+    its card beside it), signed by the fleet key."""
     key = open_model_key(key_dir, PASSPHRASE)
-    for version in versions:
-        onnx = write_release(workdir / "export" / version, version, size=RELEASE_BYTES)
+    releases = {v: write_release(workdir / "export" / v, v, size=RELEASE_BYTES) for v in versions}
+    for version, onnx in {**releases, **files}.items():
         publish_model(
             cloud.store,
             cloud.config.models.registry_dir,
@@ -131,8 +149,10 @@ def rollout_fleet(
     behaviours: dict[str, Behaviour] | None = None,
     rollout: RolloutConfig = FAST,
     token: str = "",
+    files: Mapping[str, Path] | None = None,
 ) -> Iterator[RolloutFleet]:
-    """A cloud with ``rollout`` settings, ``versions`` published, no devices yet."""
+    """A cloud with ``rollout`` settings, ``versions`` (random bytes) and ``files`` (real
+    ONNX) published, no devices yet."""
     key_dir = workdir / "fleet"
     public_key = create_model_key(key_dir, PASSPHRASE).read_bytes()
     config = cloud_config.model_copy(
@@ -143,7 +163,7 @@ def rollout_fleet(
         }
     )
     with running_cloud(config) as cloud:
-        publish(cloud, workdir, key_dir, versions)
+        publish(cloud, workdir, key_dir, versions, files or {})
         fleet = RolloutFleet(cloud, public_key, workdir, behaviours or {}, token=token)
         with grpc.insecure_channel(cloud.address) as channel:
             fleet._channel = channel
