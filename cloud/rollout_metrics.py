@@ -1,6 +1,6 @@
 """The canary verdict: canary against control devices, on what the fleet reports.
 
-Each device's figures over the window: inference p95 (mean of its health messages),
+Each device's figures over the window: inference p95 (median of its later health messages),
 report rate (reports per minute), share of uncertain frames (from the health counters'
 growth) and the Jensen-Shannon divergence of its level distribution against its own
 history before the rollout. The canary's mean of each is compared with the control's;
@@ -88,7 +88,10 @@ def device_figures(
 ) -> DeviceFigures:
     """A device's figures from its health and report levels in the window, and history."""
     messages = [parse_health(h) for h in health]
-    p95s = [m.inference_p95_ms for m in messages if m.inference_p95_ms > 0]
+    # A device's p95 covers its last few hundred calls, the first ones of a new model
+    # (warm-up) among them: the median of the window's later half is its settled figure.
+    settled = messages[len(messages) // 2 :]
+    p95s = [m.inference_p95_ms for m in settled if m.inference_p95_ms > 0]
     uncertain = None
     if len(messages) >= 2:
         first, last = messages[0], messages[-1]
@@ -103,7 +106,7 @@ def device_figures(
         shift = jensen_shannon(level_distribution(levels), level_distribution(history_levels))
     return DeviceFigures(
         device_id,
-        p95_ms=statistics.fmean(p95s) if p95s else None,
+        p95_ms=statistics.median(p95s) if p95s else None,
         reports_per_min=len(levels) / (window_s / 60) if messages or levels else None,
         uncertain_share=uncertain,
         level_shift=shift,

@@ -29,7 +29,7 @@ from .rollout_support import FAST, RolloutFleet, rollout_fleet
 
 pytestmark = pytest.mark.integration
 SHIPPED = load_card(PLACEHOLDER_CNN).version
-WINDOW = FAST.model_copy(update={"window_s": 4.0, "apply_timeout_s": 60.0})
+WINDOW = FAST.model_copy(update={"window_s": 6.0, "apply_timeout_s": 60.0})
 
 
 def _agents(fleet: RolloutFleet, count: int) -> list[EdgeAgent]:
@@ -59,6 +59,8 @@ def _agents(fleet: RolloutFleet, count: int) -> list[EdgeAgent]:
                 grpc_address=fleet.cloud.address,
                 folder=folder / "models",
                 min_free_bytes=0,
+                # Two busy cores make side-by-side timings noisy; the slow variant is ~30x.
+                latency_factor=5.0,
             ),
         )
         agents.append(build_agent(config))
@@ -72,15 +74,14 @@ def _versions(agents: list[EdgeAgent]) -> set[str]:
     return {a.classifier.card.version for a in agents}
 
 
-def _variants(tmp_path: Path, **versions: Variant) -> dict[str, Path]:
-    files = {SHIPPED: PLACEHOLDER_CNN}
-    for version, variant in versions.items():
-        files[version] = write_variant(tmp_path / "variants" / version, version, variant)
-    return files
+def _variants(tmp_path: Path, version: str, variant: Variant) -> dict[str, Path]:
+    """The shipped model (what agents run) and ``variant`` of it as ``version``."""
+    variant_file = write_variant(tmp_path / "variants" / version, version, variant)
+    return {SHIPPED: PLACEHOLDER_CNN, version: variant_file}
 
 
 def test_canary_then_promotion_to_real_agents(cloud_config: CloudConfig, tmp_path: Path) -> None:
-    files = _variants(tmp_path, **{"2.0": "good"})
+    files = _variants(tmp_path, "2.0", "good")
     with rollout_fleet(cloud_config, tmp_path, versions=(), files=files, rollout=WINDOW) as fleet:
         agents = _agents(fleet, 3)
         try:
@@ -106,25 +107,34 @@ def test_canary_then_promotion_to_real_agents(cloud_config: CloudConfig, tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("variant", "prefix"),
-    [("wrong-shape", "load:"), ("nan", "self_test:"), ("slow", "latency:")],
+    ("variant", "reasons"),
+    [
+        ("wrong-shape", ("load:",)),
+        ("nan", ("self_test:",)),
+        # The agent's self-test refuses it, or (timings on busy cores vary) the cloud sees
+        # the canary's p95 against the control's and sends the canary its old model back.
+        ("slow", ("latency:", "inference p95")),
+    ],
 )
-def test_a_bad_model_is_refused_by_the_canary_agent_and_the_fleet_stays(
-    cloud_config: CloudConfig, tmp_path: Path, variant: Variant, prefix: str
+def test_a_bad_model_is_stopped_at_the_canary_and_the_fleet_stays(
+    cloud_config: CloudConfig, tmp_path: Path, variant: Variant, reasons: tuple[str, ...]
 ) -> None:
-    files = _variants(tmp_path, **{"2.0-bad": variant})
+    files = _variants(tmp_path, "2.0-bad", variant)
     with rollout_fleet(cloud_config, tmp_path, versions=(), files=files, rollout=WINDOW) as fleet:
         agents = _agents(fleet, 2)
         try:
             first, second = (a.device_id for a in agents)
             fleet.start(model_version="2.0-bad", canary_devices=1)
             failed = fleet.wait_for_state("failed", timeout_s=90)
-            assert f"canary refused the model: {first}: {prefix}" in failed.reason
-            rows = {d.device_id: d for d in failed.devices}
-            assert rows[first].state == "refused"
-            assert rows[first].error.startswith(prefix)
+            assert any(reason in failed.reason for reason in reasons), failed.reason
+            assert wait_until(lambda: _versions(agents) == {SHIPPED})
+            rows = {d.device_id: d for d in fleet.status().devices}
+            if rows[first].state == "refused":
+                assert f"canary refused the model: {first}: " in failed.reason
+                assert rows[first].error.startswith(reasons[0])
+            else:
+                assert wait_until(lambda: fleet.status().devices[0].state == "rolled_back")
             assert rows[second].state == "waiting"
-            assert _versions(agents) == {SHIPPED}
             assert failed.events[-1].actor == "controller"
         finally:
             for agent in agents:
