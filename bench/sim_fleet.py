@@ -102,7 +102,8 @@ class SimulatedDevice:
         self._public_key = public_key
         self._folder = folder
         self._held = {model_version}
-        self._behaviours = behaviours
+        self.behaviours = behaviours
+        """Version → how this device behaves on it (the default Behaviour when absent)."""
         self._frame_s = 1 / frame_hz
         self._frames_per_report = frames_per_report
         self._health_s = health_s
@@ -119,7 +120,7 @@ class SimulatedDevice:
 
     def behaviour(self, version: str) -> Behaviour:
         """The behaviour of ``version`` (the default one when the test names none)."""
-        return self._behaviours.get(version, Behaviour())
+        return self.behaviours.get(version, Behaviour())
 
     def _status(self, online: bool) -> bytes:
         state = telemetry_pb2.DeviceStatus.ONLINE if online else telemetry_pb2.DeviceStatus.OFFLINE
@@ -277,7 +278,7 @@ class SimulatedDevice:
             segment_id=f"seg-{self.device_id}",
             seq=self._seq,
             capture_time_ms=now,
-            window_start_ms=now - int(self._frame_s * self._frames_per_report * 1000),
+            window_start_ms=now - int(self._frame_s * (self._frames_per_report - 1) * 1000),
             model_version=version,
             labels=LABELS,
             probabilities=probabilities,

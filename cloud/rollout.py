@@ -554,7 +554,11 @@ class RolloutController:
             self._fail(rollout, f"stage {rollout.stage} refused the model: {self._faults(sent)}")
             return
         stage = [d for d in devices if d.stage == rollout.stage]
-        answered = all(d.state in ("applied", "refused") for d in stage)
+        # An offline device cannot answer now; it gets the model when it is back.
+        online = {d.device_id for d in self._store.devices() if d.online}
+        answered = all(
+            d.state in ("applied", "refused") or d.device_id not in online for d in stage
+        )
         timed_out = now - rollout.stage_started_ms >= self._config.apply_timeout_s * 1000
         if not (answered or timed_out):
             return

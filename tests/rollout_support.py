@@ -22,13 +22,15 @@ from .model_releases import write_release
 
 PASSPHRASE = b"fleet passphrase for tests"
 RELEASE_BYTES = 200_000
+HISTORY_REPORTS = 40
+"""Reports of each device before a rollout: enough for its level distribution."""
 FAST = RolloutConfig(
     tick_s=0.2,
     window_s=3.0,
     apply_timeout_s=15.0,
     resend_s=1.0,
     history_s=120.0,
-    min_reports=5,
+    min_reports=20,
 )
 """Seconds instead of minutes: the same controller, a short canary window."""
 
@@ -76,7 +78,7 @@ class RolloutFleet:
             model_version=version,
             behaviours=self.behaviours,
             frame_hz=20.0,
-            frames_per_report=2,
+            frames_per_report=1,
             health_s=0.5,
             seed=seed,
             download_token=self.token,
@@ -84,11 +86,16 @@ class RolloutFleet:
         self.devices.append(device)
         return device
 
-    def wait_for_health(self, device_ids: Sequence[str]) -> None:
+    def wait_for_health(self, device_ids: Sequence[str], reports: int = HISTORY_REPORTS) -> None:
+        """Until each device's health and ``reports`` reports are stored (its history)."""
         store = self.cloud.store
         assert wait_until(
-            lambda: all(store.device_health(d, 0, 2**62, newest_only=True) for d in device_ids)
-        ), "devices did not report health"
+            lambda: all(
+                store.device_health(d, 0, 2**62, newest_only=True)
+                and len(store.device_levels(d, 0, 2**62)) >= reports
+                for d in device_ids
+            )
+        ), "devices did not report their health and history"
 
     def start(self, device_ids: Sequence[str] = (), **request: object) -> city_pb2.RolloutStatus:
         """StartRollout to ``device_ids`` (default: this test's devices; the shared broker
