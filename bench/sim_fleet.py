@@ -12,8 +12,10 @@ that are (frames whose slot passed while swapping, reports without a PUBACK).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -29,6 +31,7 @@ from roadsense.core.publisher import LastWill
 from roadsense.core.timeutil import now_ms
 from roadsense.edge.models_update import download_model, parse_model_update
 from roadsense.models.congestion_labels import CONGESTION_LABELS
+from roadsense.models.shipped import DEFAULT_CNN
 from roadsense.proto import SCHEMA_VERSION
 from roadsense.proto.topics import (
     command_topic,
@@ -42,6 +45,24 @@ from roadsense.proto.v1 import telemetry_pb2
 logger = logging.getLogger(__name__)
 
 LABELS = list(CONGESTION_LABELS)
+PLACEHOLDER_CARD = DEFAULT_CNN.parent / "congestion-placeholder.card.json"
+
+
+def write_release(folder: Path, version: str, size: int = 300_000, name: str = "city") -> Path:
+    """``folder/<name>.onnx`` (random bytes: registry and simulated devices never parse it)
+    with a valid card beside it, ready for ``models publish``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx = folder / f"{name}.onnx"
+    onnx.write_bytes(os.urandom(size))
+    card = json.loads(PLACEHOLDER_CARD.read_text(encoding="utf-8"))
+    card.update(
+        name=name,
+        version=version,
+        onnx_file=onnx.name,
+        onnx_sha256=hashlib.sha256(onnx.read_bytes()).hexdigest(),
+    )
+    onnx.with_suffix(".card.json").write_text(json.dumps(card, indent=1), encoding="utf-8")
+    return onnx
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from roadsense.cli.output import print_figures
 from roadsense.core.errors import RequestError, RoadSenseError
 
 DEADLINE_S = 30.0
@@ -147,6 +148,49 @@ def _action(method: str) -> Any:
         return _print(_call(args, method, request), args.json)
 
     return run
+
+
+def _bench_rollout(args: argparse.Namespace) -> int:
+    from roadsense.bench.rollout import run_rollout_bench
+
+    result = run_rollout_bench(
+        devices=args.devices,
+        model_mb=args.model_mb,
+        canary_percent=args.canary,
+        window_s=args.window,
+        report_hz=args.report_hz,
+    )
+    return print_figures(result, args.json)
+
+
+def add_rollout_bench(bench_commands: Any) -> None:
+    """`bench rollout`."""
+    bench_rollout = bench_commands.add_parser(
+        "rollout",
+        help="time a canary and one promotion stage to N simulated devices on loopback",
+        description="Publish a new random-byte model of --model-mb and roll it out (canary "
+        "--canary percent, window --window s, then the rest) to --devices simulated devices "
+        "on a private Mosquitto and the real gRPC DownloadModel: seconds from start to all, "
+        "against one device's bare download in the same run, bytes per device, frames and "
+        "reports lost during the swap.",
+    )
+    bench_rollout.add_argument("--json", action="store_true", help="print one JSON line")
+    bench_rollout.add_argument(
+        "--devices", type=int, default=50, help="simulated devices (default 50)"
+    )
+    bench_rollout.add_argument(
+        "--model-mb", type=float, default=6.0, help="size of the new model in MB (default 6)"
+    )
+    bench_rollout.add_argument(
+        "--canary", type=float, default=10.0, help="canary percent of the devices (default 10)"
+    )
+    bench_rollout.add_argument(
+        "--window", type=float, default=5.0, help="canary window in seconds (default 5)"
+    )
+    bench_rollout.add_argument(
+        "--report-hz", type=float, default=5.0, help="reports per second per device (default 5)"
+    )
+    bench_rollout.set_defaults(handler=_bench_rollout)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
