@@ -103,9 +103,10 @@ class FleetIdentity:
                 "device", f"the token is for {device_id!r}, the CSR asks for {requested!r}"
             )
         manifest = load_manifest(self._config.manifest)
+        model_key = model_public_key(self._config.fleet_dir) or b""
         try:
             check_device_id(device_id)
-            edge_config = edge_config_toml(manifest, device_id)
+            edge_config = edge_config_toml(manifest, device_id, model_key=bool(model_key))
         except RoadSenseError as err:
             raise EnrollmentRefusedError("device", str(err)) from err
         if device_id in self._store.revoked_devices():
@@ -117,7 +118,6 @@ class FleetIdentity:
         serial = format(cert.serial_number, "x")
         self._store.record_enrollment(device_id, serial, now)
         logger.info("enrolled %s (certificate serial %s)", device_id, serial)
-        model_key = model_public_key(self._config.fleet_dir) or b""
         return Enrolled(device_id, cert_pem(cert), cert_pem(self._ca.cert), edge_config, model_key)
 
     def revoke(

@@ -231,6 +231,7 @@ class EdgeAgent:
 
     def stop(self) -> None:
         """Stop everything; unacknowledged reports stay in the outbox for next time."""
+        self._stop.set()  # also ends an update's wait for recent frames
         self.updater.stop()
         self.stop_capture()
         offline = status_message(

@@ -300,7 +300,7 @@ class ModelUpdateConfig(ConfigModel):
         default=8, ge=1, le=64, description="Recent camera frames the self-test runs on."
     )
     self_test_rounds: int = Field(
-        default=5,
+        default=20,
         ge=1,
         le=100,
         description="Times each model classifies the self-test frames for the latency check.",

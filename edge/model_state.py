@@ -104,6 +104,12 @@ def save_state(folder: Path, state: ModelState) -> None:
     replace_file(folder / STATE_FILE, (json.dumps(document, indent=1) + "\n").encode())
 
 
+def remove_leftovers(folder: Path) -> None:
+    """Remove temporary state files a process killed mid-write left (never read)."""
+    for leftover in folder.glob(f".{STATE_FILE}.*"):
+        leftover.unlink(missing_ok=True)
+
+
 def startup_model(folder: Path, configured: Path) -> Path:
     """The ONNX to start on: the current model when complete, else the previous, else
     the configured one (each fallback logged with its reason)."""
@@ -156,3 +162,13 @@ def prune_releases(folder: Path, keep: set[str]) -> list[str]:
             shutil.rmtree(release, ignore_errors=True)
             removed.append(release.name)
     return removed
+
+
+def discard_release(folder: Path, version: str) -> bool:
+    """Remove the installed release ``version`` (one that failed its checks); whether it was
+    there."""
+    release = folder / version
+    if not _is_release(release):
+        return False
+    shutil.rmtree(release, ignore_errors=True)
+    return True

@@ -42,9 +42,11 @@ from roadsense.edge.model_selftest import SelfTestResult, self_test
 from roadsense.edge.model_state import (
     HeldModel,
     ModelState,
+    discard_release,
     held_release,
     load_state,
     prune_releases,
+    remove_leftovers,
     save_state,
 )
 from roadsense.edge.models_update import (
@@ -57,6 +59,8 @@ from roadsense.edge.models_update import (
 )
 from roadsense.edge.preprocess import Frame
 from roadsense.edge.remote import decode_command
+from roadsense.models.card import load_card
+from roadsense.models.shipped import DEFAULT_CNN
 from roadsense.models.signing import verify_model
 from roadsense.proto.v1 import telemetry_pb2
 
@@ -79,6 +83,7 @@ REASONS = (
     "self_test",
     "latency",
     "swap",
+    "superseded",
 )
 """Every prefix a refused update's reply may carry (``<reason>: <why>``)."""
 
@@ -111,8 +116,10 @@ class ModelUpdater:
         self._folder = config.models.folder
         self._host = host
         self._loader = loader
+        remove_leftovers(self._folder)
         self._state = load_state(self._folder)
         self._in_force = self._model_in_force(host.classifier)
+        self._configured_onnx = config.classifier.model or DEFAULT_CNN
         self._queue: queue.Queue[bytes | None] = queue.Queue()
         self._stopping = threading.Event()
         self._channel: grpc.Channel | None = None
@@ -165,15 +172,68 @@ class ModelUpdater:
 
     def _run(self) -> None:
         while True:
-            payload = self._queue.get()
+            batch = [self._queue.get()]
+            while True:  # what queued up meanwhile (e.g. for a device that was offline)
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                if payload is None or self._stopping.is_set():
+                if None in batch or self._stopping.is_set():
                     return
-                self._handle(payload)
+                self._handle_batch([payload for payload in batch if payload is not None])
+            except Exception:  # a bug: keep taking commands, and say so loudly
+                logger.exception("model update worker failed on a command")
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
 
-    def _handle(self, payload: bytes) -> None:
+    def _handle_batch(self, batch: list[bytes]) -> None:
+        """Apply only the last valid update of a batch (the state the cloud asked for
+        last: on a metered link, a model it replaced is not worth fetching). Earlier ones
+        of the same release share its outcome (a resent command); the others are answered
+        'superseded'."""
+        valid = [p for p in batch if _valid(p)]
+        for payload in batch:
+            if payload not in valid:
+                self._handle(payload)  # the reply says what is malformed
+        if not valid:
+            return
+        *earlier, latest = valid
+        outcome = self._handle(latest)
+        for payload in earlier:
+            if outcome is not None and _release(payload) == _release(latest):
+                request_id, rollout_id, requested = _identify(payload)
+                ok, error, details = outcome
+                settings = self._summary(rollout_id, requested, details)
+                self._host.reply_model(request_id, ok, error, settings)
+            elif not self._stopping.is_set():
+                self._supersede(payload, latest)
+
+    def _supersede(self, payload: bytes, latest: bytes) -> None:
+        request_id, rollout_id, requested = _identify(payload)
+        later_id, _, later_version = _identify(latest)
+        error = ModelUpdateError(
+            "superseded",
+            f"update {later_id!r} (model {later_version}) came after it; only that one is applied",
+        )
+        logger.info("model update %s (%s) %s", request_id, requested, error)
+        self._host.reply_model(
+            request_id, False, str(error), self._summary(rollout_id, requested, {})
+        )
+
+    def _summary(self, rollout_id: str, requested: str, details: dict[str, Any]) -> dict[str, Any]:
+        """The reply's settings_json: the model in force and what the update measured."""
+        return {
+            "model_version": self._in_force.version,
+            "previous_version": self.previous_version or None,
+            "rollout_id": rollout_id or None,
+            "requested_version": requested or None,
+            **details,
+        }
+
+    def _handle(self, payload: bytes) -> tuple[bool, str, dict[str, Any]] | None:
+        """Apply one update and answer it; (ok, error, details), None when cut by a stop."""
         request_id, rollout_id, requested = _identify(payload)
         details: dict[str, Any] = {}
         error: ModelUpdateError | None = None
@@ -188,21 +248,19 @@ class ModelUpdater:
         except ModelUpdateError as err:
             error = err
         if self._stopping.is_set():
-            return  # cut by the stop: the pending update is taken up at the next start
+            return None  # cut by the stop: the pending update is taken up at the next start
         self.last_error = str(error) if error else ""
         if error:
             logger.warning("model update %s (%s) refused: %s", request_id, requested, error)
-        settings = {
-            "model_version": self._in_force.version,
-            "previous_version": self.previous_version or None,
-            "rollout_id": rollout_id or None,
-            "requested_version": requested or None,
-            **details,
-        }
+        settings = self._summary(rollout_id, requested, details)
         self._host.reply_model(request_id, error is None, str(error or ""), settings)
         # A cut download stays pending: the next start resumes it after the bytes held.
         if (error is None or error.reason != "download") and self._state.pending:
-            self._save(self._state.with_changes(pending=b""))
+            try:
+                self._save(self._state.with_changes(pending=b""))
+            except ModelUpdateError as err:
+                logger.warning("the answered update stays recorded as pending: %s", err)
+        return error is None, str(error or ""), details
 
     def _verify(self, offer: ModelOffer) -> None:
         key_file = self._settings.public_key_file
@@ -234,8 +292,7 @@ class ModelUpdater:
                 )
             logger.info("model %s is already in force", offer.version)
             return {"bytes_downloaded": 0, "already_in_force": True}
-        known = [m for m in (self._state.current, self._state.previous) if m is not None]
-        known.append(in_force)
+        known = self._known_models(in_force)
         held = held_release(self._folder, offer.version, offer.sha256, known)
         details: dict[str, Any] = {"bytes_downloaded": 0, "already_held": held is not None}
         if held is None:
@@ -243,12 +300,14 @@ class ModelUpdater:
             held = HeldModel(offer.version, downloaded.onnx, offer.sha256)
             details["bytes_downloaded"] = downloaded.fetched
             details["resumed_from"] = downloaded.resumed_from
-        candidate = self._load(held.onnx)
+        # A model that ran here before (a rollback) is not held to the latency budget of
+        # the one it replaces, which may be the faster, bad one.
+        returning = (held.version, held.sha256) in {(m.version, m.sha256) for m in known}
         try:
-            details["self_test"] = self._self_test(candidate).as_json()
-            details["swap_pause_ms"] = round(self._host.swap_classifier(candidate), 3)
-        except BaseException:
-            candidate.close()
+            details.update(self._try_model(held, returning))
+        except ModelUpdateError as err:
+            if err.reason in ("load", "self_test", "latency") and not returning:
+                discard_release(self._folder, held.version)  # not worth its disk
             raise
         self._in_force = held
         self._save(self._state.with_changes(current=held, previous=in_force))
@@ -260,6 +319,29 @@ class ModelUpdater:
             f"; removed {', '.join(removed)}" if removed else "",
         )
         return details
+
+    def _known_models(self, in_force: HeldModel) -> list[HeldModel]:
+        """The models that ran on this device and may still be on its disk."""
+        candidates = (
+            self._state.current,
+            self._state.previous,
+            _configured_model(self._configured_onnx),
+            in_force,
+        )
+        return [m for m in candidates if m is not None]
+
+    def _try_model(self, held: HeldModel, returning: bool) -> dict[str, Any]:
+        """Load, self-test and swap in ``held``; what was measured."""
+        candidate = self._load(held.onnx)
+        try:
+            result = self._self_test(candidate, returning)
+            if self._stopping.is_set():  # taken up again at the next start
+                raise ModelUpdateError("swap", "the device is stopping")
+            pause_ms = self._host.swap_classifier(candidate)
+        except BaseException:
+            candidate.close()
+            raise
+        return {"self_test": result.as_json(), "swap_pause_ms": round(pause_ms, 3)}
 
     def _download(self, offer: ModelOffer, address: str) -> DownloadedModel:
         folder = self._folder
@@ -322,7 +404,7 @@ class ModelUpdater:
         except ModelLoadError as err:
             raise ModelUpdateError("load", str(err)) from err
 
-    def _self_test(self, candidate: Classifier) -> SelfTestResult:
+    def _self_test(self, candidate: Classifier, returning: bool) -> SelfTestResult:
         running = self._host.classifier
         # A second instance of the running model, timed beside the new one on this thread
         # (a TensorRT context is not shared between threads).
@@ -340,14 +422,19 @@ class ModelUpdater:
                 candidate,
                 baseline,
                 frames,
-                latency_factor=self._settings.latency_factor,
+                latency_factor=None if returning else self._settings.latency_factor,
                 rounds=self._settings.self_test_rounds,
             )
         finally:
             baseline.close()
 
     def _save(self, state: ModelState) -> None:
-        save_state(self._folder, state)
+        try:
+            save_state(self._folder, state)
+        except OSError as err:
+            raise ModelUpdateError(
+                "disk", f"{self._folder}: cannot record the model state: {err.strerror}"
+            ) from err
         self._state = state
 
     def _model_in_force(self, classifier: Classifier) -> HeldModel:
@@ -356,6 +443,31 @@ class ModelUpdater:
                 return model
         card = classifier.card  # checked against the bytes when it was loaded
         return HeldModel(card.version, classifier.model_path, card.onnx_sha256)
+
+
+def _configured_model(onnx: Path) -> HeldModel | None:
+    """The model the configuration names (or the shipped one): held on every device."""
+    try:
+        card = load_card(onnx)
+    except ModelLoadError as err:
+        logger.warning("the configured model cannot serve a rollback: %s", err)
+        return None
+    return HeldModel(card.version, onnx, card.onnx_sha256)
+
+
+def _release(payload: bytes) -> tuple[str, str]:
+    """(version, sha256) a well-formed ModelUpdate asks for."""
+    _, offer = parse_model_update(payload)
+    return offer.version, offer.sha256
+
+
+def _valid(payload: bytes) -> bool:
+    """Whether ``payload`` is a well-formed ModelUpdate (signature not yet checked)."""
+    try:
+        parse_model_update(payload)
+    except CommandError:
+        return False
+    return True
 
 
 def _identify(payload: bytes) -> tuple[str, str, str]:

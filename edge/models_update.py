@@ -82,6 +82,17 @@ def partial_path(folder: Path, version: str) -> Path:
     return folder / f"{version}.onnx.partial"
 
 
+def _recover_staging(folder: Path, version: str, partial: Path) -> None:
+    """A process killed while installing left the verified bytes in the staging folder:
+    take them back as the partial file, so they are not fetched again."""
+    staging = folder / f".{version}.staging"
+    for onnx in staging.glob("*.onnx"):
+        if not partial.exists():
+            os.replace(onnx, partial)
+            logger.info("model %s: took back the bytes an interrupted install left", version)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
 def _held(partial: Path, size: int) -> int:
     try:
         held = partial.stat().st_size
@@ -207,6 +218,7 @@ def download_model(
     )
     folder.mkdir(parents=True, exist_ok=True)
     partial = partial_path(folder, offer.version)
+    _recover_staging(folder, offer.version, partial)
     held = _held(partial, offer.size)
     stub = city_pb2_grpc.FleetServiceStub(channel)
     fetched = 0

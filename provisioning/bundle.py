@@ -99,8 +99,10 @@ def make_bundle(
         )
     install_dir = manifest.fleet.install_dir
     ca_file = CertificateAuthority.ca_dir(fleet_dir) / "ca.pem"
+    model_key = model_public_key(fleet_dir)
+    edge_toml = edge_config_toml(manifest, device.id, model_key=model_key is not None)
     members = [
-        ("edge.toml", edge_config_toml(manifest, device.id).encode(), 0o644),
+        ("edge.toml", edge_toml.encode(), 0o644),
         ("ca.pem", ca_file.read_bytes(), 0o644),
         ("device.pem", cert_file.read_bytes(), 0o644),
         ("device.key", key_file.read_bytes(), 0o600),
@@ -110,7 +112,6 @@ def make_bundle(
             0o644,
         ),
     ]
-    model_key = model_public_key(fleet_dir)
     if model_key is not None:  # what the device verifies published models with
         members.append((PUBLIC_FILE, model_key, 0o644))
     # Fixed times and owners: the same inputs give the same bytes.

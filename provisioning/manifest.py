@@ -19,6 +19,7 @@ from roadsense.core.config import ConfigModel, load_config
 from roadsense.core.errors import ConfigError
 from roadsense.core.roi import Roi, check_regions, check_roi
 from roadsense.proto.topics import is_identifier
+from roadsense.provisioning.model_key import PUBLIC_FILE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -211,8 +212,9 @@ def load_manifest(path: Path) -> FleetManifest:
     return load_config(FleetManifest, path)
 
 
-def edge_config_toml(manifest: FleetManifest, device_id: str) -> str:
-    """The edge configuration of one device, certificate files beside it."""
+def edge_config_toml(manifest: FleetManifest, device_id: str, *, model_key: bool = False) -> str:
+    """The edge configuration of one device, certificate files beside it (and the fleet's
+    model-signing public key, with ``model_key``, so it takes model updates)."""
     device = manifest.device(device_id)
     lines = [
         f"# RoadSense edge configuration of {device.id} ({device.site}), "
@@ -236,6 +238,8 @@ def edge_config_toml(manifest: FleetManifest, device_id: str) -> str:
         "[privacy]",
         f"allow_snapshots = {'true' if manifest.fleet.allow_snapshots else 'false'}",
     ]
+    if model_key:  # models are fetched over gRPC with the [mqtt.tls] certificate
+        lines += ["", "[models]", f"public_key_file = {_s(PUBLIC_FILE)}"]
     for camera in device.cameras:
         lines += [
             "",

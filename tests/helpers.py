@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
@@ -21,10 +23,13 @@ from roadsense.cloud.fleet import FleetServicer
 from roadsense.cloud.service import CityServicer, add_city_service
 from roadsense.cloud.state import CityTracker
 from roadsense.cloud.store import Store
+from roadsense.core.mqtt import MqttConfig
+from roadsense.core.paho_client import connect_async, create_client
 from roadsense.core.publisher import MemoryPublisher
 from roadsense.edge.config import OutboxConfig
 from roadsense.edge.outbox import Outbox
-from roadsense.proto.v1 import city_pb2_grpc
+from roadsense.proto.topics import command_topic, reply_topic, status_topic
+from roadsense.proto.v1 import city_pb2_grpc, telemetry_pb2
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
@@ -48,6 +53,14 @@ def roadsense_cli(
         check=False,
         env={**os.environ, **env} if env else None,
     )
+
+
+def stop_process(process: subprocess.Popen[str]) -> str:
+    """SIGTERM ``process``, wait for it, check it exited cleanly; its output."""
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    return output
 
 
 @contextlib.contextmanager
@@ -108,3 +121,76 @@ def outbox_of(tmp_path: Path, reports: int) -> Outbox:
 def published_seqs(publisher: MemoryPublisher) -> list[int]:
     """Sequence numbers of what an outbox from ``outbox_of`` published, in order."""
     return [int.from_bytes(m.payload, "big") for m in publisher.messages]
+
+
+class Operator:
+    """Sends commands to a device and collects its replies and status, over MQTT."""
+
+    def __init__(self, mqtt: MqttConfig, device: str) -> None:
+        self.device = device
+        self.replies: list[telemetry_pb2.CommandReply] = []
+        self.statuses: list[telemetry_pb2.DeviceStatus] = []
+        self._lock = threading.Lock()
+        self._client = create_client(mqtt, f"operator-{device}")
+        self._client.on_connect = lambda c, u, f, r, p: c.subscribe(
+            [(reply_topic(device, "+"), 1), (status_topic(device), 1)]
+        )
+        self._client.on_message = self._on_message
+        connect_async(self._client, mqtt)
+        assert wait_until(self._client.is_connected)
+
+    def _on_message(self, client: object, userdata: object, message: object) -> None:
+        topic, payload = message.topic, message.payload  # type: ignore[attr-defined]
+        with self._lock:
+            if topic == status_topic(self.device):
+                self.statuses.append(telemetry_pb2.DeviceStatus.FromString(payload))
+            else:
+                self.replies.append(telemetry_pb2.CommandReply.FromString(payload))
+
+    def wait_online(self, since_ms: int, timeout_s: float = 30.0) -> telemetry_pb2.DeviceStatus:
+        """The device's first ONLINE status published at or after ``since_ms``."""
+
+        def find() -> telemetry_pb2.DeviceStatus | None:
+            with self._lock:
+                return next(
+                    (
+                        s
+                        for s in self.statuses
+                        if s.state == telemetry_pb2.DeviceStatus.ONLINE and s.time_ms >= since_ms
+                    ),
+                    None,
+                )
+
+        assert wait_until(lambda: find() is not None, timeout_s), f"{self.device} not online"
+        status = find()
+        assert status is not None
+        return status
+
+    def send(
+        self, name: str, payload: bytes, timeout_s: float = 20.0
+    ) -> telemetry_pb2.CommandReply:
+        """Publish a command and wait for the next reply."""
+        count = len(self.replies)
+        self.publish(name, payload)
+        assert wait_until(lambda: len(self.replies) > count, timeout_s), "no reply"
+        return self.replies[count]
+
+    def publish(self, name: str, payload: bytes) -> None:
+        """Publish a command (QoS 1) without waiting for a reply."""
+        self._client.publish(command_topic(self.device, name), payload, qos=1).wait_for_publish(5)
+
+    def reply_to(self, request_id: str, timeout_s: float = 20.0) -> telemetry_pb2.CommandReply:
+        """The reply to ``request_id``, waiting for it."""
+
+        def find() -> telemetry_pb2.CommandReply | None:
+            with self._lock:
+                return next((r for r in self.replies if r.request_id == request_id), None)
+
+        assert wait_until(lambda: find() is not None, timeout_s), f"no reply to {request_id}"
+        reply = find()
+        assert reply is not None
+        return reply
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()

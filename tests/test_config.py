@@ -74,6 +74,28 @@ def test_both_services_resolve_their_broker_files_against_the_config_folder(
         assert resolved.tls.key_file == Path("/abs/me.key")  # absolute paths stay
 
 
+def test_model_update_settings_resolve_and_bad_ones_are_named(tmp_path: Path) -> None:
+    models = (
+        '[models]\npublic_key_file = "model-signing.pub"\ngrpc_address = "cloud.example:50051"\n'
+        '[models.grpc_tls]\nca_file = "ca.pem"\n'
+    )
+    config = load_config(EdgeConfig, _write(tmp_path, MINIMAL_EDGE + models)).resolved(tmp_path)
+    assert config.models.public_key_file == tmp_path / "model-signing.pub"
+    assert config.models.folder == tmp_path / "model-releases"
+    assert config.models.grpc_tls is not None
+    assert config.models.grpc_tls.ca_file == tmp_path / "ca.pem"
+    assert load_config(EdgeConfig, _write(tmp_path, MINIMAL_EDGE)).models.public_key_file is None
+    for setting, expected in (
+        ('grpc_address = "cloud"', r"models\.grpc_address: .*'cloud' is not host:port"),
+        ('grpc_address = "cloud:99999"', r"models\.grpc_address: .*not host:port"),
+        ("latency_factor = 0.5", r"models\.latency_factor: .*greater than or equal to 1"),
+        ("min_free_bytes = -1", r"models\.min_free_bytes: .*greater than or equal to 0"),
+        ("self_test_frames = 0", r"models\.self_test_frames: "),
+    ):
+        with pytest.raises(ConfigError, match=expected):
+            load_config(EdgeConfig, _write(tmp_path, f"{MINIMAL_EDGE}[models]\n{setting}\n"))
+
+
 def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
     path = _write(
         tmp_path, MINIMAL_EDGE.replace('device_id = "dev-1"', 'device_id = "dev-1"\nfoo = 1')

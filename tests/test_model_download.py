@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from concurrent import futures
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from roadsense.cloud.auth import AuthConfig, TokenAuthInterceptor, TokenConfig, hash_token
 from roadsense.cloud.config import CloudConfig, ModelRegistryConfig
-from roadsense.cloud.fleet import FleetServicer
 from roadsense.cloud.model_delivery import model_update
 from roadsense.cloud.model_registry import publish_model
-from roadsense.cloud.sqlite_store import SqliteStore
 from roadsense.core.errors import CommandError, ModelDownloadError, ModelSignatureError
 from roadsense.edge.models_update import (
     ModelOffer,
@@ -37,120 +32,29 @@ from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 from roadsense.provisioning.ca import CertificateAuthority
 from roadsense.provisioning.model_key import create_model_key, open_model_key
 
+from .fleet_server import ADMIN, PASSPHRASE, READER, Fleet, fleet_server
 from .helpers import running_cloud
 from .model_releases import write_release
 
 pytestmark = pytest.mark.integration
 
-PASSPHRASE = b"fleet passphrase for tests"
 SIZE = 1_000_000
 CHUNK = 16 * 1024
-ADMIN, READER = "admin-token-for-tests", "reader-token-for-tests"
-
-
-class CountingFleet(FleetServicer):
-    """The real servicer, recording what each download call sent; it can cut a stream."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.calls: list[tuple[int, int, int]] = []
-        """(part, offset asked, bytes sent) per call."""
-        self.cut_after: int | None = None
-
-    def DownloadModel(  # noqa: N802 - gRPC method name
-        self, request: city_pb2.DownloadModelRequest, context: grpc.ServicerContext
-    ) -> Iterator[city_pb2.ModelChunk]:
-        sent = 0
-        try:
-            for chunk in super().DownloadModel(request, context):
-                if self.cut_after is not None and sent >= self.cut_after:
-                    self.cut_after = None
-                    context.abort(grpc.StatusCode.UNAVAILABLE, "link cut")
-                sent += len(chunk.data)
-                yield chunk
-        finally:
-            self.calls.append((request.part, request.offset, sent))
-
-    def onnx_calls(self) -> list[tuple[int, int]]:
-        return [(offset, sent) for part, offset, sent in self.calls if part == 0]
-
-
-@dataclass
-class Fleet:
-    folder: Path
-    ca: CertificateAuthority
-    public_key: bytes
-    key: Ed25519PrivateKey
-    store: SqliteStore
-    registry: Path
-    servicer: CountingFleet
-    address: str
-    offer: ModelOffer
-
-    def channel(self, cn: str) -> grpc.Channel:
-        certs = self.folder / "certs"
-        return device_channel(
-            self.address,
-            self.ca.cert_file.read_bytes(),
-            (certs / f"{cn}.pem").read_bytes(),
-            (certs / f"{cn}.key").read_bytes(),
-        )
 
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    folder = tmp_path / "fleet"
-    ca = CertificateAuthority.create(folder, PASSPHRASE)
-    public_key = create_model_key(folder, PASSPHRASE).read_bytes()
-    key = open_model_key(folder, PASSPHRASE)
-    certs = folder / "certs"
-    ca.issue_files("cloud-grpc", "server", certs / "server.pem", certs / "server.key",
-                   hosts=["127.0.0.1"])  # fmt: skip
-    for cn, kind in (("dev-1", "device"), ("dev-2", "device"), ("dashboard", "client")):
-        ca.issue_files(cn, kind, certs / f"{cn}.pem", certs / f"{cn}.key")  # type: ignore[arg-type]
-    store = SqliteStore(tmp_path / "city.sqlite")
-    store.record_enrollment("dev-1", "1", 1)
-    store.record_enrollment("dev-2", "2", 1)
-    store.revoke_device("dev-2", "stolen", 2)
-    registry = tmp_path / "registry"
-    onnx = write_release(tmp_path / "export", "2.1.0", size=SIZE)
-    model = publish_model(store, registry, onnx, "2.1.0", key, now_ms=3, published_by="test")
-    auth = AuthConfig(
-        tokens=[
-            TokenConfig(name="ops", role="admin", sha256=hash_token(ADMIN)),
-            TokenConfig(name="dash", role="reader", sha256=hash_token(READER)),
-        ]
-    )
-    servicer = CountingFleet(
-        store, None, frozenset(), models=ModelRegistryConfig(registry_dir=registry,
-        chunk_bytes=CHUNK), open_api=False,
-    )  # fmt: skip
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=4), interceptors=[TokenAuthInterceptor(auth)]
-    )
-    city_pb2_grpc.add_FleetServiceServicer_to_server(servicer, server)
-    credentials = grpc.ssl_server_credentials(
-        [((certs / "server.key").read_bytes(), (certs / "server.pem").read_bytes())],
-        root_certificates=ca.cert_file.read_bytes(),
-        require_client_auth=True,
-    )
-    port = server.add_secure_port("127.0.0.1:0", credentials)
-    server.start()
-    offer = ModelOffer(model.version, model.size, model.sha256, model.card_sha256, model.signature)
-    try:
-        yield Fleet(folder, ca, public_key, key, store, registry, servicer,
-                    f"127.0.0.1:{port}", offer)  # fmt: skip
-    finally:
-        server.stop(0).wait()
-        store.close()
+    with fleet_server(tmp_path, chunk_bytes=CHUNK) as fleet:
+        fleet.publish(write_release(tmp_path / "export", "2.1.0", size=SIZE), "2.1.0")
+        yield fleet
 
 
 def test_a_full_download_verifies_and_installs(fleet: Fleet, tmp_path: Path) -> None:
     with fleet.channel("dev-1") as channel:
-        got = download_model(channel, fleet.offer, fleet.public_key, tmp_path / "device")
+        got = download_model(channel, fleet.offer("2.1.0"), fleet.public_key, tmp_path / "device")
     assert got.onnx == tmp_path / "device" / "2.1.0" / "city.onnx"
     assert (got.resumed_from, got.fetched) == (0, SIZE)
-    assert sha256_file(got.onnx) == fleet.offer.sha256
+    assert sha256_file(got.onnx) == fleet.offer("2.1.0").sha256
     assert load_card(got.onnx).version == "2.1.0"
     assert fleet.servicer.onnx_calls() == [(0, SIZE)]
     assert not partial_path(tmp_path / "device", "2.1.0").exists()
@@ -161,19 +65,19 @@ def test_a_cut_download_resumes_without_fetching_held_bytes(fleet: Fleet, tmp_pa
     fleet.servicer.cut_after = 20 * CHUNK
     with fleet.channel("dev-1") as channel:
         with pytest.raises(ModelDownloadError, match="cut at byte"):
-            download_model(channel, fleet.offer, fleet.public_key, device)
+            download_model(channel, fleet.offer("2.1.0"), fleet.public_key, device)
         held = partial_path(device, "2.1.0").stat().st_size
         assert held == 20 * CHUNK
-        got = download_model(channel, fleet.offer, fleet.public_key, device)
+        got = download_model(channel, fleet.offer("2.1.0"), fleet.public_key, device)
     assert (got.resumed_from, got.fetched) == (held, SIZE - held)
     assert fleet.servicer.onnx_calls() == [(0, held), (held, SIZE - held)]
-    assert sha256_file(got.onnx) == fleet.offer.sha256
+    assert sha256_file(got.onnx) == fleet.offer("2.1.0").sha256
     # A process killed mid-download leaves its partial file: the next one carries on.
     again = tmp_path / "again"
     again.mkdir()
     partial_path(again, "2.1.0").write_bytes(got.onnx.read_bytes()[:12345])
     with fleet.channel("dev-1") as channel:
-        resumed = download_model(channel, fleet.offer, fleet.public_key, again)
+        resumed = download_model(channel, fleet.offer("2.1.0"), fleet.public_key, again)
     assert (resumed.resumed_from, resumed.fetched) == (12345, SIZE - 12345)
     assert fleet.servicer.onnx_calls()[-1] == (12345, SIZE - 12345)
 
@@ -199,20 +103,38 @@ def test_only_published_versions_are_served_never_paths(fleet: Fleet, tmp_path: 
         assert _status(channel, "2.1.0", offset=SIZE + 1).startswith("INVALID_ARGUMENT")
         assert _status(channel, "2.1.0", offset=-1).startswith("INVALID_ARGUMENT")
         # The downloader refuses an unpublished version, even one signed by the fleet.
-        signature = sign_model(fleet.key, fleet.offer.sha256, SIZE, "9.9", fleet.offer.card_sha256)
-        unpublished = dataclasses.replace(fleet.offer, version="9.9", signature=signature)
+        offer = fleet.offer("2.1.0")
+        signature = sign_model(fleet.key, offer.sha256, SIZE, "9.9", offer.card_sha256)
+        unpublished = dataclasses.replace(offer, version="9.9", signature=signature)
         with pytest.raises(ModelDownloadError, match="NOT_FOUND"):
             download_model(channel, unpublished, fleet.public_key, tmp_path / "device")
         with pytest.raises(ModelSignatureError, match="not a version"):
-            download_model(channel, dataclasses.replace(fleet.offer, version="../x"),
+            download_model(channel, dataclasses.replace(offer, version="../x"),
                            fleet.public_key, tmp_path / "device")  # fmt: skip
 
 
-def test_devices_of_the_fleet_and_admins_may_download_nobody_else(fleet: Fleet) -> None:
+def test_devices_of_the_fleet_and_admins_may_download_nobody_else(
+    fleet: Fleet, tmp_path: Path
+) -> None:
     with fleet.channel("dev-1") as channel:
         assert _status(channel, "2.1.0") == "OK"
     with fleet.channel("dev-2") as channel:
         assert _status(channel, "2.1.0") == "PERMISSION_DENIED: device 'dev-2' is revoked"
+    # A certificate of the fleet CA for a device the fleet never enrolled.
+    with fleet.channel("stranger") as channel:
+        assert _status(channel, "2.1.0").startswith("PERMISSION_DENIED: DownloadModel needs")
+    # Posing as dev-1 with a certificate another CA signed: the handshake fails.
+    other = CertificateAuthority.create(tmp_path / "other", PASSPHRASE)
+    forged = tmp_path / "forged"
+    other.issue_files("dev-1", "device", forged / "dev-1.pem", forged / "dev-1.key")
+    with device_channel(
+        fleet.address,
+        fleet.ca.cert_file.read_bytes(),
+        (forged / "dev-1.pem").read_bytes(),
+        (forged / "dev-1.key").read_bytes(),
+    ) as channel:
+        assert _status(channel, "2.1.0").startswith("UNAVAILABLE")
+    assert [call for call in fleet.servicer.calls if call[2]] == [(0, 0, SIZE)]
     with fleet.channel("dashboard") as channel:
         assert _status(channel, "2.1.0").startswith("PERMISSION_DENIED: DownloadModel needs")
         assert _status(channel, "2.1.0", token=READER).startswith("PERMISSION_DENIED: role")
@@ -223,7 +145,7 @@ def test_devices_of_the_fleet_and_admins_may_download_nobody_else(fleet: Fleet) 
 def test_a_wrong_signature_or_tampered_bytes_are_refused(fleet: Fleet, tmp_path: Path) -> None:
     device = tmp_path / "device"
     other_key = Ed25519PrivateKey.generate()
-    offer = fleet.offer
+    offer = fleet.offer("2.1.0")
     resigned = dataclasses.replace(
         offer,
         signature=sign_model(other_key, offer.sha256, offer.size, offer.version,
@@ -256,7 +178,7 @@ def test_a_model_update_command_carries_what_the_device_checks(
     assert model is not None
     command = model_update(model, "req-7", grpc_address=fleet.address, rollout_id="r1")
     request_id, offer = parse_model_update(command.SerializeToString())
-    assert (request_id, offer) == ("req-7", fleet.offer)
+    assert (request_id, offer) == ("req-7", fleet.offer("2.1.0"))
     with fleet.channel("dev-1") as channel:
         got = download_model(channel, offer, fleet.public_key, tmp_path / "device")
     assert got.fetched == SIZE

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from roadsense.cli.broker import RunningBroker, free_port
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 from .conftest import SAMPLE_VIDEO
+from .helpers import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,6 @@ def _start(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-def _stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
-    return output
 
 
 def test_services_run_from_config_files_and_stop_cleanly(
@@ -79,7 +72,7 @@ def test_services_run_from_config_files_and_stop_cleanly(
             time.sleep(0.2)
         else:
             pytest.fail("no reports reached the cloud")
-        edge_output = _stop(edge)
+        edge_output = stop_process(edge)
         edge = None
         assert "Traceback" not in edge_output
         with sqlite3.connect(tmp_path / "outbox.sqlite") as outbox:
@@ -103,7 +96,7 @@ def test_services_run_from_config_files_and_stop_cleanly(
     finally:
         if edge is not None:
             edge.kill()
-        cloud_output = _stop(cloud)
+        cloud_output = stop_process(cloud)
     assert "Traceback" not in cloud_output
     entries = [json.loads(line) for line in cloud_output.splitlines() if line.strip()]
     assert entries, "the cloud logged nothing"

@@ -195,6 +195,7 @@ def test_a_valid_token_gives_a_certificate_that_connects_and_publishes(
     assert [c.segment_id for c in edge.cameras] == ["seg-a"]
     model_key = (setup.ca.fleet_dir / "ca" / "model-signing.pub").read_bytes()
     assert (out / "model-signing.pub").read_bytes() == model_key
+    assert edge.models.public_key_file == out / "model-signing.pub"
     acked: list[str] = []
     try:
         device.start()

@@ -264,6 +264,9 @@ def test_a_bundled_device_publishes_over_mtls(
     assert [c.roi for c in edge.cameras] == [(0.1, 0.2, 0.8, 0.7), None]
     assert [c.blur for c in edge.cameras] == [[(0.0, 0.0, 1.0, 0.2)], []]
     assert edge.privacy.allow_snapshots is False  # the fleet did not allow them
+    # The device takes model updates, verified with the key its bundle carries.
+    assert edge.models.public_key_file == device_root / "dev-1" / "model-signing.pub"
+    assert edge.models.public_key_file.is_file()
     broker = run_mosquitto_config(config, "127.0.0.1", port)
     device = MqttPublisher(edge.mqtt, client_id=edge.device_id)
     acked: list[str] = []

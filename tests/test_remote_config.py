@@ -3,55 +3,23 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import pytest
 
 from roadsense.core.mqtt import MqttConfig
-from roadsense.core.paho_client import connect_async, create_client
 from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.capture import CameraState
 from roadsense.edge.config import CameraConfig, ClassifierConfig, EdgeConfig, OutboxConfig
 from roadsense.edge.remote import apply_overrides, parse_config_command
 from roadsense.edge.runner import build_agent
 from roadsense.models.shipped import PLACEHOLDER_CNN
-from roadsense.proto.topics import command_topic, reply_topic
 from roadsense.proto.v1 import telemetry_pb2
 
 from .conftest import SAMPLE_VIDEO
-from .helpers import wait_until
+from .helpers import Operator, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-class Operator:
-    """Sends commands to a device and collects its replies, over MQTT."""
-
-    def __init__(self, mqtt: MqttConfig, device: str) -> None:
-        self.device = device
-        self.replies: list[telemetry_pb2.CommandReply] = []
-        self._lock = threading.Lock()
-        self._client = create_client(mqtt, f"operator-{device}")
-        self._client.on_connect = lambda c, u, f, r, p: c.subscribe(reply_topic(device, "+"), qos=1)
-        self._client.on_message = self._on_message
-        connect_async(self._client, mqtt)
-        assert wait_until(self._client.is_connected)
-
-    def _on_message(self, client: object, userdata: object, message: object) -> None:
-        reply = telemetry_pb2.CommandReply.FromString(message.payload)  # type: ignore[attr-defined]
-        with self._lock:
-            self.replies.append(reply)
-
-    def send(self, name: str, payload: bytes) -> telemetry_pb2.CommandReply:
-        count = len(self.replies)
-        self._client.publish(command_topic(self.device, name), payload, qos=1)
-        assert wait_until(lambda: len(self.replies) > count), "no reply"
-        return self.replies[count]
-
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
 
 
 def _config(mqtt: MqttConfig, tmp_path: Path) -> EdgeConfig:
