@@ -65,6 +65,8 @@ MODEL_FAULTS = (
 """Refusals that blame the model (or its release), not the device."""
 RETRIED = ("download:",)
 """Refusals worth another try later (a cut link): the device stays pending."""
+SUPERSEDED = "superseded:"
+"""The device skipped this command for a later one it was sent (it answers that one)."""
 REPLY_FILTER = f"{PREFIX}/+/reply/model"
 PENDING = ("sent", "rolling_back")
 EVER = 2**62
@@ -637,6 +639,8 @@ def _answered(row: RolloutDevice, ok: bool, error: str, version: str, now: int) 
         done: DeviceState = "applied" if row.state == "sent" else "rolled_back"
         return replace(row, state=done, reported_version=version, error="", updated_ms=now)
     error = error[:500] or "refused without a reason"
+    if error.startswith(SUPERSEDED):  # a later command to it is the one that counts
+        return row
     if error.startswith(RETRIED):  # keep it pending: the re-send tries again
         return replace(row, error=error, updated_ms=now)
     if row.state == "rolling_back":

@@ -22,9 +22,9 @@ from roadsense.models.card import load_card
 from roadsense.models.shipped import PLACEHOLDER_CNN
 from roadsense.provisioning.model_key import model_key_files
 
-from .agent_models import Variant, write_variant
 from .conftest import SAMPLE_VIDEO
 from .helpers import wait_until
+from .model_releases import ModelKind, write_model
 from .rollout_support import FAST, RolloutFleet, rollout_fleet
 
 pytestmark = pytest.mark.integration
@@ -74,10 +74,9 @@ def _versions(agents: list[EdgeAgent]) -> set[str]:
     return {a.classifier.card.version for a in agents}
 
 
-def _variants(tmp_path: Path, version: str, variant: Variant) -> dict[str, Path]:
-    """The shipped model (what agents run) and ``variant`` of it as ``version``."""
-    variant_file = write_variant(tmp_path / "variants" / version, version, variant)
-    return {SHIPPED: PLACEHOLDER_CNN, version: variant_file}
+def _variants(tmp_path: Path, version: str, kind: ModelKind) -> dict[str, Path]:
+    """The shipped model (what agents run) and a small model of ``kind`` as ``version``."""
+    return {SHIPPED: PLACEHOLDER_CNN, version: write_model(tmp_path / version, version, kind)}
 
 
 def test_canary_then_promotion_to_real_agents(cloud_config: CloudConfig, tmp_path: Path) -> None:
@@ -108,7 +107,7 @@ def test_canary_then_promotion_to_real_agents(cloud_config: CloudConfig, tmp_pat
 @pytest.mark.parametrize(
     ("variant", "reasons"),
     [
-        ("wrong-shape", ("load:",)),
+        ("wrong_shape", ("load:",)),
         ("nan", ("self_test:",)),
         # The agent's self-test refuses it, or (timings on busy cores vary) the cloud sees
         # the canary's p95 against the control's and sends the canary its old model back.
@@ -116,7 +115,7 @@ def test_canary_then_promotion_to_real_agents(cloud_config: CloudConfig, tmp_pat
     ],
 )
 def test_a_bad_model_is_stopped_at_the_canary_and_the_fleet_stays(
-    cloud_config: CloudConfig, tmp_path: Path, variant: Variant, reasons: tuple[str, ...]
+    cloud_config: CloudConfig, tmp_path: Path, variant: ModelKind, reasons: tuple[str, ...]
 ) -> None:
     files = _variants(tmp_path, "2.0-bad", variant)
     with rollout_fleet(cloud_config, tmp_path, versions=(), files=files, rollout=WINDOW) as fleet:
