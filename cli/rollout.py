@@ -41,18 +41,28 @@ def _token(args: argparse.Namespace) -> str | None:
         raise RequestError(f"--token-file {args.token_file}: {err.strerror}") from err
 
 
+def _read(path: Path, option: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise RequestError(f"{option} {path}: {err.strerror}") from err
+
+
 def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
     import grpc
 
     from roadsense.proto.v1 import city_pb2_grpc
 
     token = _token(args)
+    if (args.cert_file is None) != (args.key_file is None):
+        raise RequestError("give both --cert-file and --key-file, or neither")
     if args.ca_file is not None:
-        try:
-            root = args.ca_file.read_bytes()
-        except OSError as err:
-            raise RequestError(f"--ca-file {args.ca_file}: {err.strerror}") from err
-        channel = grpc.secure_channel(args.address, grpc.ssl_channel_credentials(root))
+        files = [_read(args.ca_file, "--ca-file")]
+        if args.cert_file is not None:
+            files += [_read(args.key_file, "--key-file"), _read(args.cert_file, "--cert-file")]
+        channel = grpc.secure_channel(args.address, grpc.ssl_channel_credentials(*files))
+    elif args.cert_file is not None:
+        raise RequestError("--cert-file needs --ca-file (TLS towards the API)")
     else:
         channel = grpc.insecure_channel(args.address)
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
@@ -201,6 +211,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--token-file", type=Path, help="file holding an admin token (default: ROADSENSE_TOKEN)"
     )
     parser.add_argument("--ca-file", type=Path, help="CA of the API's TLS certificate")
+    parser.add_argument(
+        "--cert-file",
+        type=Path,
+        help="client certificate, where the API asks for one (mutual TLS; `provision client-cert`)",
+    )
+    parser.add_argument("--key-file", type=Path, help="private key of --cert-file")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
