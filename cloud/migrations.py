@@ -168,12 +168,16 @@ def _rollouts(db: Database) -> None:
         )
 
 
+_ACTIVE_TEST = "state IN ('canary', 'promoting', 'paused')"
 ROLLOUT_SCHEMA = (
     """CREATE TABLE rollouts (rollout_id {TEXT} PRIMARY KEY, model_version {TEXT},
         state {TEXT}, canary_percent {REAL} NOT NULL, stage {INT}, stage_started_ms {INT},
         created_ms {INT}, created_by {TEXT}, updated_ms {INT}, reason {TEXT},
         resume_state {TEXT}, evaluation_json {TEXT})""",
     "CREATE INDEX rollouts_state ON rollouts (state)",
+    # At most one active rollout, whatever two operators start at the same moment.
+    f"""CREATE UNIQUE INDEX rollouts_one_active ON rollouts (({_ACTIVE_TEST}))
+        WHERE {_ACTIVE_TEST}""",
     """CREATE TABLE rollout_devices (rollout_id {TEXT}, device_id {TEXT}, stage {INT},
         previous_version {TEXT}, want_version {TEXT}, reported_version {TEXT},
         state {TEXT}, error {TEXT}, request_id {TEXT}, sent_ms {INT}, attempts {INT},

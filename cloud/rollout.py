@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,7 +38,7 @@ from roadsense.cloud.rollout_records import (
 )
 from roadsense.cloud.rollout_steps import EVER, PENDING, RolloutSteps, answered
 from roadsense.cloud.store import Store
-from roadsense.core.errors import NotFoundError, RequestError, RolloutError
+from roadsense.core.errors import NotFoundError, RequestError, RoadSenseError, RolloutError
 from roadsense.core.publisher import Publisher
 from roadsense.core.timeutil import now_ms
 from roadsense.models.signing import is_model_version
@@ -112,8 +113,10 @@ class RolloutController:
         while not self._stop.wait(self._config.tick_s):
             try:
                 self.tick()
-            except Exception as err:  # a store server away: try again next tick
+            except (RoadSenseError, sqlite3.Error) as err:  # store away, a race: next tick
                 logger.warning("rollout controller: tick failed: %s", err)
+            except Exception:  # a bug: loud, but the controller keeps running
+                logger.exception("rollout controller: tick failed")
 
     # -- operator actions --------------------------------------------------------------
 

@@ -199,6 +199,9 @@ class SqlStore(Store, Generic[SessionT]):
     def _write(self) -> AbstractContextManager[SessionT]:
         """A session in one write transaction: committed on success, rolled back on error."""
 
+    _unique_violation: type[Exception]
+    """The engine's error for a unique index refusing a row (each backend names it)."""
+
     @abc.abstractmethod
     def _insert_readings(self, db: SessionT, readings: list[Reading]) -> list[Reading]:
         """Store the readings not stored yet; return them, in order (dedup on device, seq)."""
@@ -527,8 +530,11 @@ class SqlStore(Store, Generic[SessionT]):
     def add_rollout(
         self, rollout: Rollout, devices: Sequence[RolloutDevice], event: RolloutEvent
     ) -> bool:
-        with self._write() as db:
-            return rollout_rows.insert_rollout(db, rollout, devices, event)
+        try:
+            with self._write() as db:
+                return rollout_rows.insert_rollout(db, rollout, devices, event)
+        except self._unique_violation:  # another start won the race for the one active slot
+            return False
 
     def update_rollout(
         self,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from roadsense.cloud.domain import HealthRecord, Reading, Telemetry
 from roadsense.cloud.rollout_records import Rollout, RolloutDevice, RolloutEvent, RolloutState
+from roadsense.cloud.rollout_rows import ROLLOUT_COLUMNS
 
 from .stores import StoreTarget
 
@@ -42,6 +45,12 @@ def test_one_active_rollout_with_devices_and_events(store_target: StoreTarget) -
         assert not store.add_rollout(_rollout("r2", created=2000), [_device("r2", "dev-a")], event)
         assert store.rollout("r2") is None
         assert store.rollout_devices("r2") == []
+        # Two starts racing past the conditional insert: the database itself keeps one.
+        values = ("r3", "2.0", "paused", 1.0, 0, 0, 0, "x", 0, "", "", "{}")
+        mark = "?" if store_target.kind == "sqlite" else "%s"
+        insert = f"INSERT INTO rollouts ({ROLLOUT_COLUMNS}) VALUES ({', '.join([mark] * 12)})"
+        with pytest.raises(Exception, match=r"(?i)unique"):
+            store_target.rows(insert, values)
         assert store.rollout("r1") == first
         assert [d.device_id for d in store.rollout_devices("r1")] == ["dev-a", "dev-b"]
         # A transition applies only from the state the caller saw.
