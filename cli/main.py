@@ -15,6 +15,7 @@ from roadsense.cli.congestion import (
     add_dataset_commands,
     add_models_commands,
 )
+from roadsense.cli.edge_models import add_edge_model_commands
 from roadsense.cli.forecast import add_forecast_commands, add_forecaster_training
 from roadsense.cli.output import print_figures
 from roadsense.cli.provision import add_provision_commands
@@ -380,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     edge_run.add_argument("--config", type=Path, required=True, help="edge TOML configuration")
     edge_run.set_defaults(handler=_edge_run)
+    add_edge_model_commands(edge_commands)
 
     cloud = commands.add_parser("cloud", help="run the cloud service", description="Cloud service.")
     cloud_commands = cloud.add_subparsers(dest="cloud_command", metavar="COMMAND", required=True)

@@ -12,7 +12,6 @@ loop swaps in between two classifier batches.
 
 from __future__ import annotations
 
-import collections
 import functools
 import json
 import logging
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from roadsense.core import __version__
-from roadsense.core.errors import CommandError, ModelUpdateError, OutboxWriteError
+from roadsense.core.errors import CommandError, OutboxWriteError
 from roadsense.core.metrics import MetricsServer
 from roadsense.core.publisher import LastWill, Publisher
 from roadsense.core.roi import Roi, crop_roi
@@ -35,6 +34,7 @@ from roadsense.edge.config import EdgeConfig
 from roadsense.edge.forwarder import Confirmation, Forwarder
 from roadsense.edge.health import CpuMeter, InferenceTimer, decode_health, read_temperatures
 from roadsense.edge.metrics import serve_health_metrics
+from roadsense.edge.model_swap import ClassifierHandover, RecentFrames
 from roadsense.edge.model_updater import ModelLoader, ModelUpdater
 from roadsense.edge.outbox import Outbox
 from roadsense.edge.preprocess import Frame
@@ -105,15 +105,6 @@ def last_will(config: EdgeConfig, model_version: str) -> LastWill:
     return LastWill(status_topic(config.device_id), payload)
 
 
-class _SwapRequest:
-    """A new classifier waiting for the inference loop to put it in force."""
-
-    def __init__(self, classifier: Classifier) -> None:
-        self.classifier = classifier
-        self.done = threading.Event()
-        self.pause_ms = 0.0
-
-
 class EdgeAgent:
     """Runs the capture → classify → report → publish loop of one device."""
 
@@ -161,12 +152,8 @@ class EdgeAgent:
         self._outbox_state = "ok"
         self._last_error_log = 0.0
         self._metrics: MetricsServer | None = None
-        self._recent: collections.deque[Frame] = collections.deque(
-            maxlen=config.models.self_test_frames
-        )
-        self._recent_lock = threading.Lock()
-        self._swap_lock = threading.Lock()
-        self._swap: _SwapRequest | None = None
+        self._recent = RecentFrames(config.models.self_test_frames)
+        self._handover = ClassifierHandover(SWAP_TIMEOUT_S)
         self.updater = ModelUpdater(config, self, loader or _same_backend(config, classifier))
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -385,60 +372,37 @@ class EdgeAgent:
 
     def recent_frames(self, count: int, wait_s: float) -> list[Frame]:
         """Up to ``count`` of the frames last classified, cropped as the classifier saw them."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            with self._recent_lock:
-                frames = list(self._recent)[-count:]
-            if len(frames) >= count or time.monotonic() >= deadline or self._stop.is_set():
-                return frames
-            time.sleep(0.05)
+        return self._recent.take(count, wait_s, self._stop)
 
     def swap_classifier(self, candidate: Classifier) -> float:
         """Have the inference loop put ``candidate`` in force between two batches; the
         time in ms the loop spent on it."""
-        request = _SwapRequest(candidate)
-        with self._swap_lock:
-            self._swap = request
-        if not self._thread.is_alive():
-            self._take_new_model()  # not started (or stopped): nothing runs in between
-        if request.done.wait(SWAP_TIMEOUT_S):
-            self._publish_birth()  # the retained status names the model in force
-            return request.pause_ms
-        with self._swap_lock:
-            if self._swap is request:
-                self._swap = None
-                raise ModelUpdateError(
-                    "swap", f"the inference loop did not take the model in {SWAP_TIMEOUT_S:g} s"
-                )
-        request.done.wait()  # taken just now
-        return request.pause_ms
+        # Not started (or stopped): nothing runs in between, this thread swaps it in.
+        step = None if self._thread.is_alive() else self._take_new_model
+        pause_ms = self._handover.hand_over(candidate, step)
+        self._publish_birth()  # the retained status names the model in force
+        return pause_ms
 
     def _take_new_model(self) -> None:
-        """Swap in the waiting classifier (inference loop, between two batches). Each fresh
-        window is reported under the old model's version first, then cleared: a report
-        never mixes two models' probabilities (their labels may differ)."""
-        with self._swap_lock:
-            request, self._swap = self._swap, None
-        if request is None:
-            return
-        began = time.perf_counter()
+        """Swap in the waiting classifier (inference loop, between two batches)."""
+        self._handover.take(self._put_in_force)
+
+    def _put_in_force(self, classifier: Classifier) -> None:
+        """Each fresh window is reported under the old model's version first, then cleared:
+        a report never mixes two models' probabilities (their labels may differ)."""
         old = self.classifier
         for camera_id, window in self._windows.items():
             if window.fresh and len(window):
                 self._report(camera_id, window)
             window.clear()
         self._streak.clear()
-        self.classifier = request.classifier
-        with self._recent_lock:
-            self._recent.clear()
+        self.classifier = classifier
+        self._recent.clear()
         self.stats.model_swaps += 1
-        request.pause_ms = (time.perf_counter() - began) * 1000
-        request.done.set()
         logger.info(
-            "model %s swapped in for %s between two batches (%.2f ms)",
-            request.classifier.card.version,
+            "model %s swapped in for %s between two batches",
+            classifier.card.version,
             old.card.version,
-            request.pause_ms,
         )
         old.close()
 
@@ -469,7 +433,7 @@ class EdgeAgent:
         next_health = time.monotonic() + self.file_config.health_interval_s
         applied = self.config
         while not self._stop.is_set():
-            if self._swap is not None:
+            if self._handover.waiting:
                 self._take_new_model()
             with self._settings_lock:
                 config = self.config
@@ -523,8 +487,7 @@ class EdgeAgent:
             began = time.perf_counter()
             images = [crop_roi(f.image, self._rois.get(f.camera_id)) for f in batch]
             probabilities = self.classifier.classify(images)
-            with self._recent_lock:
-                self._recent.extend(images)
+            self._recent.add(images)
             self.timer.record((time.perf_counter() - began) * 1000, len(batch))
             self.stats.classifier_calls += 1
             self.stats.frames_classified += len(batch)

@@ -20,9 +20,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from roadsense.core.files import replace_file
 from roadsense.models.card import card_path_for, sha256_file
 from roadsense.models.signing import is_model_version
+from roadsense.proto.v1 import telemetry_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -172,3 +175,39 @@ def discard_release(folder: Path, version: str) -> bool:
         return False
     shutil.rmtree(release, ignore_errors=True)
     return True
+
+
+def describe(folder: Path, configured: Path) -> dict[str, Any]:
+    """What a device holds, for people and scripts: the model it starts on, current and
+    previous (with whether their bytes check out), the update pending, partial downloads."""
+    state = load_state(folder)
+
+    def model(held: HeldModel | None) -> dict[str, Any] | None:
+        if held is None:
+            return None
+        return {**held.as_json(), "complete": held.is_complete()}
+
+    pending = None
+    if state.pending:
+        try:
+            update = telemetry_pb2.ModelUpdate.FromString(state.pending)
+            pending = {
+                "request_id": update.request_id,
+                "version": update.version,
+                "rollout_id": update.rollout_id,
+                "size": update.size,
+            }
+        except DecodeError:
+            pending = {"request_id": "", "version": "", "rollout_id": "", "size": 0}
+    partials = {
+        p.name.removesuffix(".onnx.partial"): p.stat().st_size
+        for p in (sorted(folder.glob("*.onnx.partial")) if folder.is_dir() else [])
+    }
+    return {
+        "folder": str(folder),
+        "start_model": str(startup_model(folder, configured)),
+        "current": model(state.current),
+        "previous": model(state.previous),
+        "pending": pending,
+        "partial_downloads": partials,
+    }

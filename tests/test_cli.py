@@ -30,6 +30,7 @@ def test_every_command_has_help_text() -> None:
     assert {
         "edge",
         "edge run",
+        "edge models",
         "cloud",
         "cloud serve",
         "cloud token",

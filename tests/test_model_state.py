@@ -5,6 +5,7 @@ tolerated when damaged, start-up fallbacks, the TensorRT engine built before the
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from roadsense.cli.main import main
 from roadsense.core.errors import ModelLoadError
 from roadsense.edge.backends.tensorrt import TensorRtClassifier, engine_key
 from roadsense.edge.classifier import Classifier, create_classifier
@@ -26,6 +28,7 @@ from roadsense.edge.model_state import (
     startup_model,
 )
 from roadsense.edge.model_updater import ModelUpdater
+from roadsense.edge.models_update import partial_path
 from roadsense.edge.preprocess import Frame
 from roadsense.edge.runner import startup_classifier
 from roadsense.models.card import load_card, sha256_file
@@ -303,3 +306,35 @@ def test_updates_that_queued_up_apply_only_the_last_and_answer_the_others(
     assert agent.replies[3][3]["model_version"] == "3.0"
     assert [version for version, _ in agent.swapped] == ["3.0"]
     assert first.onnx not in loaded
+
+
+def test_edge_models_shows_what_the_device_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "models"
+    current, previous = _install(folder, "2.0"), _install(folder, "1.0")
+    pending = telemetry_pb2.ModelUpdate(
+        schema_version=1, request_id="req-9", version="3.0", size=5000, rollout_id="r-2"
+    )
+    save_state(folder, ModelState(current, previous, pending.SerializeToString()))
+    partial_path(folder, "3.0").write_bytes(b"x" * 1234)
+    previous.onnx.write_bytes(b"damaged")
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        'device_id = "dev-1"\n[models]\nfolder = "models"\n'
+        '[[cameras]]\nid = "cam1"\nsource = "clip.avi"\nsegment_id = "seg"\n',
+        encoding="utf-8",
+    )
+    assert main(["edge", "models", "--config", str(config), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["start_model"] == str(current.onnx)
+    assert (report["current"]["version"], report["current"]["complete"]) == ("2.0", True)
+    assert (report["previous"]["version"], report["previous"]["complete"]) == ("1.0", False)
+    assert report["pending"] == {"request_id": "req-9", "version": "3.0", "rollout_id": "r-2",
+                                 "size": 5000}  # fmt: skip
+    assert report["partial_downloads"] == {"3.0": 1234}
+    assert main(["edge", "models", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert "previous: 1.0" in text
+    assert "MISSING OR DAMAGED" in text
+    assert "pending update: 'req-9' for model 3.0" in text
