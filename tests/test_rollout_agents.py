@@ -3,6 +3,7 @@ cloud's canary and rollback, over real Mosquitto and the real gRPC DownloadModel
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from roadsense.provisioning.model_key import model_key_files
 
 from .conftest import SAMPLE_VIDEO
 from .helpers import wait_until
-from .model_releases import ModelKind, write_model
+from .model_releases import ModelKind, write_card, write_model
 from .rollout_support import FAST, RolloutFleet, rollout_fleet
 
 pytestmark = pytest.mark.integration
@@ -79,8 +80,19 @@ def _variants(tmp_path: Path, version: str, kind: ModelKind) -> dict[str, Path]:
     return {SHIPPED: PLACEHOLDER_CNN, version: write_model(tmp_path / version, version, kind)}
 
 
+def _rehearsal(tmp_path: Path, version: str) -> dict[str, Path]:
+    """The shipped model, and its bytes under ``version``: a release that classifies the
+    same (another model, even a good one, shifts the level distribution on purpose)."""
+    folder = tmp_path / version
+    folder.mkdir()
+    onnx = folder / "congestion.onnx"
+    shutil.copyfile(PLACEHOLDER_CNN, onnx)
+    write_card(onnx, version, "congestion")
+    return {SHIPPED: PLACEHOLDER_CNN, version: onnx}
+
+
 def test_canary_then_promotion_to_real_agents(cloud_config: CloudConfig, tmp_path: Path) -> None:
-    files = _variants(tmp_path, "2.0", "good")
+    files = _rehearsal(tmp_path, "2.0")
     with rollout_fleet(cloud_config, tmp_path, versions=(), files=files, rollout=WINDOW) as fleet:
         agents = _agents(fleet, 3)
         try:
