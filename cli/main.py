@@ -469,13 +469,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_demo)
 
-    add_provision_commands(commands)
-    add_fleet_commands(commands)
-    _add_bench_commands(commands)
-    add_forecast_commands(commands)
-    add_models_commands(commands)
-    _add_train_commands(commands)
-    add_dataset_commands(commands)
+    for add_commands in (
+        add_provision_commands,
+        add_fleet_commands,
+        _add_bench_commands,
+        add_forecast_commands,
+        add_models_commands,
+        _add_train_commands,
+        add_dataset_commands,
+    ):
+        add_commands(commands)
     return parser
 
 
