@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import queue
 import shutil
 import threading
@@ -65,6 +66,9 @@ from roadsense.models.signing import verify_model
 from roadsense.proto.v1 import telemetry_pb2
 
 logger = logging.getLogger(__name__)
+
+UPDATE_NICENESS = 10
+"""Added to the update thread's niceness (Linux: per thread)."""
 
 ModelLoader = Callable[[Path], Classifier]
 """Loads an ONNX (its card beside it) with the backend the device runs."""
@@ -171,6 +175,7 @@ class ModelUpdater:
     # Worker ----------------------------------------------------------------
 
     def _run(self) -> None:
+        _lower_priority()
         while True:
             batch = [self._queue.get()]
             while True:  # what queued up meanwhile (e.g. for a device that was offline)
@@ -453,6 +458,15 @@ def _configured_model(onnx: Path) -> HeldModel | None:
         logger.warning("the configured model cannot serve a rollback: %s", err)
         return None
     return HeldModel(card.version, onnx, card.onnx_sha256)
+
+
+def _lower_priority() -> None:
+    """Run this thread (and the runtime threads it starts for the self-test) at a lower CPU
+    priority, so the inference loop keeps its pace during a download and a self-test."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), UPDATE_NICENESS)
+    except (AttributeError, OSError) as err:  # not Linux, or not allowed
+        logger.info("model updates run at normal priority: %s", err)
 
 
 def _release(payload: bytes) -> tuple[str, str]:

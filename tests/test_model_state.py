@@ -27,7 +27,7 @@ from roadsense.edge.model_state import (
     save_state,
     startup_model,
 )
-from roadsense.edge.model_updater import ModelUpdater
+from roadsense.edge.model_updater import REASONS, ModelUpdater
 from roadsense.edge.models_update import partial_path
 from roadsense.edge.preprocess import Frame
 from roadsense.edge.runner import startup_classifier
@@ -338,3 +338,13 @@ def test_edge_models_shows_what_the_device_holds(
     assert "previous: 1.0" in text
     assert "MISSING OR DAMAGED" in text
     assert "pending update: 'req-9' for model 3.0" in text
+
+
+def test_the_reply_reasons_are_documented_where_the_cloud_reads_them() -> None:
+    repo = Path(__file__).resolve().parent.parent
+    proto = (repo / "proto" / "v1" / "telemetry.proto").read_text(encoding="utf-8")
+    listed = proto.split("the\n  // reason one of ")[1].split(".\n")[0]
+    assert [r.strip() for r in listed.replace("//", "").split(",")] == list(REASONS)
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### What a device does with a ModelUpdate")[1].split("\n## ")[0]
+    assert all(f"`{reason}`" in section for reason in REASONS)
