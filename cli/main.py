@@ -19,6 +19,7 @@ from roadsense.cli.edge_models import add_edge_model_commands
 from roadsense.cli.forecast import add_forecast_commands, add_forecaster_training
 from roadsense.cli.output import print_figures
 from roadsense.cli.provision import add_provision_commands
+from roadsense.cli.rollout import add_fleet_commands, add_rollout_bench
 from roadsense.core import __version__
 from roadsense.core.errors import ConfigError, RoadSenseError
 from roadsense.core.logs import configure_logging
@@ -309,6 +310,7 @@ def _add_bench_commands(commands: Any) -> None:
         "--seconds", type=float, default=3.0, help="seconds of calls per rate (default 3)"
     )
     bench_grpc.set_defaults(handler=_bench_grpc)
+    add_rollout_bench(bench_commands)
     bench_forecast = bench_commands.add_parser(
         "forecast",
         help="forecast many segments in one batch: ONNX Runtime vs torch eager",
@@ -467,12 +469,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_demo)
 
-    add_provision_commands(commands)
-    _add_bench_commands(commands)
-    add_forecast_commands(commands)
-    add_models_commands(commands)
-    _add_train_commands(commands)
-    add_dataset_commands(commands)
+    for add_commands in (
+        add_provision_commands,
+        add_fleet_commands,
+        _add_bench_commands,
+        add_forecast_commands,
+        add_models_commands,
+        _add_train_commands,
+        add_dataset_commands,
+    ):
+        add_commands(commands)
     return parser
 
 

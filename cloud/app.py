@@ -21,6 +21,7 @@ from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.fleet import FleetServicer
 from roadsense.cloud.forecasting import ForecastJob
 from roadsense.cloud.metrics import CloudMetrics, RpcTimingInterceptor
+from roadsense.cloud.rollout_wiring import build_controller
 from roadsense.cloud.service import CityServicer, add_city_service
 from roadsense.cloud.state import CityTracker
 from roadsense.cloud.stores import describe, open_store
@@ -135,6 +136,8 @@ class CloudService:
         identity = (
             FleetIdentity(config.enrollment, self.store) if config.enrollment is not None else None
         )
+        # Self-contained: a process that is not the fleet's leader can leave it unstarted.
+        self.rollouts = build_controller(config, self.store)
         city_pb2_grpc.add_FleetServiceServicer_to_server(
             FleetServicer(
                 self.store,
@@ -142,6 +145,8 @@ class CloudService:
                 frozenset(config.known_devices()),
                 models=config.models,
                 open_api=not config.grpc.auth.tokens,
+                rollouts=self.rollouts,
+                auth=config.grpc.auth,
             ),
             self.server,
         )
@@ -216,6 +221,8 @@ class CloudService:
         self._maintenance.start()
         if self.forecasts:
             self.forecasts.start()
+        if self.rollouts:
+            self.rollouts.start()
         if self.config.metrics.enabled:
             self._metrics_server = MetricsServer(
                 self.config.metrics.host, self.config.metrics.port, self.metrics.registry
@@ -237,6 +244,8 @@ class CloudService:
         self.feed.close()
         self.server.stop(self.config.grpc.grace_s).wait()
         self.ingest.stop()
+        if self.rollouts:
+            self.rollouts.stop()
         if self.forecasts:
             self.forecasts.stop()
         if self._metrics_server:

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from roadsense.cloud.auth import AuthConfig
 from roadsense.cloud.city import DeviceConfig, SegmentConfig
 from roadsense.cloud.ingest import DEFAULT_MAX_LATE_MS
+from roadsense.cloud.rollout_config import RolloutConfig
 from roadsense.core.config import ConfigModel, relative_to
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig
@@ -292,6 +293,9 @@ class CloudConfig(ConfigModel):
         default_factory=ModelRegistryConfig,
         description="Model registry (models publish, FleetService.DownloadModel).",
     )
+    rollout: RolloutConfig = Field(
+        default_factory=RolloutConfig, description="Model rollouts (fleet rollout ...)."
+    )
     enrollment: EnrollmentConfig | None = Field(
         default=None,
         description="Enrollment by claim (FleetService.Enroll) and CRL updates on revocation; "
@@ -342,9 +346,16 @@ class CloudConfig(ConfigModel):
                     "passphrase_file": rel(enrollment.passphrase_file),
                 }
             )
+        rollout = self.rollout.model_copy(
+            update={
+                "cert_file": rel(self.rollout.cert_file),
+                "key_file": rel(self.rollout.key_file),
+            }
+        )
         return self.model_copy(
             update={
                 "enrollment": enrollment,
+                "rollout": rollout,
                 "models": self.models.model_copy(
                     update={"registry_dir": rel(self.models.registry_dir)}
                 ),

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Literal
 
 import grpc
 
-from roadsense.cloud.auth import has_bearer_token, peer_common_name
+from roadsense.cloud import rollout_rpc
+from roadsense.cloud.auth import AuthConfig, has_bearer_token, peer_common_name
 from roadsense.cloud.config import ModelRegistryConfig
 from roadsense.cloud.domain import DeviceRecord, RegistryEntry
 from roadsense.cloud.enrollment import FleetIdentity, revoke_in_registry
 from roadsense.cloud.model_delivery import Caller, authorize_download, release_chunks
+from roadsense.cloud.rollout import RolloutController
 from roadsense.cloud.rpc_status import streaming, unary
 from roadsense.cloud.store import Store
 from roadsense.core.errors import NotConfiguredError, NotFoundError, RequestError
@@ -58,7 +61,12 @@ class FleetServicer(city_pb2_grpc.FleetServiceServicer):
         fleet_devices: frozenset[str] = frozenset(),
         models: ModelRegistryConfig | None = None,
         open_api: bool = True,
+        *,
+        rollouts: RolloutController | None = None,
+        auth: AuthConfig | None = None,
     ) -> None:
+        self._rollouts = rollouts
+        self._auth = auth or AuthConfig()
         self._store = store
         self._identity = identity
         self._fleet_devices = fleet_devices
@@ -156,3 +164,46 @@ class FleetServicer(city_pb2_grpc.FleetServiceServicer):
             yield city_pb2.ModelChunk(
                 offset=chunk.offset, data=chunk.data, total_size=chunk.total_size
             )
+
+    @unary
+    def StartRollout(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.StartRolloutRequest, context: grpc.ServicerContext
+    ) -> city_pb2.RolloutStatus:
+        rollouts = rollout_rpc.controller(self._rollouts)
+        actor = rollout_rpc.caller_name(context, self._auth)
+        return rollout_rpc.status_message(rollout_rpc.start(rollouts, request, actor))
+
+    @unary
+    def GetRollout(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.GetRolloutRequest, context: grpc.ServicerContext
+    ) -> city_pb2.RolloutStatus:
+        rollouts = rollout_rpc.controller(self._rollouts)
+        return rollout_rpc.status_message(rollouts.view(request.rollout_id))
+
+    def _act(
+        self,
+        action: Literal["pause", "resume", "rollback"],
+        request: city_pb2.RolloutActionRequest,
+        context: grpc.ServicerContext,
+    ) -> city_pb2.RolloutStatus:
+        rollouts = rollout_rpc.controller(self._rollouts)
+        actor = rollout_rpc.caller_name(context, self._auth)
+        return rollout_rpc.status_message(rollout_rpc.act(rollouts, action, request, actor))
+
+    @unary
+    def PauseRollout(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.RolloutActionRequest, context: grpc.ServicerContext
+    ) -> city_pb2.RolloutStatus:
+        return self._act("pause", request, context)
+
+    @unary
+    def ResumeRollout(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.RolloutActionRequest, context: grpc.ServicerContext
+    ) -> city_pb2.RolloutStatus:
+        return self._act("resume", request, context)
+
+    @unary
+    def RollbackRollout(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.RolloutActionRequest, context: grpc.ServicerContext
+    ) -> city_pb2.RolloutStatus:
+        return self._act("rollback", request, context)

@@ -159,6 +159,39 @@ MODEL_RELEASES = """CREATE TABLE model_releases (
 """The model registry: one row per published release (the signature in hex)."""
 
 
+def _rollouts(db: Database) -> None:
+    for statement in ROLLOUT_SCHEMA:
+        db.execute(
+            statement.format(
+                TEXT="TEXT NOT NULL", INT="INTEGER NOT NULL", REAL="REAL", ID="INTEGER PRIMARY KEY"
+            )
+        )
+
+
+_ACTIVE_TEST = "state IN ('canary', 'promoting', 'paused')"
+ROLLOUT_SCHEMA = (
+    """CREATE TABLE rollouts (rollout_id {TEXT} PRIMARY KEY, model_version {TEXT},
+        state {TEXT}, canary_percent {REAL} NOT NULL, stage {INT}, stage_started_ms {INT},
+        created_ms {INT}, created_by {TEXT}, updated_ms {INT}, reason {TEXT},
+        resume_state {TEXT}, evaluation_json {TEXT})""",
+    "CREATE INDEX rollouts_state ON rollouts (state)",
+    # At most one active rollout, whatever two operators start at the same moment.
+    f"""CREATE UNIQUE INDEX rollouts_one_active ON rollouts (({_ACTIVE_TEST}))
+        WHERE {_ACTIVE_TEST}""",
+    """CREATE TABLE rollout_devices (rollout_id {TEXT}, device_id {TEXT}, stage {INT},
+        previous_version {TEXT}, want_version {TEXT}, reported_version {TEXT},
+        state {TEXT}, error {TEXT}, request_id {TEXT}, sent_ms {INT}, attempts {INT},
+        updated_ms {INT}, PRIMARY KEY (rollout_id, device_id))""",
+    """CREATE TABLE rollout_events (id {ID}, rollout_id {TEXT}, time_ms {INT},
+        actor {TEXT}, from_state {TEXT}, to_state {TEXT}, reason {TEXT})""",
+    "CREATE INDEX rollout_events_rollout ON rollout_events (rollout_id, id)",
+    # The controller reads one device's recent health and reports at a time.
+    "CREATE INDEX health_device_received ON health (device_id, received_ms)",
+    "CREATE INDEX reports_device_time ON reports (device_id, capture_time_ms)",
+)
+"""Rollouts, their devices and transitions; the same statements in both stores' types."""
+
+
 MIGRATIONS = [
     Migration("0001_city_schema", _schema_v1),
     Migration("0002_dead_letter_codes", _dead_letter_codes),
@@ -169,4 +202,5 @@ MIGRATIONS = [
     Migration("0007_history_by_time", _history_by_time),
     Migration("0008_dead_letter_repeats", _dead_letter_repeats),
     Migration("0009_model_registry", _model_registry),
+    Migration("0010_rollouts", _rollouts),
 ]

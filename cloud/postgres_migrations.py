@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from roadsense.cloud.migrations import ROLLOUT_SCHEMA
 from roadsense.core.timeutil import now_ms
 
 logger = logging.getLogger(__name__)
@@ -85,9 +86,20 @@ _MODEL_REGISTRY = (
         signature {TEXT}, published_ms BIGINT NOT NULL, published_by {TEXT})""",
 )
 
+_ROLLOUTS = tuple(
+    statement.format(
+        TEXT=TEXT,
+        INT="BIGINT NOT NULL",
+        REAL="DOUBLE PRECISION",
+        ID="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    )
+    for statement in ROLLOUT_SCHEMA
+)
+
 POSTGRES_MIGRATIONS = [
     PostgresMigration("0001_city_schema", _CITY_SCHEMA),
     PostgresMigration("0002_model_registry", _MODEL_REGISTRY),
+    PostgresMigration("0003_rollouts", _ROLLOUTS),
 ]
 
 

@@ -95,6 +95,8 @@ def inspect_postgres(url: str, timeout_s: float = 5.0) -> tuple[set[str], int | 
 class PostgresStore(SqlStore["_Session"]):
     """The store on a PostgreSQL database, through a pool of connections."""
 
+    _unique_violation = psycopg.errors.UniqueViolation
+
     def __init__(
         self,
         url: str,

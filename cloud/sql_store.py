@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Generic, Protocol, TypeVar
 
+from roadsense.cloud import rollout_rows
 from roadsense.cloud.domain import (
     DeviceRecord,
     HealthRecord,
@@ -32,6 +33,7 @@ from roadsense.cloud.domain import (
 from roadsense.cloud.feeds import ObservationRecord, WeatherRecord
 from roadsense.cloud.migrations import message_sha256
 from roadsense.cloud.model_rows import insert_model, select_models
+from roadsense.cloud.rollout_records import Rollout, RolloutDevice, RolloutEvent
 from roadsense.cloud.store import BatchResult, HistoryPoint, SegmentUpdater, Store
 
 Row = tuple[Any, ...]
@@ -196,6 +198,9 @@ class SqlStore(Store, Generic[SessionT]):
     @abc.abstractmethod
     def _write(self) -> AbstractContextManager[SessionT]:
         """A session in one write transaction: committed on success, rolled back on error."""
+
+    _unique_violation: type[Exception]
+    """The engine's error for a unique index refusing a row (each backend names it)."""
 
     @abc.abstractmethod
     def _insert_readings(self, db: SessionT, readings: list[Reading]) -> list[Reading]:
@@ -521,6 +526,58 @@ class SqlStore(Store, Generic[SessionT]):
         with self._read() as db:
             found = select_models(db, version)
         return found[0] if found else None
+
+    def add_rollout(
+        self, rollout: Rollout, devices: Sequence[RolloutDevice], event: RolloutEvent
+    ) -> bool:
+        try:
+            with self._write() as db:
+                return rollout_rows.insert_rollout(db, rollout, devices, event)
+        except self._unique_violation:  # another start won the race for the one active slot
+            return False
+
+    def update_rollout(
+        self,
+        rollout: Rollout,
+        expected_state: str,
+        event: RolloutEvent | None = None,
+        devices: Sequence[RolloutDevice] = (),
+    ) -> bool:
+        with self._write() as db:
+            return rollout_rows.update_rollout(db, rollout, expected_state, event, devices)
+
+    def save_rollout_devices(self, devices: Sequence[RolloutDevice]) -> None:
+        with self._write() as db:
+            rollout_rows.save_devices(db, devices)
+
+    def rollouts(self) -> list[Rollout]:
+        with self._read() as db:
+            return rollout_rows.select_rollouts(db)
+
+    def rollout(self, rollout_id: str) -> Rollout | None:
+        with self._read() as db:
+            found = rollout_rows.select_rollouts(db, rollout_id)
+        return found[0] if found else None
+
+    def rollout_devices(self, rollout_id: str) -> list[RolloutDevice]:
+        with self._read() as db:
+            return rollout_rows.select_devices(db, rollout_id)
+
+    def rollout_events(self, rollout_id: str) -> list[RolloutEvent]:
+        with self._read() as db:
+            return rollout_rows.select_events(db, rollout_id)
+
+    def device_health(
+        self, device_id: str, from_ms: int, to_ms: int, *, newest_only: bool = False
+    ) -> list[HealthRecord]:
+        with self._read() as db:
+            return rollout_rows.select_health(
+                db, device_id, from_ms, to_ms, newest_only=newest_only
+            )
+
+    def device_levels(self, device_id: str, from_ms: int, to_ms: int) -> list[float]:
+        with self._read() as db:
+            return rollout_rows.select_levels(db, device_id, from_ms, to_ms)
 
 
 def _upsert_status(db: SqlSession, s: StatusUpdate) -> None:

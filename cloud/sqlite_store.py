@@ -37,6 +37,8 @@ class _Session:
 class SqliteStore(SqlStore["_Session"]):
     """The store on one SQLite file (WAL), one connection behind a lock."""
 
+    _unique_violation = sqlite3.IntegrityError
+
     def __init__(self, path: str | Path, history_interval_ms: int = 60_000) -> None:
         super().__init__(history_interval_ms)
         self._lock = threading.Lock()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from roadsense.cloud.domain import (
     DeviceRecord,
+    HealthRecord,
     HorizonScore,
     PublishedModel,
     Reading,
@@ -26,6 +27,7 @@ from roadsense.cloud.domain import (
     TokenUse,
 )
 from roadsense.cloud.feeds import ObservationRecord, WeatherRecord
+from roadsense.cloud.rollout_records import Rollout, RolloutDevice, RolloutEvent
 
 if TYPE_CHECKING:
     # SqliteStore lived here before the PostgreSQL store; code still imports it from here.
@@ -196,6 +198,55 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def model(self, version: str) -> PublishedModel | None:
         """The release published as ``version``, or None."""
+
+    @abc.abstractmethod
+    def add_rollout(
+        self, rollout: Rollout, devices: Sequence[RolloutDevice], event: RolloutEvent
+    ) -> bool:
+        """Record a new rollout, its devices and first event; False (nothing changed) when
+        another rollout is still active."""
+
+    @abc.abstractmethod
+    def update_rollout(
+        self,
+        rollout: Rollout,
+        expected_state: str,
+        event: RolloutEvent | None = None,
+        devices: Sequence[RolloutDevice] = (),
+    ) -> bool:
+        """Store a rollout's new state with its event and device rows, in one transaction,
+        only if it is still in ``expected_state`` (False: someone moved it meanwhile)."""
+
+    @abc.abstractmethod
+    def save_rollout_devices(self, devices: Sequence[RolloutDevice]) -> None:
+        """Store device rows of rollouts (insert or replace)."""
+
+    @abc.abstractmethod
+    def rollouts(self) -> list[Rollout]:
+        """Every rollout, newest first."""
+
+    @abc.abstractmethod
+    def rollout(self, rollout_id: str) -> Rollout | None:
+        """The rollout ``rollout_id``, or None."""
+
+    @abc.abstractmethod
+    def rollout_devices(self, rollout_id: str) -> list[RolloutDevice]:
+        """A rollout's devices, by stage then id."""
+
+    @abc.abstractmethod
+    def rollout_events(self, rollout_id: str) -> list[RolloutEvent]:
+        """A rollout's recorded transitions, oldest first."""
+
+    @abc.abstractmethod
+    def device_health(
+        self, device_id: str, from_ms: int, to_ms: int, *, newest_only: bool = False
+    ) -> list[HealthRecord]:
+        """A device's health messages received within [from_ms, to_ms], oldest first (or
+        only the newest one)."""
+
+    @abc.abstractmethod
+    def device_levels(self, device_id: str, from_ms: int, to_ms: int) -> list[float]:
+        """Congestion levels of a device's reports captured within [from_ms, to_ms)."""
 
     @abc.abstractmethod
     def close(self) -> None:

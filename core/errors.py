@@ -103,3 +103,7 @@ class ModelUpdateError(RoadSenseError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
+
+
+class RolloutError(RoadSenseError):
+    """A model rollout cannot start or change as asked."""

@@ -17,6 +17,7 @@ from roadsense.bench.edge_rtsp import largest_passing, run_rtsp_bench
 from roadsense.bench.forecast import run_forecast_bench
 from roadsense.bench.grpc import run_grpc_bench
 from roadsense.bench.ingest import run_ingest_bench
+from roadsense.bench.rollout import run_rollout_bench
 from roadsense.models.shipped import PLACEHOLDER_CNN
 
 pytestmark = pytest.mark.integration
@@ -155,3 +156,18 @@ def test_gpu_check_script_runs_and_says_what_it_skipped() -> None:
     if "CUDAExecutionProvider" not in figures["providers"]:
         assert figures["ort_cuda"].startswith("skipped:")
     assert isinstance(figures["tensorrt"], dict) or figures["tensorrt"].startswith("skipped:")
+
+
+def test_rollout_bench_reports_every_figure() -> None:
+    result = run_rollout_bench(devices=4, model_mb=0.3, canary_percent=25, window_s=0.5)
+    assert (result["devices"], result["canary_devices"], result["swaps"]) == (4, 1, 4)
+    assert result["transitions"] == ["canary", "canary", "promoting", "done"]
+    # Each device fetched the release exactly once, whole; nothing was lost in the swap.
+    assert result["bytes_per_device_mean"] == result["bytes_per_device_max"] == 300_000
+    assert result["bytes_ratio"] == 1.0
+    assert result["reports_lost"] == 0
+    assert result["reports_created"] > 0
+    assert result["time_to_all_s"] > result["window_s"]
+    assert result["beyond_window_s"] == pytest.approx(
+        result["time_to_all_s"] - result["window_s"], abs=0.02
+    )

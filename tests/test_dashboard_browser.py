@@ -16,6 +16,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig
+from roadsense.cloud.rollout_records import Rollout, RolloutDevice, RolloutEvent
+from roadsense.core.timeutil import now_ms
 
 from .dashboard_support import (
     READER_TOKEN,
@@ -113,3 +115,22 @@ def test_connection_lost_banner(page: Page, cloud: CloudService) -> None:
     cloud.dashboard.stop()
     expect(page.locator("#connection")).to_be_visible(timeout=15_000)
     expect(page.locator("#connection")).to_have_text("Connection lost — reconnecting…")
+
+
+def test_device_list_shows_the_rollout(page: Page, cloud: CloudService) -> None:
+    publish_report(cloud.config.mqtt, segment="dash-ring", jam=0.0, seq=1)
+    wait_for_report(cloud, 1)
+    now = now_ms()
+    reason = "canary outside thresholds: inference p95 80.0 ms is 10.0x the control's 8.0 ms"
+    rollout = Rollout("r-dash", "2.0", "failed", 50.0, 0, now, now, "ops", now, reason)
+    device = RolloutDevice(
+        "r-dash", "dash-dev", 0, "1.0", "1.0", "1.0", "rolled_back", "", "q1", now, 1, now
+    )
+    cloud.store.add_rollout(rollout, [device], RolloutEvent("r-dash", now, "ops", "", "canary", ""))
+    _log_in(page, cloud)
+    item = page.locator("#devices li", has_text="dash-dev")
+    expect(item).to_contain_text("model 1.0")
+    expect(item.locator(".rollout")).to_have_text(" — rollout canary: rolled back")
+    expect(page.locator("#rollout")).to_have_text(f"Rollout r-dash of 2.0: failed — {reason}")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-rollout.png"), full_page=True)

@@ -69,6 +69,29 @@ def index_history(
     ]
 
 
+def newest_rollout(store: Store) -> tuple[Json | None, dict[str, Json]]:
+    """The newest rollout (state, model, why) and each of its devices' part in it."""
+    newest = next(iter(store.rollouts()), None)
+    if newest is None:
+        return None, {}
+    devices = {
+        d.device_id: {
+            "stage": "canary" if d.stage == 0 else f"stage {d.stage}",
+            "state": d.state,
+            "model_version": d.reported_version,
+            "error": d.error,
+        }
+        for d in store.rollout_devices(newest.rollout_id)
+    }
+    summary = {
+        "rollout_id": newest.rollout_id,
+        "model_version": newest.model_version,
+        "state": newest.state,
+        "reason": newest.reason,
+    }
+    return summary, devices
+
+
 def city_summary(
     *,
     tracker: CityTracker,
@@ -82,6 +105,7 @@ def city_summary(
     """The city panel: index now and over time, bands, devices, ingest, dead letters."""
     segments = tracker.snapshot(now)
     registry = store.registry()
+    rollout, in_rollout = newest_rollout(store)
     devices = [
         {
             "id": d.device_id,
@@ -89,6 +113,8 @@ def city_summary(
             "revoked": d.device_id in registry and registry[d.device_id].revoked_ms is not None,
             "last_seen_ms": d.last_seen_ms,
             "cameras": list(d.camera_ids),
+            "model_version": d.model_version,
+            "rollout": in_rollout.get(d.device_id),
         }
         for d in store.devices()
     ]
@@ -102,6 +128,7 @@ def city_summary(
         "segments_per_band": segments_per_band(segments),
         "stale_segments": sum(s.stale for s in segments),
         "devices": devices,
+        "rollout": rollout,
         "devices_online": sum(d["online"] and not d["revoked"] for d in devices),
         "devices_offline": sum(not d["online"] and not d["revoked"] for d in devices),
         "devices_revoked": sum(bool(d["revoked"]) for d in devices),

@@ -405,3 +405,97 @@ class ModelChunk(_message.Message):
     data: bytes
     total_size: int
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class StartRolloutRequest(_message.Message):
+    __slots__ = ("model_version", "canary_percent", "canary_devices", "device_ids", "site")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CANARY_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    CANARY_DEVICES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    canary_percent: float
+    canary_devices: int
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    site: str
+    def __init__(self, model_version: _Optional[str] = ..., canary_percent: _Optional[float] = ..., canary_devices: _Optional[int] = ..., device_ids: _Optional[_Iterable[str]] = ..., site: _Optional[str] = ...) -> None: ...
+
+class GetRolloutRequest(_message.Message):
+    __slots__ = ("rollout_id",)
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    rollout_id: str
+    def __init__(self, rollout_id: _Optional[str] = ...) -> None: ...
+
+class RolloutActionRequest(_message.Message):
+    __slots__ = ("rollout_id", "reason")
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    rollout_id: str
+    reason: str
+    def __init__(self, rollout_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RolloutDevice(_message.Message):
+    __slots__ = ("device_id", "stage", "previous_version", "want_version", "reported_version", "state", "error", "sent_ms", "attempts", "updated_ms")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    WANT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SENT_MS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    stage: int
+    previous_version: str
+    want_version: str
+    reported_version: str
+    state: str
+    error: str
+    sent_ms: int
+    attempts: int
+    updated_ms: int
+    def __init__(self, device_id: _Optional[str] = ..., stage: _Optional[int] = ..., previous_version: _Optional[str] = ..., want_version: _Optional[str] = ..., reported_version: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., sent_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., updated_ms: _Optional[int] = ...) -> None: ...
+
+class RolloutTransition(_message.Message):
+    __slots__ = ("time_ms", "actor", "from_state", "to_state", "reason")
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    FROM_STATE_FIELD_NUMBER: _ClassVar[int]
+    TO_STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    time_ms: int
+    actor: str
+    from_state: str
+    to_state: str
+    reason: str
+    def __init__(self, time_ms: _Optional[int] = ..., actor: _Optional[str] = ..., from_state: _Optional[str] = ..., to_state: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RolloutStatus(_message.Message):
+    __slots__ = ("rollout_id", "model_version", "state", "reason", "canary_percent", "stage", "created_ms", "created_by", "updated_ms", "evaluation_json", "devices", "events")
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CANARY_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_JSON_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    rollout_id: str
+    model_version: str
+    state: str
+    reason: str
+    canary_percent: float
+    stage: int
+    created_ms: int
+    created_by: str
+    updated_ms: int
+    evaluation_json: str
+    devices: _containers.RepeatedCompositeFieldContainer[RolloutDevice]
+    events: _containers.RepeatedCompositeFieldContainer[RolloutTransition]
+    def __init__(self, rollout_id: _Optional[str] = ..., model_version: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., canary_percent: _Optional[float] = ..., stage: _Optional[int] = ..., created_ms: _Optional[int] = ..., created_by: _Optional[str] = ..., updated_ms: _Optional[int] = ..., evaluation_json: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[RolloutDevice, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[RolloutTransition, _Mapping]]] = ...) -> None: ...

@@ -437,6 +437,31 @@ class FleetServiceStub:
                 request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.DownloadModelRequest.SerializeToString,
                 response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ModelChunk.FromString,
                 _registered_method=True)
+        self.StartRollout = channel.unary_unary(
+                '/roadsense.v1.FleetService/StartRollout',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.StartRolloutRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.FromString,
+                _registered_method=True)
+        self.GetRollout = channel.unary_unary(
+                '/roadsense.v1.FleetService/GetRollout',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetRolloutRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.FromString,
+                _registered_method=True)
+        self.PauseRollout = channel.unary_unary(
+                '/roadsense.v1.FleetService/PauseRollout',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutActionRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.FromString,
+                _registered_method=True)
+        self.ResumeRollout = channel.unary_unary(
+                '/roadsense.v1.FleetService/ResumeRollout',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutActionRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.FromString,
+                _registered_method=True)
+        self.RollbackRollout = channel.unary_unary(
+                '/roadsense.v1.FleetService/RollbackRollout',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutActionRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.FromString,
+                _registered_method=True)
 
 
 class FleetServiceServicer:
@@ -475,6 +500,39 @@ class FleetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartRollout(self, request, context):
+        """Model rollouts: canary first, promotion in stages, automatic rollback (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRollout(self, request, context):
+        """The rollout named, or the newest one when rollout_id is empty.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseRollout(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeRollout(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackRollout(self, request, context):
+        """Send every device that took the rollout's model its previous version back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -502,6 +560,31 @@ def add_FleetServiceServicer_to_server(servicer, server):
                     servicer.DownloadModel,
                     request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.DownloadModelRequest.FromString,
                     response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ModelChunk.SerializeToString,
+            ),
+            'StartRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartRollout,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.StartRolloutRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.SerializeToString,
+            ),
+            'GetRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRollout,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetRolloutRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.SerializeToString,
+            ),
+            'PauseRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseRollout,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutActionRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.SerializeToString,
+            ),
+            'ResumeRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeRollout,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutActionRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.SerializeToString,
+            ),
+            'RollbackRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackRollout,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutActionRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -639,6 +722,141 @@ class FleetService:
             '/roadsense.v1.FleetService/DownloadModel',
             roadsense_dot_proto_dot_v1_dot_city__pb2.DownloadModelRequest.SerializeToString,
             roadsense_dot_proto_dot_v1_dot_city__pb2.ModelChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.FleetService/StartRollout',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.StartRolloutRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.FleetService/GetRollout',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.GetRolloutRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.FleetService/PauseRollout',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutActionRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.FleetService/ResumeRollout',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutActionRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.FleetService/RollbackRollout',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutActionRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.RolloutStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -143,6 +143,14 @@ class FleetServiceStub:
     RevokeDevice: _grpc.UnaryUnaryMultiCallable[_city_pb2.RevokeDeviceRequest, _city_pb2.RevokeDeviceResponse]
     DownloadModel: _grpc.UnaryStreamMultiCallable[_city_pb2.DownloadModelRequest, _city_pb2.ModelChunk]
     """The files of a published model, streamed in chunks from an offset."""
+    StartRollout: _grpc.UnaryUnaryMultiCallable[_city_pb2.StartRolloutRequest, _city_pb2.RolloutStatus]
+    """Model rollouts: canary first, promotion in stages, automatic rollback (admin only)."""
+    GetRollout: _grpc.UnaryUnaryMultiCallable[_city_pb2.GetRolloutRequest, _city_pb2.RolloutStatus]
+    """The rollout named, or the newest one when rollout_id is empty."""
+    PauseRollout: _grpc.UnaryUnaryMultiCallable[_city_pb2.RolloutActionRequest, _city_pb2.RolloutStatus]
+    ResumeRollout: _grpc.UnaryUnaryMultiCallable[_city_pb2.RolloutActionRequest, _city_pb2.RolloutStatus]
+    RollbackRollout: _grpc.UnaryUnaryMultiCallable[_city_pb2.RolloutActionRequest, _city_pb2.RolloutStatus]
+    """Send every device that took the rollout's model its previous version back."""
 
 @_typing.type_check_only
 class FleetServiceAsyncStub(FleetServiceStub):
@@ -156,6 +164,14 @@ class FleetServiceAsyncStub(FleetServiceStub):
     RevokeDevice: _aio.UnaryUnaryMultiCallable[_city_pb2.RevokeDeviceRequest, _city_pb2.RevokeDeviceResponse]  # type: ignore[assignment]
     DownloadModel: _aio.UnaryStreamMultiCallable[_city_pb2.DownloadModelRequest, _city_pb2.ModelChunk]  # type: ignore[assignment]
     """The files of a published model, streamed in chunks from an offset."""
+    StartRollout: _aio.UnaryUnaryMultiCallable[_city_pb2.StartRolloutRequest, _city_pb2.RolloutStatus]  # type: ignore[assignment]
+    """Model rollouts: canary first, promotion in stages, automatic rollback (admin only)."""
+    GetRollout: _aio.UnaryUnaryMultiCallable[_city_pb2.GetRolloutRequest, _city_pb2.RolloutStatus]  # type: ignore[assignment]
+    """The rollout named, or the newest one when rollout_id is empty."""
+    PauseRollout: _aio.UnaryUnaryMultiCallable[_city_pb2.RolloutActionRequest, _city_pb2.RolloutStatus]  # type: ignore[assignment]
+    ResumeRollout: _aio.UnaryUnaryMultiCallable[_city_pb2.RolloutActionRequest, _city_pb2.RolloutStatus]  # type: ignore[assignment]
+    RollbackRollout: _aio.UnaryUnaryMultiCallable[_city_pb2.RolloutActionRequest, _city_pb2.RolloutStatus]  # type: ignore[assignment]
+    """Send every device that took the rollout's model its previous version back."""
 
 class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -196,5 +212,43 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_city_pb2.ModelChunk], _abc.AsyncIterator[_city_pb2.ModelChunk]]:
         """The files of a published model, streamed in chunks from an offset."""
+
+    @_abc_1.abstractmethod
+    def StartRollout(
+        self,
+        request: _city_pb2.StartRolloutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.RolloutStatus, _abc.Awaitable[_city_pb2.RolloutStatus]]:
+        """Model rollouts: canary first, promotion in stages, automatic rollback (admin only)."""
+
+    @_abc_1.abstractmethod
+    def GetRollout(
+        self,
+        request: _city_pb2.GetRolloutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.RolloutStatus, _abc.Awaitable[_city_pb2.RolloutStatus]]:
+        """The rollout named, or the newest one when rollout_id is empty."""
+
+    @_abc_1.abstractmethod
+    def PauseRollout(
+        self,
+        request: _city_pb2.RolloutActionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.RolloutStatus, _abc.Awaitable[_city_pb2.RolloutStatus]]: ...
+
+    @_abc_1.abstractmethod
+    def ResumeRollout(
+        self,
+        request: _city_pb2.RolloutActionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.RolloutStatus, _abc.Awaitable[_city_pb2.RolloutStatus]]: ...
+
+    @_abc_1.abstractmethod
+    def RollbackRollout(
+        self,
+        request: _city_pb2.RolloutActionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.RolloutStatus, _abc.Awaitable[_city_pb2.RolloutStatus]]:
+        """Send every device that took the rollout's model its previous version back."""
 
 def add_FleetServiceServicer_to_server(servicer: FleetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

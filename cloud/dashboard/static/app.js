@@ -136,9 +136,23 @@ function drawCity(city) {
   for (const d of city.devices) {
     const li = document.createElement("li");
     li.className = d.revoked ? "revoked" : d.online ? "online" : "offline";
-    li.textContent = `${d.id} — last seen ${time(d.last_seen_ms)}`;
+    const r = d.rollout;
+    const model = r && r.model_version ? r.model_version : d.model_version;
+    li.textContent = `${d.id} — model ${model || "?"} — last seen ${time(d.last_seen_ms)}`;
+    if (r) {
+      const part = document.createElement("span");
+      part.className = `rollout rollout-${r.state}`;
+      part.textContent = ` — rollout ${r.stage}: ${r.state.replace("_", " ")}` +
+        (r.error ? ` (${r.error})` : "");
+      li.appendChild(part);
+    }
     devices.appendChild(li);
   }
+  const rollout = document.getElementById("rollout");
+  rollout.textContent = city.rollout
+    ? `Rollout ${city.rollout.rollout_id} of ${city.rollout.model_version}: ` +
+      `${city.rollout.state.replace("_", " ")} — ${city.rollout.reason}`
+    : "No rollout";
   const ingest = city.ingest;
   document.getElementById("ingest").textContent =
     `${ingest.rate_per_s} msg/s; ${ingest.received} received, ${ingest.accepted} accepted, ` +

@@ -1,0 +1,268 @@
+"""Rollouts end to end: real Mosquitto, the real cloud (controller, ingest, gRPC
+DownloadModel), signed releases, and simulated devices that speak the agent's contract."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+import pytest
+
+from roadsense.bench.sim_fleet import Behaviour
+from roadsense.cloud.auth import AuthConfig, TokenConfig, hash_token
+from roadsense.cloud.config import CloudConfig
+from roadsense.proto.v1 import city_pb2
+
+from .helpers import wait_until
+from .rollout_support import FAST, RELEASE_BYTES, rollout_fleet
+
+pytestmark = pytest.mark.integration
+
+
+def test_canary_on_two_of_six_then_promotion_to_all(
+    cloud_config: CloudConfig, tmp_path: Path
+) -> None:
+    with rollout_fleet(cloud_config, tmp_path) as fleet:
+        fleet.start_devices(6)
+        started = fleet.start(model_version="2.0", canary_devices=2)
+        assert started.state == "canary"
+        canaries = [d.device_id for d in started.devices if d.stage == 0]
+        assert len(canaries) == 2
+        assert {d.state for d in started.devices if d.stage == 0} == {"sent"}
+        assert {d.state for d in started.devices if d.stage == 1} == {"waiting"}
+        # The canaries run it while the control devices wait for the verdict.
+        assert wait_until(lambda: all(fleet.versions()[c] == "2.0" for c in canaries))
+        assert sum(v == "2.0" for v in fleet.versions().values()) == 2
+        done = fleet.wait_for_state("done")
+        assert set(fleet.versions().values()) == {"2.0"}
+        assert {d.state for d in done.devices} == {"applied"}
+        assert [(e.from_state, e.to_state) for e in done.events] == [
+            ("", "canary"),
+            ("canary", "canary"),
+            ("canary", "promoting"),
+            ("promoting", "done"),
+        ]
+        assert done.events[0].actor == "anonymous"
+        assert {e.actor for e in done.events[1:]} == {"controller"}
+        assert "canary within thresholds" in done.events[2].reason
+        evaluation = json.loads(done.evaluation_json)
+        assert evaluation["verdict"] == "pass"
+        assert sorted(evaluation["canaries"]) == sorted(canaries)
+        assert evaluation["canary"]["p95_ms"] > 0
+        assert evaluation["control"]["p95_ms"] > 0
+        # Each device fetched the release once, whole, and no report went unacknowledged.
+        for device in fleet.devices:
+            assert device.counters.bytes_downloaded == RELEASE_BYTES
+            assert device.counters.swaps == 1
+        assert wait_until(
+            lambda: all(
+                d.counters.reports_acked == d.counters.reports_created for d in fleet.devices
+            )
+        )
+
+
+BAD_MODELS = {
+    "refused-load": (
+        Behaviour(refuse="load: input shape [1,3,96,96], card says [1,3,224,224]"),
+        "load: input shape",
+    ),
+    "refused-nan": (
+        Behaviour(refuse="self_test: NaN in the outputs of 8 recent frames"),
+        "self_test: NaN",
+    ),
+    "ten-times-slower": (Behaviour(p95_ms=80.0), "inference p95"),
+    "levels-shifted": (Behaviour(class_weights=(0.0, 0.0, 0.05, 0.15, 0.8)), "level distribution"),
+    "uncertain": (Behaviour(uncertain_share=0.6), "uncertain frames"),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_MODELS))
+def test_a_bad_model_stops_at_the_canary_and_is_rolled_back(
+    cloud_config: CloudConfig, tmp_path: Path, bad: str
+) -> None:
+    behaviour, reason = BAD_MODELS[bad]
+    with rollout_fleet(cloud_config, tmp_path, behaviours={"2.0": behaviour}) as fleet:
+        fleet.start_devices(4)
+        started = fleet.start(model_version="2.0", canary_percent=50)
+        canaries = {d.device_id for d in started.devices if d.stage == 0}
+        assert len(canaries) == 2
+        failed = fleet.wait_for_state("failed")
+        assert reason in failed.reason
+        # Everyone ends on the old model: the canaries that took it were sent it back.
+        assert wait_until(lambda: set(fleet.versions().values()) == {"1.0"})
+        final = fleet.wait_for_state("failed")
+        rows = {d.device_id: d for d in final.devices}
+        for device in fleet.devices:
+            row = rows[device.device_id]
+            if device.device_id in canaries:
+                # The old model was held: going back cost no download.
+                assert device.counters.bytes_downloaded == RELEASE_BYTES
+                assert row.state in ("refused", "rolled_back")
+            else:
+                assert device.counters.bytes_downloaded == 0
+                assert row.state == "waiting"
+        assert wait_until(
+            lambda: (
+                {d.state for d in fleet.status().devices if d.stage == 0}
+                <= {"refused", "rolled_back"}
+            )
+        )
+        assert [e.to_state for e in final.events][-1] == "failed"
+        assert final.events[-1].actor == "controller"
+
+
+def test_an_offline_device_gets_the_model_when_it_is_back(
+    cloud_config: CloudConfig, tmp_path: Path
+) -> None:
+    with rollout_fleet(cloud_config, tmp_path) as fleet:
+        fleet.start_devices(2)
+        # The third device reported once, then went away without a session the broker
+        # keeps: the update sent meanwhile is lost, only the controller's re-send brings it.
+        away = fleet.device(fleet.device_name(3))
+        away.start(clean_session=True)
+        fleet.wait_for_health([away.device_id])
+        away.stop()
+        assert wait_until(
+            lambda: (
+                not next(
+                    d for d in fleet.cloud.store.devices() if d.device_id == away.device_id
+                ).online
+            )
+        )
+        started = fleet.start(model_version="2.0", canary_devices=1)
+        assert away.device_id not in [d.device_id for d in started.devices if d.stage == 0]
+        done = fleet.wait_for_state("done")
+        rows = {d.device_id: d for d in done.devices}
+        assert rows[away.device_id].state == "sent"
+        assert "1 pending" in done.reason
+        assert away.version == "1.0"
+        back = fleet.device(away.device_id)  # the same device id, restarted
+        back.start(clean_session=True)
+        assert wait_until(lambda: back.version == "2.0")
+
+        def row() -> city_pb2.RolloutDevice:
+            return next(d for d in fleet.status().devices if d.device_id == away.device_id)
+
+        assert wait_until(lambda: row().state == "applied")
+        assert row().attempts >= 2  # the first send went to a device that was not there
+        assert back.counters.bytes_downloaded == RELEASE_BYTES
+
+
+def test_a_device_that_cannot_apply_stays_on_its_model_and_says_why(
+    cloud_config: CloudConfig, tmp_path: Path
+) -> None:
+    full = "disk: model 2.0 needs 200000 more bytes; 1000 are free"
+    with rollout_fleet(cloud_config, tmp_path) as fleet:
+        fleet.start_devices(3)
+        stuck = fleet.devices[2]
+        stuck.behaviours = {"2.0": Behaviour(refuse=full)}  # only this device's disk is full
+        fleet.start(model_version="2.0", canary_devices=1)
+        done = fleet.wait_for_state("done")
+        rows = {d.device_id: d for d in done.devices}
+        assert rows[stuck.device_id].state == "refused"
+        assert rows[stuck.device_id].error == full
+        assert rows[stuck.device_id].reported_version == "1.0"
+        assert stuck.version == "1.0"
+        assert "1 refused" in done.reason
+        assert sorted(fleet.versions().values()) == ["1.0", "2.0", "2.0"]
+
+
+def test_start_refusals_name_what_is_wrong(cloud_config: CloudConfig, tmp_path: Path) -> None:
+    with rollout_fleet(cloud_config, tmp_path, versions=("2.0",)) as fleet:
+        fleet.start_devices(2)  # they run 1.0, which this registry never published
+
+        def refused(device_ids: Sequence[str] = (), **request: object) -> str:
+            with pytest.raises(grpc.RpcError) as caught:
+                fleet.start(device_ids, **request)
+            return f"{caught.value.code().name}: {caught.value.details()}"
+
+        assert refused(model_version="9.9", canary_devices=1).startswith(
+            "NOT_FOUND: no published model '9.9'"
+        )
+        assert refused(model_version="../2.0", canary_devices=1).startswith("INVALID_ARGUMENT")
+        assert "not in the fleet: ghost" in refused(
+            device_ids=["ghost"], model_version="2.0", canary_devices=1
+        )
+        assert "canary of 5 devices: give 1 to 2" in refused(model_version="2.0", canary_devices=5)
+        assert "percent of the devices or as a count" in refused(model_version="2.0")
+        assert "run model(s) 1.0, not published" in refused(model_version="2.0", canary_devices=1)
+        with pytest.raises(grpc.RpcError) as caught:
+            fleet.status()
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+ADMIN, READER, FEED = "admin-token-rollout", "reader-token-rollout", "feed-token-rollout"
+RPCS = (
+    ("StartRollout", city_pb2.StartRolloutRequest(model_version="2.0", canary_devices=1)),
+    ("GetRollout", city_pb2.GetRolloutRequest()),
+    ("PauseRollout", city_pb2.RolloutActionRequest()),
+    ("ResumeRollout", city_pb2.RolloutActionRequest()),
+    ("RollbackRollout", city_pb2.RolloutActionRequest()),
+)
+
+
+def _with_tokens(cloud_config: CloudConfig) -> CloudConfig:
+    tokens = [
+        TokenConfig(name="ops-alice", role="admin", sha256=hash_token(ADMIN)),
+        TokenConfig(name="dash", role="reader", sha256=hash_token(READER)),
+        TokenConfig(name="feeds", role="feed", sha256=hash_token(FEED)),
+    ]
+    grpc_config = cloud_config.grpc.model_copy(update={"auth": AuthConfig(tokens=tokens)})
+    return cloud_config.model_copy(update={"grpc": grpc_config})
+
+
+def test_pause_resume_rollback_are_admin_only_and_recorded(
+    cloud_config: CloudConfig, tmp_path: Path
+) -> None:
+    slow_verdict = FAST.model_copy(update={"window_s": 600.0})
+    with rollout_fleet(
+        _with_tokens(cloud_config), tmp_path, rollout=slow_verdict, token=ADMIN
+    ) as fleet:
+        for token, code in (("", "UNAUTHENTICATED"), (READER, "PERMISSION_DENIED"),
+                            (FEED, "PERMISSION_DENIED"), ("junk", "UNAUTHENTICATED")):  # fmt: skip
+            for method, request in RPCS:
+                with pytest.raises(grpc.RpcError) as caught:
+                    getattr(fleet.stub, method)(request, timeout=10, metadata=fleet.metadata(token))
+                assert caught.value.code().name == code, (method, token)
+        assert fleet.cloud.store.rollouts() == []  # nothing the refused calls asked happened
+        fleet.start_devices(3)
+        started = fleet.start(model_version="2.0", canary_devices=1)
+        (canary,) = [d for d in fleet.devices if d.device_id == started.devices[0].device_id]
+        assert wait_until(lambda: canary.version == "2.0")
+        assert wait_until(lambda: len(fleet.status().events) == 2)  # the window opened
+        assert fleet.status().devices[0].state == "applied"
+
+        def act(method: str, reason: str = "") -> city_pb2.RolloutStatus:
+            request = city_pb2.RolloutActionRequest(rollout_id=started.rollout_id, reason=reason)
+            status: city_pb2.RolloutStatus = getattr(fleet.stub, method)(
+                request, timeout=10, metadata=fleet.metadata()
+            )
+            return status
+
+        paused = act("PauseRollout", "city marathon today")
+        assert (paused.state, paused.reason) == ("paused", "city marathon today")
+        with pytest.raises(grpc.RpcError) as caught:
+            act("PauseRollout")
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "is paused: only a running one pauses" in str(caught.value.details())
+        assert act("ResumeRollout").state == "canary"
+        back = act("RollbackRollout", "operator saw odd levels")
+        assert back.state == "rolled_back"
+        assert wait_until(lambda: set(fleet.versions().values()) == {"1.0"})
+        assert wait_until(lambda: fleet.status().devices[0].state == "rolled_back")
+        events = [(e.actor, e.from_state, e.to_state) for e in fleet.status().events]
+        assert events == [
+            ("ops-alice", "", "canary"),
+            ("controller", "canary", "canary"),
+            ("ops-alice", "canary", "paused"),
+            ("ops-alice", "paused", "canary"),
+            ("ops-alice", "canary", "rolled_back"),
+        ]
+        assert fleet.status().events[-1].reason.startswith("operator saw odd levels; 1 device")
+        with pytest.raises(grpc.RpcError) as caught:
+            act("ResumeRollout")
+        assert "is rolled_back, not paused" in str(caught.value.details())
+        # The controls never got the model, so nothing was sent back to them.
+        assert [d.counters.bytes_downloaded for d in fleet.devices].count(0) == 2

@@ -1,0 +1,125 @@
+"""The rollout's pure parts: divergence, verdict, canary size, stages, --canary, config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from roadsense.cli.rollout import parse_canary
+from roadsense.cloud.config import CloudConfig
+from roadsense.cloud.rollout_config import RolloutThresholds
+from roadsense.cloud.rollout_metrics import (
+    DeviceFigures,
+    compare,
+    jensen_shannon,
+    level_distribution,
+)
+from roadsense.cloud.rollout_plan import canary_size, plan_devices
+from roadsense.core.config import load_config
+from roadsense.core.errors import ConfigError, RequestError
+
+from .helpers import roadsense_cli
+
+
+def test_jensen_shannon_is_zero_for_the_same_and_one_for_disjoint() -> None:
+    p = level_distribution([0.5, 1.0, 3.0, 5.0, 9.9])
+    assert p == [0.4, 0.2, 0.2, 0.0, 0.2]
+    assert jensen_shannon(p, p) == 0.0
+    assert jensen_shannon([1, 0, 0, 0, 0], [0, 0, 0, 0, 1]) == pytest.approx(1.0)
+    q = level_distribution([9.0, 9.5, 8.1, 1.0])
+    assert jensen_shannon(p, q) == pytest.approx(jensen_shannon(q, p))
+    assert 0 < jensen_shannon(p, q) < 1
+    assert level_distribution([]) == [0.0] * 5
+    assert level_distribution([10.0, -1.0]) == [0.5, 0, 0, 0, 0.5]
+
+
+def _figures(
+    p95: float, rate: float = 60.0, unsure: float = 0.05, shift: float = 0.02
+) -> DeviceFigures:
+    return DeviceFigures("d", p95, rate, unsure, shift)
+
+
+def test_compare_names_each_figure_outside_its_threshold() -> None:
+    limits = RolloutThresholds()
+    control = [_figures(8.0), _figures(10.0)]
+    assert compare([_figures(9.0)], control, limits).ok
+    slow = compare([_figures(90.0)], control, limits)
+    assert slow.failures == ["inference p95 90.0 ms is 10.0x the control's 9.0 ms (limit 1.5x)"]
+    quiet = compare([_figures(9.0, rate=30.0)], control, limits)
+    assert quiet.failures == ["report rate 30.0/min is 0.50 of the control's 60.0/min (limit 0.8)"]
+    unsure = compare([_figures(9.0, unsure=0.5)], control, limits)
+    assert unsure.failures == ["uncertain frames 50% against the control's 5% (limit +15%)"]
+    shifted = compare([_figures(9.0, shift=0.6)], control, limits)
+    assert shifted.failures[0].startswith("level distribution shifted by JSD 0.600")
+    # Without a control figure, latency against the canary's own p95 before the rollout.
+    alone = compare([_figures(30.0)], [], limits, canary_baseline_p95_ms=10.0)
+    assert alone.failures == ["inference p95 30.0 ms is 3.0x the control's 10.0 ms (limit 1.5x)"]
+    assert compare([DeviceFigures("d", None, None, None, None)], control, limits).ok
+
+
+def test_canary_size_and_stages() -> None:
+    assert canary_size(50, 10.0, None) == 5
+    assert canary_size(3, 10.0, None) == 1
+    assert canary_size(6, 33.4, None) == 3
+    assert canary_size(6, None, 2) == 2
+    for args in ((6, None, 7), (6, 0.0, None), (6, 120.0, None), (6, None, None), (6, 5.0, 2)):
+        with pytest.raises(RequestError):
+            canary_size(*args)
+    current = {"a": "1.0", "b": "1.0", "c": "2.0", "d": "1.0", "e": "1.0", "f": "1.0"}
+    planned = plan_devices(
+        "r1", "2.0", current=current, online={"e", "f"}, canaries=2,
+        stages_percent=[50.0, 100.0], now=5,
+    )  # fmt: skip
+    stages = {d.device_id: d.stage for d in planned}
+    assert stages == {"e": 0, "f": 0, "a": 1, "b": 1, "c": 2, "d": 2}  # online first
+    by_id = {d.device_id: d for d in planned}
+    assert (by_id["c"].state, by_id["c"].want_version) == ("applied", "2.0")  # already there
+    assert {by_id[d].state for d in "abdef"} == {"waiting"}
+
+
+def test_canary_option() -> None:
+    assert parse_canary("10%") == (10.0, 0)
+    assert parse_canary("2.5%") == (2.5, 0)
+    assert parse_canary("3") == (0.0, 3)
+    for bad in ("0%", "101%", "0", "1.5", "ten", "-2", ""):
+        with pytest.raises(RequestError, match="--canary"):
+            parse_canary(bad)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("stages_percent = [50, 20]", "stages_percent [50.0, 20.0]: give ascending percents"),
+        ("stages_percent = [50]", "the last stage must be 100"),
+        ("window_s = 0", "rollout.window_s"),
+        ("cert_file = 'x.pem'", "give both cert_file and key_file"),
+        ("thresholds = { max_latency_ratio = 0.5 }", "rollout.thresholds.max_latency_ratio"),
+        ("tresholds = { }", "rollout.tresholds: unknown key"),
+    ],
+)
+def test_bad_rollout_config_is_one_clear_line(tmp_path: Path, section: str, message: str) -> None:
+    path = tmp_path / "cloud.toml"
+    path.write_text(f"[rollout]\n{section}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="rollout") as caught:
+        load_config(CloudConfig, path)
+    assert message in str(caught.value)
+    run = roadsense_cli("cloud", "serve", "--config", str(path))
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert message in run.stderr
+
+
+def test_rollout_cli_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    for args, message in (
+        (["start", "--model", "2.0", "--canary", "0%"], "a percent must be more than 0"),
+        (["start", "--model", "2.0", "--canary", "1", "--devices", "a", "--site", "s"],
+         "give --devices or --site, not both"),
+        (["status", "--cert-file", "c.pem"], "give both --cert-file and --key-file"),
+        (["status", "--token-file", str(tmp_path / "none")], "--token-file"),
+        (["pause", "--address", "127.0.0.1:1"], "PauseRollout at 127.0.0.1:1: UNAVAILABLE"),
+    ):  # fmt: skip
+        run = roadsense_cli("fleet", "rollout", *args)
+        assert run.returncode == 1, args
+        assert "Traceback" not in run.stderr
+        assert message in run.stderr, run.stderr
