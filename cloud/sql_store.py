@@ -35,6 +35,8 @@ from roadsense.cloud.model_rows import insert_model, select_models
 from roadsense.cloud.store import BatchResult, HistoryPoint, SegmentUpdater, Store
 
 Row = tuple[Any, ...]
+SEGMENT_CHUNK = 500
+"""Segments read per query when only some are wanted."""
 
 REPORT_COLUMNS = (
     "device_id, seq, camera_id, segment_id, capture_time_ms, window_start_ms, received_ms, "
@@ -67,12 +69,14 @@ INSERT_REJECTED = f"""INSERT INTO dead_letters (received_ms, topic, reason, payl
    ON CONFLICT (message_sha256, code) DO UPDATE
    SET repeats = dead_letters.repeats + 1, reason = excluded.reason,
     last_received_ms = {_greater("dead_letters", "last_received_ms")}"""
+# The WHERE: ingest workers sharing a store never move a segment back to an older state.
 SAVE_SEGMENTS = """INSERT INTO segments (segment_id, level, label, updated_ms, last_changed_ms,
     camera_ids, reports) VALUES (?, ?, ?, ?, ?, ?, ?)
    ON CONFLICT (segment_id) DO UPDATE SET level = excluded.level,
     label = excluded.label, updated_ms = excluded.updated_ms,
     last_changed_ms = excluded.last_changed_ms,
-    camera_ids = excluded.camera_ids, reports = excluded.reports"""
+    camera_ids = excluded.camera_ids, reports = excluded.reports
+   WHERE excluded.updated_ms >= segments.updated_ms"""
 ADD_HISTORY = """INSERT INTO segment_history (segment_id, start_ms, level_sum, reports)
    VALUES (?, ?, ?, 1)
    ON CONFLICT (segment_id, start_ms) DO UPDATE
@@ -237,7 +241,13 @@ class SqlStore(Store, Generic[SessionT]):
                 result.segments = update_segments(result.accepted)
                 _save_segments(db, result.segments)
                 self._add_history(db, result.accepted)
+            if result.accepted or result.statuses or seen:
+                self._announce(db, result)
         return result
+
+    def _announce(self, db: SessionT, result: BatchResult) -> None:
+        """Tell other processes, inside the batch's transaction, what it changed (if they can
+        hear it: PostgreSQL's NOTIFY; one SQLite process has its in-process feed)."""
 
     def _add_history(self, db: SessionT, readings: list[Reading]) -> None:
         interval = self._history_interval_ms
@@ -276,12 +286,20 @@ class SqlStore(Store, Generic[SessionT]):
         with self._write() as db:
             return db.execute("DELETE FROM segment_history WHERE start_ms < ?", [before_ms])
 
-    def segments(self) -> list[SegmentSnapshot]:
+    def segments(self, segment_ids: Sequence[str] | None = None) -> list[SegmentSnapshot]:
+        select = (
+            "SELECT segment_id, level, label, updated_ms, last_changed_ms, camera_ids, "
+            "reports FROM segments"
+        )
         with self._read() as db:
-            rows = db.rows(
-                "SELECT segment_id, level, label, updated_ms, last_changed_ms, camera_ids, "
-                "reports FROM segments ORDER BY segment_id"
-            )
+            if segment_ids is None:
+                rows = db.rows(f"{select} ORDER BY segment_id")
+            else:
+                rows = []
+                for start in range(0, len(segment_ids), SEGMENT_CHUNK):
+                    chunk = segment_ids[start : start + SEGMENT_CHUNK]
+                    marks = ", ".join("?" * len(chunk))
+                    rows += db.rows(f"{select} WHERE segment_id IN ({marks})", chunk)
         return [
             SegmentSnapshot(
                 segment_id=row[0],

@@ -54,6 +54,12 @@ class SqliteStore(SqlStore["_Session"]):
         with self._lock, transaction(self._db):
             yield self._session
 
+    def data_version(self) -> int:
+        """Changes when another connection (another process) commits to the file."""
+        with self._lock:
+            ((version,),) = self._session.rows("PRAGMA data_version")
+        return int(version)
+
     def _insert_readings(self, db: _Session, readings: list[Reading]) -> list[Reading]:
         # One writer at a time (the file's write lock), so looking up the stored keys first
         # is safe, and faster here than an insert per row.

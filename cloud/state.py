@@ -63,6 +63,20 @@ class CityTracker:
                     self._cameras.setdefault(reading.segment_id, {})[key] = reading
             self._version += 1
 
+    def replace(self, snapshots: Iterable[SegmentSnapshot]) -> list[SegmentSnapshot]:
+        """Take segment states another process fused and stored; return those that differ."""
+        changed = []
+        with self._lock:
+            for snapshot in snapshots:
+                current = self._segments.get(snapshot.segment_id)
+                if current is not None and replace(current, stale=False) == snapshot:
+                    continue
+                self._segments[snapshot.segment_id] = snapshot
+                changed.append(snapshot)
+            if changed:
+                self._version += 1
+        return changed
+
     def apply(self, readings: Iterable[Reading]) -> list[SegmentSnapshot]:
         """Fold new readings in; return the segments whose state changed.
 

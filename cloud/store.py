@@ -67,8 +67,8 @@ class Store(abc.ABC):
         """Store records atomically; ``update_segments`` turns new readings into segment rows."""
 
     @abc.abstractmethod
-    def segments(self) -> list[SegmentSnapshot]:
-        """Every known segment's last stored state."""
+    def segments(self, segment_ids: Sequence[str] | None = None) -> list[SegmentSnapshot]:
+        """Every known segment's last stored state (only those named, when named)."""
 
     @abc.abstractmethod
     def latest_readings(self, arrived_within_ms: int | None = None) -> list[Reading]:
