@@ -43,7 +43,7 @@ def _cloud_serve(args: argparse.Namespace) -> int:
     from roadsense.core.config import load_config
 
     config = load_config(CloudConfig, args.config).resolved(args.config.resolve().parent)
-    serve(config)
+    serve(config, args.role)
     return 0
 
 
@@ -387,6 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the cloud service: MQTT ingest → SQLite store → gRPC API.",
     )
     serve.add_argument("--config", type=Path, required=True, help="cloud TOML configuration")
+    serve.add_argument(
+        "--role",
+        choices=["ingest", "api", "forecast", "all"],
+        default="all",
+        help="what this process runs: ingest (MQTT to the store), api (gRPC and dashboard "
+        "from the store), forecast (the job, on the one process holding the forecast lock) "
+        "or all of them (default)",
+    )
     serve.set_defaults(handler=_cloud_serve)
     check = cloud_commands.add_parser(
         "check",

@@ -19,7 +19,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from google.protobuf.message import DecodeError
@@ -68,6 +68,21 @@ class IngestStats:
     backpressure_waits: int = 0
     write_failures: int = 0
     confirmations: int = 0
+
+
+class IngestCounters(Protocol):
+    """What shows the ingest's counters (the dashboard's ingest panel)."""
+
+    def stats(self) -> IngestStats:
+        """A copy of the counters."""
+
+
+class NoIngest:
+    """The counters of a process that runs no ingest (an API replica): all zero."""
+
+    def stats(self) -> IngestStats:
+        """Zero counters."""
+        return IngestStats()
 
 
 class IngestWorker:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from roadsense.cli.postgres import RunningPostgres, start_postgres
 from roadsense.cloud.config import CloudConfig, StoreConfig
@@ -23,7 +23,7 @@ from roadsense.core.timeutil import now_ms
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 from .factories import report
-from .helpers import roadsense_cli, running_cloud, wait_until
+from .helpers import health_status, roadsense_cli, running_cloud, wait_until
 from .stores import postgres_target
 
 pytestmark = pytest.mark.integration
@@ -156,16 +156,6 @@ def test_a_sqlite_url_is_a_path_and_one_store_is_named(tmp_path: Path) -> None:
         StoreConfig.model_validate({"url": "postgresql://db/city", "path": "city.sqlite"})
 
 
-def _health(address: str) -> int:
-    with grpc.insecure_channel(address) as channel:
-        status: int = (
-            health_pb2_grpc.HealthStub(channel)
-            .Check(health_pb2.HealthCheckRequest(), timeout=5)
-            .status
-        )
-        return status
-
-
 def test_ingest_waits_out_a_postgres_restart_and_loses_nothing(
     cloud_config: CloudConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -190,7 +180,7 @@ def test_ingest_waits_out_a_postgres_restart_and_loses_nothing(
             cluster.stop()
             send(range(51, 101))
             assert wait_until(lambda: cloud.ingest.stats().write_failures >= 1)
-            assert _health(cloud.address) == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert health_status(cloud.address) == health_pb2.HealthCheckResponse.NOT_SERVING
             with grpc.insecure_channel(cloud.address) as channel:
                 request = city_pb2.GetSegmentRequest(segment_id="seg-1")
                 with pytest.raises(grpc.RpcError) as away:
@@ -200,7 +190,9 @@ def test_ingest_waits_out_a_postgres_restart_and_loses_nothing(
             time.sleep(1.0)  # a while away, retrying
             cluster.start()
             assert wait_until(lambda: cloud.ingest.stats().accepted == 100, timeout_s=60)
-            assert _health(cloud.address) == health_pb2.HealthCheckResponse.SERVING
+            # SERVING once the ingest writes and the change listener has reconnected.
+            serving = health_pb2.HealthCheckResponse.SERVING
+            assert wait_until(lambda: health_status(cloud.address) == serving, timeout_s=10)
             publisher.stop()
             assert cloud.store.report_keys() == [("restart-dev", s) for s in range(1, 101)]
             assert cloud.ingest.stats().duplicates == 0
