@@ -76,7 +76,7 @@ class PostgresLeaderLock(LeaderLock):
                     self._url,
                     autocommit=True,
                     connect_timeout=max(1, round(self._timeout_s)),
-                    application_name="roadsense-forecast-lock",
+                    application_name=f"roadsense-forecast-lock-{os.getpid()}",
                     **KEEPALIVE,
                 )
             if self._held:
