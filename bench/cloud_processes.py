@@ -22,8 +22,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from roadsense.cli.broker import free_port
 
-CONNECTED = re.compile(r"^roadsense_cloud_ingest_connected (\S+)$", re.MULTILINE)
-
 
 @dataclass(frozen=True)
 class CityProcesses:
@@ -107,25 +105,31 @@ class CloudProcess:
         except grpc.RpcError:
             return None
 
+    def metric(self, name: str) -> float | None:
+        """One unlabelled figure of its /metrics (None: not there, or no answer)."""
+        try:
+            url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return None
+        found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+        return float(found.group(1)) if found else None
+
     def subscribed(self) -> bool:
         """Whether its ingest holds the telemetry subscription now (its metrics say so)."""
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
-            ) as answer:
-                found = CONNECTED.search(answer.read().decode())
-        except OSError:
-            return False
-        return found is not None and float(found.group(1)) == 1.0
+        return self.metric("roadsense_cloud_ingest_connected") == 1.0
 
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
-        """Until it serves health (and, with an ingest, holds its subscription)."""
+    def wait_ready(self, timeout_s: float = 60.0, *, subscribed: bool = True) -> None:
+        """Until it serves health (and, with an ingest and ``subscribed``, holds its
+        subscription)."""
+        needs_broker = subscribed and self.role in ("ingest", "all")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: {self.output()[-2000:]}")
             serving = self.health() == health_pb2.HealthCheckResponse.SERVING
-            if serving and (self.role not in ("ingest", "all") or self.subscribed()):
+            if serving and (not needs_broker or self.subscribed()):
                 return
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready within {timeout_s} s: {self.output()[-2000:]}")

@@ -163,17 +163,33 @@ def _bench_edge(args: argparse.Namespace) -> int:
     return print_figures(result, args.json)
 
 
+def _worker_counts(text: str) -> list[int]:
+    """ "1,2,4" → [1, 2, 4]; anything else is a usage error."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or any(n < 1 or n > 64 for n in counts):
+        raise argparse.ArgumentTypeError(
+            f"expected worker counts from 1 to 64 separated by commas, such as 1,2,4: {text!r}"
+        )
+    return counts
+
+
 def _bench_ingest(args: argparse.Namespace) -> int:
     from roadsense.bench.ingest import run_ingest_bench
+    from roadsense.bench.ingest_workers import run_worker_bench
 
-    result = run_ingest_bench(
-        devices=args.devices,
-        messages=args.messages,
-        rate=args.rate,
-        seconds=args.seconds,
-        store=args.store,
-    )
-    return print_figures(result, args.json)
+    common = {
+        "devices": args.devices,
+        "messages": args.messages,
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "store": args.store,
+    }
+    if args.workers:
+        return print_figures(run_worker_bench(workers=args.workers, **common), args.json)
+    return print_figures(run_ingest_bench(**common), args.json)
 
 
 def _bench_delivery(args: argparse.Namespace) -> int:
@@ -269,6 +285,14 @@ def _add_bench_commands(commands: Any) -> None:
         default="sqlite",
         help="the cloud's store: a SQLite file, or a throwaway PostgreSQL cluster the bench "
         "starts (default sqlite)",
+    )
+    bench_ingest.add_argument(
+        "--workers",
+        type=_worker_counts,
+        default=None,
+        help="worker counts, such as 1,2,4: run that many `cloud serve --role ingest` "
+        "processes on one shared subscription per configuration, with CPU per message per "
+        "worker (default: the in-process ingest)",
     )
     bench_ingest.set_defaults(handler=_bench_ingest)
     bench_delivery = bench_commands.add_parser(

@@ -17,6 +17,7 @@ from roadsense.bench.edge_rtsp import largest_passing, run_rtsp_bench
 from roadsense.bench.forecast import run_forecast_bench
 from roadsense.bench.grpc import run_grpc_bench
 from roadsense.bench.ingest import run_ingest_bench
+from roadsense.bench.ingest_workers import run_worker_bench
 from roadsense.models.shipped import PLACEHOLDER_CNN
 
 pytestmark = pytest.mark.integration
@@ -91,6 +92,36 @@ def test_ingest_bench_runs_on_its_own_postgresql() -> None:
     assert result["cloud_cpu_us_per_msg"] > 0
     # The server did the storing (2,000 reports: enough for its 10 ms CPU clock ticks).
     assert result["postgres_cpu_us_per_msg"] > 0
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_worker_bench_splits_the_reports_over_worker_processes(store: str) -> None:
+    result = run_worker_bench(
+        workers=[1, 2], store=store, devices=20, messages=600, rate=200.0, seconds=1.0
+    )
+    assert [c["workers"] for c in result["configurations"]] == [1, 2]
+    for figures in result["configurations"]:
+        assert sum(figures["stored_by_worker"]) == 600  # each report stored by one worker
+        assert len(figures["cpu_us_per_msg_by_worker"]) == figures["workers"]
+        assert figures["cpu_us_per_msg"] > 0
+        assert figures["latency_reports"] == 200  # every report of the fixed-rate run seen
+        assert 0 <= figures["p50_capture_to_queryable_ms"] <= figures["p99_capture_to_queryable_ms"]
+        assert figures["ratio"] == pytest.approx(
+            figures["ingest_msgs_per_s"] / result["raw_subscriber_msgs_per_s"], rel=0.01, abs=0.002
+        )
+        assert (figures["postgres_cpu_us_per_msg"] is None) == (store == "sqlite")
+
+
+def test_worker_counts_are_checked_before_anything_starts() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "roadsense.cli", "bench", "ingest", "--workers", "1,zero"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "expected worker counts from 1 to 64" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_delivery_bench_delivers_every_report_in_both_modes() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import threading
 import time
 import uuid
@@ -97,13 +96,7 @@ def _seqs(url: str) -> list[int]:
 
 def _duplicates(process: CloudProcess) -> int:
     """Redeliveries the process's ingest dropped as already stored (its metrics)."""
-    import urllib.request
-
-    url = f"http://127.0.0.1:{process.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        text = answer.read().decode()
-    found = re.search(r"^roadsense_cloud_ingest_duplicates_total (\S+)$", text, re.MULTILINE)
-    return int(float(found.group(1))) if found else 0
+    return int(process.metric("roadsense_cloud_ingest_duplicates_total") or 0)
 
 
 @pytest.fixture
