@@ -63,7 +63,7 @@ class _Reader:
                 "SELECT id, capture_time_ms FROM reports WHERE id > ?", [self.highest]
             )
         ids = {int(i) for i, _ in rows}
-        top = max(ids, default=self.highest)
+        top = max([self.highest, *ids])  # a poll may return only late holes below the highest
         self.holes = (self.holes - ids) | (set(range(self.highest + 1, top + 1)) - ids)
         self.highest = top
         return [int(c) for _, c in rows]

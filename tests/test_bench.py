@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from roadsense.bench.classifier import run_classifier_bench
@@ -17,7 +18,10 @@ from roadsense.bench.edge_rtsp import largest_passing, run_rtsp_bench
 from roadsense.bench.forecast import run_forecast_bench
 from roadsense.bench.grpc import run_grpc_bench
 from roadsense.bench.ingest import run_ingest_bench
-from roadsense.bench.ingest_workers import run_worker_bench
+from roadsense.bench.ingest_workers import _Reader, run_worker_bench
+from roadsense.cli.postgres import RunningPostgres
+from roadsense.cloud.config import StoreConfig
+from roadsense.cloud.stores import open_store
 from roadsense.models.shipped import PLACEHOLDER_CNN
 
 pytestmark = pytest.mark.integration
@@ -110,6 +114,30 @@ def test_worker_bench_splits_the_reports_over_worker_processes(store: str) -> No
             figures["ingest_msgs_per_s"] / result["raw_subscriber_msgs_per_s"], rel=0.01, abs=0.002
         )
         assert (figures["postgres_cpu_us_per_msg"] is None) == (store == "sqlite")
+
+
+def test_the_latency_reader_sees_each_report_once_when_commits_come_out_of_order(
+    postgres: RunningPostgres,
+) -> None:
+    url = postgres.create_database()
+    open_store(StoreConfig(url=url)).close()  # the schema
+    insert = (
+        "INSERT INTO reports (device_id, seq, camera_id, segment_id, capture_time_ms, "
+        "window_start_ms, received_ms, model_version, labels, probabilities, "
+        "frames_in_window, level) VALUES ('d', %s, 'c', 's', %s, 0, 0, 'm', '[]', '[]', 1, 0)"
+    )
+    reader = _Reader(url, None)
+    with psycopg.connect(url) as slow, psycopg.connect(url, autocommit=True) as fast:
+        slow.execute(insert, [1, 1001])  # takes id 1, commits last
+        fast.execute(insert, [2, 1002])
+        fast.execute(insert, [3, 1003])
+        assert reader.new_captures() == [1002, 1003]
+        assert reader.new_captures() == []
+        slow.commit()
+        assert reader.new_captures() == [1001]
+        fast.execute(insert, [4, 1004])
+        assert reader.new_captures() == [1004]
+        assert reader.new_captures() == []
 
 
 def test_worker_counts_are_checked_before_anything_starts() -> None:
