@@ -136,7 +136,7 @@ def _configuration(run: _Run, workers: int) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         cpu = [p.cpu_seconds() - c for p, c in zip(processes, cpu, strict=True)]
         server_cpu = (cluster.cpu_seconds() if cluster else 0.0) - server_cpu
-        accepted = [int(p.metric("roadsense_cloud_ingest_accepted_total") or 0) for p in processes]
+        accepted = _accepted_by_worker(processes, messages)
         reader.new_captures()  # what is stored so far is not part of the latency run
         lags = _latency(run, reader, workers, stored=messages)
     finally:
@@ -162,6 +162,16 @@ def _configuration(run: _Run, workers: int) -> dict[str, Any]:
             else None
         ),
     }
+
+
+def _accepted_by_worker(processes: list[CloudProcess], messages: int) -> list[int]:
+    """Reports each worker stored (a worker counts a batch just after committing it)."""
+    deadline = time.monotonic() + 10
+    while True:
+        accepted = [int(p.metric("roadsense_cloud_ingest_accepted_total") or 0) for p in processes]
+        if sum(accepted) >= messages or time.monotonic() > deadline:
+            return accepted
+        time.sleep(0.05)
 
 
 def _latency(run: _Run, reader: _Reader, workers: int, *, stored: int) -> list[float]:
