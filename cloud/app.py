@@ -113,6 +113,8 @@ class CloudService:
                 self.feed,
                 lag_observer=_both(self.metrics.capture_to_store_seconds.observe, lag_observer),
                 store_state=self._store_state_of("ingest"),
+                # Any process may share a server store; on SQLite, an ingest role does.
+                shares_store=config.store.postgres_url is not None or role == "ingest",
             )
             if role in ("ingest", "all")
             else None

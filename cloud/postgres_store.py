@@ -159,6 +159,15 @@ class PostgresStore(SqlStore["_Session"]):
         except psycopg.OperationalError as err:
             raise StoreError(f"PostgreSQL store {self.url}: {_one_line(err)}") from err
 
+    def _lock_segments(self, db: _Session, segment_ids: list[str]) -> None:
+        # Until commit; in key order, so two writers never wait on each other in a cycle.
+        # The two-key form keeps these apart from the forecast lock's one-key space.
+        db.execute(
+            "SELECT pg_advisory_xact_lock(1, key) FROM (SELECT hashtext(id) AS key "
+            "FROM unnest(%s::text[]) AS id ORDER BY key) AS keys",
+            [segment_ids],
+        )
+
     def _announce(self, db: _Session, result: BatchResult) -> None:
         # Inside the batch's transaction: PostgreSQL delivers it on commit, and only then.
         db.execute(

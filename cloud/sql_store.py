@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -32,11 +32,15 @@ from roadsense.cloud.domain import (
 from roadsense.cloud.feeds import ObservationRecord, WeatherRecord
 from roadsense.cloud.migrations import message_sha256
 from roadsense.cloud.model_rows import insert_model, select_models
-from roadsense.cloud.store import BatchResult, HistoryPoint, SegmentUpdater, Store
+from roadsense.cloud.store import BatchResult, HistoryPoint, SegmentUpdater, SharedFusion, Store
 
 Row = tuple[Any, ...]
 SEGMENT_CHUNK = 500
 """Segments read per query when only some are wanted."""
+SELECT_SEGMENTS = (
+    "SELECT segment_id, level, label, updated_ms, last_changed_ms, camera_ids, reports "
+    "FROM segments"
+)
 
 REPORT_COLUMNS = (
     "device_id, seq, camera_id, segment_id, capture_time_ms, window_start_ms, received_ms, "
@@ -160,6 +164,36 @@ def _reading(row: Row) -> Reading:
     )
 
 
+def _chunks(ids: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
+    """Ids a few hundred at a time, each chunk with its placeholders ("?, ?, ...")."""
+    for start in range(0, len(ids), SEGMENT_CHUNK):
+        chunk = ids[start : start + SEGMENT_CHUNK]
+        yield chunk, ", ".join("?" * len(chunk))
+
+
+def _stored_segments(db: SqlSession, segment_ids: Sequence[str]) -> list[SegmentSnapshot]:
+    rows: list[Row] = []
+    for chunk, marks in _chunks(segment_ids):
+        rows += db.rows(f"{SELECT_SEGMENTS} WHERE segment_id IN ({marks})", chunk)
+    return _segment_snapshots(rows)
+
+
+def _segment_snapshots(rows: list[Row]) -> list[SegmentSnapshot]:
+    return [
+        SegmentSnapshot(
+            segment_id=row[0],
+            level=float(row[1]),
+            label=row[2],
+            updated_ms=int(row[3]),
+            last_changed_ms=int(row[4]),
+            camera_ids=tuple(json.loads(row[5])),
+            stale=False,
+            reports=int(row[6]),
+        )
+        for row in rows
+    ]
+
+
 def first_of_each(readings: Sequence[Reading], fresh: set[tuple[str, int]]) -> list[Reading]:
     """The readings whose key is in ``fresh``, each key once (a redelivery in one batch)."""
     kept = []
@@ -206,7 +240,10 @@ class SqlStore(Store, Generic[SessionT]):
         """Store the readings not stored yet; return them, in order (dedup on device, seq)."""
 
     def write_batch(
-        self, records: Sequence[Telemetry], update_segments: SegmentUpdater
+        self,
+        records: Sequence[Telemetry],
+        update_segments: SegmentUpdater,
+        shared: SharedFusion | None = None,
     ) -> BatchResult:
         result = BatchResult()
         seen: dict[str, int] = {}
@@ -238,12 +275,36 @@ class SqlStore(Store, Generic[SessionT]):
             if seen:
                 db.executemany(SEEN_DEVICE, sorted(seen.items()))
             if result.accepted:
+                if shared is not None:
+                    self._merge_stored(db, result.accepted, shared)
                 result.segments = update_segments(result.accepted)
                 _save_segments(db, result.segments)
                 self._add_history(db, result.accepted)
             if result.accepted or result.statuses or seen:
                 self._announce(db, result)
         return result
+
+    def _lock_segments(self, db: SessionT, segment_ids: list[str]) -> None:
+        """Keep other writers off these segments until the transaction ends (SQLite: the
+        write transaction already holds the whole file)."""
+
+    def _merge_stored(self, db: SessionT, readings: list[Reading], shared: SharedFusion) -> None:
+        """Hand ``shared`` what every writer stored for the batch's segments, under lock."""
+        segment_ids = sorted({r.segment_id for r in readings})
+        self._lock_segments(db, segment_ids)
+        # Older cameras than this do not count in any of these segments' fusion.
+        since = min(r.capture_time_ms for r in readings) - shared.stale_after_ms
+        rows: list[Row] = []
+        for chunk, marks in _chunks(segment_ids):
+            rows += db.rows(
+                f"SELECT {REPORT_COLUMNS} FROM reports WHERE segment_id IN ({marks}) "
+                "AND capture_time_ms >= ? AND received_ms - capture_time_ms <= ?",
+                [*chunk, since, shared.stale_after_ms],
+            )
+        # The batch's own readings (stored just now) are folded in by the update itself.
+        own = {(r.device_id, r.seq) for r in readings}
+        others = [_reading(row) for row in rows if (row[0], int(row[1])) not in own]
+        shared.merge_stored(_stored_segments(db, segment_ids), others)
 
     def _announce(self, db: SessionT, result: BatchResult) -> None:
         """Tell other processes, inside the batch's transaction, what it changed (if they can
@@ -287,32 +348,10 @@ class SqlStore(Store, Generic[SessionT]):
             return db.execute("DELETE FROM segment_history WHERE start_ms < ?", [before_ms])
 
     def segments(self, segment_ids: Sequence[str] | None = None) -> list[SegmentSnapshot]:
-        select = (
-            "SELECT segment_id, level, label, updated_ms, last_changed_ms, camera_ids, "
-            "reports FROM segments"
-        )
         with self._read() as db:
             if segment_ids is None:
-                rows = db.rows(f"{select} ORDER BY segment_id")
-            else:
-                rows = []
-                for start in range(0, len(segment_ids), SEGMENT_CHUNK):
-                    chunk = segment_ids[start : start + SEGMENT_CHUNK]
-                    marks = ", ".join("?" * len(chunk))
-                    rows += db.rows(f"{select} WHERE segment_id IN ({marks})", chunk)
-        return [
-            SegmentSnapshot(
-                segment_id=row[0],
-                level=float(row[1]),
-                label=row[2],
-                updated_ms=int(row[3]),
-                last_changed_ms=int(row[4]),
-                camera_ids=tuple(json.loads(row[5])),
-                stale=False,
-                reports=int(row[6]),
-            )
-            for row in rows
-        ]
+                return _segment_snapshots(db.rows(f"{SELECT_SEGMENTS} ORDER BY segment_id"))
+            return _stored_segments(db, segment_ids)
 
     def latest_readings(self, arrived_within_ms: int | None = None) -> list[Reading]:
         # 2**62 ms: no report arrives that late, so None reads every report.
