@@ -115,6 +115,13 @@ LATEST_FORECASTS = """SELECT f.segment_id, f.origin_ms, f.interval_ms, f.value,
          FROM forecasts GROUP BY segment_id) newest
    USING (segment_id, origin_ms)
    ORDER BY f.segment_id, f.horizon"""
+# Each camera's newest in-time report on some segments since a time (both engines).
+LATEST_CAMERAS = f"""SELECT {REPORT_COLUMNS} FROM (
+    SELECT {REPORT_COLUMNS}, ROW_NUMBER() OVER (PARTITION BY segment_id, device_id, camera_id
+        ORDER BY capture_time_ms DESC, id DESC) AS newest
+    FROM reports WHERE segment_id IN ({{marks}}) AND capture_time_ms >= ?
+        AND received_ms - capture_time_ms <= ?) AS latest
+   WHERE newest = 1"""
 SCORE_FORECASTS = """UPDATE forecasts SET scored = 1, actual = (
        SELECT AVG(o.value) FROM observations o
        WHERE o.segment_id = forecasts.segment_id
@@ -249,6 +256,9 @@ class SqlStore(Store, Generic[SessionT]):
         seen: dict[str, int] = {}
         with self._write() as db:
             readings = [r for r in records if isinstance(r, Reading)]
+            if readings and shared is not None:
+                # Before inserting: what the others stored, not this batch's own rows.
+                self._merge_stored(db, readings, shared)
             result.accepted = self._insert_readings(db, readings) if readings else []
             result.duplicates = len(readings) - len(result.accepted)
             for reading in result.accepted:
@@ -275,8 +285,6 @@ class SqlStore(Store, Generic[SessionT]):
             if seen:
                 db.executemany(SEEN_DEVICE, sorted(seen.items()))
             if result.accepted:
-                if shared is not None:
-                    self._merge_stored(db, result.accepted, shared)
                 result.segments = update_segments(result.accepted)
                 _save_segments(db, result.segments)
                 self._add_history(db, result.accepted)
@@ -289,22 +297,22 @@ class SqlStore(Store, Generic[SessionT]):
         write transaction already holds the whole file)."""
 
     def _merge_stored(self, db: SessionT, readings: list[Reading], shared: SharedFusion) -> None:
-        """Hand ``shared`` what every writer stored for the batch's segments, under lock."""
-        segment_ids = sorted({r.segment_id for r in readings})
+        """Hand ``shared`` what the other writers stored for the batch's segments, under lock."""
+        stale_ms = shared.stale_after_ms
+        # Only readings that arrived in time change a segment (the others are history).
+        current = [r for r in readings if r.received_ms - r.capture_time_ms <= stale_ms]
+        if not current:
+            return
+        segment_ids = sorted({r.segment_id for r in current})
         self._lock_segments(db, segment_ids)
         # Older cameras than this do not count in any of these segments' fusion.
-        since = min(r.capture_time_ms for r in readings) - shared.stale_after_ms
+        since = min(r.capture_time_ms for r in current) - stale_ms
         rows: list[Row] = []
         for chunk, marks in _chunks(segment_ids):
             rows += db.rows(
-                f"SELECT {REPORT_COLUMNS} FROM reports WHERE segment_id IN ({marks}) "
-                "AND capture_time_ms >= ? AND received_ms - capture_time_ms <= ?",
-                [*chunk, since, shared.stale_after_ms],
+                LATEST_CAMERAS.format(marks=marks), [*chunk, since, shared.stale_after_ms]
             )
-        # The batch's own readings (stored just now) are folded in by the update itself.
-        own = {(r.device_id, r.seq) for r in readings}
-        others = [_reading(row) for row in rows if (row[0], int(row[1])) not in own]
-        shared.merge_stored(_stored_segments(db, segment_ids), others)
+        shared.merge_stored(_stored_segments(db, segment_ids), [_reading(row) for row in rows])
 
     def _announce(self, db: SessionT, result: BatchResult) -> None:
         """Tell other processes, inside the batch's transaction, what it changed (if they can

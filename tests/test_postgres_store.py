@@ -25,7 +25,7 @@ from roadsense.proto.v1 import city_pb2, city_pb2_grpc, telemetry_pb2
 
 from .factories import report
 from .helpers import health_status, roadsense_cli, running_cloud, wait_until
-from .stores import postgres_target
+from .stores import StoreTarget, postgres_target
 
 pytestmark = pytest.mark.integration
 UNREACHABLE = "postgresql://roadsense:s3cret@127.0.0.1:1/city"
@@ -127,10 +127,9 @@ def _camera_readings(count: int, devices: int = 2) -> list[Reading]:
 
 
 def test_writers_sharing_a_store_fuse_each_segment_from_every_writers_reports(
-    postgres: RunningPostgres,
+    store_target: StoreTarget,
 ) -> None:
-    config = StoreConfig(url=postgres.create_database())
-    stores = [open_store(config) for _ in range(2)]
+    stores = [store_target.open() for _ in range(2)]
     workers = [CityTracker(120_000), CityTracker(120_000)]
     alone = CityTracker(120_000)  # one writer that saw everything
     # Each worker gets only one camera's reports: the worst split a shared subscription makes.
@@ -146,11 +145,10 @@ def test_writers_sharing_a_store_fuse_each_segment_from_every_writers_reports(
 
 
 def test_writers_fusing_one_segment_at_once_count_every_report(
-    postgres: RunningPostgres,
+    store_target: StoreTarget,
 ) -> None:
-    config = StoreConfig(url=postgres.create_database())
     readings = _camera_readings(180, devices=3)
-    stores = [open_store(config) for _ in range(3)]
+    stores = [store_target.open() for _ in range(3)]
 
     def write(index: int) -> None:
         # Each writer has one camera, in time order: every report becomes current.
