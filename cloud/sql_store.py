@@ -13,6 +13,7 @@ import functools
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from roadsense.cloud.domain import (
@@ -59,8 +60,41 @@ def _greater(table: str, column: str) -> str:
     )
 
 
-SEEN_DEVICE = f"""INSERT INTO devices (device_id, online, last_seen_ms) VALUES (?, 1, ?)
-   ON CONFLICT (device_id) DO UPDATE SET last_seen_ms = {_greater("devices", "last_seen_ms")}"""
+@dataclass(frozen=True)
+class Upsert:
+    """An INSERT ... ON CONFLICT of many rows, each key at most once: one statement per row
+    (``per_row``), or on PostgreSQL one statement for all of them (``all_rows``)."""
+
+    table: str
+    columns: tuple[tuple[str, str], ...]
+    """(name, PostgreSQL type) of each column, in the rows' order."""
+    on_conflict: str
+
+    @property
+    def per_row(self) -> str:
+        """The statement for one row (``?`` placeholders)."""
+        marks = ", ".join("?" * len(self.columns))
+        return f"INSERT INTO {self.table} ({self._names}) VALUES ({marks}) {self.on_conflict}"
+
+    @property
+    def all_rows(self) -> str:
+        """The statement for all rows, one PostgreSQL array per column."""
+        arrays = ", ".join(f"%s::{kind}[]" for _, kind in self.columns)
+        return (
+            f"INSERT INTO {self.table} ({self._names}) SELECT * FROM unnest({arrays}) "
+            f"{self.on_conflict}"
+        )
+
+    @property
+    def _names(self) -> str:
+        return ", ".join(name for name, _ in self.columns)
+
+
+SEEN_DEVICES = Upsert(
+    "devices",
+    (("device_id", "text"), ("online", "integer"), ("last_seen_ms", "bigint")),
+    f"ON CONFLICT (device_id) DO UPDATE SET last_seen_ms = {_greater('devices', 'last_seen_ms')}",
+)
 UPSERT_STATUS = f"""INSERT INTO devices (device_id, online, last_seen_ms, agent_version,
     model_version, camera_ids) VALUES (?, ?, ?, ?, ?, ?)
    ON CONFLICT (device_id) DO UPDATE SET online = excluded.online,
@@ -74,18 +108,35 @@ INSERT_REJECTED = f"""INSERT INTO dead_letters (received_ms, topic, reason, payl
    SET repeats = dead_letters.repeats + 1, reason = excluded.reason,
     last_received_ms = {_greater("dead_letters", "last_received_ms")}"""
 # The WHERE: ingest workers sharing a store never move a segment back to an older state.
-SAVE_SEGMENTS = """INSERT INTO segments (segment_id, level, label, updated_ms, last_changed_ms,
-    camera_ids, reports) VALUES (?, ?, ?, ?, ?, ?, ?)
-   ON CONFLICT (segment_id) DO UPDATE SET level = excluded.level,
+SAVE_SEGMENTS = Upsert(
+    "segments",
+    (
+        ("segment_id", "text"),
+        ("level", "float8"),
+        ("label", "text"),
+        ("updated_ms", "bigint"),
+        ("last_changed_ms", "bigint"),
+        ("camera_ids", "text"),
+        ("reports", "bigint"),
+    ),
+    """ON CONFLICT (segment_id) DO UPDATE SET level = excluded.level,
     label = excluded.label, updated_ms = excluded.updated_ms,
     last_changed_ms = excluded.last_changed_ms,
     camera_ids = excluded.camera_ids, reports = excluded.reports
-   WHERE excluded.updated_ms >= segments.updated_ms"""
-ADD_HISTORY = """INSERT INTO segment_history (segment_id, start_ms, level_sum, reports)
-   VALUES (?, ?, ?, 1)
-   ON CONFLICT (segment_id, start_ms) DO UPDATE
+   WHERE excluded.updated_ms >= segments.updated_ms""",
+)
+ADD_HISTORY = Upsert(
+    "segment_history",
+    (
+        ("segment_id", "text"),
+        ("start_ms", "bigint"),
+        ("level_sum", "float8"),
+        ("reports", "bigint"),
+    ),
+    """ON CONFLICT (segment_id, start_ms) DO UPDATE
    SET level_sum = segment_history.level_sum + excluded.level_sum,
-    reports = segment_history.reports + 1"""
+    reports = segment_history.reports + excluded.reports""",
+)
 SAVE_FORECASTS = """INSERT INTO forecasts (segment_id, origin_ms, horizon, interval_ms,
     target_ms, value, observed_probability, model_version, newest_input_ms,
     missing_fraction, made_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -283,10 +334,10 @@ class SqlStore(Store, Generic[SessionT]):
             # Once per device and batch, after its statuses: a report never flips a
             # device that said "offline" in this batch back to online.
             if seen:
-                db.executemany(SEEN_DEVICE, sorted(seen.items()))
+                self._upsert(db, SEEN_DEVICES, [(d, 1, t) for d, t in sorted(seen.items())])
             if result.accepted:
                 result.segments = update_segments(result.accepted)
-                _save_segments(db, result.segments)
+                self._upsert(db, SAVE_SEGMENTS, _segment_rows(result.segments))
                 self._add_history(db, result.accepted)
             if result.accepted or result.statuses or seen:
                 self._announce(db, result)
@@ -318,15 +369,21 @@ class SqlStore(Store, Generic[SessionT]):
         """Tell other processes, inside the batch's transaction, what it changed (if they can
         hear it: PostgreSQL's NOTIFY; one SQLite process has its in-process feed)."""
 
+    def _upsert(self, db: SessionT, upsert: Upsert, rows: list[Row]) -> None:
+        """Insert or update rows (each key once), one statement per row."""
+        db.executemany(upsert.per_row, rows)
+
     def _add_history(self, db: SessionT, readings: list[Reading]) -> None:
         interval = self._history_interval_ms
-        db.executemany(
-            ADD_HISTORY,
-            # Rows in key order: concurrent writers take their row locks in one order.
-            sorted(
-                (r.segment_id, r.capture_time_ms // interval * interval, r.level) for r in readings
-            ),
-        )
+        intervals: dict[tuple[str, int], list[float]] = {}
+        for r in readings:
+            key = (r.segment_id, r.capture_time_ms // interval * interval)
+            intervals.setdefault(key, []).append(r.level)
+        # Rows in key order: concurrent writers take their row locks in one order.
+        rows = [
+            (s, start, sum(levels), len(levels)) for (s, start), levels in sorted(intervals.items())
+        ]
+        self._upsert(db, ADD_HISTORY, rows)
 
     def history(self, segment_id: str, from_ms: int, to_ms: int) -> list[HistoryPoint]:
         with self._read() as db:
@@ -617,19 +674,17 @@ def _insert_rejected(db: SqlSession, r: Rejected) -> None:
     )
 
 
-def _save_segments(db: SqlSession, segments: list[SegmentSnapshot]) -> None:
-    db.executemany(
-        SAVE_SEGMENTS,
-        [
-            (
-                s.segment_id,
-                s.level,
-                s.label,
-                s.updated_ms,
-                s.last_changed_ms,
-                json.dumps(s.camera_ids),
-                s.reports,
-            )
-            for s in sorted(segments, key=lambda s: s.segment_id)
-        ],
-    )
+def _segment_rows(segments: list[SegmentSnapshot]) -> list[Row]:
+    """Segment rows for SAVE_SEGMENTS, in key order."""
+    return [
+        (
+            s.segment_id,
+            s.level,
+            s.label,
+            s.updated_ms,
+            s.last_changed_ms,
+            json.dumps(s.camera_ids),
+            s.reports,
+        )
+        for s in sorted(segments, key=lambda s: s.segment_id)
+    ]
