@@ -14,7 +14,7 @@ from roadsense.cli.postgres import RunningPostgres
 from roadsense.cloud.app import CloudService, Role
 from roadsense.cloud.changes import CHANNEL, change_payload, changed_segments
 from roadsense.cloud.config import CloudConfig, ForecastConfig, StoreConfig
-from roadsense.cloud.domain import Reading, SegmentSnapshot
+from roadsense.cloud.domain import Reading, SegmentForecast, SegmentSnapshot
 from roadsense.cloud.forecasting import ForecastJob
 from roadsense.cloud.ingest import decode_message
 from roadsense.cloud.leader import FORECAST_LOCK_KEY, FileLeaderLock, PostgresLeaderLock
@@ -219,6 +219,34 @@ def test_only_the_lock_holder_runs_the_forecast_job(postgres: RunningPostgres) -
             job.stop()
         for store in stores:
             store.close()
+
+
+def test_a_follower_serves_the_forecasts_the_leader_stored(postgres: RunningPostgres) -> None:
+    url = postgres.create_database()
+    leader_store, follower_store = (open_store(StoreConfig(url=url)) for _ in range(2))
+    follower = ForecastJob(ForecastConfig(), follower_store, lead=False)
+    try:
+        assert follower.latest() == {}
+        origin = now_ms() // 900_000 * 900_000
+        forecast = SegmentForecast(
+            segment_id="f-seg",
+            origin_ms=origin,
+            interval_ms=900_000,
+            values=(1.0, 2.0, 3.0, 4.0),
+            observed_probability=(1.0, 1.0, 0.9, 0.8),
+            model_version="leader-model",
+            newest_input_ms=origin,
+            missing_fraction=0.0,
+            made_ms=origin + 1000,
+        )
+        leader_store.save_forecasts([forecast])
+        follower.follow()
+        assert follower.latest() == {"f-seg": forecast}
+        assert follower.model() is not None  # its card, for GetForecast's horizons
+    finally:
+        follower.stop()
+        leader_store.close()
+        follower_store.close()
 
 
 @pytest.mark.parametrize("role", ["ingest", "forecast"])
