@@ -90,6 +90,8 @@ class CloudService:
     ) -> None:
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        if role == "forecast" and not config.forecast.enabled:
+            raise ConfigError("role forecast runs the forecast job, but [forecast] enabled = false")
         self.config = config
         self.role = role
         serves_api = role in ("api", "all")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 from .factories import report
 from .helpers import health_status, running_cloud, wait_until
+from .stores import sqlite_target
 
 pytestmark = pytest.mark.integration
 
@@ -276,3 +279,24 @@ def test_an_api_replica_has_no_ingest_and_roles_are_checked(cloud_config: CloudC
         service.store.close()
     with pytest.raises(ConfigError, match="unknown role 'writer'"):
         CloudService(cloud_config, role="writer")  # type: ignore[arg-type]
+    idle = cloud_config.model_copy(update={"forecast": ForecastConfig(enabled=False)})
+    with pytest.raises(ConfigError, match=r"\[forecast\] enabled = false"):
+        CloudService(idle, role="forecast")
+
+
+def test_processes_opening_one_new_sqlite_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "city.sqlite"
+    code = (
+        f"from roadsense.cloud.sqlite_store import SqliteStore; SqliteStore({str(path)!r}).close()"
+    )
+    opening = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    failed = [stderr for p in opening if (stderr := p.communicate(timeout=60)[1]) and p.returncode]
+    assert failed == []
+    migrations = sqlite_target(tmp_path).rows(
+        "SELECT COUNT(*), COUNT(DISTINCT name) FROM _migrations"
+    )
+    (count, distinct) = migrations[0]
+    assert count == distinct > 0
