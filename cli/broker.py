@@ -95,6 +95,16 @@ class RunningBroker:
         if self._stop is not None:
             self._stop()
 
+    def pause(self) -> None:
+        """SIGSTOP (benchmarks): clients' connections wait until resume()."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def reload(self) -> None:
         """SIGHUP: Mosquitto rereads its config, certificates and CRL, keeping its clients."""
         if self._process is None:

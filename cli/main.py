@@ -45,7 +45,7 @@ def _cloud_serve(args: argparse.Namespace) -> int:
     from roadsense.core.config import load_config
 
     config = load_config(CloudConfig, args.config).resolved(args.config.resolve().parent)
-    serve(config)
+    serve(config, args.role)
     return 0
 
 
@@ -165,17 +165,33 @@ def _bench_edge(args: argparse.Namespace) -> int:
     return print_figures(result, args.json)
 
 
+def _worker_counts(text: str) -> list[int]:
+    """ "1,2,4" → [1, 2, 4]; anything else is a usage error."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or any(n < 1 or n > 64 for n in counts):
+        raise argparse.ArgumentTypeError(
+            f"expected worker counts from 1 to 64 separated by commas, such as 1,2,4: {text!r}"
+        )
+    return counts
+
+
 def _bench_ingest(args: argparse.Namespace) -> int:
     from roadsense.bench.ingest import run_ingest_bench
+    from roadsense.bench.ingest_workers import run_worker_bench
 
-    result = run_ingest_bench(
-        devices=args.devices,
-        messages=args.messages,
-        rate=args.rate,
-        seconds=args.seconds,
-        store=args.store,
-    )
-    return print_figures(result, args.json)
+    common = {
+        "devices": args.devices,
+        "messages": args.messages,
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "store": args.store,
+    }
+    if args.workers:
+        return print_figures(run_worker_bench(workers=args.workers, **common), args.json)
+    return print_figures(run_ingest_bench(**common), args.json)
 
 
 def _bench_delivery(args: argparse.Namespace) -> int:
@@ -271,6 +287,14 @@ def _add_bench_commands(commands: Any) -> None:
         default="sqlite",
         help="the cloud's store: a SQLite file, or a throwaway PostgreSQL cluster the bench "
         "starts (default sqlite)",
+    )
+    bench_ingest.add_argument(
+        "--workers",
+        type=_worker_counts,
+        default=None,
+        help="worker counts, such as 1,2,4: run that many `cloud serve --role ingest` "
+        "processes on one shared subscription per configuration, with CPU per message per "
+        "worker (default: the in-process ingest)",
     )
     bench_ingest.set_defaults(handler=_bench_ingest)
     bench_delivery = bench_commands.add_parser(
@@ -391,6 +415,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the cloud service: MQTT ingest → SQLite store → gRPC API.",
     )
     serve.add_argument("--config", type=Path, required=True, help="cloud TOML configuration")
+    serve.add_argument(
+        "--role",
+        choices=["ingest", "api", "forecast", "all"],
+        default="all",
+        help="what this process runs: ingest (MQTT to the store), api (gRPC and dashboard "
+        "from the store), forecast (the job, on the one process holding the forecast lock) "
+        "or all of them (default)",
+    )
     serve.set_defaults(handler=_cloud_serve)
     check = cloud_commands.add_parser(
         "check",

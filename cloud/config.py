@@ -191,6 +191,13 @@ class ForecastConfig(ConfigModel):
         description="A forecast whose newest input is older than this is flagged stale.",
     )
     threads: int = Field(default=1, ge=1, description="ONNX Runtime threads of the job.")
+    lock_poll_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="With several processes that may forecast (roles forecast and all), only "
+        "the holder of the forecast lock runs the job; the others try to take the lock this "
+        "often, so a dead holder is replaced within about this long.",
+    )
 
 
 class ClassifyConfig(ConfigModel):

@@ -10,6 +10,10 @@ interval is now complete against the observations that arrived for it.
 
 A new model (ONNX + card) dropped over the configured path is picked up on the
 next poll; until its card matches it, the old model keeps serving.
+
+Several processes may serve forecasts; only the holder of a ``LeaderLock`` runs the model
+(``roadsense.cloud.leader``). The others follow: each poll they read the newest forecasts
+and scores the leader stored, and try to take the lock.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 from roadsense.cloud.config import ForecastConfig
 from roadsense.cloud.domain import HorizonScore, SegmentForecast
 from roadsense.cloud.feeds import interval_means
+from roadsense.cloud.leader import LeaderLock
 from roadsense.cloud.store import Store
 from roadsense.core.errors import ModelLoadError
 from roadsense.core.timeutil import now_ms
@@ -46,6 +51,8 @@ class ForecastStats:
     model_loads: int = 0
     load_failures: int = 0
     last_error: str = ""
+    leading: bool = False
+    """Whether this process runs the model now (False: it follows the leader's forecasts)."""
 
 
 def _stamp(path: Path) -> tuple[int, int, int, int] | None:
@@ -60,9 +67,20 @@ def _stamp(path: Path) -> tuple[int, int, int, int] | None:
 class ForecastJob:
     """Runs the forecaster over the store's observations and keeps the latest forecasts."""
 
-    def __init__(self, config: ForecastConfig, store: Store) -> None:
+    def __init__(
+        self,
+        config: ForecastConfig,
+        store: Store,
+        *,
+        leader: LeaderLock | None = None,
+        lead: bool = True,
+    ) -> None:
+        """``lead=False`` only follows (an API replica); with ``leader`` the job runs the model
+        only while it holds that lock; with neither it always runs it (one process)."""
         self._config = config
         self._store = store
+        self._leader = leader if lead else None
+        self._lead = lead
         self._lock = threading.Lock()
         self._model: OnnxForecaster | None = None
         self._stamp: tuple[int, int, int, int] | None = None
@@ -218,16 +236,59 @@ class ForecastJob:
         """Run in the background until stop()."""
         self._thread.start()
 
+    def take_lead(self) -> bool:
+        """Whether this process should run the model now (taking the lock when it can)."""
+        if not self._lead:
+            return False
+        if self._leader is None:
+            self.stats.leading = True
+            return True
+        leading = self._leader.try_acquire()
+        if leading != self.stats.leading:
+            if leading:
+                logger.info("forecast: this process took the %s", self._leader.describe())
+            else:
+                logger.warning(
+                    "forecast: this process no longer holds the %s", self._leader.describe()
+                )
+        self.stats.leading = leading
+        return leading
+
+    def follow(self) -> None:
+        """Read the forecasts and scores the leader stored (and the model, for its card)."""
+        self.refresh_model()
+        latest = {f.segment_id: f for f in self._store.latest_forecasts()}
+        model = self.model()
+        scores = self._store.forecast_scores(model.version) if model else []
+        with self._lock:
+            self._latest = latest
+            self._scores = scores
+
     def _loop(self) -> None:
-        # The newest forecasts were loaded from the store: the first run can wait a poll.
-        while not self._stop.wait(self._config.poll_s):
+        poll_s = self._config.poll_s
+        # The newest forecasts were loaded from the store: a sole job's first run can wait a
+        # poll; with a lock, look for it at once.
+        delay = poll_s if self._lead and self._leader is None else 0.0
+        while not self._stop.wait(delay):
             try:
-                self.run_once(force=False)
-            except Exception:
-                logger.exception("forecast run failed; retrying at the next poll")
+                if self.take_lead():
+                    self.run_once(force=False)
+                    delay = poll_s
+                else:
+                    self.follow()
+                    delay = min(poll_s, self._config.lock_poll_s) if self._lead else poll_s
+            except Exception as err:
+                if self.stats.leading:
+                    logger.exception("forecast run failed; retrying at the next poll")
+                else:  # a follower has nothing to lose: the store may be away a while
+                    logger.warning("forecast: cannot read stored forecasts (%s); retrying", err)
+                delay = poll_s
 
     def stop(self) -> None:
-        """Stop the background thread."""
+        """Stop the background thread and let the lock go."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        if self._leader is not None:
+            self._leader.release()
+            self.stats.leading = False

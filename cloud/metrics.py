@@ -45,25 +45,39 @@ class CloudMetrics:
 
     def watch(
         self,
-        ingest: IngestWorker,
+        ingest: IngestWorker | None,
         store: Store,
         feed: ChangeFeed,
         forecasts: ForecastJob | None = None,
     ) -> None:
-        """Report the live figures of these objects."""
+        """Report the live figures of these objects (no ingest figures without an ingest)."""
         self.registry.register(_LiveCollector(ingest, store, feed))
         if forecasts is not None:
             self.registry.register(_ForecastCollector(forecasts))
 
 
 class _LiveCollector(Collector):
-    def __init__(self, ingest: IngestWorker, store: Store, feed: ChangeFeed) -> None:
+    def __init__(self, ingest: IngestWorker | None, store: Store, feed: ChangeFeed) -> None:
         self._ingest = ingest
         self._store = store
         self._feed = feed
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._ingest.stats()
+        if self._ingest is not None:
+            yield from self._ingest_metrics(self._ingest)
+        dead = CounterMetricFamily(
+            "roadsense_cloud_dead_letters", "Dead-lettered messages by problem.", labels=["code"]
+        )
+        for code, count in sorted(self._store.dead_letter_codes().items()):
+            dead.add_metric([code], count)
+        yield dead
+        yield GaugeMetricFamily(
+            "roadsense_cloud_watchers", "Open WatchCityState streams.", value=len(self._feed)
+        )
+
+    @staticmethod
+    def _ingest_metrics(ingest: IngestWorker) -> Iterator[Metric]:
+        stats = ingest.stats()
         for name, value, doc in (
             ("received", stats.received, "Messages taken from the broker."),
             ("accepted", stats.accepted, "Reports stored."),
@@ -76,21 +90,12 @@ class _LiveCollector(Collector):
         yield GaugeMetricFamily(
             "roadsense_cloud_ingest_queue_depth",
             "Messages waiting for the writer.",
-            value=self._ingest.queue_depth(),
+            value=ingest.queue_depth(),
         )
         yield GaugeMetricFamily(
             "roadsense_cloud_ingest_connected",
             "1 while the ingest is connected to the broker.",
-            value=float(self._ingest.is_connected()),
-        )
-        dead = CounterMetricFamily(
-            "roadsense_cloud_dead_letters", "Dead-lettered messages by problem.", labels=["code"]
-        )
-        for code, count in sorted(self._store.dead_letter_codes().items()):
-            dead.add_metric([code], count)
-        yield dead
-        yield GaugeMetricFamily(
-            "roadsense_cloud_watchers", "Open WatchCityState streams.", value=len(self._feed)
+            value=float(ingest.is_connected()),
         )
 
 
@@ -117,6 +122,11 @@ class _ForecastCollector(Collector):
             "roadsense_cloud_forecast_run_seconds",
             "Duration of the last forecast run (read, one batched model call, store, score).",
             value=stats.last_run_s,
+        )
+        yield GaugeMetricFamily(
+            "roadsense_cloud_forecast_leader",
+            "1 while this process runs the forecast job (holds the forecast lock).",
+            value=float(stats.leading),
         )
         model = self._job.model()
         if model is None:

@@ -17,9 +17,18 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from roadsense.cloud.changes import CHANNEL, change_payload
 from roadsense.cloud.domain import Reading
 from roadsense.cloud.postgres_migrations import POSTGRES_MIGRATIONS, migrate_postgres
-from roadsense.cloud.sql_store import REPORT_COLUMNS, Row, SqlStore, first_of_each, report_row
+from roadsense.cloud.sql_store import (
+    REPORT_COLUMNS,
+    Row,
+    SqlStore,
+    Upsert,
+    first_of_each,
+    report_row,
+)
+from roadsense.cloud.store import BatchResult
 from roadsense.cloud.stores import redacted
 from roadsense.core.errors import StoreError
 
@@ -158,6 +167,27 @@ class PostgresStore(SqlStore["_Session"]):
             raise StoreError(f"PostgreSQL store {self.url}: no connection ({err})") from err
         except psycopg.OperationalError as err:
             raise StoreError(f"PostgreSQL store {self.url}: {_one_line(err)}") from err
+
+    def _upsert(self, db: _Session, upsert: Upsert, rows: list[Row]) -> None:
+        # One statement for the batch (a round trip and a plan per row cost more than the rows).
+        if rows:
+            db.execute(upsert.all_rows, [list(column) for column in zip(*rows, strict=True)])
+
+    def _lock_segments(self, db: _Session, segment_ids: list[str]) -> None:
+        # Until commit; in key order, so two writers never wait on each other in a cycle.
+        # The two-key form keeps these apart from the forecast lock's one-key space.
+        db.execute(
+            "SELECT pg_advisory_xact_lock(1, key) FROM (SELECT hashtext(id) AS key "
+            "FROM unnest(%s::text[]) AS id ORDER BY key) AS keys",
+            [segment_ids],
+        )
+
+    def _announce(self, db: _Session, result: BatchResult) -> None:
+        # Inside the batch's transaction: PostgreSQL delivers it on commit, and only then.
+        db.execute(
+            "SELECT pg_notify(?, ?)",
+            [CHANNEL, change_payload(s.segment_id for s in result.segments)],
+        )
 
     def _insert_readings(self, db: _Session, readings: list[Reading]) -> list[Reading]:
         return first_of_each(readings, db.insert_reports([report_row(r) for r in readings]))

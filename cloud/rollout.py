@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 from google.protobuf.message import DecodeError
 
+from roadsense.cloud.leader import LeaderLock
 from roadsense.cloud.rollout_config import RolloutConfig
 from roadsense.cloud.rollout_metrics import parse_health as _health
 from roadsense.cloud.rollout_plan import canary_size, plan_devices
@@ -81,13 +82,18 @@ class RolloutController:
         fleet: Callable[[], Mapping[str, str]],
         *,
         clock: Callable[[], int] = now_ms,
+        leader: LeaderLock | None = None,
     ) -> None:
-        """``fleet`` gives the devices a rollout may reach, each with its site ('')."""
+        """``fleet`` gives the devices a rollout may reach, each with its site (''). With
+        ``leader``, only the process holding that lock ticks (verdicts, stages, re-sends);
+        every one answers the operator's RPCs and records device replies."""
         self._store = store
         self._config = config
         self._commands = commands
         self._fleet = fleet
         self._clock = clock
+        self._leader = leader
+        self.leading = leader is None
         self._steps = RolloutSteps(store, config, commands, clock)
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -103,16 +109,33 @@ class RolloutController:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop ticking and disconnect."""
+        """Stop ticking, let the lock go and disconnect."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10.0)
+        if self._leader is not None:
+            self._leader.release()
+            self.leading = False
         self._commands.stop()
+
+    def _take_lead(self) -> bool:
+        """Whether this process moves rollouts on now (taking the lock when it can)."""
+        if self._leader is None:
+            return True
+        leading = self._leader.try_acquire()
+        if leading != self.leading:
+            state = "took" if leading else "no longer holds"
+            logger.info(
+                "rollout controller: this process %s the %s", state, self._leader.describe()
+            )
+        self.leading = leading
+        return leading
 
     def _run(self) -> None:
         while not self._stop.wait(self._config.tick_s):
             try:
-                self.tick()
+                if self._take_lead():
+                    self.tick()
             except (RoadSenseError, sqlite3.Error) as err:  # store away, a race: next tick
                 logger.warning("rollout controller: tick failed: %s", err)
             except Exception:  # a bug: loud, but the controller keeps running

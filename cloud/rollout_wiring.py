@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from roadsense.cloud.config import CloudConfig
+from roadsense.cloud.leader import LeaderLock
 from roadsense.cloud.rollout import RolloutController
 from roadsense.cloud.store import Store
 from roadsense.core.paho_client import MqttPublisher
@@ -30,8 +31,11 @@ def fleet_of(config: CloudConfig, store: Store) -> Callable[[], Mapping[str, str
     return fleet
 
 
-def build_controller(config: CloudConfig, store: Store) -> RolloutController | None:
-    """The controller this configuration asks for, or None (off, or no broker account)."""
+def build_controller(
+    config: CloudConfig, store: Store, leader: LeaderLock | None = None
+) -> RolloutController | None:
+    """The controller this configuration asks for, or None (off, or no broker account);
+    ``leader``: the lock a process must hold to move rollouts on (several API replicas)."""
     rollout = config.rollout
     if not rollout.enabled:
         return None
@@ -54,4 +58,4 @@ def build_controller(config: CloudConfig, store: Store) -> RolloutController | N
         )
     client_id = rollout.client_id or f"{config.ingest.client_id}-rollout"
     commands = MqttPublisher(mqtt, client_id, config.ingest.username)
-    return RolloutController(store, rollout, commands, fleet_of(config, store))
+    return RolloutController(store, rollout, commands, fleet_of(config, store), leader=leader)

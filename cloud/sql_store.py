@@ -11,8 +11,9 @@ from __future__ import annotations
 import abc
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from roadsense.cloud import rollout_rows
@@ -34,9 +35,15 @@ from roadsense.cloud.feeds import ObservationRecord, WeatherRecord
 from roadsense.cloud.migrations import message_sha256
 from roadsense.cloud.model_rows import insert_model, select_models
 from roadsense.cloud.rollout_records import Rollout, RolloutDevice, RolloutEvent
-from roadsense.cloud.store import BatchResult, HistoryPoint, SegmentUpdater, Store
+from roadsense.cloud.store import BatchResult, HistoryPoint, SegmentUpdater, SharedFusion, Store
 
 Row = tuple[Any, ...]
+SEGMENT_CHUNK = 500
+"""Segments read per query when only some are wanted."""
+SELECT_SEGMENTS = (
+    "SELECT segment_id, level, label, updated_ms, last_changed_ms, camera_ids, reports "
+    "FROM segments"
+)
 
 REPORT_COLUMNS = (
     "device_id, seq, camera_id, segment_id, capture_time_ms, window_start_ms, received_ms, "
@@ -55,8 +62,41 @@ def _greater(table: str, column: str) -> str:
     )
 
 
-SEEN_DEVICE = f"""INSERT INTO devices (device_id, online, last_seen_ms) VALUES (?, 1, ?)
-   ON CONFLICT (device_id) DO UPDATE SET last_seen_ms = {_greater("devices", "last_seen_ms")}"""
+@dataclass(frozen=True)
+class Upsert:
+    """An INSERT ... ON CONFLICT of many rows, each key at most once: one statement per row
+    (``per_row``), or on PostgreSQL one statement for all of them (``all_rows``)."""
+
+    table: str
+    columns: tuple[tuple[str, str], ...]
+    """(name, PostgreSQL type) of each column, in the rows' order."""
+    on_conflict: str
+
+    @property
+    def per_row(self) -> str:
+        """The statement for one row (``?`` placeholders)."""
+        marks = ", ".join("?" * len(self.columns))
+        return f"INSERT INTO {self.table} ({self._names}) VALUES ({marks}) {self.on_conflict}"
+
+    @property
+    def all_rows(self) -> str:
+        """The statement for all rows, one PostgreSQL array per column."""
+        arrays = ", ".join(f"%s::{kind}[]" for _, kind in self.columns)
+        return (
+            f"INSERT INTO {self.table} ({self._names}) SELECT * FROM unnest({arrays}) "
+            f"{self.on_conflict}"
+        )
+
+    @property
+    def _names(self) -> str:
+        return ", ".join(name for name, _ in self.columns)
+
+
+SEEN_DEVICES = Upsert(
+    "devices",
+    (("device_id", "text"), ("online", "integer"), ("last_seen_ms", "bigint")),
+    f"ON CONFLICT (device_id) DO UPDATE SET last_seen_ms = {_greater('devices', 'last_seen_ms')}",
+)
 UPSERT_STATUS = f"""INSERT INTO devices (device_id, online, last_seen_ms, agent_version,
     model_version, camera_ids) VALUES (?, ?, ?, ?, ?, ?)
    ON CONFLICT (device_id) DO UPDATE SET online = excluded.online,
@@ -69,17 +109,36 @@ INSERT_REJECTED = f"""INSERT INTO dead_letters (received_ms, topic, reason, payl
    ON CONFLICT (message_sha256, code) DO UPDATE
    SET repeats = dead_letters.repeats + 1, reason = excluded.reason,
     last_received_ms = {_greater("dead_letters", "last_received_ms")}"""
-SAVE_SEGMENTS = """INSERT INTO segments (segment_id, level, label, updated_ms, last_changed_ms,
-    camera_ids, reports) VALUES (?, ?, ?, ?, ?, ?, ?)
-   ON CONFLICT (segment_id) DO UPDATE SET level = excluded.level,
+# The WHERE: ingest workers sharing a store never move a segment back to an older state.
+SAVE_SEGMENTS = Upsert(
+    "segments",
+    (
+        ("segment_id", "text"),
+        ("level", "float8"),
+        ("label", "text"),
+        ("updated_ms", "bigint"),
+        ("last_changed_ms", "bigint"),
+        ("camera_ids", "text"),
+        ("reports", "bigint"),
+    ),
+    """ON CONFLICT (segment_id) DO UPDATE SET level = excluded.level,
     label = excluded.label, updated_ms = excluded.updated_ms,
     last_changed_ms = excluded.last_changed_ms,
-    camera_ids = excluded.camera_ids, reports = excluded.reports"""
-ADD_HISTORY = """INSERT INTO segment_history (segment_id, start_ms, level_sum, reports)
-   VALUES (?, ?, ?, 1)
-   ON CONFLICT (segment_id, start_ms) DO UPDATE
+    camera_ids = excluded.camera_ids, reports = excluded.reports
+   WHERE excluded.updated_ms >= segments.updated_ms""",
+)
+ADD_HISTORY = Upsert(
+    "segment_history",
+    (
+        ("segment_id", "text"),
+        ("start_ms", "bigint"),
+        ("level_sum", "float8"),
+        ("reports", "bigint"),
+    ),
+    """ON CONFLICT (segment_id, start_ms) DO UPDATE
    SET level_sum = segment_history.level_sum + excluded.level_sum,
-    reports = segment_history.reports + 1"""
+    reports = segment_history.reports + excluded.reports""",
+)
 SAVE_FORECASTS = """INSERT INTO forecasts (segment_id, origin_ms, horizon, interval_ms,
     target_ms, value, observed_probability, model_version, newest_input_ms,
     missing_fraction, made_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -109,6 +168,13 @@ LATEST_FORECASTS = """SELECT f.segment_id, f.origin_ms, f.interval_ms, f.value,
          FROM forecasts GROUP BY segment_id) newest
    USING (segment_id, origin_ms)
    ORDER BY f.segment_id, f.horizon"""
+# Each camera's newest in-time report on some segments since a time (both engines).
+LATEST_CAMERAS = f"""SELECT {REPORT_COLUMNS} FROM (
+    SELECT {REPORT_COLUMNS}, ROW_NUMBER() OVER (PARTITION BY segment_id, device_id, camera_id
+        ORDER BY capture_time_ms DESC, id DESC) AS newest
+    FROM reports WHERE segment_id IN ({{marks}}) AND capture_time_ms >= ?
+        AND received_ms - capture_time_ms <= ?) AS latest
+   WHERE newest = 1"""
 SCORE_FORECASTS = """UPDATE forecasts SET scored = 1, actual = (
        SELECT AVG(o.value) FROM observations o
        WHERE o.segment_id = forecasts.segment_id
@@ -156,6 +222,36 @@ def _reading(row: Row) -> Reading:
         frames_in_window=int(row[10]),
         level=float(row[11]),
     )
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
+    """Ids a few hundred at a time, each chunk with its placeholders ("?, ?, ...")."""
+    for start in range(0, len(ids), SEGMENT_CHUNK):
+        chunk = ids[start : start + SEGMENT_CHUNK]
+        yield chunk, ", ".join("?" * len(chunk))
+
+
+def _stored_segments(db: SqlSession, segment_ids: Sequence[str]) -> list[SegmentSnapshot]:
+    rows: list[Row] = []
+    for chunk, marks in _chunks(segment_ids):
+        rows += db.rows(f"{SELECT_SEGMENTS} WHERE segment_id IN ({marks})", chunk)
+    return _segment_snapshots(rows)
+
+
+def _segment_snapshots(rows: list[Row]) -> list[SegmentSnapshot]:
+    return [
+        SegmentSnapshot(
+            segment_id=row[0],
+            level=float(row[1]),
+            label=row[2],
+            updated_ms=int(row[3]),
+            last_changed_ms=int(row[4]),
+            camera_ids=tuple(json.loads(row[5])),
+            stale=False,
+            reports=int(row[6]),
+        )
+        for row in rows
+    ]
 
 
 def first_of_each(readings: Sequence[Reading], fresh: set[tuple[str, int]]) -> list[Reading]:
@@ -207,12 +303,18 @@ class SqlStore(Store, Generic[SessionT]):
         """Store the readings not stored yet; return them, in order (dedup on device, seq)."""
 
     def write_batch(
-        self, records: Sequence[Telemetry], update_segments: SegmentUpdater
+        self,
+        records: Sequence[Telemetry],
+        update_segments: SegmentUpdater,
+        shared: SharedFusion | None = None,
     ) -> BatchResult:
         result = BatchResult()
         seen: dict[str, int] = {}
         with self._write() as db:
             readings = [r for r in records if isinstance(r, Reading)]
+            if readings and shared is not None:
+                # Before inserting: what the others stored, not this batch's own rows.
+                self._merge_stored(db, readings, shared)
             result.accepted = self._insert_readings(db, readings) if readings else []
             result.duplicates = len(readings) - len(result.accepted)
             for reading in result.accepted:
@@ -237,22 +339,56 @@ class SqlStore(Store, Generic[SessionT]):
             # Once per device and batch, after its statuses: a report never flips a
             # device that said "offline" in this batch back to online.
             if seen:
-                db.executemany(SEEN_DEVICE, sorted(seen.items()))
+                self._upsert(db, SEEN_DEVICES, [(d, 1, t) for d, t in sorted(seen.items())])
             if result.accepted:
                 result.segments = update_segments(result.accepted)
-                _save_segments(db, result.segments)
+                self._upsert(db, SAVE_SEGMENTS, _segment_rows(result.segments))
                 self._add_history(db, result.accepted)
+            if result.accepted or result.statuses or seen:
+                self._announce(db, result)
         return result
+
+    def _lock_segments(self, db: SessionT, segment_ids: list[str]) -> None:
+        """Keep other writers off these segments until the transaction ends (SQLite: the
+        write transaction already holds the whole file)."""
+
+    def _merge_stored(self, db: SessionT, readings: list[Reading], shared: SharedFusion) -> None:
+        """Hand ``shared`` what the other writers stored for the batch's segments, under lock."""
+        stale_ms = shared.stale_after_ms
+        # Only readings that arrived in time change a segment (the others are history).
+        current = [r for r in readings if r.received_ms - r.capture_time_ms <= stale_ms]
+        if not current:
+            return
+        segment_ids = sorted({r.segment_id for r in current})
+        self._lock_segments(db, segment_ids)
+        # Older cameras than this do not count in any of these segments' fusion.
+        since = min(r.capture_time_ms for r in current) - stale_ms
+        rows: list[Row] = []
+        for chunk, marks in _chunks(segment_ids):
+            rows += db.rows(
+                LATEST_CAMERAS.format(marks=marks), [*chunk, since, shared.stale_after_ms]
+            )
+        shared.merge_stored(_stored_segments(db, segment_ids), [_reading(row) for row in rows])
+
+    def _announce(self, db: SessionT, result: BatchResult) -> None:
+        """Tell other processes, inside the batch's transaction, what it changed (if they can
+        hear it: PostgreSQL's NOTIFY; one SQLite process has its in-process feed)."""
+
+    def _upsert(self, db: SessionT, upsert: Upsert, rows: list[Row]) -> None:
+        """Insert or update rows (each key once), one statement per row."""
+        db.executemany(upsert.per_row, rows)
 
     def _add_history(self, db: SessionT, readings: list[Reading]) -> None:
         interval = self._history_interval_ms
-        db.executemany(
-            ADD_HISTORY,
-            # Rows in key order: concurrent writers take their row locks in one order.
-            sorted(
-                (r.segment_id, r.capture_time_ms // interval * interval, r.level) for r in readings
-            ),
-        )
+        intervals: dict[tuple[str, int], list[float]] = {}
+        for r in readings:
+            key = (r.segment_id, r.capture_time_ms // interval * interval)
+            intervals.setdefault(key, []).append(r.level)
+        # Rows in key order: concurrent writers take their row locks in one order.
+        rows = [
+            (s, start, sum(levels), len(levels)) for (s, start), levels in sorted(intervals.items())
+        ]
+        self._upsert(db, ADD_HISTORY, rows)
 
     def history(self, segment_id: str, from_ms: int, to_ms: int) -> list[HistoryPoint]:
         with self._read() as db:
@@ -281,25 +417,11 @@ class SqlStore(Store, Generic[SessionT]):
         with self._write() as db:
             return db.execute("DELETE FROM segment_history WHERE start_ms < ?", [before_ms])
 
-    def segments(self) -> list[SegmentSnapshot]:
+    def segments(self, segment_ids: Sequence[str] | None = None) -> list[SegmentSnapshot]:
         with self._read() as db:
-            rows = db.rows(
-                "SELECT segment_id, level, label, updated_ms, last_changed_ms, camera_ids, "
-                "reports FROM segments ORDER BY segment_id"
-            )
-        return [
-            SegmentSnapshot(
-                segment_id=row[0],
-                level=float(row[1]),
-                label=row[2],
-                updated_ms=int(row[3]),
-                last_changed_ms=int(row[4]),
-                camera_ids=tuple(json.loads(row[5])),
-                stale=False,
-                reports=int(row[6]),
-            )
-            for row in rows
-        ]
+            if segment_ids is None:
+                return _segment_snapshots(db.rows(f"{SELECT_SEGMENTS} ORDER BY segment_id"))
+            return _stored_segments(db, segment_ids)
 
     def latest_readings(self, arrived_within_ms: int | None = None) -> list[Reading]:
         # 2**62 ms: no report arrives that late, so None reads every report.
@@ -609,19 +731,17 @@ def _insert_rejected(db: SqlSession, r: Rejected) -> None:
     )
 
 
-def _save_segments(db: SqlSession, segments: list[SegmentSnapshot]) -> None:
-    db.executemany(
-        SAVE_SEGMENTS,
-        [
-            (
-                s.segment_id,
-                s.level,
-                s.label,
-                s.updated_ms,
-                s.last_changed_ms,
-                json.dumps(s.camera_ids),
-                s.reports,
-            )
-            for s in sorted(segments, key=lambda s: s.segment_id)
-        ],
-    )
+def _segment_rows(segments: list[SegmentSnapshot]) -> list[Row]:
+    """Segment rows for SAVE_SEGMENTS, in key order."""
+    return [
+        (
+            s.segment_id,
+            s.level,
+            s.label,
+            s.updated_ms,
+            s.last_changed_ms,
+            json.dumps(s.camera_ids),
+            s.reports,
+        )
+        for s in sorted(segments, key=lambda s: s.segment_id)
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -34,6 +36,19 @@ class _Session:
         return [tuple(row) for row in self._conn.execute(sql, params).fetchall()]
 
 
+@contextmanager
+def _only_migrator(path: Path) -> Iterator[None]:
+    """One process at a time migrates (processes of several roles may open a new file at
+    once). An flock on the folder: a second descriptor on the database file itself would
+    drop SQLite's own POSIX locks when closed."""
+    fd = os.open(path.resolve().parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 class SqliteStore(SqlStore["_Session"]):
     """The store on one SQLite file (WAL), one connection behind a lock."""
 
@@ -43,7 +58,8 @@ class SqliteStore(SqlStore["_Session"]):
         super().__init__(history_interval_ms)
         self._lock = threading.Lock()
         self._db = open_database(path)
-        migrate(self._db, MIGRATIONS)
+        with _only_migrator(Path(path)):
+            migrate(self._db, MIGRATIONS)
         self._session = _Session(self._db.conn)
 
     @contextmanager
@@ -55,6 +71,12 @@ class SqliteStore(SqlStore["_Session"]):
     def _write(self) -> Iterator[_Session]:
         with self._lock, transaction(self._db):
             yield self._session
+
+    def data_version(self) -> int:
+        """Changes when another connection (another process) commits to the file."""
+        with self._lock:
+            ((version,),) = self._session.rows("PRAGMA data_version")
+        return int(version)
 
     def _insert_readings(self, db: _Session, readings: list[Reading]) -> list[Reading]:
         # One writer at a time (the file's write lock), so looking up the stored keys first

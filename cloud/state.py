@@ -63,6 +63,31 @@ class CityTracker:
                     self._cameras.setdefault(reading.segment_id, {})[key] = reading
             self._version += 1
 
+    def merge_stored(
+        self, segments: Iterable[SegmentSnapshot], readings: Iterable[Reading]
+    ) -> None:
+        """Take what other writers of the store stored, before fusing new readings: segment
+        rows (their report counts and last change) and each camera's newer readings."""
+        with self._lock:
+            for snapshot in segments:
+                self._segments[snapshot.segment_id] = snapshot
+            for reading in readings:
+                self._take_current(reading, ties=False)
+
+    def replace(self, snapshots: Iterable[SegmentSnapshot]) -> list[SegmentSnapshot]:
+        """Take segment states another process fused and stored; return those that differ."""
+        changed = []
+        with self._lock:
+            for snapshot in snapshots:
+                current = self._segments.get(snapshot.segment_id)
+                if current is not None and replace(current, stale=False) == snapshot:
+                    continue
+                self._segments[snapshot.segment_id] = snapshot
+                changed.append(snapshot)
+            if changed:
+                self._version += 1
+        return changed
+
     def apply(self, readings: Iterable[Reading]) -> list[SegmentSnapshot]:
         """Fold new readings in; return the segments whose state changed.
 
@@ -72,15 +97,8 @@ class CityTracker:
         touched: dict[str, int] = {}
         with self._lock:
             for reading in readings:
-                if not self.arrived_in_time(reading):
-                    continue
-                cameras = self._cameras.setdefault(reading.segment_id, {})
-                key = (reading.device_id, reading.camera_id)
-                current = cameras.get(key)
-                if current is not None and reading.capture_time_ms < current.capture_time_ms:
-                    continue
-                cameras[key] = reading
-                touched[reading.segment_id] = touched.get(reading.segment_id, 0) + 1
+                if self._take_current(reading, ties=True):
+                    touched[reading.segment_id] = touched.get(reading.segment_id, 0) + 1
             changed = []
             for segment_id, count in touched.items():
                 snapshot = self._fuse(segment_id, count)
@@ -89,6 +107,21 @@ class CityTracker:
             if changed:
                 self._version += 1
         return changed
+
+    def _take_current(self, reading: Reading, *, ties: bool) -> bool:
+        """Make a reading its camera's current one if it arrived in time and is newer than
+        the current one (or as new, with ``ties``); the caller holds the lock."""
+        if not self.arrived_in_time(reading):
+            return False
+        cameras = self._cameras.setdefault(reading.segment_id, {})
+        key = (reading.device_id, reading.camera_id)
+        current = cameras.get(key)
+        if current is not None:
+            newer = reading.capture_time_ms - current.capture_time_ms
+            if newer < 0 or (newer == 0 and not ties):
+                return False
+        cameras[key] = reading
+        return True
 
     def _fuse(self, segment_id: str, new_reports: int) -> SegmentSnapshot:
         cameras = self._cameras[segment_id]

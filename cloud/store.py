@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from roadsense.cloud.domain import (
     DeviceRecord,
@@ -33,9 +33,29 @@ if TYPE_CHECKING:
     # SqliteStore lived here before the PostgreSQL store; code still imports it from here.
     from roadsense.cloud.sqlite_store import SqliteStore
 
-__all__ = ["BatchResult", "HistoryPoint", "SegmentUpdater", "SqliteStore", "Store"]
+__all__ = [
+    "BatchResult",
+    "HistoryPoint",
+    "SegmentUpdater",
+    "SharedFusion",
+    "SqliteStore",
+    "Store",
+]
 
 SegmentUpdater = Callable[[list[Reading]], list[SegmentSnapshot]]
+
+
+class SharedFusion(Protocol):
+    """A writer's city state that other writers of the same store also change."""
+
+    @property
+    def stale_after_ms(self) -> int:
+        """Cameras older than this behind a segment's newest report do not count."""
+
+    def merge_stored(
+        self, segments: Sequence[SegmentSnapshot], readings: Sequence[Reading]
+    ) -> None:
+        """Take stored segment rows and camera readings (other writers') before fusing."""
 
 
 @dataclass
@@ -64,13 +84,21 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def write_batch(
-        self, records: Sequence[Telemetry], update_segments: SegmentUpdater
+        self,
+        records: Sequence[Telemetry],
+        update_segments: SegmentUpdater,
+        shared: SharedFusion | None = None,
     ) -> BatchResult:
-        """Store records atomically; ``update_segments`` turns new readings into segment rows."""
+        """Store records atomically; ``update_segments`` turns new readings into segment rows.
+
+        With ``shared`` (several writers on one store), the batch first locks the segments it
+        touches and hands ``shared`` their stored rows and recent camera readings, so that
+        each segment is fused from every writer's reports, one writer at a time.
+        """
 
     @abc.abstractmethod
-    def segments(self) -> list[SegmentSnapshot]:
-        """Every known segment's last stored state."""
+    def segments(self, segment_ids: Sequence[str] | None = None) -> list[SegmentSnapshot]:
+        """Every known segment's last stored state (only those named, when named)."""
 
     @abc.abstractmethod
     def latest_readings(self, arrived_within_ms: int | None = None) -> list[Reading]:

@@ -19,7 +19,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from google.protobuf.message import DecodeError
@@ -70,6 +70,21 @@ class IngestStats:
     confirmations: int = 0
 
 
+class IngestCounters(Protocol):
+    """What shows the ingest's counters (the dashboard's ingest panel)."""
+
+    def stats(self) -> IngestStats:
+        """A copy of the counters."""
+
+
+class NoIngest:
+    """The counters of a process that runs no ingest (an API replica): all zero."""
+
+    def stats(self) -> IngestStats:
+        """Zero counters."""
+        return IngestStats()
+
+
 class IngestWorker:
     """Subscribes to the fleet's telemetry and writes it to the store."""
 
@@ -82,8 +97,10 @@ class IngestWorker:
         lag_observer: Callable[[float], None] | None = None,
         *,
         store_state: Callable[[bool], None] | None = None,
+        shares_store: bool = False,
     ) -> None:
-        """``store_state`` hears False when a write fails and True when writes work again."""
+        """``store_state`` hears False when a write fails and True when writes work again;
+        ``shares_store``: other ingest processes write to the same store."""
         self._lag_observer = lag_observer
         self._store_state = store_state
         self._config = config
@@ -92,6 +109,8 @@ class IngestWorker:
         self._revoked: frozenset[str] = frozenset()
         self._store = store
         self._tracker = tracker
+        # A store with other writers: fuse segments from what all of them stored.
+        self._shared = tracker if shares_store else None
         self._feed = feed
         self._queue: queue.Queue[_Incoming] = queue.Queue(maxsize=config.ingest.queue_size)
         self._stats = IngestStats()
@@ -243,7 +262,7 @@ class IngestWorker:
         failures = 0
         while True:
             try:
-                result = self._store.write_batch(records, self._tracker.apply)
+                result = self._store.write_batch(records, self._tracker.apply, self._shared)
                 break
             except Exception as err:
                 # Not acknowledged, so nothing is lost; the store may come back.

@@ -14,8 +14,9 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from roadsense.cloud.app import CloudService
+from roadsense.cloud.app import CloudService, Role
 from roadsense.cloud.city import SegmentConfig
 from roadsense.cloud.config import CloudConfig
 from roadsense.cloud.feed import ChangeFeed
@@ -42,6 +43,17 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
     return condition()
 
 
+def health_status(address: str) -> int:
+    """The overall gRPC health status a server at ``address`` reports (plaintext)."""
+    with grpc.insecure_channel(address) as channel:
+        status: int = (
+            health_pb2_grpc.HealthStub(channel)
+            .Check(health_pb2.HealthCheckRequest(), timeout=5)
+            .status
+        )
+    return status
+
+
 def roadsense_cli(
     *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -64,12 +76,15 @@ def stop_process(process: subprocess.Popen[str]) -> str:
 
 
 @contextlib.contextmanager
-def running_cloud(config: CloudConfig) -> Iterator[CloudService]:
-    """A started cloud service with its ingest connected; stopped on exit."""
-    service = CloudService(config)
+def running_cloud(config: CloudConfig, role: Role = "all") -> Iterator[CloudService]:
+    """A started cloud service (of ``role``) with its ingest connected; stopped on exit."""
+    service = CloudService(config, role=role)
     service.start()
     try:
-        assert service.ingest.wait_connected(10.0), "cloud ingest did not connect"
+        if role in ("ingest", "all"):
+            assert service.ingest.wait_connected(10.0), "cloud ingest did not connect"
+        if service.changes is not None:
+            assert service.changes.wait_listening(10.0), "change listener did not start"
         yield service
     finally:
         service.stop()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from roadsense.bench.classifier import run_classifier_bench
@@ -17,7 +18,11 @@ from roadsense.bench.edge_rtsp import largest_passing, run_rtsp_bench
 from roadsense.bench.forecast import run_forecast_bench
 from roadsense.bench.grpc import run_grpc_bench
 from roadsense.bench.ingest import run_ingest_bench
+from roadsense.bench.ingest_workers import _Reader, run_worker_bench
 from roadsense.bench.rollout import run_rollout_bench
+from roadsense.cli.postgres import RunningPostgres
+from roadsense.cloud.config import StoreConfig
+from roadsense.cloud.stores import open_store
 from roadsense.models.shipped import PLACEHOLDER_CNN
 
 pytestmark = pytest.mark.integration
@@ -92,6 +97,60 @@ def test_ingest_bench_runs_on_its_own_postgresql() -> None:
     assert result["cloud_cpu_us_per_msg"] > 0
     # The server did the storing (2,000 reports: enough for its 10 ms CPU clock ticks).
     assert result["postgres_cpu_us_per_msg"] > 0
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_worker_bench_splits_the_reports_over_worker_processes(store: str) -> None:
+    result = run_worker_bench(
+        workers=[1, 2], store=store, devices=20, messages=600, rate=200.0, seconds=1.0
+    )
+    assert [c["workers"] for c in result["configurations"]] == [1, 2]
+    for figures in result["configurations"]:
+        assert sum(figures["stored_by_worker"]) == 600  # each report stored by one worker
+        assert len(figures["cpu_us_per_msg_by_worker"]) == figures["workers"]
+        assert figures["cpu_us_per_msg"] > 0
+        assert figures["latency_reports"] == 200  # every report of the fixed-rate run seen
+        assert 0 <= figures["p50_capture_to_queryable_ms"] <= figures["p99_capture_to_queryable_ms"]
+        assert figures["ratio"] == pytest.approx(
+            figures["ingest_msgs_per_s"] / result["raw_subscriber_msgs_per_s"], rel=0.01, abs=0.002
+        )
+        assert (figures["postgres_cpu_us_per_msg"] is None) == (store == "sqlite")
+
+
+def test_the_latency_reader_sees_each_report_once_when_commits_come_out_of_order(
+    postgres: RunningPostgres,
+) -> None:
+    url = postgres.create_database()
+    open_store(StoreConfig(url=url)).close()  # the schema
+    insert = (
+        "INSERT INTO reports (device_id, seq, camera_id, segment_id, capture_time_ms, "
+        "window_start_ms, received_ms, model_version, labels, probabilities, "
+        "frames_in_window, level) VALUES ('d', %s, 'c', 's', %s, 0, 0, 'm', '[]', '[]', 1, 0)"
+    )
+    reader = _Reader(url, None)
+    with psycopg.connect(url) as slow, psycopg.connect(url, autocommit=True) as fast:
+        slow.execute(insert, [1, 1001])  # takes id 1, commits last
+        fast.execute(insert, [2, 1002])
+        fast.execute(insert, [3, 1003])
+        assert reader.new_captures() == [1002, 1003]
+        assert reader.new_captures() == []
+        slow.commit()
+        assert reader.new_captures() == [1001]
+        fast.execute(insert, [4, 1004])
+        assert reader.new_captures() == [1004]
+        assert reader.new_captures() == []
+
+
+def test_worker_counts_are_checked_before_anything_starts() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "roadsense.cli", "bench", "ingest", "--workers", "1,zero"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "expected worker counts from 1 to 64" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_delivery_bench_delivers_every_report_in_both_modes() -> None:

@@ -6,11 +6,12 @@ import json
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from roadsense.cli.postgres import RunningPostgres, start_postgres
 from roadsense.cloud.config import CloudConfig, StoreConfig
@@ -20,26 +21,26 @@ from roadsense.cloud.state import CityTracker
 from roadsense.cloud.stores import open_store
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.core.timeutil import now_ms
-from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+from roadsense.proto.v1 import city_pb2, city_pb2_grpc, telemetry_pb2
 
 from .factories import report
-from .helpers import roadsense_cli, running_cloud, wait_until
-from .stores import postgres_target
+from .helpers import health_status, roadsense_cli, running_cloud, wait_until
+from .stores import StoreTarget, postgres_target
 
 pytestmark = pytest.mark.integration
 UNREACHABLE = "postgresql://roadsense:s3cret@127.0.0.1:1/city"
 """Nothing listens on port 1; the password must never be shown."""
 
 
+def _decoded(message: telemetry_pb2.CongestionReport) -> Reading:
+    topic = f"roadsense/v1/{message.device_id}/cam1/congestion"
+    record = decode_message(topic, message.SerializeToString(), now_ms(), 30_000)
+    assert isinstance(record, Reading)
+    return record
+
+
 def _readings(device: str, seqs: range) -> list[Reading]:
-    records = []
-    for seq in seqs:
-        message = report(device=device, seq=seq, segment=f"seg-{seq % 3}")
-        topic = f"roadsense/v1/{device}/cam1/congestion"
-        record = decode_message(topic, message.SerializeToString(), now_ms(), 30_000)
-        assert isinstance(record, Reading)
-        records.append(record)
-    return records
+    return [_decoded(report(device=device, seq=seq, segment=f"seg-{seq % 3}")) for seq in seqs]
 
 
 def test_cloud_ingests_into_postgres_and_restarts_from_it(
@@ -107,6 +108,69 @@ def test_writers_racing_on_one_database_store_each_report_once(
         store.close()
 
 
+def _camera_readings(count: int, devices: int = 2) -> list[Reading]:
+    """Reports of ``devices`` cameras (one per device) on one segment, taking turns a second
+    apart: the first says free, the others jammed."""
+    base = now_ms() - (count + 1) * 1000
+    return [
+        _decoded(
+            report(
+                device=f"fuse-{i % devices}",
+                seq=i + 1,
+                segment="fuse-seg",
+                capture_time_ms=base + i * 1000,
+                probabilities=[0.9, 0.1, 0, 0, 0] if i % devices == 0 else [0, 0, 0, 0.2, 0.8],
+            )
+        )
+        for i in range(count)
+    ]
+
+
+def test_writers_sharing_a_store_fuse_each_segment_from_every_writers_reports(
+    store_target: StoreTarget,
+) -> None:
+    stores = [store_target.open() for _ in range(2)]
+    workers = [CityTracker(120_000), CityTracker(120_000)]
+    alone = CityTracker(120_000)  # one writer that saw everything
+    # Each worker gets only one camera's reports: the worst split a shared subscription makes.
+    for i, reading in enumerate(_camera_readings(8)):
+        stores[i % 2].write_batch([reading], workers[i % 2].apply, workers[i % 2])
+        alone.apply([reading])
+    (stored,) = stores[0].segments()
+    (expected,) = alone.snapshot(0)
+    assert stored == replace(expected, stale=False)
+    assert (stored.reports, stored.camera_ids) == (8, ("fuse-0/cam1", "fuse-1/cam1"))
+    for store in stores:
+        store.close()
+
+
+def test_writers_fusing_one_segment_at_once_count_every_report(
+    store_target: StoreTarget,
+) -> None:
+    readings = _camera_readings(180, devices=3)
+    stores = [store_target.open() for _ in range(3)]
+
+    def write(index: int) -> None:
+        # Each writer has one camera, in time order: every report becomes current.
+        tracker = CityTracker(600_000)
+        own = readings[index::3]
+        for start in range(0, len(own), 10):
+            stores[index].write_batch(own[start : start + 10], tracker.apply, tracker)
+
+    writers = [threading.Thread(target=write, args=(i,)) for i in range(3)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    (stored,) = stores[0].segments()
+    assert len(stores[0].report_keys()) == 180
+    # One count for the segment across the writers (each alone would count its 60).
+    assert stored.reports == 180
+    assert stored.camera_ids == ("fuse-0/cam1", "fuse-1/cam1", "fuse-2/cam1")
+    for store in stores:
+        store.close()
+
+
 def test_check_and_serve_on_postgres_urls(postgres: RunningPostgres, tmp_path: Path) -> None:
     url = postgres.create_database()
     good = tmp_path / "good.toml"
@@ -156,16 +220,6 @@ def test_a_sqlite_url_is_a_path_and_one_store_is_named(tmp_path: Path) -> None:
         StoreConfig.model_validate({"url": "postgresql://db/city", "path": "city.sqlite"})
 
 
-def _health(address: str) -> int:
-    with grpc.insecure_channel(address) as channel:
-        status: int = (
-            health_pb2_grpc.HealthStub(channel)
-            .Check(health_pb2.HealthCheckRequest(), timeout=5)
-            .status
-        )
-        return status
-
-
 def test_ingest_waits_out_a_postgres_restart_and_loses_nothing(
     cloud_config: CloudConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -190,7 +244,7 @@ def test_ingest_waits_out_a_postgres_restart_and_loses_nothing(
             cluster.stop()
             send(range(51, 101))
             assert wait_until(lambda: cloud.ingest.stats().write_failures >= 1)
-            assert _health(cloud.address) == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert health_status(cloud.address) == health_pb2.HealthCheckResponse.NOT_SERVING
             with grpc.insecure_channel(cloud.address) as channel:
                 request = city_pb2.GetSegmentRequest(segment_id="seg-1")
                 with pytest.raises(grpc.RpcError) as away:
@@ -200,7 +254,9 @@ def test_ingest_waits_out_a_postgres_restart_and_loses_nothing(
             time.sleep(1.0)  # a while away, retrying
             cluster.start()
             assert wait_until(lambda: cloud.ingest.stats().accepted == 100, timeout_s=60)
-            assert _health(cloud.address) == health_pb2.HealthCheckResponse.SERVING
+            # SERVING once the ingest writes and the change listener has reconnected.
+            serving = health_pb2.HealthCheckResponse.SERVING
+            assert wait_until(lambda: health_status(cloud.address) == serving, timeout_s=10)
             publisher.stop()
             assert cloud.store.report_keys() == [("restart-dev", s) for s in range(1, 101)]
             assert cloud.ingest.stats().duplicates == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,46 @@ def test_rollout_cli_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
         assert run.returncode == 1, args
         assert "Traceback" not in run.stderr
         assert message in run.stderr, run.stderr
+
+
+def test_only_the_process_holding_the_rollout_lock_ticks(tmp_path: Path) -> None:
+    from roadsense.cloud.config import StoreConfig
+    from roadsense.cloud.leader import FileLeaderLock
+    from roadsense.cloud.rollout import RolloutController
+    from roadsense.cloud.rollout_config import RolloutConfig
+    from roadsense.cloud.stores import open_store
+    from roadsense.core.publisher import MemoryPublisher
+
+    store = open_store(StoreConfig(path=tmp_path / "city.db"))
+    lock_path = tmp_path / "city.db.rollout-lock"
+    config = RolloutConfig(tick_s=0.05)
+    controllers = [
+        RolloutController(store, config, MemoryPublisher(), dict, leader=FileLeaderLock(lock_path))
+        for _ in range(2)
+    ]
+    ticks = [0, 0]
+    for number, controller in enumerate(controllers):
+
+        def count(n: int = number) -> None:
+            ticks[n] += 1
+
+        controller.tick = count  # type: ignore[method-assign]
+    try:
+        controllers[0].start()
+        deadline = time.monotonic() + 10
+        while ticks[0] < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        controllers[1].start()
+        time.sleep(0.5)
+        assert ticks[0] >= 3
+        assert ticks[1] == 0
+        assert (controllers[0].leading, controllers[1].leading) == (True, False)
+        controllers[0].stop()  # the leader goes: the other takes over
+        while ticks[1] < 3 and time.monotonic() < deadline + 10:
+            time.sleep(0.05)
+        assert ticks[1] >= 3
+        assert controllers[1].leading
+    finally:
+        for controller in controllers:
+            controller.stop()
+        store.close()

@@ -32,7 +32,7 @@ from roadsense.cloud.feed import ChangeFeed
 from roadsense.cloud.forecasting import ForecastJob
 from roadsense.cloud.state import CityTracker
 from roadsense.cloud.store import Store
-from roadsense.cloud.subscriber import IngestWorker
+from roadsense.cloud.subscriber import IngestCounters
 from roadsense.core.errors import RoadSenseError
 from roadsense.core.timeutil import now_ms
 from roadsense.models.series import load_series
@@ -59,7 +59,7 @@ class CityParts:
     tracker: CityTracker
     feed: ChangeFeed
     store: Store
-    ingest: IngestWorker
+    ingest: IngestCounters
     forecasts: ForecastJob | None
     city: Mapping[str, SegmentConfig]
 
