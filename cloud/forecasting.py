@@ -30,7 +30,7 @@ import numpy as np
 from roadsense.cloud.config import ForecastConfig
 from roadsense.cloud.domain import HorizonScore, SegmentForecast
 from roadsense.cloud.feeds import interval_means
-from roadsense.cloud.leader import LeaderLock
+from roadsense.cloud.leader import LeaderLock, Leadership
 from roadsense.cloud.store import Store
 from roadsense.core.errors import ModelLoadError
 from roadsense.core.timeutil import now_ms
@@ -79,7 +79,7 @@ class ForecastJob:
         only while it holds that lock; with neither it always runs it (one process)."""
         self._config = config
         self._store = store
-        self._leader = leader if lead else None
+        self._leadership = Leadership(leader if lead else None, "forecast")
         self._lead = lead
         self._lock = threading.Lock()
         self._model: OnnxForecaster | None = None
@@ -240,19 +240,8 @@ class ForecastJob:
         """Whether this process should run the model now (taking the lock when it can)."""
         if not self._lead:
             return False
-        if self._leader is None:
-            self.stats.leading = True
-            return True
-        leading = self._leader.try_acquire()
-        if leading != self.stats.leading:
-            if leading:
-                logger.info("forecast: this process took the %s", self._leader.describe())
-            else:
-                logger.warning(
-                    "forecast: this process no longer holds the %s", self._leader.describe()
-                )
-        self.stats.leading = leading
-        return leading
+        self.stats.leading = self._leadership.take()
+        return self.stats.leading
 
     def follow(self) -> None:
         """Read the forecasts and scores the leader stored (and the model, for its card)."""
@@ -268,7 +257,7 @@ class ForecastJob:
         poll_s = self._config.poll_s
         # The newest forecasts were loaded from the store: a sole job's first run can wait a
         # poll; with a lock, look for it at once.
-        delay = poll_s if self._lead and self._leader is None else 0.0
+        delay = poll_s if self._lead and not self._leadership.shared else 0.0
         while not self._stop.wait(delay):
             try:
                 if self.take_lead():
@@ -289,6 +278,6 @@ class ForecastJob:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
-        if self._leader is not None:
-            self._leader.release()
+        if self._leadership.shared:
+            self._leadership.release()
             self.stats.leading = False

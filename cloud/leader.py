@@ -140,3 +140,37 @@ class FileLeaderLock(LeaderLock):
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)  # closing the only descriptor frees the flock
+
+
+class Leadership:
+    """Whether this process leads a job: ``lock`` taken without blocking at each ``take``,
+    each change logged once. No lock: the process is alone and always leads."""
+
+    def __init__(self, lock: LeaderLock | None, job: str) -> None:
+        self._lock = lock
+        self._job = job
+        self.leading = False
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may lead instead (there is a lock)."""
+        return self._lock is not None
+
+    def take(self) -> bool:
+        """Lead now (taking the lock when it can), or learn that another process does."""
+        leading = self._lock is None or self._lock.try_acquire()
+        if self._lock is not None and leading != self.leading:
+            if leading:
+                logger.info("%s: this process took the %s", self._job, self._lock.describe())
+            else:
+                logger.warning(
+                    "%s: this process no longer holds the %s", self._job, self._lock.describe()
+                )
+        self.leading = leading
+        return leading
+
+    def release(self) -> None:
+        """Let the lock go (idempotent)."""
+        if self._lock is not None:
+            self._lock.release()
+            self.leading = False

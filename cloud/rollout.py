@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from google.protobuf.message import DecodeError
 
-from roadsense.cloud.leader import LeaderLock
+from roadsense.cloud.leader import LeaderLock, Leadership
 from roadsense.cloud.rollout_config import RolloutConfig
 from roadsense.cloud.rollout_metrics import parse_health as _health
 from roadsense.cloud.rollout_plan import canary_size, plan_devices
@@ -92,8 +92,7 @@ class RolloutController:
         self._commands = commands
         self._fleet = fleet
         self._clock = clock
-        self._leader = leader
-        self.leading = leader is None
+        self._leadership = Leadership(leader, "rollout controller")
         self._steps = RolloutSteps(store, config, commands, clock)
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -113,28 +112,18 @@ class RolloutController:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10.0)
-        if self._leader is not None:
-            self._leader.release()
-            self.leading = False
+        self._leadership.release()
         self._commands.stop()
 
-    def _take_lead(self) -> bool:
-        """Whether this process moves rollouts on now (taking the lock when it can)."""
-        if self._leader is None:
-            return True
-        leading = self._leader.try_acquire()
-        if leading != self.leading:
-            state = "took" if leading else "no longer holds"
-            logger.info(
-                "rollout controller: this process %s the %s", state, self._leader.describe()
-            )
-        self.leading = leading
-        return leading
+    @property
+    def leading(self) -> bool:
+        """Whether this process moved rollouts on at its last tick."""
+        return self._leadership.leading
 
     def _run(self) -> None:
         while not self._stop.wait(self._config.tick_s):
             try:
-                if self._take_lead():
+                if self._leadership.take():
                     self.tick()
             except (RoadSenseError, sqlite3.Error) as err:  # store away, a race: next tick
                 logger.warning("rollout controller: tick failed: %s", err)
