@@ -13,7 +13,8 @@
   first over the second (``roadsense.bench.grpc_rate``);
   ``same_size_unary_rate_per_s``: that bare server answering a constant as big
   as GetCityState's (``answer_bytes``), so ``rate_over_same_size`` shows what
-  the service costs beyond moving its answer.
+  the service costs beyond moving its answer, and ``same_size_over_bare_unary``
+  is the most ``rate_over_bare_unary`` any server sending that answer reaches.
 - ``fanout_p99_ms``: ``watchers`` concurrent WatchCityState streams (default
   100); a segment changes and each stream's delivery is timed from the moment
   the change was published to the feed.
@@ -188,6 +189,7 @@ def _rates(
         "rate_over_bare_unary": round(state / bare_rate, 2),
         "same_size_unary_rate_per_s": round(sized),
         "rate_over_same_size": round(state / sized, 2),
+        "same_size_over_bare_unary": round(sized / bare_rate, 2),
     }
 
 

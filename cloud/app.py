@@ -134,6 +134,7 @@ class CloudService:
                 self.store,
                 leader=self._forecast_lock(),
                 lead=role in ("forecast", "all"),
+                on_store_state=self._store_state_of("forecast"),
             )
             if config.forecast.enabled and role != "ingest"
             else None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +33,7 @@ from roadsense.cloud.domain import HorizonScore, SegmentForecast
 from roadsense.cloud.feeds import interval_means
 from roadsense.cloud.leader import LeaderLock, Leadership
 from roadsense.cloud.store import Store
-from roadsense.core.errors import ModelLoadError
+from roadsense.core.errors import ModelLoadError, StoreError
 from roadsense.core.timeutil import now_ms
 from roadsense.models.card import card_path_for
 from roadsense.models.forecast_runtime import OnnxForecaster
@@ -74,10 +75,15 @@ class ForecastJob:
         *,
         leader: LeaderLock | None = None,
         lead: bool = True,
+        on_store_state: Callable[[bool], None] | None = None,
     ) -> None:
         """``lead=False`` only follows (an API replica); with ``leader`` the job runs the model
-        only while it holds that lock; with neither it always runs it (one process)."""
+        only while it holds that lock; with neither it always runs it (one process).
+        ``on_store_state`` hears False when a poll finds the store away and True when a poll
+        works again."""
         self._config = config
+        self._on_store_state = on_store_state
+        self._store_available = True
         self._store = store
         self._leadership = Leadership(leader if lead else None, "forecast")
         self._lead = lead
@@ -266,12 +272,27 @@ class ForecastJob:
                 else:
                     self.follow()
                     delay = min(poll_s, self._config.lock_poll_s) if self._lead else poll_s
+                self._store_state(True)
+            except StoreError as err:
+                if self._store_available:  # once per outage: it may last a while
+                    logger.warning("forecast: the store is away (%s); retrying each poll", err)
+                self._store_state(False)
+                delay = poll_s
             except Exception as err:
                 if self.stats.leading:
                     logger.exception("forecast run failed; retrying at the next poll")
                 else:  # a follower has nothing to lose: the store may be away a while
                     logger.warning("forecast: cannot read stored forecasts (%s); retrying", err)
                 delay = poll_s
+
+    def _store_state(self, available: bool) -> None:
+        """Tell ``on_store_state`` when the store went away or came back."""
+        if available != self._store_available:
+            self._store_available = available
+            if available:
+                logger.info("forecast: the store is back")
+            if self._on_store_state is not None:
+                self._on_store_state(available)
 
     def stop(self) -> None:
         """Stop the background thread and let the lock go."""

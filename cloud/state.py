@@ -12,7 +12,8 @@ camera's current one and arrived within the staleness limit of its capture
 (``received - capture <= stale_after``): one that arrives already older than
 that would be stale on arrival, so it is kept for history (the store has it)
 but never moves or creates a segment's state. A segment's ``reports`` counts
-the reports that became current.
+the reports that became current; its ``camera_ids`` name every camera whose
+report became current there, stale ones too, whichever writer took it.
 """
 
 from __future__ import annotations
@@ -139,13 +140,18 @@ class CityTracker:
         last_changed = newest
         if previous is not None and previous.label == label:
             last_changed = previous.last_changed_ms
+        camera_ids = {f"{d}/{c}" for d, c in cameras}
+        if previous is not None:
+            # A camera another writer saw go stale is only in the stored row: the readings
+            # other writers hand over (merge_stored) are the ones recent enough to count.
+            camera_ids.update(previous.camera_ids)
         return SegmentSnapshot(
             segment_id=segment_id,
             level=level,
             label=label,
             updated_ms=newest,
             last_changed_ms=last_changed,
-            camera_ids=tuple(sorted(f"{d}/{c}" for d, c in cameras)),
+            camera_ids=tuple(sorted(camera_ids)),
             stale=False,
             reports=(previous.reports if previous else 0) + new_reports,
         )

@@ -179,6 +179,8 @@ def test_grpc_bench_reports_every_figure() -> None:
         assert result[f"{rate}_rate_per_s"] > 0
     ratio = result["get_city_state_rate_per_s"] / result["bare_unary_rate_per_s"]
     assert result["rate_over_bare_unary"] == pytest.approx(ratio, abs=0.01)
+    ceiling = result["same_size_unary_rate_per_s"] / result["bare_unary_rate_per_s"]
+    assert result["same_size_over_bare_unary"] == pytest.approx(ceiling, abs=0.01)
 
 
 def test_forecast_bench_reports_every_figure() -> None:

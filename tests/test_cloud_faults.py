@@ -173,8 +173,9 @@ def test_postgres_restart_mid_ingest_loses_nothing_and_health_follows(
         city = _city(tmp_path, mosquitto, url)
         worker = _start(processes, city, "w1", "ingest")
         api = _start(processes, city, "a1", "api")
-        worker.wait_ready()
-        api.wait_ready()
+        forecaster = _start(processes, dataclasses.replace(city, forecast=True), "f1", "forecast")
+        for process in (worker, api, forecaster):
+            process.wait_ready()
         sender = _Sender(mosquitto.port, "restart")
         sender.send(range(1, 201))
         assert wait_until(lambda: _stored(url)[0] == 200, 30)
@@ -183,6 +184,7 @@ def test_postgres_restart_mid_ingest_loses_nothing_and_health_follows(
         sender.send(range(201, 601), rate_per_s=400)
         assert wait_until(lambda: worker.health() == NOT_SERVING, 30)
         assert wait_until(lambda: api.health() == NOT_SERVING, 30)
+        assert wait_until(lambda: forecaster.health() == NOT_SERVING, 30)
         assert wait_until(lambda: sender.acked == 600, 30)  # the broker holds them
         assert wait_until(lambda: "retry in" in worker.output(), 30)  # it backs off
         # Killed while the store is away: whatever it had taken is still unacknowledged.
@@ -194,6 +196,7 @@ def test_postgres_restart_mid_ingest_loses_nothing_and_health_follows(
         worker.wait_ready()
         assert wait_until(lambda: _stored(url)[0] >= 600, 60)
         assert wait_until(lambda: api.health() == SERVING, 30)
+        assert wait_until(lambda: forecaster.health() == SERVING, 30)
         rows, distinct = _stored(url)
         sender.stop()
         assert _seqs(url) == list(range(1, 601))
@@ -207,7 +210,7 @@ def test_postgres_restart_mid_ingest_loses_nothing_and_health_follows(
         stored=rows,
         duplicate_rows=rows - distinct,
         store_away_s=round(back - away, 2),
-        health_while_away="NOT_SERVING (ingest and api)",
+        health_while_away="NOT_SERVING (ingest, api and forecast)",
     )
 
 

@@ -80,6 +80,8 @@ def test_city_and_network_shapes(cloud: CloudService) -> None:
     feed_sz_speeds(cloud)
     publish_report(cloud.config.mqtt, segment="dash-ring", jam=1.0, seq=1)
     wait_for_report(cloud, 1)
+    # Committed before counted: the ingest counts a batch once its write has returned.
+    assert wait_until(lambda: cloud.ingest.stats().accepted >= 1)
     city = client.json("/api/city")
     assert city["congestion_index"] == 10.0
     assert city["segments_per_band"] == {"severe": 1}

@@ -151,6 +151,30 @@ def test_writers_sharing_a_store_fuse_each_segment_from_every_writers_reports(
         store.close()
 
 
+def test_a_camera_gone_stale_stays_in_the_segment_of_a_writer_that_never_saw_it(
+    store_target: StoreTarget,
+) -> None:
+    stale_after_ms = 60_000
+    first, second = _camera_readings(2)
+    # The second camera reports long after the first: the first is stale by then, so the
+    # stored cameras handed to the second writer leave it out.
+    late = first.capture_time_ms + 2 * stale_after_ms
+    second = replace(second, capture_time_ms=late, received_ms=late + 50)
+    first = replace(first, received_ms=first.capture_time_ms + 50)
+    stores = [store_target.open() for _ in range(2)]
+    workers = [CityTracker(stale_after_ms), CityTracker(stale_after_ms)]
+    alone = CityTracker(stale_after_ms)
+    for index, reading in enumerate((first, second)):
+        stores[index].write_batch([reading], workers[index].apply, workers[index])
+        alone.apply([reading])
+    (stored,) = stores[0].segments()
+    (expected,) = alone.snapshot(0)
+    assert stored.camera_ids == expected.camera_ids == ("fuse-0/cam1", "fuse-1/cam1")
+    assert stored == replace(expected, stale=False)
+    for store in stores:
+        store.close()
+
+
 def test_writers_fusing_one_segment_at_once_count_every_report(
     store_target: StoreTarget,
 ) -> None:
