@@ -86,6 +86,7 @@ def _lite_settings(args: argparse.Namespace) -> Any:
         height=args.height or 160,
         per_clip=args.per_clip,
         composite_copies=copies,
+        pooling=getattr(args, "pooling", None) or LiteSettings.pooling,
     )
 
 
@@ -189,6 +190,12 @@ def add_set_training_options(congestion: Any) -> None:
 
 
 def _composite_argument(parser: Any) -> None:
+    parser.add_argument(
+        "--pooling",
+        choices=("last", "stages"),
+        help="what the head reads: the last convolution's average (1280 features) or also "
+        "the averages of the backbone's stage ends (2024); default: the shipped recipe's",
+    )
     parser.add_argument(
         "--composite-copies",
         type=int,

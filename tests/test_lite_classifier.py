@@ -139,6 +139,59 @@ def test_the_activation_map_is_the_head_weighted_feature_map(lite_model: Path) -
     np.testing.assert_allclose(maps, manual, rtol=1e-3, atol=1e-3)
 
 
+def test_stage_pooling_exports_a_map_whose_mean_is_the_class_score(tmp_path: Path) -> None:
+    """``pooling = "stages"``: the head reads 2024 averages (stage ends and the last
+    convolution); each stage's evidence folds onto the last grid, so the map of the
+    predicted class averages to that class's score less its bias, in ONNX as in torch."""
+    import onnxruntime as ort
+
+    from roadsense.edge.preprocess import frames_to_tensor
+    from roadsense.models.training.efficientnet_lite import STAGE_FEATURES, pooled
+    from roadsense.models.training.export_lite import ExportError
+    from roadsense.models.training.features import pooled_features
+
+    torch.manual_seed(0)
+    backbone = EfficientNetLite0().eval()
+    head = _random_head("multinomial", STAGE_FEATURES)
+    spec = lite_input_spec(96, 64)
+    frames = _frames(3)
+    assert pooled_features(backbone, frames, spec, pooling="stages").shape == (3, 2024)
+    common: dict[str, Any] = {
+        "name": "lite-stages",
+        "version": "test",
+        "classes": CLASSES,
+        "temperature": 1.0,
+        "description": "random weights, for tests",
+        "reference_images": _frames(4),
+        "settings": {},
+        "training_data": {},
+        "evaluation": {},
+        "pooling": "stages",
+    }
+    path = export_lite(backbone, head, spec, tmp_path, **common)
+    card = load_card(path)
+    assert card.settings["pooling"] == "stages"
+    assert "stage ends" in card.architecture
+    tensor = frames_to_tensor(frames, spec)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    probabilities, maps = session.run(["probabilities", "activation_map"], {"images": tensor})
+    assert maps.shape == (3, 64 // 32, 96 // 32)
+    weight, bias = head.folded()
+    with torch.no_grad():
+        scores = pooled(backbone.feature_maps(torch.from_numpy(tensor), True)).numpy()
+    scores = scores @ weight.T + bias
+    top = scores.argmax(axis=1)
+    assert (np.asarray(probabilities).argmax(axis=1) == top).all()
+    np.testing.assert_allclose(
+        np.asarray(maps).mean(axis=(1, 2)),
+        scores[np.arange(3), top] - bias[top],
+        rtol=1e-3,
+        atol=1e-3,
+    )
+    with pytest.raises(ExportError, match="multiples of 32"):
+        export_lite(backbone, head, lite_input_spec(100, 64), tmp_path / "odd", **common)
+
+
 def test_a_model_without_a_map_output_says_so() -> None:
     from roadsense.core.errors import ModelLoadError
     from roadsense.models.shipped import PLACEHOLDER_CNN

@@ -22,7 +22,7 @@ from roadsense.core.roi import Roi, crop_roi
 from roadsense.models.card import load_card
 from roadsense.models.footage.multicamera import LabelledFrame
 from roadsense.models.image_sets import evaluation_classes, load_images
-from roadsense.models.training.efficientnet_lite import pretrained_lite0
+from roadsense.models.training.efficientnet_lite import Pooling, pretrained_lite0
 from roadsense.models.training.export_lite import export_lite
 from roadsense.models.training.features import extract_features
 from roadsense.models.training.head import Family, LinearHead, adapt_head
@@ -69,8 +69,11 @@ def adapt_model(
         LabelledFrame("new-camera", str(path), 0, data.classes[label], crop_roi(image, roi))
         for image, label, path in zip(data.images, data.labels, data.files, strict=True)
     ]
+    pooling: Pooling = "stages" if card.settings.get("pooling") == "stages" else "last"
     backbone = pretrained_lite0()
-    features = extract_features(backbone, frames, card.labels, card.input, views=views)
+    features = extract_features(
+        backbone, frames, card.labels, card.input, views=views, pooling=pooling
+    )
     x = features.features.reshape(-1, features.features.shape[2])
     y = np.repeat(features.labels, views)
     adapted = adapt_head(head_from_onnx(model, family), x, y)
@@ -95,4 +98,5 @@ def adapt_model(
         settings={**card.settings, "adapted_views": views},
         training_data={**card.training_data, "adapted_with": str(images)},
         evaluation=evaluation,
+        pooling=pooling,
     )

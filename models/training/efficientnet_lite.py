@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -22,6 +23,17 @@ logger = logging.getLogger(__name__)
 
 FEATURES = 1280
 """Channels of the last convolution (``_conv_head``): what the head and the CAM read."""
+STAGE_ENDS = (4, 7, 10, 14, 15)
+"""Blocks that end the stages 3-7 (40, 80, 112, 192 and 320 channels, at 1/8, 1/16, 1/16,
+1/32 and 1/32 of the input): what ``pooling = "stages"`` pools beside the last convolution."""
+STAGE_CHANNELS = (40, 80, 112, 192, 320)
+STAGE_FEATURES = sum(STAGE_CHANNELS) + FEATURES
+STAGE_FOLDS = (4, 2, 2, 1, 1)
+"""How many cells of each stage end's grid make one of the last grid's, per side (for an
+input whose width and height are multiples of 32)."""
+Pooling = Literal["last", "stages"]
+"""What the head reads: the last convolution's global average (1280 features), or that and
+the global averages of the stage ends (2024 features)."""
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 
@@ -116,11 +128,24 @@ class EfficientNetLite0(nn.Module):
         self._relu = nn.ReLU6(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_maps(x)[-1]
+
+    def feature_maps(self, x: torch.Tensor, stages: bool = False) -> list[torch.Tensor]:
+        """The last convolution's features, after the outputs of the ``STAGE_ENDS`` blocks
+        when ``stages``."""
         out = self._relu(self._bn0(self._conv_stem(self._stem_pad(x))))
-        for block in self._blocks:
+        maps = []
+        for index, block in enumerate(self._blocks):
             out = block(out)
-        features: torch.Tensor = self._relu(self._bn1(self._conv_head(out)))
-        return features
+            if stages and index in STAGE_ENDS:
+                maps.append(out)
+        maps.append(self._relu(self._bn1(self._conv_head(out))))
+        return maps
+
+
+def pooled(maps: list[torch.Tensor]) -> torch.Tensor:
+    """Each map's global average, concatenated (N x channels of all maps)."""
+    return torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1)
 
 
 class PretrainedWeightsError(RuntimeError):

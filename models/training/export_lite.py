@@ -5,7 +5,10 @@ The exported graph: frozen backbone -> last-convolution features F (N x 1280 x h
 global average -> the linear head folded onto raw features -> probabilities (softmax for
 the multinomial head, cumulative-logit differences for the ordinal one). The second
 output is the class activation map (Zhou et al. 2016) of the predicted class: the head's
-weights of that class times F, summed over channels (N x h x w). For the ordinal head all
+weights of that class times F, summed over channels (N x h x w). With ``pooling =
+"stages"`` the head also reads the averages of the stage ends; each stage's map (its
+weights times its features) is averaged down onto F's grid and added, so the map's mean
+is still the class score less its bias. For the ordinal head all
 classes share one score, so the map is that score's evidence: where the features push the
 level up. No gradients, only a matmul, so ONNX Runtime and TensorRT run it alike.
 """
@@ -22,10 +25,18 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from torch import nn
+from torch.nn import functional
 
 from roadsense.edge.preprocess import Frame, frames_to_tensor
 from roadsense.models.card import InputSpec, ModelCard, card_path_for, sha256_file
-from roadsense.models.training.efficientnet_lite import EfficientNetLite0
+from roadsense.models.training.efficientnet_lite import (
+    FEATURES,
+    STAGE_CHANNELS,
+    STAGE_FOLDS,
+    EfficientNetLite0,
+    Pooling,
+    pooled,
+)
 from roadsense.models.training.head import LinearHead
 
 logger = logging.getLogger(__name__)
@@ -34,6 +45,9 @@ OPSET = 17
 OUTPUT_NAME = "probabilities"
 CAM_NAME = "activation_map"
 MAX_DIFFERENCE = 1e-4
+
+
+POOLED = {"last": "last convolution", "stages": "stage ends and last convolution"}
 
 
 class ExportError(RuntimeError):
@@ -47,9 +61,13 @@ class CongestionWithMap(nn.Module):
     bias: torch.Tensor
     thresholds: torch.Tensor
 
-    def __init__(self, backbone: EfficientNetLite0, head: LinearHead) -> None:
+    def __init__(
+        self, backbone: EfficientNetLite0, head: LinearHead, pooling: Pooling = "last"
+    ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.stages = pooling == "stages"
+        self.channels = (*STAGE_CHANNELS, FEATURES) if self.stages else (FEATURES,)
         weight, bias = head.folded()
         self.ordinal = head.family == "ordinal"
         self.register_buffer("weight", torch.from_numpy(weight))
@@ -58,9 +76,9 @@ class CongestionWithMap(nn.Module):
         self.classes = len(head.thresholds) + 1 if self.ordinal else weight.shape[0]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.backbone(x)
-        pooled = features.mean(dim=(2, 3))
-        scores = pooled @ self.weight.T + self.bias
+        maps = self.backbone.feature_maps(x, self.stages)
+        features = maps[-1]
+        scores = pooled(maps) @ self.weight.T + self.bias
         if self.ordinal:
             above = torch.sigmoid(scores - self.thresholds[None, :])
             ones = torch.ones_like(scores)
@@ -71,8 +89,21 @@ class CongestionWithMap(nn.Module):
             probabilities = torch.softmax(scores, dim=1)
             top = probabilities.amax(dim=1, keepdim=True)
             chosen = (probabilities == top).to(features.dtype) @ self.weight
-        activation = (features * chosen[:, :, None, None]).sum(dim=1)
-        return probabilities, activation
+        return probabilities, self._activation(maps, chosen)
+
+    def _activation(self, maps: list[torch.Tensor], chosen: torch.Tensor) -> torch.Tensor:
+        """Each map's channels weighted by ``chosen``, summed, on the last map's grid."""
+        folds = (*STAGE_FOLDS, 1) if self.stages else (1,)
+        activation = torch.zeros_like(maps[-1][:, 0])
+        start = 0
+        for feature_map, fold, channels in zip(maps, folds, self.channels, strict=True):
+            weights = chosen[:, start : start + channels, None, None]
+            start += channels
+            evidence = (feature_map * weights).sum(dim=1, keepdim=True)
+            if fold > 1:
+                evidence = functional.avg_pool2d(evidence, fold)
+            activation = activation + evidence[:, 0]
+        return activation
 
 
 def export_lite(
@@ -90,12 +121,18 @@ def export_lite(
     settings: dict[str, Any],
     training_data: dict[str, Any],
     evaluation: dict[str, Any],
+    pooling: Pooling = "last",
 ) -> Path:
     """Write ``<name>.onnx`` and its card; refuse if ONNX Runtime differs from torch on
     either output by more than 1e-4 on ``reference_images``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.onnx"
-    model = CongestionWithMap(backbone, head).eval()
+    if pooling == "stages" and (spec.width % 32 or spec.height % 32):
+        raise ExportError(
+            f"pooling 'stages' needs an input whose width and height are multiples of 32 "
+            f"(the stage grids then fold onto the last one); got {spec.width}x{spec.height}"
+        )
+    model = CongestionWithMap(backbone, head, pooling).eval()
     example = torch.zeros(2, 3, spec.height, spec.width)
     torch.onnx.export(
         model,
@@ -138,11 +175,12 @@ def export_lite(
         onnx_sha256=sha256_file(path),
         opset=OPSET,
         architecture=f"EfficientNet-Lite0 (ImageNet weights, frozen) + {head.family} linear "
-        "head on pooled features; second output: class activation map",
+        f"head on pooled features ({POOLED[pooling]}); second output: class activation map",
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         onnx_torch_max_abs_difference=differences[0],
         settings={
             **settings,
+            "pooling": pooling,
             "head_family": head.family,
             "onnx_torch_activation_map_relative_difference": relative_map,
         },

@@ -1,10 +1,11 @@
 """Frozen EfficientNet-Lite0 features, computed once per frame and view.
 
 The backbone is frozen (ImageNet weights, BatchNorm in eval mode); only the linear head on
-its pooled 1280 features is trained. So every frame goes through the network once per
-view, and a leave-one-camera-out fold costs one small logistic regression instead of a
-fine-tuning run. View 0 is the frame as the edge sees it; views 1.. are random
-``camera_view`` augmentations (training only: scores use view 0).
+its pooled features is trained (1280 of the last convolution, or with ``pooling =
+"stages"`` 2024: those and the averages of the stage ends). So every frame goes through
+the network once per view, and a leave-one-camera-out fold costs one small logistic
+regression instead of a fine-tuning run. View 0 is the frame as the edge sees it; views
+1.. are random ``camera_view`` augmentations (training only: scores use view 0).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from roadsense.edge.preprocess import Frame, frames_to_tensor
 from roadsense.models.card import InputSpec
 from roadsense.models.footage.camera_augment import camera_view
 from roadsense.models.footage.multicamera import LabelledFrame
-from roadsense.models.training.efficientnet_lite import EfficientNetLite0
+from roadsense.models.training.efficientnet_lite import EfficientNetLite0, Pooling, pooled
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def lite_input_spec(width: int, height: int) -> InputSpec:
 class FeatureSet:
     """Pooled features of every frame and view, with what each frame is."""
 
-    features: npt.NDArray[np.float32]  # frames x views x 1280
+    features: npt.NDArray[np.float32]  # frames x views x features (1280 or 2024)
     labels: npt.NDArray[np.int64]
     cameras: list[str]
     classes: list[str]
@@ -92,15 +93,19 @@ class FeatureSet:
 
 
 def pooled_features(
-    backbone: EfficientNetLite0, images: Sequence[Frame], spec: InputSpec, batch: int = 32
+    backbone: EfficientNetLite0,
+    images: Sequence[Frame],
+    spec: InputSpec,
+    batch: int = 32,
+    pooling: Pooling = "last",
 ) -> npt.NDArray[np.float32]:
-    """Global-average-pooled last-convolution features (N x 1280)."""
+    """Global-average-pooled features (N x 1280, or N x 2024 for ``"stages"``)."""
     out = []
     backbone.eval()
     with torch.no_grad():
         for start in range(0, len(images), batch):
             tensor = torch.from_numpy(frames_to_tensor(images[start : start + batch], spec))
-            out.append(backbone(tensor).mean(dim=(2, 3)).numpy())
+            out.append(pooled(backbone.feature_maps(tensor, pooling == "stages")).numpy())
     return np.concatenate(out).astype(np.float32)
 
 
@@ -112,6 +117,7 @@ def extract_features(
     *,
     views: int = 4,
     seed: int = 0,
+    pooling: Pooling = "last",
 ) -> FeatureSet:
     """Features of each frame as it is (view 0) and of ``views - 1`` augmented views."""
     started = time.perf_counter()
@@ -119,7 +125,7 @@ def extract_features(
     per_view = []
     for view in range(views):
         images = [f.image if view == 0 else camera_view(f.image, rng)[0] for f in frames]
-        per_view.append(pooled_features(backbone, images, spec))
+        per_view.append(pooled_features(backbone, images, spec, pooling=pooling))
         logger.info("features of view %d/%d done", view + 1, views)
     features = np.stack(per_view, axis=1)
     labels = np.asarray([list(classes).index(f.label) for f in frames], dtype=np.int64)

@@ -29,7 +29,12 @@ from roadsense.models.footage.multicamera import (
 from roadsense.models.loco_report import table
 from roadsense.models.training.baseline_loco import baseline_camera_folds
 from roadsense.models.training.congestion_train import CnnSettings
-from roadsense.models.training.efficientnet_lite import pretrained_lite0
+from roadsense.models.training.efficientnet_lite import (
+    FEATURES,
+    STAGE_FEATURES,
+    Pooling,
+    pretrained_lite0,
+)
 from roadsense.models.training.export_lite import export_lite
 from roadsense.models.training.features import FeatureSet, extract_features, lite_input_spec
 from roadsense.models.training.loco import HeadSettings, Progress, choose, fit, leave_one_camera_out
@@ -50,6 +55,8 @@ class LiteSettings:
     composite_copies: int = 0
     """Rows per composite (``composites.csv``), each with its own augmented views; 0: none
     (the shipped recipe: composites lowered the camera-grouped validation)."""
+    pooling: Pooling = "last"
+    """What the head reads (``efficientnet_lite.Pooling``)."""
 
 
 def _frames(data: LabelledSet, settings: LiteSettings) -> list[LabelledFrame]:
@@ -65,7 +72,8 @@ def _features(
 ) -> FeatureSet:
     if cache is not None and cache.is_file():
         loaded = FeatureSet.load(cache)
-        if len(loaded.labels) == len(frames) and loaded.features.shape[1] == settings.views:
+        width = STAGE_FEATURES if settings.pooling == "stages" else FEATURES
+        if loaded.features.shape[:3] == (len(frames), settings.views, width):
             logger.info("features from %s", cache)
             return loaded
         logger.info("%s is for another set or view count; computing again", cache)
@@ -77,6 +85,7 @@ def _features(
         spec,
         views=settings.views,
         seed=settings.seed,
+        pooling=settings.pooling,
     )
     if cache is not None:
         data.save(cache)
@@ -187,6 +196,7 @@ def train_lite(
         description=description,
         reference_images=reference,
         settings={**asdict(settings), **asdict(head_settings), "frozen": "whole backbone"},
+        pooling=settings.pooling,
         training_data={
             "set": str(root),
             "labels": data.comments,
