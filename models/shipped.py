@@ -4,8 +4,8 @@ from pathlib import Path
 
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
 DEFAULT_CNN = ARTIFACT_DIR / "congestion.onnx"
-"""The congestion CNN the edge runs by default (MobileNetV3-Small; its card says how it was
-trained and on what: one real clip, auto-labelled and composited)."""
+"""The congestion CNN the edge runs by default (EfficientNet-Lite0, frozen, and a linear head
+trained on 21 hand-labelled cameras; its card says how, on what, and how well held out)."""
 PLACEHOLDER_CNN = ARTIFACT_DIR / "congestion-placeholder.onnx"
 """Untrained hand-set CNN (96x96, card says placeholder): a tiny fast model for tests."""
 

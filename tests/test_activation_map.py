@@ -18,6 +18,7 @@ from roadsense.models.training.efficientnet_lite import pretrained_lite0
 from roadsense.models.training.export_lite import export_lite
 from roadsense.models.training.features import extract_features, lite_input_spec
 from roadsense.models.training.head import fit_head
+from roadsense.models.training.lite_train import LiteSettings
 
 from .helpers import roadsense_cli
 
@@ -33,7 +34,8 @@ def held_out_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = lite_input_spec(224, 160)
     backbone = pretrained_lite0()
     classes = ["free", "light", "moderate", "heavy", "jammed"]
-    features = extract_features(backbone, frames, classes, spec, views=1)
+    pooling = LiteSettings().pooling  # the shipped recipe's
+    features = extract_features(backbone, frames, classes, spec, views=1, pooling=pooling)
     assert HELD_OUT not in features.cameras
     head = fit_head(features.features[:, 0], features.labels, len(classes), 1e-2)
     return export_lite(
@@ -50,6 +52,7 @@ def held_out_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         settings={},
         training_data={},
         evaluation={},
+        pooling=pooling,
     )
 
 

@@ -55,8 +55,9 @@ class LiteSettings:
     composite_copies: int = 0
     """Rows per composite (``composites.csv``), each with its own augmented views; 0: none
     (the shipped recipe: composites lowered the camera-grouped validation)."""
-    pooling: Pooling = "last"
-    """What the head reads (``efficientnet_lite.Pooling``)."""
+    pooling: Pooling = "stages"
+    """What the head reads (``efficientnet_lite.Pooling``); "stages" was chosen by the
+    camera-grouped validation of the training cameras (models/artifacts/README.md)."""
 
 
 def _frames(data: LabelledSet, settings: LiteSettings) -> list[LabelledFrame]:
