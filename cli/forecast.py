@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from roadsense.cli.credentials import api_token
 from roadsense.cli.output import print_figures, training_progress
 
 
@@ -116,7 +117,6 @@ def _forecast_evaluate(args: argparse.Namespace) -> int:
 
 
 def _forecast_replay(args: argparse.Namespace) -> int:
-    import os
     from dataclasses import asdict
 
     from roadsense.cloud.replay import ReplayTarget, replay
@@ -131,13 +131,7 @@ def _forecast_replay(args: argparse.Namespace) -> int:
     series = _load_series(args)
     if series is None:
         return 2
-    token = os.environ.get("ROADSENSE_TOKEN")
-    if args.token_file:
-        try:
-            token = args.token_file.read_text(encoding="utf-8").strip()
-        except OSError as err:
-            print(f"roadsense: --token-file: {err.strerror}", file=sys.stderr)
-            return 2
+    token = api_token(args.token_file)
     first = args.from_row
     last = series.steps if args.rows is None else min(series.steps, first + args.rows)
     if not 0 <= first < last:

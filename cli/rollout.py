@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
+from roadsense.cli.credentials import api_token
 from roadsense.cli.output import print_figures
 from roadsense.core.errors import RequestError, RoadSenseError
 
@@ -32,15 +32,6 @@ def parse_canary(text: str) -> tuple[float, int]:
     return 0.0, int(number)
 
 
-def _token(args: argparse.Namespace) -> str | None:
-    if args.token_file is None:
-        return os.environ.get("ROADSENSE_TOKEN")
-    try:
-        return str(args.token_file.read_text(encoding="utf-8").strip())
-    except OSError as err:
-        raise RequestError(f"--token-file {args.token_file}: {err.strerror}") from err
-
-
 def _read(path: Path, option: str) -> bytes:
     try:
         return path.read_bytes()
@@ -53,7 +44,7 @@ def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
 
     from roadsense.proto.v1 import city_pb2_grpc
 
-    token = _token(args)
+    token = api_token(args.token_file)
     if (args.cert_file is None) != (args.key_file is None):
         raise RequestError("give both --cert-file and --key-file, or neither")
     if args.ca_file is not None:
