@@ -112,11 +112,17 @@ def wait_for_report(cloud: CloudService, seq: int) -> None:
 
 
 def feed_sz_speeds(cloud: CloudService, rows: int = 16) -> str:
-    """The newest ``rows`` SZ-taxi intervals as observations ending now; forecast them."""
+    """The newest ``rows`` SZ-taxi intervals as observations ending now; forecast them.
+
+    Each observation lies in the last minute of its interval, so the newest input is
+    one to sixteen minutes old whenever the test runs: well inside the forecast's
+    stale limit (30 min). At an interval's start it was up to 30 min old, and a test
+    begun just before a quarter hour saw its forecast turn stale half-way through.
+    """
     series = load_series(SZ_SPEEDS)
-    end = now_ms() // INTERVAL_MS * INTERVAL_MS - INTERVAL_MS
+    last = now_ms() // INTERVAL_MS * INTERVAL_MS - 60_000
     records = [
-        ObservationRecord(segment, end - (rows - 1 - r) * INTERVAL_MS, float(v), "km/h", "test")
+        ObservationRecord(segment, last - (rows - 1 - r) * INTERVAL_MS, float(v), "km/h", "test")
         for r in range(rows)
         for segment, v in zip(series.segment_ids, series.values[200 + r], strict=True)
         if v > 0
