@@ -14,7 +14,10 @@
   ``same_size_unary_rate_per_s``: that bare server answering a constant as big
   as GetCityState's (``answer_bytes``), so ``rate_over_same_size`` shows what
   the service costs beyond moving its answer, and ``same_size_over_bare_unary``
-  is the most ``rate_over_bare_unary`` any server sending that answer reaches.
+  is the most ``rate_over_bare_unary`` any server sending that answer reaches;
+  ``get_city_state_deflated_rate_per_s``: the same clients calling GetCityStateDeflated
+  (the same answer, deflated once per answer: ``deflated_answer_bytes``), and
+  ``deflated_rate_over_bare_unary`` against the same bare rate.
 - ``fanout_p99_ms``: ``watchers`` concurrent WatchCityState streams (default
   100); a segment changes and each stream's delivery is timed from the moment
   the change was published to the feed.
@@ -22,6 +25,7 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 import tempfile
 import threading
@@ -50,15 +54,16 @@ from roadsense.models.congestion_labels import CONGESTION_LABELS
 LABELS = CONGESTION_LABELS
 
 
-def _reading(segment: int, seq: int, level_class: int) -> Reading:
+def _reading(segment: int, seq: int, level_class: int, age_ms: int = 0) -> Reading:
     probabilities = tuple(1.0 if i == level_class else 0.0 for i in range(5))
+    captured = now_ms() - age_ms
     return Reading(
         device_id=f"bench-dev{segment:05d}",
         camera_id="cam1",
         segment_id=f"seg{segment:05d}",
         seq=seq,
-        capture_time_ms=now_ms(),
-        window_start_ms=now_ms() - 1000,
+        capture_time_ms=captured,
+        window_start_ms=captured - 1000,
         received_ms=now_ms(),
         model_version="bench",
         labels=LABELS,
@@ -95,7 +100,13 @@ def run_grpc_bench(
         )
         service.start()
         try:
-            readings = [_reading(i, 1, i % 5) for i in range(segments)]
+            # Cameras report at their own moments: capture times spread over a minute, as
+            # in a live city (an answer of equal times would deflate far better).
+            spread = random.Random(0)
+            readings = [
+                _reading(i, 1, spread.randrange(5), spread.randrange(60_000))
+                for i in range(segments)
+            ]
             service.store.write_batch(readings, service.tracker.apply)
             with grpc.insecure_channel(service.address) as channel:
                 state_ms, health_ms = _unary_latencies(channel, calls)
@@ -167,21 +178,30 @@ def _rates(
         "/roadsense.v1.CityService/GetCityState",
         city_pb2.GetCityStateRequest().SerializeToString(),
     )
+    get_deflated = raw_unary(
+        channel,
+        "/roadsense.v1.CityService/GetCityStateDeflated",
+        city_pb2.GetCityStateRequest().SerializeToString(),
+    )
     size = len(get_state())
-    rates: dict[str, list[float]] = {"state": [], "bare": [], "sized": []}
+    deflated_size = len(get_deflated())
+    rates: dict[str, list[float]] = {"state": [], "deflated": [], "bare": [], "sized": []}
     with (
         bare_unary_server(max_workers, size) as address,
         grpc.insecure_channel(address) as bare,
     ):
         calls = {
             "state": get_state,
+            "deflated": get_deflated,
             "bare": raw_unary(bare, BARE_METHOD, b""),
             "sized": raw_unary(bare, SIZED_METHOD, b""),
         }
         for _ in range(2):  # alternated, so all see the same machine
             for name, call in calls.items():
                 rates[name].append(concurrent_rate(call, clients, seconds / 2))
-    state, bare_rate, sized = (statistics.mean(rates[n]) for n in ("state", "bare", "sized"))
+    state, deflated, bare_rate, sized = (
+        statistics.mean(rates[n]) for n in ("state", "deflated", "bare", "sized")
+    )
     return {
         "answer_bytes": size,
         "get_city_state_rate_per_s": round(state),
@@ -190,6 +210,9 @@ def _rates(
         "same_size_unary_rate_per_s": round(sized),
         "rate_over_same_size": round(state / sized, 2),
         "same_size_over_bare_unary": round(sized / bare_rate, 2),
+        "deflated_answer_bytes": deflated_size,
+        "get_city_state_deflated_rate_per_s": round(deflated),
+        "deflated_rate_over_bare_unary": round(deflated / bare_rate, 2),
     }
 
 

@@ -39,6 +39,7 @@ checks that identity. Called with a token, they need its role like any other."""
 
 METHOD_ROLES: Mapping[str, frozenset[str]] = {
     "/roadsense.v1.CityService/GetCityState": frozenset({"reader", "feed", "admin"}),
+    "/roadsense.v1.CityService/GetCityStateDeflated": frozenset({"reader", "feed", "admin"}),
     "/roadsense.v1.CityService/WatchCityState": frozenset({"reader", "feed", "admin"}),
     "/roadsense.v1.CityService/ListSegments": frozenset({"reader", "feed", "admin"}),
     "/roadsense.v1.CityService/GetSegment": frozenset({"reader", "feed", "admin"}),

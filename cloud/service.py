@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Hashable, Iterator, Mapping
 from typing import Any
 
 import grpc
@@ -30,6 +31,11 @@ logger = logging.getLogger(__name__)
 SERVICE = city_pb2.DESCRIPTOR.services_by_name["CityService"].full_name
 INDEX_CACHE_MS = 1000
 WATCH_POLL_S = 0.5
+DEFLATE_LEVEL = 1
+"""zlib level of GetCityStateDeflated: 10,000 segments deflate to about 0.3 of their size in
+about 6 ms once per answer; level 6 saves a tenth more bytes for four times the time."""
+DEFLATED_QUESTION = b"deflated:"
+"""Cache key prefix of deflated answers; no encoded GetCityStateRequest starts with it."""
 """How often an idle watch stream checks whether its client is still there."""
 
 
@@ -329,11 +335,18 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
         self, request: city_pb2.GetCityStateRequest, context: grpc.ServicerContext
     ) -> bytes:
         """GetCityState's answer, encoded: shared while the city has not changed."""
+        version, now = self._checked_version(request)
+        return self._state_answer(request, version, now).encoded
+
+    def _checked_version(self, request: city_pb2.GetCityStateRequest) -> tuple[Hashable, int]:
+        """The city's version and the time, once the request is checked."""
         check_count("segment_ids", len(request.segment_ids))
         # The version is read before the state, so a change while building makes a new one.
-        version = (self._tracker.version, self._feed.version)
-        now = now_ms()
+        return (self._tracker.version, self._feed.version), now_ms()
 
+    def _state_answer(
+        self, request: city_pb2.GetCityStateRequest, version: Hashable, now: int
+    ) -> EncodedAnswer:
         def build() -> EncodedAnswer:
             snapshot = self._tracker.snapshot(now, list(request.segment_ids))
             segments, state = self._city_parts(snapshot, request, now)
@@ -344,7 +357,34 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
             until = min(fresh) + self._tracker.stale_after_ms + 1 if fresh else 2**62
             return EncodedAnswer(encoded, now, until)
 
-        return self.answers.get(request.SerializeToString(deterministic=True), version, now, build)
+        question = request.SerializeToString(deterministic=True)
+        return self.answers.answer(question, version, now, build)
+
+    @unary
+    def encoded_city_state_deflated(
+        self, request: city_pb2.GetCityStateRequest, context: grpc.ServicerContext
+    ) -> bytes:
+        """GetCityStateDeflated's answer, encoded: GetCityState's, deflated once per answer."""
+        version, now = self._checked_version(request)
+
+        def build() -> EncodedAnswer:
+            plain = self._state_answer(request, version, now)
+            deflated = city_pb2.DeflatedCityState(
+                city_state=zlib.compress(plain.encoded, DEFLATE_LEVEL),
+                encoded_size=len(plain.encoded),
+            )
+            return EncodedAnswer(deflated.SerializeToString(), plain.built_ms, plain.valid_until_ms)
+
+        question = DEFLATED_QUESTION + request.SerializeToString(deterministic=True)
+        return self.answers.get(question, version, now, build)
+
+    @unary
+    def GetCityStateDeflated(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.GetCityStateRequest, context: grpc.ServicerContext
+    ) -> city_pb2.DeflatedCityState:
+        return city_pb2.DeflatedCityState.FromString(
+            self.encoded_city_state_deflated(request, context)
+        )
 
     @streaming
     def WatchCityState(  # noqa: N802 - gRPC method name
@@ -393,12 +433,18 @@ def _already_encoded(answer: bytes) -> bytes:
 
 
 def add_city_service(servicer: CityServicer, server: grpc.Server) -> None:
-    """Serve CityService on ``server``; GetCityState sends its cached bytes as they are."""
+    """Serve CityService on ``server``; GetCityState and GetCityStateDeflated send their cached
+    bytes as they are."""
     recorder = _HandlerRecorder()
     city_pb2_grpc.add_CityServiceServicer_to_server(servicer, recorder)  # type: ignore[arg-type]
     handlers = recorder.handlers
     handlers["GetCityState"] = grpc.unary_unary_rpc_method_handler(
         servicer.encoded_city_state,
+        request_deserializer=city_pb2.GetCityStateRequest.FromString,
+        response_serializer=_already_encoded,
+    )
+    handlers["GetCityStateDeflated"] = grpc.unary_unary_rpc_method_handler(
+        servicer.encoded_city_state_deflated,
         request_deserializer=city_pb2.GetCityStateRequest.FromString,
         response_serializer=_already_encoded,
     )

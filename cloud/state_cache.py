@@ -64,6 +64,16 @@ class EncodedStateCache:
         now_ms: int,
         build: Callable[[], EncodedAnswer],
     ) -> bytes:
+        """The encoded answer to ``question`` at ``version`` (see ``answer``)."""
+        return self.answer(question, version, now_ms, build).encoded
+
+    def answer(
+        self,
+        question: bytes,
+        version: Hashable,
+        now_ms: int,
+        build: Callable[[], EncodedAnswer],
+    ) -> EncodedAnswer:
         """The answer to ``question`` at ``version``: kept, being built, or built now.
 
         An error from ``build`` reaches every caller waiting on that build; nothing is kept.
@@ -72,7 +82,7 @@ class EncodedStateCache:
             entry = self._entries.get(question)
             if entry is not None and self._usable(entry, version, now_ms):
                 self._entries.move_to_end(question)
-                return entry.answer.encoded
+                return entry.answer
             key = (question, version)
             flight = self._building.get(key)
             leader = flight is None
@@ -81,7 +91,7 @@ class EncodedStateCache:
                 self._building[key] = flight
                 self.builds += 1
         if not leader:
-            return flight.result().encoded
+            return flight.result()
         try:
             answer = build()
         except BaseException as err:
@@ -96,4 +106,4 @@ class EncodedStateCache:
                 self._entries.popitem(last=False)
             del self._building[key]
         flight.set_result(answer)
-        return answer.encoded
+        return answer

@@ -30,6 +30,12 @@ def _get_state(channel: grpc.Channel, metadata: Metadata) -> object:
     return stub.GetCityState(city_pb2.GetCityStateRequest(), timeout=5, metadata=metadata)
 
 
+def _get_state_deflated(channel: grpc.Channel, metadata: Metadata) -> object:
+    stub = city_pb2_grpc.CityServiceStub(channel)
+    request = city_pb2.GetCityStateRequest()
+    return stub.GetCityStateDeflated(request, timeout=5, metadata=metadata)
+
+
 def _watch(channel: grpc.Channel, metadata: Metadata) -> object:
     stub = city_pb2_grpc.CityServiceStub(channel)
     stream = stub.WatchCityState(city_pb2.WatchCityStateRequest(), timeout=5, metadata=metadata)
@@ -62,6 +68,7 @@ def _list_segments(channel: grpc.Channel, metadata: Metadata) -> object:
 
 RPCS: dict[str, tuple[Call, set[str]]] = {
     "GetCityState": (_get_state, {"reader", "feed", "admin"}),
+    "GetCityStateDeflated": (_get_state_deflated, {"reader", "feed", "admin"}),
     "WatchCityState": (_watch, {"reader", "feed", "admin"}),
     "ListDevices": (_list_devices, {"admin"}),
     "ListSegments": (_list_segments, {"reader", "feed", "admin"}),

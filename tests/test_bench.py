@@ -175,8 +175,11 @@ def test_grpc_bench_reports_every_figure() -> None:
     assert 0 <= result["fanout_p50_ms"] <= result["fanout_p99_ms"]
     assert result["get_city_state_ratio"] > 0
     assert result["answer_bytes"] > 200 * 40  # every segment is in the answer
-    for rate in ("get_city_state", "bare_unary", "same_size_unary"):
+    for rate in ("get_city_state", "get_city_state_deflated", "bare_unary", "same_size_unary"):
         assert result[f"{rate}_rate_per_s"] > 0
+    assert 0 < result["deflated_answer_bytes"] < result["answer_bytes"]
+    deflated = result["get_city_state_deflated_rate_per_s"] / result["bare_unary_rate_per_s"]
+    assert result["deflated_rate_over_bare_unary"] == pytest.approx(deflated, abs=0.01)
     ratio = result["get_city_state_rate_per_s"] / result["bare_unary_rate_per_s"]
     assert result["rate_over_bare_unary"] == pytest.approx(ratio, abs=0.01)
     ceiling = result["same_size_unary_rate_per_s"] / result["bare_unary_rate_per_s"]

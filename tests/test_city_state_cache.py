@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from pathlib import Path
 
+import grpc
 import pytest
 
 from roadsense.cloud.domain import Reading
@@ -127,4 +129,37 @@ def test_answers_follow_changes_devices_and_staleness(tmp_path: Path) -> None:
         assert [s.stale for s in stale.segments] == [True]
         assert stale.congestion_index == 0.0
         assert stale.as_of_ms > counted.as_of_ms
+    store.close()
+
+
+def test_the_deflated_answer_is_the_plain_one_compressed(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "city.sqlite")
+    tracker = CityTracker(stale_after_ms=60_000)
+    with api_channel(store, tracker=tracker, feed=ChangeFeed()) as channel:
+        stub = city_pb2_grpc.CityServiceStub(channel)
+
+        def both(request: city_pb2.GetCityStateRequest) -> tuple[bytes, bytes]:
+            plain: city_pb2.CityState = stub.GetCityState(request, timeout=5)
+            packed: city_pb2.DeflatedCityState = stub.GetCityStateDeflated(request, timeout=5)
+            inflated = zlib.decompress(packed.city_state)
+            assert packed.encoded_size == len(inflated)
+            # Built from the same cached answer while the city stands still: the same bytes.
+            return plain.SerializeToString(), inflated
+
+        t = now_ms()
+        readings = [_reading(t, seq, f"dev-{seq}", f"seg-{seq % 50}") for seq in range(1, 400)]
+        store.write_batch(readings, tracker.apply)
+        plain, inflated = both(city_pb2.GetCityStateRequest())
+        assert city_pb2.CityState.FromString(inflated) == city_pb2.CityState.FromString(plain)
+        assert len(city_pb2.CityState.FromString(inflated).segments) == 50
+        only = city_pb2.GetCityStateRequest(segment_ids=["seg-7"])
+        _, one = both(only)
+        assert [s.segment_id for s in city_pb2.CityState.FromString(one).segments] == ["seg-7"]
+        # A change reaches the deflated answer too.
+        store.write_batch([_reading(now_ms(), 400, "dev-400", "seg-7")], tracker.apply)
+        _, changed = both(only)
+        assert [s.reports for s in city_pb2.CityState.FromString(changed).segments] == [9]
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetCityStateDeflated(city_pb2.GetCityStateRequest(min_level=11.0), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     store.close()

@@ -139,6 +139,14 @@ class GetCityStateRequest(_message.Message):
     exclude_stale: bool
     def __init__(self, segment_ids: _Optional[_Iterable[str]] = ..., min_level: _Optional[float] = ..., road_classes: _Optional[_Iterable[str]] = ..., exclude_stale: _Optional[bool] = ...) -> None: ...
 
+class DeflatedCityState(_message.Message):
+    __slots__ = ("city_state", "encoded_size")
+    CITY_STATE_FIELD_NUMBER: _ClassVar[int]
+    ENCODED_SIZE_FIELD_NUMBER: _ClassVar[int]
+    city_state: bytes
+    encoded_size: int
+    def __init__(self, city_state: _Optional[bytes] = ..., encoded_size: _Optional[int] = ...) -> None: ...
+
 class WatchCityStateRequest(_message.Message):
     __slots__ = ("segment_ids",)
     SEGMENT_IDS_FIELD_NUMBER: _ClassVar[int]

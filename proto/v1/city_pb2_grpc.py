@@ -39,6 +39,11 @@ class CityServiceStub:
                 request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetCityStateRequest.SerializeToString,
                 response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.CityState.FromString,
                 _registered_method=True)
+        self.GetCityStateDeflated = channel.unary_unary(
+                '/roadsense.v1.CityService/GetCityStateDeflated',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetCityStateRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.DeflatedCityState.FromString,
+                _registered_method=True)
         self.WatchCityState = channel.unary_stream(
                 '/roadsense.v1.CityService/WatchCityState',
                 request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.WatchCityStateRequest.SerializeToString,
@@ -81,6 +86,14 @@ class CityServiceServicer:
 
     def GetCityState(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCityStateDeflated(self, request, context):
+        """GetCityState's answer compressed, for big cities and slow links: the same CityState,
+        deflated once per change of the city and shared by every caller (same roles).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -139,6 +152,11 @@ def add_CityServiceServicer_to_server(servicer, server):
                     servicer.GetCityState,
                     request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetCityStateRequest.FromString,
                     response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.CityState.SerializeToString,
+            ),
+            'GetCityStateDeflated': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCityStateDeflated,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetCityStateRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.DeflatedCityState.SerializeToString,
             ),
             'WatchCityState': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchCityState,
@@ -203,6 +221,33 @@ class CityService:
             '/roadsense.v1.CityService/GetCityState',
             roadsense_dot_proto_dot_v1_dot_city__pb2.GetCityStateRequest.SerializeToString,
             roadsense_dot_proto_dot_v1_dot_city__pb2.CityState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCityStateDeflated(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.CityService/GetCityStateDeflated',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.GetCityStateRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.DeflatedCityState.FromString,
             options,
             channel_credentials,
             insecure,

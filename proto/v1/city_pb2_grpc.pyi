@@ -32,6 +32,10 @@ class CityServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CityServiceAsyncStub: ...
     GetCityState: _grpc.UnaryUnaryMultiCallable[_city_pb2.GetCityStateRequest, _city_pb2.CityState]
+    GetCityStateDeflated: _grpc.UnaryUnaryMultiCallable[_city_pb2.GetCityStateRequest, _city_pb2.DeflatedCityState]
+    """GetCityState's answer compressed, for big cities and slow links: the same CityState,
+    deflated once per change of the city and shared by every caller (same roles).
+    """
     WatchCityState: _grpc.UnaryStreamMultiCallable[_city_pb2.WatchCityStateRequest, _city_pb2.CityStateUpdate]
     ListSegments: _grpc.UnaryUnaryMultiCallable[_city_pb2.ListSegmentsRequest, _city_pb2.ListSegmentsResponse]
     GetSegment: _grpc.UnaryUnaryMultiCallable[_city_pb2.GetSegmentRequest, _city_pb2.GetSegmentResponse]
@@ -50,6 +54,10 @@ class CityServiceStub:
 class CityServiceAsyncStub(CityServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetCityState: _aio.UnaryUnaryMultiCallable[_city_pb2.GetCityStateRequest, _city_pb2.CityState]  # type: ignore[assignment]
+    GetCityStateDeflated: _aio.UnaryUnaryMultiCallable[_city_pb2.GetCityStateRequest, _city_pb2.DeflatedCityState]  # type: ignore[assignment]
+    """GetCityState's answer compressed, for big cities and slow links: the same CityState,
+    deflated once per change of the city and shared by every caller (same roles).
+    """
     WatchCityState: _aio.UnaryStreamMultiCallable[_city_pb2.WatchCityStateRequest, _city_pb2.CityStateUpdate]  # type: ignore[assignment]
     ListSegments: _aio.UnaryUnaryMultiCallable[_city_pb2.ListSegmentsRequest, _city_pb2.ListSegmentsResponse]  # type: ignore[assignment]
     GetSegment: _aio.UnaryUnaryMultiCallable[_city_pb2.GetSegmentRequest, _city_pb2.GetSegmentResponse]  # type: ignore[assignment]
@@ -71,6 +79,16 @@ class CityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _city_pb2.GetCityStateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_city_pb2.CityState, _abc.Awaitable[_city_pb2.CityState]]: ...
+
+    @_abc_1.abstractmethod
+    def GetCityStateDeflated(
+        self,
+        request: _city_pb2.GetCityStateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.DeflatedCityState, _abc.Awaitable[_city_pb2.DeflatedCityState]]:
+        """GetCityState's answer compressed, for big cities and slow links: the same CityState,
+        deflated once per change of the city and shared by every caller (same roles).
+        """
 
     @_abc_1.abstractmethod
     def WatchCityState(
