@@ -80,12 +80,17 @@ class Upsert:
 
     @property
     def all_rows(self) -> str:
-        """The statement for all rows, one PostgreSQL array per column."""
-        arrays = ", ".join(f"%s::{kind}[]" for _, kind in self.columns)
+        """The statement for all rows, one PostgreSQL array per column (binary parameters)."""
+        arrays = ", ".join(f"%b::{kind}[]" for _, kind in self.columns)
         return (
             f"INSERT INTO {self.table} ({self._names}) SELECT * FROM unnest({arrays}) "
             f"{self.on_conflict}"
         )
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The PostgreSQL type of each column."""
+        return tuple(kind for _, kind in self.columns)
 
     @property
     def _names(self) -> str:

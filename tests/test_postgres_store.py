@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2
 
@@ -17,6 +18,7 @@ from roadsense.cli.postgres import RunningPostgres, start_postgres
 from roadsense.cloud.config import CloudConfig, StoreConfig
 from roadsense.cloud.domain import Reading
 from roadsense.cloud.ingest import decode_message
+from roadsense.cloud.postgres_store import arrays
 from roadsense.cloud.state import CityTracker
 from roadsense.cloud.stores import open_store
 from roadsense.cloud.subscriber import IngestStats
@@ -298,3 +300,16 @@ def test_ingest_waits_out_a_postgres_restart_and_loses_nothing(
     assert len(failed) == 1
     assert failed[0].startswith("ingest: writing a batch of")
     caplog.clear()
+
+
+def test_batch_columns_are_sent_as_binary_arrays_of_their_kind(postgres: RunningPostgres) -> None:
+    """An int in a float8 column or a bool in an integer one is converted, None kept."""
+    rows = [("a", True, 5, 1), ("b", None, 2.5, None), ("c", 0, None, 2**40)]
+    kinds = ("text", "integer", "float8", "bigint")
+    columns = arrays(rows, kinds)
+    assert columns == [["a", "b", "c"], [1, None, 0], [5.0, 2.5, None], [1, None, 2**40]]
+    assert [type(v) for v in columns[2]] == [float, float, type(None)]
+    with psycopg.connect(postgres.create_database()) as conn:
+        unnest = ", ".join(f"%b::{kind}[]" for kind in kinds)
+        back = conn.execute(f"SELECT * FROM unnest({unnest})", columns).fetchall()
+    assert back == [("a", 1, 5.0, 1), ("b", None, 2.5, None), ("c", 0, None, 2**40)]
