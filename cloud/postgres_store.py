@@ -207,6 +207,11 @@ class PostgresStore(SqlStore["_Session"]):
             [CHANNEL, change_payload(s.segment_id for s in result.segments)],
         )
 
+    def _among(self, ids: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
+        # One array for all of them: psycopg parses a statement of hundreds of placeholders
+        # anew each time (it caches only short ones) and dumps each id on its own.
+        yield "= ANY(%b::text[])", [list(ids)]
+
     def _insert_readings(self, db: _Session, readings: list[Reading]) -> list[Reading]:
         return first_of_each(readings, db.insert_reports([report_row(r) for r in readings]))
 

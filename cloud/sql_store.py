@@ -177,7 +177,7 @@ LATEST_FORECASTS = """SELECT f.segment_id, f.origin_ms, f.interval_ms, f.value,
 LATEST_CAMERAS = f"""SELECT {REPORT_COLUMNS} FROM (
     SELECT {REPORT_COLUMNS}, ROW_NUMBER() OVER (PARTITION BY segment_id, device_id, camera_id
         ORDER BY capture_time_ms DESC, id DESC) AS newest
-    FROM reports WHERE segment_id IN ({{marks}}) AND capture_time_ms >= ?
+    FROM reports WHERE segment_id {{among}} AND capture_time_ms >= ?
         AND received_ms - capture_time_ms <= ?) AS latest
    WHERE newest = 1"""
 SCORE_FORECASTS = """UPDATE forecasts SET scored = 1, actual = (
@@ -212,6 +212,12 @@ def report_row(r: Reading) -> Row:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _labels(text: str) -> tuple[str, ...]:
+    # The reverse of _labels_json: a model's reports all carry the same labels.
+    return tuple(json.loads(text))
+
+
 def _reading(row: Row) -> Reading:
     return Reading(
         device_id=row[0],
@@ -222,25 +228,18 @@ def _reading(row: Row) -> Reading:
         window_start_ms=int(row[5]),
         received_ms=int(row[6]),
         model_version=row[7],
-        labels=tuple(json.loads(row[8])),
+        labels=_labels(row[8]),
         probabilities=tuple(json.loads(row[9])),
         frames_in_window=int(row[10]),
         level=float(row[11]),
     )
 
 
-def _chunks(ids: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
-    """Ids a few hundred at a time, each chunk with its placeholders ("?, ?, ...")."""
+def _id_chunks(ids: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
+    """``IN (?, ?, ...)`` and its parameters, a few hundred ids at a time."""
     for start in range(0, len(ids), SEGMENT_CHUNK):
-        chunk = ids[start : start + SEGMENT_CHUNK]
-        yield chunk, ", ".join("?" * len(chunk))
-
-
-def _stored_segments(db: SqlSession, segment_ids: Sequence[str]) -> list[SegmentSnapshot]:
-    rows: list[Row] = []
-    for chunk, marks in _chunks(segment_ids):
-        rows += db.rows(f"{SELECT_SEGMENTS} WHERE segment_id IN ({marks})", chunk)
-    return _segment_snapshots(rows)
+        chunk = list(ids[start : start + SEGMENT_CHUNK])
+        yield f"IN ({', '.join('?' * len(chunk))})", chunk
 
 
 def _segment_snapshots(rows: list[Row]) -> list[SegmentSnapshot]:
@@ -369,11 +368,20 @@ class SqlStore(Store, Generic[SessionT]):
         # Older cameras than this do not count in any of these segments' fusion.
         since = min(r.capture_time_ms for r in current) - stale_ms
         rows: list[Row] = []
-        for chunk, marks in _chunks(segment_ids):
-            rows += db.rows(
-                LATEST_CAMERAS.format(marks=marks), [*chunk, since, shared.stale_after_ms]
-            )
-        shared.merge_stored(_stored_segments(db, segment_ids), [_reading(row) for row in rows])
+        for among, ids in self._among(segment_ids):
+            rows += db.rows(LATEST_CAMERAS.format(among=among), [*ids, since, stale_ms])
+        shared.merge_stored(self._stored_segments(db, segment_ids), [_reading(r) for r in rows])
+
+    def _among(self, ids: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
+        """(a condition on a column that holds for ``ids``, its parameters), for as many
+        queries as it takes."""
+        return _id_chunks(ids)
+
+    def _stored_segments(self, db: SessionT, segment_ids: Sequence[str]) -> list[SegmentSnapshot]:
+        rows: list[Row] = []
+        for among, ids in self._among(segment_ids):
+            rows += db.rows(f"{SELECT_SEGMENTS} WHERE segment_id {among}", ids)
+        return _segment_snapshots(rows)
 
     def _announce(self, db: SessionT, result: BatchResult) -> None:
         """Tell other processes, inside the batch's transaction, what it changed (if they can
@@ -426,7 +434,7 @@ class SqlStore(Store, Generic[SessionT]):
         with self._read() as db:
             if segment_ids is None:
                 return _segment_snapshots(db.rows(f"{SELECT_SEGMENTS} ORDER BY segment_id"))
-            return _stored_segments(db, segment_ids)
+            return self._stored_segments(db, segment_ids)
 
     def latest_readings(self, arrived_within_ms: int | None = None) -> list[Reading]:
         # 2**62 ms: no report arrives that late, so None reads every report.

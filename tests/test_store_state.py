@@ -344,3 +344,29 @@ def test_sqlite_store_is_still_importable_from_its_old_home() -> None:
     from roadsense.cloud import store
 
     assert store.SqliteStore is SqliteStore
+
+
+def test_many_segments_are_read_back_and_fused_across_writers(store_target: StoreTarget) -> None:
+    """More segments than one query reads at a time (SQLite: 500 ids an IN list)."""
+    store = store_target.open()
+    first, second = CityTracker(STALE_MS), CityTracker(STALE_MS)
+    t = now_ms()
+    segments = [f"many-{i:04d}" for i in range(1201)]
+    batch = [
+        _reading(device=f"dev-{i}", seq=1, segment=s, capture_time_ms=t)
+        for i, s in enumerate(segments)
+    ]
+    store.write_batch(batch, first.apply, first)
+    wanted = [*segments[::2], "many-unknown"]
+    assert [s.segment_id for s in store.segments(wanted)] == segments[::2]
+    # A second writer adds a camera to every segment: each is fused from both.
+    more = [
+        _reading(device=f"other-{i}", seq=1, segment=s, capture_time_ms=t + 1)
+        for i, s in enumerate(segments)
+    ]
+    store.write_batch(more, second.apply, second)
+    stored = store.segments(segments)
+    assert len(stored) == 1201
+    assert {len(s.camera_ids) for s in stored} == {2}
+    assert stored[1200].camera_ids == ("dev-1200/cam1", "other-1200/cam1")
+    store.close()
