@@ -34,6 +34,11 @@ input whose width and height are multiples of 32)."""
 Pooling = Literal["last", "stages"]
 """What the head reads: the last convolution's global average (1280 features), or that and
 the global averages of the stage ends (2024 features)."""
+POOLED_CHANNELS: dict[Pooling, tuple[int, ...]] = {
+    "last": (FEATURES,),
+    "stages": (*STAGE_CHANNELS, FEATURES),
+}
+"""Channels of each map ``feature_maps`` returns, in order, for each pooling."""
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 

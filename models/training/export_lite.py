@@ -30,8 +30,7 @@ from torch.nn import functional
 from roadsense.edge.preprocess import Frame, frames_to_tensor
 from roadsense.models.card import InputSpec, ModelCard, card_path_for, sha256_file
 from roadsense.models.training.efficientnet_lite import (
-    FEATURES,
-    STAGE_CHANNELS,
+    POOLED_CHANNELS,
     STAGE_FOLDS,
     EfficientNetLite0,
     Pooling,
@@ -67,7 +66,7 @@ class CongestionWithMap(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.stages = pooling == "stages"
-        self.channels = (*STAGE_CHANNELS, FEATURES) if self.stages else (FEATURES,)
+        self.channels = POOLED_CHANNELS[pooling]
         weight, bias = head.folded()
         self.ordinal = head.family == "ordinal"
         self.register_buffer("weight", torch.from_numpy(weight))

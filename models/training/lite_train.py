@@ -30,8 +30,7 @@ from roadsense.models.loco_report import table
 from roadsense.models.training.baseline_loco import baseline_camera_folds
 from roadsense.models.training.congestion_train import CnnSettings
 from roadsense.models.training.efficientnet_lite import (
-    FEATURES,
-    STAGE_FEATURES,
+    POOLED_CHANNELS,
     Pooling,
     pretrained_lite0,
 )
@@ -73,7 +72,7 @@ def _features(
 ) -> FeatureSet:
     if cache is not None and cache.is_file():
         loaded = FeatureSet.load(cache)
-        width = STAGE_FEATURES if settings.pooling == "stages" else FEATURES
+        width = sum(POOLED_CHANNELS[settings.pooling])
         if loaded.features.shape[:3] == (len(frames), settings.views, width):
             logger.info("features from %s", cache)
             return loaded
