@@ -118,6 +118,14 @@ def _evaluate_loco(args: argparse.Namespace) -> int:
             if pooled:
                 figures = {k: v for k, v in pooled.items() if k != "confusion"}
                 print(f"all held-out frames together: {figures}")
+            for row in report[key].get("uncertain_floors", []):
+                print(
+                    f"uncertain below {row['floor']}: {row['reported']:.3f} of a camera's "
+                    f"frames reported, accuracy {row['accuracy_reported']:.3f} and gross "
+                    f"error {row['gross_error_reported']:.3f} on them, "
+                    f"{row['wrong_made_uncertain']:.3f} of its wrong frames made uncertain "
+                    "(camera means)"
+                )
     if "adapt" in report:
         print(f"adapting to a camera's first frames: {report['adapt']}")
     return 0

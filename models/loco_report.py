@@ -19,6 +19,10 @@ from roadsense.models.image_sets import classification_report
 
 FIGURES = ("accuracy", "gross_error_rate", "macro_f1", "ece")
 
+UNCERTAIN_FLOORS = (0.35, 0.45, 0.55)
+"""Floors of the top calibrated probability scored by ``selective_figures`` (the edge's
+``[classifier] uncertain_below``; 0.35 is the sample configuration's)."""
+
 
 def camera_figures(
     truth: npt.NDArray[np.int64],
@@ -58,6 +62,39 @@ def pooled_figures(
     figures = camera_figures(truth, probabilities, classes)
     figures.pop("labels")
     return figures
+
+
+def selective_figures(
+    scored: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.floating[Any]]]],
+    floors: Sequence[float] = UNCERTAIN_FLOORS,
+) -> list[dict[str, float]]:
+    """Per floor, what the edge's uncertain rule does to held-out frames, camera-mean: the
+    share reported with a level (top probability >= floor), and the accuracy and gross
+    error of those frames (a camera with none reported is left out of those two means),
+    and the share of wrong frames that the floor turned into uncertain ones."""
+    rows = []
+    for floor in floors:
+        reported, accuracy, gross, caught = [], [], [], []
+        for truth, probabilities in scored.values():
+            predicted = probabilities.argmax(axis=1)
+            kept = probabilities.max(axis=1) >= floor
+            wrong = predicted != truth
+            reported.append(float(kept.mean()))
+            if kept.any():
+                accuracy.append(float((predicted[kept] == truth[kept]).mean()))
+                gross.append(gross_error_rate(truth[kept], predicted[kept]))
+            if wrong.any():
+                caught.append(float((~kept[wrong]).mean()))
+        rows.append(
+            {
+                "floor": floor,
+                "reported": round(float(np.mean(reported)), 4),
+                "accuracy_reported": round(float(np.mean(accuracy)), 4) if accuracy else math.nan,
+                "gross_error_reported": round(float(np.mean(gross)), 4) if gross else math.nan,
+                "wrong_made_uncertain": round(float(np.mean(caught)), 4) if caught else math.nan,
+            }
+        )
+    return rows
 
 
 def table(per_camera: dict[str, dict[str, Any]], means: dict[str, float]) -> list[str]:

@@ -4,6 +4,7 @@ out that never trains on the camera it tests (checked on every fit, not trusted)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from roadsense.cli.main import main
 from roadsense.edge.backends.tensorrt import TensorRtClassifier
 from roadsense.edge.classifier import create_classifier
 from roadsense.models.calibration import apply_temperature
 from roadsense.models.card import load_card
 from roadsense.models.congestion_labels import CONGESTION_LABELS
-from roadsense.models.training import loco
+from roadsense.models.loco_report import selective_figures
+from roadsense.models.training import lite_train, loco
 from roadsense.models.training.efficientnet_lite import EfficientNetLite0
 from roadsense.models.training.export_lite import CongestionWithMap, export_lite
 from roadsense.models.training.features import FeatureSet, lite_input_spec
@@ -261,6 +264,49 @@ def test_composites_train_with_their_camera_and_are_never_scored() -> None:
     report = loco.leave_one_camera_out(data, settings)
     assert all(row["frames"] == 8 for row in report["per_camera"].values())
     assert sum(map(sum, report["pooled"]["confusion"])) == 48
+
+
+def test_the_uncertain_floor_figures_count_what_the_edge_would_report() -> None:
+    # camera a: two confident right frames, one unsure wrong one (3 levels off);
+    # camera b: one confident wrong frame (2 off), one unsure right one
+    a = np.asarray([[0.9, 0.1, 0, 0, 0], [0.6, 0.4, 0, 0, 0], [0.3, 0.2, 0.2, 0.1, 0.2]])
+    b = np.asarray([[0.0, 0.0, 0.2, 0.1, 0.7], [0.1, 0.1, 0.4, 0.2, 0.2]])
+    scored = {"a": (np.asarray([0, 0, 3]), a), "b": (np.asarray([2, 2]), b)}
+    low, high = selective_figures(scored, floors=(0.35, 0.65))
+    assert low == {
+        "floor": 0.35,
+        "reported": round((2 / 3 + 1) / 2, 4),
+        "accuracy_reported": round((1 + 0.5) / 2, 4),
+        "gross_error_reported": round((0 + 0.5) / 2, 4),
+        "wrong_made_uncertain": round((1 + 0) / 2, 4),
+    }
+    assert high["reported"] == round((1 / 3 + 1 / 2) / 2, 4)
+    assert high["accuracy_reported"] == 0.5  # a: 1 of 1, b: 0 of 1
+    assert high["gross_error_reported"] == 0.5
+    data = _synthetic(views=2)
+    settings = loco.HeadSettings(l2_grid=(1e-2,), families=("multinomial",), views=2)
+    floors = loco.leave_one_camera_out(data, settings)["uncertain_floors"]
+    assert [row["floor"] for row in floors] == [0.35, 0.45, 0.55]
+    assert all(0 <= row["reported"] <= 1 for row in floors)
+    assert floors[0]["reported"] >= floors[-1]["reported"]
+
+
+def test_evaluate_loco_prints_the_table_and_the_floor_figures(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    settings = loco.HeadSettings(l2_grid=(1e-2,), families=("multinomial",), views=2)
+    report = {"efficientnet_lite0": loco.leave_one_camera_out(_synthetic(views=2), settings)}
+    monkeypatch.setattr(lite_train, "evaluate_loco", lambda *args, **kwargs: report)
+    out = tmp_path / "loco.json"
+    assert main(["models", "evaluate-loco", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| **camera mean** |" in printed
+    floor = report["efficientnet_lite0"]["uncertain_floors"][0]
+    assert f"uncertain below 0.35: {floor['reported']:.3f} of a camera's frames reported" in printed
+    written = json.loads(out.read_text())["efficientnet_lite0"]["uncertain_floors"]
+    assert [row["reported"] for row in written] == [
+        row["reported"] for row in report["efficientnet_lite0"]["uncertain_floors"]
+    ]
 
 
 def test_the_ordinal_head_learns_an_ordered_signal() -> None:

@@ -19,7 +19,12 @@ import numpy as np
 import numpy.typing as npt
 
 from roadsense.core.errors import RoadSenseError
-from roadsense.models.loco_report import camera_figures, camera_mean, pooled_figures
+from roadsense.models.loco_report import (
+    camera_figures,
+    camera_mean,
+    pooled_figures,
+    selective_figures,
+)
 from roadsense.models.training.features import FeatureSet
 from roadsense.models.training.head import (
     FAMILIES,
@@ -208,5 +213,6 @@ def leave_one_camera_out(
         "per_camera": per_camera,
         "camera_mean": camera_mean(per_camera),
         "pooled": pooled_figures(per_camera_probabilities, data.classes),
+        "uncertain_floors": selective_figures(per_camera_probabilities),
         "seconds": round(time.perf_counter() - started, 1),
     }
