@@ -87,6 +87,7 @@ def _lite_settings(args: argparse.Namespace) -> Any:
         per_clip=args.per_clip,
         composite_copies=copies,
         pooling=getattr(args, "pooling", None) or LiteSettings.pooling,
+        weighting=getattr(args, "weighting", None) or LiteSettings.weighting,
     )
 
 
@@ -203,6 +204,12 @@ def _composite_argument(parser: Any) -> None:
         choices=("last", "stages"),
         help="what the head reads: the last convolution's average (1280 features) or also "
         "the averages of the backbone's stage ends (2024); default: the shipped recipe's",
+    )
+    parser.add_argument(
+        "--weighting",
+        choices=("class", "camera-class"),
+        help="what weighs the same in the head's fit: each level, or each (camera, level) "
+        "pair; default: the shipped recipe's (camera-class)",
     )
     parser.add_argument(
         "--composite-copies",

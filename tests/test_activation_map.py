@@ -37,7 +37,8 @@ def held_out_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pooling = LiteSettings().pooling  # the shipped recipe's
     features = extract_features(backbone, frames, classes, spec, views=1, pooling=pooling)
     assert HELD_OUT not in features.cameras
-    head = fit_head(features.features[:, 0], features.labels, len(classes), 1e-2)
+    groups = features.cameras if LiteSettings().weighting == "camera-class" else None
+    head = fit_head(features.features[:, 0], features.labels, len(classes), 1e-2, groups=groups)
     return export_lite(
         backbone,
         head,

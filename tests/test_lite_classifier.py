@@ -23,7 +23,7 @@ from roadsense.models.training import lite_train, loco
 from roadsense.models.training.efficientnet_lite import EfficientNetLite0
 from roadsense.models.training.export_lite import CongestionWithMap, export_lite
 from roadsense.models.training.features import FeatureSet, lite_input_spec
-from roadsense.models.training.head import LinearHead, fit_head
+from roadsense.models.training.head import LinearHead, fit_head, sample_weights
 
 from .test_tensorrt_backend import FakeRuntime, _frames
 
@@ -307,6 +307,43 @@ def test_evaluate_loco_prints_the_table_and_the_floor_figures(
     assert [row["reported"] for row in written] == [
         row["reported"] for row in report["efficientnet_lite0"]["uncertain_floors"]
     ]
+
+
+def test_camera_class_weighting_gives_every_camera_and_level_pair_the_same_weight() -> None:
+    labels = np.asarray([0, 0, 0, 1, 0, 1, 1, 1])
+    cameras = ["a", "a", "a", "a", "b", "b", "b", "b"]
+    by_class = sample_weights(labels)
+    assert by_class[labels == 0].sum() == pytest.approx(0.5)
+    assert by_class[labels == 1].sum() == pytest.approx(0.5)
+    by_pair = sample_weights(labels, cameras)
+    assert by_pair.sum() == pytest.approx(1.0)
+    for camera, level in [("a", 0), ("a", 1), ("b", 0), ("b", 1)]:
+        mine = (np.asarray(cameras) == camera) & (labels == level)
+        assert by_pair[mine].sum() == pytest.approx(0.25)
+    assert by_pair[3] == pytest.approx(3 * by_pair[0])  # a's one level-1 frame weighs 3 x
+
+
+def test_the_loco_fits_weigh_by_camera_and_level_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = _synthetic(views=2)
+    groups: list[Any] = []
+    real = fit_head
+
+    def spy(features: Any, labels: Any, classes: int, l2: float, **kwargs: Any) -> Any:
+        groups.append(kwargs.get("groups"))
+        return real(features, labels, classes, l2, **kwargs)
+
+    monkeypatch.setattr(loco, "fit_head", spy)
+    rows = [i for i, c in enumerate(data.cameras) if c != "cam0"]
+    loco.fit(data, rows, "multinomial", 1e-2, 2)
+    assert groups[-1] == [data.cameras[i] for i in rows for _ in range(2)]
+    loco.fit(data, rows, "multinomial", 1e-2, 2, weighting="class")
+    assert groups[-1] is None
+    settings = loco.HeadSettings(l2_grid=(1e-2,), families=("multinomial",), views=2)
+    loco.leave_one_camera_out(data, settings)
+    assert groups[2:]
+    assert all(g is not None for g in groups[2:])  # every fit of the LOCO, inner ones too
 
 
 def test_the_ordinal_head_learns_an_ordered_signal() -> None:

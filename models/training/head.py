@@ -2,8 +2,9 @@
 temperature.
 
 Two families, both linear in the pooled features (so the class activation map is exact:
-head weights x feature map), fitted with L-BFGS, an L2 penalty and classes weighted to
-equal total weight, on standardised features:
+head weights x feature map), fitted with L-BFGS and an L2 penalty on standardised
+features, with frames weighted (``Weighting``) so that each class, or each (camera, level)
+pair, has the same total weight:
 
 - ``multinomial``: one score per class, softmax;
 - ``ordinal``: one congestion score s = w.x + b and ordered thresholds t1 < ... < t(K-1),
@@ -16,6 +17,8 @@ reads the raw pooled features.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,6 +29,25 @@ import torch
 Array = npt.NDArray[np.float32]
 Family = Literal["multinomial", "ordinal"]
 FAMILIES: tuple[Family, ...] = ("multinomial", "ordinal")
+Weighting = Literal["class", "camera-class"]
+"""What gets the same total weight in the fit: each level present (``class``), or each
+(camera, level) pair present (``camera-class``: a camera with many frames, or the one
+camera that shows a rare level, no longer outweighs the others)."""
+
+
+def sample_weights(
+    labels: npt.NDArray[np.int64], groups: Sequence[str] | None = None
+) -> npt.NDArray[np.float32]:
+    """Per frame, 1 / (frames of its class, or of its (group, class) pair) / pairs: each
+    class or pair present weighs the same, and the weights sum to 1."""
+    keys: list[Hashable] = (
+        [int(v) for v in labels]
+        if groups is None
+        else [(g, int(v)) for g, v in zip(groups, labels, strict=True)]
+    )
+    counts = Counter(keys)
+    weight = np.asarray([1.0 / counts[k] / len(counts) for k in keys], dtype=np.float64)
+    return weight.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -78,17 +100,16 @@ def fit_head(
     l2: float,
     *,
     family: Family = "multinomial",
+    groups: Sequence[str] | None = None,
     iterations: int = 100,
 ) -> LinearHead:
-    """Fit the head; each present class gets the same total weight."""
+    """Fit the head; each present class (with ``groups``, the camera of each row: each
+    present (camera, class) pair) gets the same total weight."""
     mean = features.mean(axis=0)
     scale = features.std(axis=0) + 1e-3
     x = torch.from_numpy((features - mean) / scale)
     y = torch.from_numpy(labels)
-    counts = np.bincount(labels, minlength=classes).astype(np.float64)
-    present = counts > 0
-    class_weight = np.where(present, 1.0 / np.maximum(counts, 1) / present.sum(), 0.0)
-    sample_weight = torch.from_numpy(class_weight[labels].astype(np.float32))
+    sample_weight = torch.from_numpy(sample_weights(labels, groups))
     outputs = classes if family == "multinomial" else 1
     weight = torch.zeros(outputs, x.shape[1], requires_grad=True)
     bias = torch.zeros(outputs, requires_grad=True)
@@ -149,11 +170,7 @@ def adapt_head(
     few frames: ``prior`` is fixed, not chosen)."""
     x = torch.from_numpy((features - head.mean) / head.scale)
     y = torch.from_numpy(labels)
-    classes = len(head.thresholds) + 1 if head.family == "ordinal" else head.weight.shape[0]
-    counts = np.bincount(labels, minlength=classes).astype(np.float64)
-    present = counts > 0
-    class_weight = np.where(present, 1.0 / np.maximum(counts, 1) / present.sum(), 0.0)
-    sample_weight = torch.from_numpy(class_weight[labels].astype(np.float32))
+    sample_weight = torch.from_numpy(sample_weights(labels))  # one camera: per class
     start_weight = torch.from_numpy(head.weight.copy())
     weight = start_weight.clone().requires_grad_(True)
     bias = torch.from_numpy(head.bias.copy()).requires_grad_(True)

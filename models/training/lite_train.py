@@ -36,6 +36,7 @@ from roadsense.models.training.efficientnet_lite import (
 )
 from roadsense.models.training.export_lite import export_lite
 from roadsense.models.training.features import FeatureSet, extract_features, lite_input_spec
+from roadsense.models.training.head import Weighting
 from roadsense.models.training.loco import HeadSettings, Progress, choose, fit, leave_one_camera_out
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,12 @@ class LiteSettings:
     pooling: Pooling = "stages"
     """What the head reads (``efficientnet_lite.Pooling``); "stages" was chosen by the
     camera-grouped validation of the training cameras (models/artifacts/README.md)."""
+    weighting: Weighting = "camera-class"
+    """How the head's fit weighs frames (``head.Weighting``), chosen the same way."""
+
+    def head(self, adapt_frames: int = 0) -> HeadSettings:
+        """The head's settings for these views and weighting."""
+        return HeadSettings(views=self.views, weighting=self.weighting, adapt_frames=adapt_frames)
 
 
 def _frames(data: LabelledSet, settings: LiteSettings) -> list[LabelledFrame]:
@@ -112,13 +119,11 @@ def evaluate_loco(
     report: dict[str, Any] = {
         "set": str(root),
         "frames": len(real),
-        "composites": len(data.composites),
+        "composites": len(data.composites) if settings.composite_copies else 0,
         "cameras": len(data.cameras),
         "feature_seconds": round(features.seconds, 1),
         "settings": asdict(settings),
-        "efficientnet_lite0": leave_one_camera_out(
-            features, HeadSettings(views=settings.views, adapt_frames=adapt_frames), progress
-        ),
+        "efficientnet_lite0": leave_one_camera_out(features, settings.head(adapt_frames), progress),
     }
     if adapt_frames:
         report["adapt"] = adapt_summary(report["efficientnet_lite0"]["per_camera"])
@@ -163,9 +168,11 @@ def train_lite(
     features = _features(frames, settings, cache)
     real = [f for f in frames if not f.composite]
     rows = list(range(len(frames)))
-    head_settings = HeadSettings(views=settings.views)
+    head_settings = settings.head()
     choice = choose(features, rows, head_settings)
-    head = fit(features, rows, choice.family, choice.l2, settings.views)
+    head = fit(
+        features, rows, choice.family, choice.l2, settings.views, weighting=settings.weighting
+    )
     evaluation: dict[str, Any] = {"validation": {"camera_grouped": asdict(choice)}}
     if loco is not None:
         evaluation["leave_one_camera_out"] = loco
@@ -174,10 +181,15 @@ def train_lite(
             evaluation["loco_table"] = table(lite["per_camera"], lite["camera_mean"])
     scored = ~features.composite_mask()
     counts = {c: int((features.labels[scored] == i).sum()) for i, c in enumerate(features.classes)}
+    composites = (
+        f" and {len(data.composites)} checked median composites"
+        if settings.composite_copies
+        else ""
+    )
     description = (
         "Congestion classifier: EfficientNet-Lite0 with ImageNet weights, frozen; a "
         f"{choice.family} linear head trained on {len(real)} hand-labelled frames of "
-        f"{len(data.cameras)} cameras and {len(data.composites)} checked median composites "
+        f"{len(data.cameras)} cameras{composites} "
         "(each cropped to its region of interest, "
         f"{settings.views - 1} augmented views each); temperature {choice.temperature:.3f} "
         "fitted on camera-grouped validation. Its leave-one-camera-out figures are in "
@@ -204,7 +216,9 @@ def train_lite(
             "per_class": counts,
             "composites": [
                 {"file": c.file, "method": c.method, "label": c.label} for c in data.composites
-            ],
+            ]
+            if settings.composite_copies
+            else [],
             "cameras": sorted(data.cameras),
             "training_seconds": round(time.perf_counter() - started, 1),
         },

@@ -30,6 +30,7 @@ from roadsense.models.training.head import (
     FAMILIES,
     Family,
     LinearHead,
+    Weighting,
     adapt_head,
     fit_head,
     fit_temperature,
@@ -53,6 +54,9 @@ class HeadSettings:
     families: tuple[Family, ...] = FAMILIES
     inner_folds: int = 5
     views: int = 4
+    weighting: Weighting = "camera-class"
+    """``head.Weighting``; camera-class was chosen over class by the camera-grouped
+    validation of the training cameras (models/artifacts/README.md)."""
     adapt_frames: int = 0
     """> 0: also fine-tune each fold's head on the held-out camera's first N frames (in
     clip order) and score its remaining frames before and after (``adapt_head``)."""
@@ -100,10 +104,26 @@ def _training_rows(data: FeatureSet, rows: Sequence[int], views: int) -> tuple[A
     return x, y
 
 
-def fit(data: FeatureSet, rows: Sequence[int], family: Family, l2: float, views: int) -> LinearHead:
+def fit(
+    data: FeatureSet,
+    rows: Sequence[int],
+    family: Family,
+    l2: float,
+    views: int,
+    *,
+    weighting: Weighting = "camera-class",
+) -> LinearHead:
     """The head fitted on every view of ``rows``."""
     x, y = _training_rows(data, rows, views)
-    return fit_head(x, y, len(data.classes), l2, family=family)
+    groups = [data.cameras[i] for i in rows for _ in range(views)]
+    return fit_head(
+        x,
+        y,
+        len(data.classes),
+        l2,
+        family=family,
+        groups=groups if weighting == "camera-class" else None,
+    )
 
 
 def softmax(logits: npt.NDArray[np.float32], temperature: float = 1.0) -> Any:
@@ -127,7 +147,14 @@ def choose(data: FeatureSet, rows: Sequence[int], settings: HeadSettings) -> Hea
         logits = np.zeros((len(rows), len(data.classes)), dtype=np.float32)
         for fold in folds:
             inner_train, inner_test = split(cameras, fold, composite)
-            head = fit(data, [rows[i] for i in inner_train], family, l2, settings.views)
+            head = fit(
+                data,
+                [rows[i] for i in inner_train],
+                family,
+                l2,
+                settings.views,
+                weighting=settings.weighting,
+            )
             logits[inner_test] = head.logits(data.features[[rows[i] for i in inner_test], 0])
         truth = data.labels[list(rows)]
         predicted = logits.argmax(axis=1)
@@ -193,7 +220,9 @@ def leave_one_camera_out(
     for done, camera in enumerate(cameras):
         train, test = split(data.cameras, [camera], data.composite_mask())
         choice = choose(data, train, settings)
-        head = fit(data, train, choice.family, choice.l2, settings.views)
+        head = fit(
+            data, train, choice.family, choice.l2, settings.views, weighting=settings.weighting
+        )
         probabilities = softmax(head.logits(data.features[test, 0]), choice.temperature)
         figures = camera_figures(data.labels[test], probabilities, data.classes)
         per_camera_probabilities[camera] = (data.labels[test], probabilities)
