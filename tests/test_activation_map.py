@@ -14,10 +14,10 @@ from roadsense.core.roi import roi_box
 from roadsense.edge.classifier import create_classifier
 from roadsense.models.explain import heat_on_frame, mass_inside
 from roadsense.models.footage.multicamera import labelled_frames, read_labelled_set
+from roadsense.models.training import loco
 from roadsense.models.training.efficientnet_lite import pretrained_lite0
 from roadsense.models.training.export_lite import export_lite
 from roadsense.models.training.features import extract_features, lite_input_spec
-from roadsense.models.training.head import fit_head
 from roadsense.models.training.lite_train import LiteSettings
 
 from .helpers import roadsense_cli
@@ -37,8 +37,8 @@ def held_out_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pooling = LiteSettings().pooling  # the shipped recipe's
     features = extract_features(backbone, frames, classes, spec, views=1, pooling=pooling)
     assert HELD_OUT not in features.cameras
-    groups = features.cameras if LiteSettings().weighting == "camera-class" else None
-    head = fit_head(features.features[:, 0], features.labels, len(classes), 1e-2, groups=groups)
+    rows = list(range(len(frames)))
+    head = loco.fit(features, rows, "multinomial", 1e-2, 1, weighting=LiteSettings().weighting)
     return export_lite(
         backbone,
         head,

@@ -20,6 +20,7 @@ import torch
 
 from roadsense.models.congestion_labels import CONGESTION_LABELS
 from roadsense.models.footage.multicamera import (
+    Composite,
     LabelledFrame,
     LabelledSet,
     composite_frames,
@@ -58,12 +59,17 @@ class LiteSettings:
     pooling: Pooling = "stages"
     """What the head reads (``efficientnet_lite.Pooling``); "stages" was chosen by the
     camera-grouped validation of the training cameras (models/artifacts/README.md)."""
-    weighting: Weighting = "camera-class"
-    """How the head's fit weighs frames (``head.Weighting``), chosen the same way."""
+    weighting: Weighting = HeadSettings.weighting
+    """How the head's fit weighs frames (``head.Weighting``)."""
 
     def head(self, adapt_frames: int = 0) -> HeadSettings:
         """The head's settings for these views and weighting."""
         return HeadSettings(views=self.views, weighting=self.weighting, adapt_frames=adapt_frames)
+
+
+def _used_composites(data: LabelledSet, settings: LiteSettings) -> list[Composite]:
+    """The set's composites when the settings train on them, else none."""
+    return data.composites if settings.composite_copies else []
 
 
 def _frames(data: LabelledSet, settings: LiteSettings) -> list[LabelledFrame]:
@@ -119,7 +125,7 @@ def evaluate_loco(
     report: dict[str, Any] = {
         "set": str(root),
         "frames": len(real),
-        "composites": len(data.composites) if settings.composite_copies else 0,
+        "composites": len(_used_composites(data, settings)),
         "cameras": len(data.cameras),
         "feature_seconds": round(features.seconds, 1),
         "settings": asdict(settings),
@@ -181,11 +187,8 @@ def train_lite(
             evaluation["loco_table"] = table(lite["per_camera"], lite["camera_mean"])
     scored = ~features.composite_mask()
     counts = {c: int((features.labels[scored] == i).sum()) for i, c in enumerate(features.classes)}
-    composites = (
-        f" and {len(data.composites)} checked median composites"
-        if settings.composite_copies
-        else ""
-    )
+    used = _used_composites(data, settings)
+    composites = f" and {len(used)} checked median composites" if used else ""
     description = (
         "Congestion classifier: EfficientNet-Lite0 with ImageNet weights, frozen; a "
         f"{choice.family} linear head trained on {len(real)} hand-labelled frames of "
@@ -214,11 +217,7 @@ def train_lite(
             "labels": data.comments,
             "frames": len(real),
             "per_class": counts,
-            "composites": [
-                {"file": c.file, "method": c.method, "label": c.label} for c in data.composites
-            ]
-            if settings.composite_copies
-            else [],
+            "composites": [{"file": c.file, "method": c.method, "label": c.label} for c in used],
             "cameras": sorted(data.cameras),
             "training_seconds": round(time.perf_counter() - started, 1),
         },

@@ -111,19 +111,16 @@ def fit(
     l2: float,
     views: int,
     *,
-    weighting: Weighting = "camera-class",
+    weighting: Weighting = HeadSettings.weighting,
 ) -> LinearHead:
     """The head fitted on every view of ``rows``."""
     x, y = _training_rows(data, rows, views)
-    groups = [data.cameras[i] for i in rows for _ in range(views)]
-    return fit_head(
-        x,
-        y,
-        len(data.classes),
-        l2,
-        family=family,
-        groups=groups if weighting == "camera-class" else None,
+    groups = (
+        [data.cameras[i] for i in rows for _ in range(views)]
+        if weighting == "camera-class"
+        else None
     )
+    return fit_head(x, y, len(data.classes), l2, family=family, groups=groups)
 
 
 def softmax(logits: npt.NDArray[np.float32], temperature: float = 1.0) -> Any:
