@@ -114,7 +114,16 @@ def _evaluate_loco(args: argparse.Namespace) -> int:
     for key in ("efficientnet_lite0", "mobilenetv3_from_scratch"):
         if key in report:
             print(f"{key}: {report[key]['protocol']}")
-            print("\n".join(table(report[key]["per_camera"], report[key]["camera_mean"])))
+            section = report[key]
+            print(
+                "\n".join(
+                    table(
+                        section["per_camera"],
+                        section["camera_mean"],
+                        section.get("camera_mean_interval"),
+                    )
+                )
+            )
             pooled = report[key].get("pooled")
             if pooled:
                 figures = {k: v for k, v in pooled.items() if k != "confusion"}

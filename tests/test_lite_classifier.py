@@ -18,7 +18,7 @@ from roadsense.edge.classifier import create_classifier
 from roadsense.models.calibration import apply_temperature
 from roadsense.models.card import load_card
 from roadsense.models.congestion_labels import CONGESTION_LABELS
-from roadsense.models.loco_report import selective_figures
+from roadsense.models.loco_report import camera_interval, selective_figures
 from roadsense.models.training import lite_train, loco
 from roadsense.models.training.efficientnet_lite import EfficientNetLite0
 from roadsense.models.training.export_lite import CongestionWithMap, export_lite
@@ -301,12 +301,31 @@ def test_evaluate_loco_prints_the_table_and_the_floor_figures(
     assert main(["models", "evaluate-loco", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| **camera mean** |" in printed
+    low, high = report["efficientnet_lite0"]["camera_mean_interval"]["accuracy"]
+    assert f"| 95 % interval over cameras | | | {low:.2f}-{high:.2f} |" in printed
     floor = report["efficientnet_lite0"]["uncertain_floors"][0]
     assert f"uncertain below 0.35: {floor['reported']:.3f} of a camera's frames reported" in printed
     written = json.loads(out.read_text())["efficientnet_lite0"]["uncertain_floors"]
     assert [row["reported"] for row in written] == [
         row["reported"] for row in report["efficientnet_lite0"]["uncertain_floors"]
     ]
+
+
+def test_the_camera_mean_interval_resamples_cameras() -> None:
+    def camera(accuracy: float, ece: float = 0.1) -> dict[str, float]:
+        return {"accuracy": accuracy, "gross_error_rate": 0.0, "macro_f1": accuracy, "ece": ece}
+
+    same = camera_interval({name: camera(0.7) for name in "abcdef"})
+    assert same["accuracy"] == [0.7, 0.7]  # cameras that agree leave nothing to resample
+    assert same["gross_error_rate"] == [0.0, 0.0]
+    split = {name: camera(1.0 if name in "abc" else 0.0) for name in "abcdef"}
+    low, high = camera_interval(split)["accuracy"]
+    assert 0.0 < low < 0.5 < high < 1.0  # half right, half wrong: wide around 0.5
+    assert camera_interval(split) == camera_interval(split)  # seeded: the card is reproducible
+    wider = camera_interval({name: camera(1.0 if name in "ab" else 0.0) for name in "abcdef"})
+    assert wider["accuracy"][0] < low  # a third right: the interval moves down
+    missing = camera_interval({"a": camera(1.0, float("nan")), "b": camera(0.0, 0.3)})
+    assert missing["ece"] == [0.3, 0.3]  # a camera without a figure is left out of it
 
 
 def test_camera_class_weighting_gives_every_camera_and_level_pair_the_same_weight() -> None:

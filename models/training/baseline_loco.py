@@ -20,7 +20,7 @@ import numpy as np
 
 from roadsense.models.footage.multicamera import LabelledFrame
 from roadsense.models.image_sets import ImageSet
-from roadsense.models.loco_report import camera_figures, camera_mean
+from roadsense.models.loco_report import camera_figures, camera_interval, camera_mean
 from roadsense.models.training.congestion_train import CnnSettings, predict, train_cnn
 from roadsense.models.training.loco import Progress, camera_folds, split
 
@@ -69,5 +69,6 @@ def baseline_camera_folds(
         "settings": asdict(settings),
         "per_camera": ordered,
         "camera_mean": camera_mean(ordered),
+        "camera_mean_interval": camera_interval(ordered),
         "seconds": round(time.perf_counter() - started, 1),
     }

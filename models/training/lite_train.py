@@ -184,7 +184,9 @@ def train_lite(
         evaluation["leave_one_camera_out"] = loco
         lite = loco.get("efficientnet_lite0")
         if lite:
-            evaluation["loco_table"] = table(lite["per_camera"], lite["camera_mean"])
+            evaluation["loco_table"] = table(
+                lite["per_camera"], lite["camera_mean"], lite.get("camera_mean_interval")
+            )
     scored = ~features.composite_mask()
     counts = {c: int((features.labels[scored] == i).sum()) for i, c in enumerate(features.classes)}
     used = _used_composites(data, settings)

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from roadsense.core.errors import RoadSenseError
 from roadsense.models.loco_report import (
     camera_figures,
+    camera_interval,
     camera_mean,
     pooled_figures,
     selective_figures,
@@ -238,6 +239,7 @@ def leave_one_camera_out(
         "settings": asdict(settings),
         "per_camera": per_camera,
         "camera_mean": camera_mean(per_camera),
+        "camera_mean_interval": camera_interval(per_camera),
         "pooled": pooled_figures(per_camera_probabilities, data.classes),
         "uncertain_floors": selective_figures(per_camera_probabilities),
         "seconds": round(time.perf_counter() - started, 1),
