@@ -144,12 +144,13 @@ def test_the_activation_map_is_the_head_weighted_feature_map(lite_model: Path) -
 
 def test_stage_pooling_exports_a_map_whose_mean_is_the_class_score(tmp_path: Path) -> None:
     """``pooling = "stages"``: the head reads 2024 averages (stage ends and the last
-    convolution); each stage's evidence folds onto the last grid, so the map of the
-    predicted class averages to that class's score less its bias, in ONNX as in torch."""
+    convolution); each map's evidence is averaged down or repeated up onto the stride-16
+    grid, so the map of the predicted class averages to that class's score less its bias,
+    and each cell holds the evidence of its own 16 x 16 pixels, in ONNX as in torch."""
     import onnxruntime as ort
 
     from roadsense.edge.preprocess import frames_to_tensor
-    from roadsense.models.training.efficientnet_lite import STAGE_FEATURES, pooled
+    from roadsense.models.training.efficientnet_lite import STAGE_FEATURES
     from roadsense.models.training.export_lite import ExportError
     from roadsense.models.training.features import pooled_features
 
@@ -178,13 +179,27 @@ def test_stage_pooling_exports_a_map_whose_mean_is_the_class_score(tmp_path: Pat
     tensor = frames_to_tensor(frames, spec)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     probabilities, maps = session.run(["probabilities", "activation_map"], {"images": tensor})
-    assert maps.shape == (3, 64 // 32, 96 // 32)
+    assert maps.shape == (3, 64 // 16, 96 // 16)  # the stride-16 stages' grid
+    assert card.settings["activation_map_stride"] == 16
     weight, bias = head.folded()
     with torch.no_grad():
-        scores = pooled(backbone.feature_maps(torch.from_numpy(tensor), True)).numpy()
+        feature_maps = [m.numpy() for m in backbone.feature_maps(torch.from_numpy(tensor), True)]
+    scores = np.concatenate([m.mean(axis=(2, 3)) for m in feature_maps], axis=1)
     scores = scores @ weight.T + bias
     top = scores.argmax(axis=1)
     assert (np.asarray(probabilities).argmax(axis=1) == top).all()
+    manual = np.zeros((3, 4, 6), np.float32)
+    start = 0
+    for feature_map in feature_maps:  # grids 8x12 (stride 8), 4x6, 4x6, 2x3, 2x3, 2x3
+        channels, height = feature_map.shape[1], feature_map.shape[2]
+        evidence = np.einsum("nk,nkhw->nhw", weight[top, start : start + channels], feature_map)
+        start += channels
+        if height > 4:  # each 2 x 2 block of the stride-8 grid averaged into one cell
+            evidence = evidence.reshape(3, 4, 2, 6, 2).mean(axis=(2, 4))
+        elif height < 4:  # each stride-32 cell's evidence on its four stride-16 cells
+            evidence = evidence.repeat(2, axis=1).repeat(2, axis=2)
+        manual += evidence
+    np.testing.assert_allclose(maps, manual, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(
         np.asarray(maps).mean(axis=(1, 2)),
         scores[np.arange(3), top] - bias[top],

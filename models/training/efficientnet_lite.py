@@ -28,9 +28,9 @@ STAGE_ENDS = (4, 7, 10, 14, 15)
 1/32 and 1/32 of the input): what ``pooling = "stages"`` pools beside the last convolution."""
 STAGE_CHANNELS = (40, 80, 112, 192, 320)
 STAGE_FEATURES = sum(STAGE_CHANNELS) + FEATURES
-STAGE_FOLDS = (4, 2, 2, 1, 1)
-"""How many cells of each stage end's grid make one of the last grid's, per side (for an
-input whose width and height are multiples of 32)."""
+STAGE_STRIDES = (8, 16, 16, 32, 32)
+"""Input pixels per cell of each stage end's grid, per side; the last convolution's is 32."""
+LAST_STRIDE = 32
 Pooling = Literal["last", "stages"]
 """What the head reads: the last convolution's global average (1280 features), or that and
 the global averages of the stage ends (2024 features)."""

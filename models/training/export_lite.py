@@ -1,14 +1,16 @@
 """Export the EfficientNet-Lite0 congestion classifier: probabilities and a class
 activation map, one ONNX, checked against torch.
 
-The exported graph: frozen backbone -> last-convolution features F (N x 1280 x h x w) ->
-global average -> the linear head folded onto raw features -> probabilities (softmax for
+The exported graph: frozen backbone -> last-convolution features F (N x 1280 x H/32 x W/32)
+-> global average -> the linear head folded onto raw features -> probabilities (softmax for
 the multinomial head, cumulative-logit differences for the ordinal one). The second
 output is the class activation map (Zhou et al. 2016) of the predicted class: the head's
-weights of that class times F, summed over channels (N x h x w). With ``pooling =
-"stages"`` the head also reads the averages of the stage ends; each stage's map (its
-weights times its features) is averaged down onto F's grid and added, so the map's mean
-is still the class score less its bias. For the ordinal head all
+weights of that class times F, summed over channels (N x H/32 x W/32). With ``pooling =
+"stages"`` the head also reads the averages of the stage ends, and the map is drawn on the
+finer grid of the stride-16 stages (N x H/16 x W/16): each map's evidence (its weights
+times its features) is averaged down onto that grid (stride 8) or repeated onto it (stride
+32) and added, so the map's mean is still the class score less its bias, and a vehicle
+is placed to within 16 pixels of the input instead of 32. For the ordinal head all
 classes share one score, so the map is that score's evidence: where the features push the
 level up. No gradients, only a matmul, so ONNX Runtime and TensorRT run it alike.
 """
@@ -30,8 +32,9 @@ from torch.nn import functional
 from roadsense.edge.preprocess import Frame, frames_to_tensor
 from roadsense.models.card import InputSpec, ModelCard, card_path_for, sha256_file
 from roadsense.models.training.efficientnet_lite import (
+    LAST_STRIDE,
     POOLED_CHANNELS,
-    STAGE_FOLDS,
+    STAGE_STRIDES,
     EfficientNetLite0,
     Pooling,
     pooled,
@@ -47,6 +50,12 @@ MAX_DIFFERENCE = 1e-4
 
 
 POOLED = {"last": "last convolution", "stages": "stage ends and last convolution"}
+
+
+def map_stride(pooling: Pooling) -> int:
+    """Input pixels per cell of the activation map, per side: 16 when the head reads the
+    stage ends (the finest grid every stage reaches without inventing detail), else 32."""
+    return 16 if pooling == "stages" else LAST_STRIDE
 
 
 class ExportError(RuntimeError):
@@ -73,6 +82,7 @@ class CongestionWithMap(nn.Module):
         self.register_buffer("bias", torch.from_numpy(bias))
         self.register_buffer("thresholds", torch.from_numpy(head.thresholds))
         self.classes = len(head.thresholds) + 1 if self.ordinal else weight.shape[0]
+        self.map_stride = map_stride(pooling)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         maps = self.backbone.feature_maps(x, self.stages)
@@ -91,17 +101,23 @@ class CongestionWithMap(nn.Module):
         return probabilities, self._activation(maps, chosen)
 
     def _activation(self, maps: list[torch.Tensor], chosen: torch.Tensor) -> torch.Tensor:
-        """Each map's channels weighted by ``chosen``, summed, on the last map's grid."""
-        folds = (*STAGE_FOLDS, 1) if self.stages else (1,)
-        activation = torch.zeros_like(maps[-1][:, 0])
+        """Each map's channels weighted by ``chosen``, summed, on the ``map_stride`` grid
+        (averaged down from a finer map, repeated up from a coarser one: means are kept)."""
+        strides = (*STAGE_STRIDES, LAST_STRIDE) if self.stages else (LAST_STRIDE,)
+        activation: torch.Tensor | None = None
         start = 0
-        for feature_map, fold, channels in zip(maps, folds, self.channels, strict=True):
+        for feature_map, stride, channels in zip(maps, strides, self.channels, strict=True):
             weights = chosen[:, start : start + channels, None, None]
             start += channels
             evidence = (feature_map * weights).sum(dim=1, keepdim=True)
-            if fold > 1:
-                evidence = functional.avg_pool2d(evidence, fold)
-            activation = activation + evidence[:, 0]
+            if stride < self.map_stride:
+                evidence = functional.avg_pool2d(evidence, self.map_stride // stride)
+            elif stride > self.map_stride:
+                evidence = functional.interpolate(
+                    evidence, scale_factor=stride // self.map_stride, mode="nearest"
+                )
+            activation = evidence[:, 0] if activation is None else activation + evidence[:, 0]
+        assert activation is not None
         return activation
 
 
@@ -129,7 +145,7 @@ def export_lite(
     if pooling == "stages" and (spec.width % 32 or spec.height % 32):
         raise ExportError(
             f"pooling 'stages' needs an input whose width and height are multiples of 32 "
-            f"(the stage grids then fold onto the last one); got {spec.width}x{spec.height}"
+            f"(the stage grids then line up on the map's); got {spec.width}x{spec.height}"
         )
     model = CongestionWithMap(backbone, head, pooling).eval()
     example = torch.zeros(2, 3, spec.height, spec.width)
@@ -182,6 +198,7 @@ def export_lite(
             "pooling": pooling,
             "head_family": head.family,
             "onnx_torch_activation_map_relative_difference": relative_map,
+            "activation_map_stride": map_stride(pooling),
         },
         training_data=training_data,
         evaluation=evaluation,
