@@ -1,8 +1,11 @@
 """Class activation maps as pictures, and how much of a map lies where (torch-free).
 
 The model's map (``Classifier.explain``) is on the network's coarse grid over the region
-the classifier saw; here it is made non-negative, normalised to sum 1, resized onto that
-region of the full frame, and drawn over it.
+the classifier saw; here it is centred on its own mean and clipped at zero, normalised to
+sum 1, resized onto that region of the full frame, and drawn over it. Centring matters:
+the map's mean is the level's whole score, and the frozen features push most cells the
+same way, so the clipped raw map is nearly flat; what a picture can show is where the
+evidence for the level stands above the frame's average.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ Heat = npt.NDArray[np.float32]
 def heat_on_frame(
     activation: npt.NDArray[np.float32], frame_shape: tuple[int, ...], roi: Roi | None
 ) -> Heat:
-    """The map (h x w) as mass over the whole frame: >= 0, sum 1, zero outside the region."""
+    """The map (h x w) as mass over the whole frame: where it stands above its mean, >= 0,
+    sum 1, zero outside the region (a flat map spreads evenly over the region)."""
     height, width = frame_shape[:2]
     left, top, right, bottom = roi_box(width, height, roi) if roi else (0, 0, width, height)
-    positive = np.maximum(activation.astype(np.float32), 0.0)
+    centred = activation.astype(np.float32) - np.float32(activation.mean())
+    positive = np.maximum(centred, 0.0)
     if float(positive.sum()) <= 0:
         positive = np.ones_like(positive)
     region = cv2.resize(positive, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)

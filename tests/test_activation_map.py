@@ -69,6 +69,19 @@ def _whole_frames() -> list[np.ndarray]:
     return frames
 
 
+def test_the_heat_is_where_the_map_stands_above_its_mean() -> None:
+    activation = np.full((4, 6), 5.0, np.float32)  # all cells push the level up...
+    activation[1, 4] = 9.0  # ...one cell more than the others
+    heat = heat_on_frame(activation, (40, 60, 3), None)
+    assert heat.sum() == pytest.approx(1.0)
+    assert mass_inside(heat, (40, 10, 50, 20)) > 0.5  # that cell's 10 x 10 pixels...
+    assert mass_inside(heat, (30, 0, 60, 30)) == pytest.approx(1.0)  # ...and its neighbours
+    assert mass_inside(heat, (0, 30, 60, 40)) == 0.0  # rows at the mean get none
+    flat = heat_on_frame(np.full((4, 6), 3.0, np.float32), (40, 60, 3), (0.5, 0.0, 0.5, 1.0))
+    assert flat[:, :30].sum() == 0.0  # nothing outside the region
+    assert flat[:, 30:].min() == pytest.approx(flat[:, 30:].max())  # no place stands out
+
+
 @pytest.mark.integration
 def test_on_heavy_frames_of_a_held_out_camera_the_map_lies_on_the_road(
     held_out_model: Path,
@@ -93,11 +106,13 @@ def test_on_heavy_frames_of_a_held_out_camera_the_map_lies_on_the_road(
     assert (probabilities.argmax(axis=1) >= 2).mean() >= 0.8  # read as moderate or worse
     assert np.mean(inside) > 0.6  # most of the mass on the road
     # The text bands get less than their share of the frame, and per unit of area the road
-    # weighs more than they do. Not "almost none": the map is a 7 x 5 grid, and its top
-    # row spans the top band and the start of the road (measured: 0.13-0.22 of the mass
-    # on bands covering 0.24 of the frame).
-    assert np.mean(on_bands) < band_share
-    assert np.mean(inside) / road_share > 1.2 * np.mean(on_bands) / band_share
+    # weighs more than half as much again as they do. Not "almost none": on this 14 x 10
+    # grid the top rows hold the far end of the road as well as the band, and the model
+    # was never shown the text (measured: road 0.52-0.79 of the mass, mean 0.65, on 0.58
+    # of the frame; bands 0.03-0.25, mean 0.15, on 0.24; the 7 x 5 map, uncentred: 0.60
+    # and 0.18).
+    assert np.mean(on_bands) < 0.8 * band_share
+    assert np.mean(inside) / road_share > 1.5 * np.mean(on_bands) / band_share
 
 
 @pytest.mark.integration
