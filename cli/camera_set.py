@@ -75,6 +75,55 @@ def add_dataset_check(dataset_commands: Any) -> None:
     check.set_defaults(handler=_dataset_check)
 
 
+def _dataset_agreement(args: argparse.Namespace) -> int:
+    import json
+
+    from roadsense.models.congestion_labels import CONGESTION_LABELS
+    from roadsense.models.footage.agreement import agreement, read_second_labels, table
+    from roadsense.models.footage.multicamera import read_labelled_set
+
+    data = read_labelled_set(args.data)
+    second, comments = read_second_labels(args.second, data, CONGESTION_LABELS)
+    report = {
+        "first": {"file": str(args.data / "labels.csv"), **data.comments},
+        "second": {"file": str(args.second), **comments},
+        **agreement(data, second, CONGESTION_LABELS),
+    }
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+        return 0
+    print(f"first:  {report['first']['labelled_by']}")
+    print(f"second: {report['second']['labelled_by']}")
+    print("\n".join(table(report)))
+    print(
+        f"all {report['frames_compared']} frames together: agreement "
+        f"{report['pooled_agreement']:.3f}, Cohen's kappa {report['cohen_kappa']:.3f} "
+        f"(linear weights {report['cohen_kappa_linear']:.3f})"
+    )
+    return 0
+
+
+def add_dataset_agreement(dataset_commands: Any) -> None:
+    """`dataset agreement`."""
+    command = dataset_commands.add_parser(
+        "agreement",
+        help="how far a second labeller agrees with the set's labels",
+        description="Compare a second label file (labels.csv format, with '# labelled_by:' "
+        "and '# method:' comments, checked as labels.csv is) with the set's labels on "
+        "every frame both label: per camera the share labelled alike and the share two or "
+        "more levels apart, their camera means, and Cohen's kappa (plain and linearly "
+        "weighted) over all compared frames.",
+    )
+    command.add_argument(
+        "--data", type=Path, default=SHIPPED_SET, help=f"set folder (default {SHIPPED_SET})"
+    )
+    command.add_argument(
+        "--second", type=Path, required=True, help="the second labeller's label file"
+    )
+    command.add_argument("--json", action="store_true", help="print one JSON line")
+    command.set_defaults(handler=_dataset_agreement)
+
+
 def _lite_settings(args: argparse.Namespace) -> Any:
     from roadsense.models.training.lite_train import LiteSettings
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from roadsense.cli.camera_set import (
     adapt_from_images,
+    add_dataset_agreement,
     add_dataset_check,
     add_explain_command,
     add_loco_command,
@@ -216,6 +217,7 @@ def add_dataset_commands(commands: Any) -> None:
     frames.add_argument("--json", action="store_true", help="print one JSON object")
     frames.set_defaults(handler=_dataset_frames)
     add_dataset_check(dataset_commands)
+    add_dataset_agreement(dataset_commands)
 
 
 def add_models_commands(commands: Any) -> None:

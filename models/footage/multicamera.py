@@ -187,7 +187,8 @@ def read_clips(path: Path, cameras: dict[str, Camera]) -> dict[str, Clip]:
     return clips
 
 
-def _comments(path: Path) -> dict[str, str]:
+def label_comments(path: Path) -> dict[str, str]:
+    """The ``# labelled_by:`` and ``# method:`` comments a label file must carry."""
     found: dict[str, str] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("#") and ":" in line:
@@ -247,7 +248,7 @@ def read_composites(
     one composite per clip and method, and comments saying who checked them and how."""
     if not path.exists():
         return []
-    _comments(path)
+    label_comments(path)
     composites: list[Composite] = []
     seen: dict[tuple[str, str], int] = {}
     for line, row in _rows(path, COMPOSITE_COLUMNS):
@@ -277,7 +278,7 @@ def read_labelled_set(root: Path, labels: Sequence[str] = CONGESTION_LABELS) -> 
     cameras = read_cameras(root / CAMERAS_FILE)
     clips = read_clips(root / CLIPS_FILE, cameras)
     ranges = read_ranges(root / LABELS_FILE, clips, labels)
-    comments = _comments(root / LABELS_FILE)
+    comments = label_comments(root / LABELS_FILE)
     composites = read_composites(root / COMPOSITES_FILE, clips, labels)
     return LabelledSet(root, cameras, clips, ranges, comments, composites)
 
