@@ -152,6 +152,7 @@ def _evaluate_loco(args: argparse.Namespace) -> int:
         baseline_folds=args.baseline_folds,
         adapt_frames=args.adapt_frames,
         cache=args.features_cache,
+        second_labels=args.second_labels,
     )
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -185,6 +186,9 @@ def _evaluate_loco(args: argparse.Namespace) -> int:
                     f"{row['wrong_made_uncertain']:.3f} of its wrong frames made uncertain "
                     "(camera means)"
                 )
+    second = report["efficientnet_lite0"].get("second_labeller")
+    if second:
+        print(f"on the frames of {second['labels_file']}: {second['camera_mean']} (camera means)")
     if "adapt" in report:
         print(f"adapting to a camera's first frames: {report['adapt']}")
     return 0
@@ -310,6 +314,13 @@ def add_loco_command(models_commands: Any) -> None:
         "score its later frames before and after (e.g. 30)",
     )
     loco.add_argument("--features-cache", type=Path, help="keep/reuse the backbone features")
+    loco.add_argument(
+        "--second-labels",
+        type=Path,
+        metavar="FILE",
+        help="also score each held-out camera on the frames of a second labeller's label file "
+        "(labels.csv format): against those labels, and where both labellers agree",
+    )
     _composite_argument(loco)
     loco.add_argument("--out", type=Path, help="write the whole report as JSON here")
     loco.add_argument("--json", action="store_true", help="print one JSON line")

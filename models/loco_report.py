@@ -19,6 +19,13 @@ from roadsense.models.image_sets import classification_report
 
 FIGURES = ("accuracy", "gross_error_rate", "macro_f1", "ece")
 
+SECOND_LABELLER_FIGURES = (
+    "accuracy",
+    "gross_error_rate",
+    "consensus_accuracy",
+    "consensus_gross_error_rate",
+)
+
 UNCERTAIN_FLOORS = (0.35, 0.45, 0.55)
 """Floors of the top calibrated probability scored by ``selective_figures`` (the edge's
 ``[classifier] uncertain_below``; 0.35 is the sample configuration's)."""
@@ -43,10 +50,13 @@ def camera_figures(
     }
 
 
-def camera_mean(per_camera: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Each figure averaged over cameras (every camera weighs the same)."""
+def camera_mean(
+    per_camera: dict[str, dict[str, Any]], figures: Sequence[str] = FIGURES
+) -> dict[str, float]:
+    """Each figure averaged over cameras (every camera weighs the same; a camera without
+    the figure, NaN, is left out of its mean)."""
     means: dict[str, float] = {}
-    for name in FIGURES:
+    for name in figures:
         values = [float(c[name]) for c in per_camera.values() if not math.isnan(float(c[name]))]
         means[name] = round(float(np.mean(values)), 4) if values else math.nan
     return means
@@ -123,6 +133,34 @@ def selective_figures(
             }
         )
     return rows
+
+
+def second_labeller_figures(
+    scored: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[Any]]],
+) -> dict[str, Any]:
+    """Held-out predictions on the frames a second labeller labelled: per camera and as
+    camera means, accuracy and gross error against the second labels, and the same on the
+    frames where both labellers gave one level (``first`` is -1 where the first gave none).
+    A camera with no such frame is left out of the consensus means."""
+    per_camera: dict[str, dict[str, Any]] = {}
+    for camera, (second, first, probabilities) in scored.items():
+        predicted = probabilities.argmax(axis=1).astype(np.int64)
+        both = first == second
+        per_camera[camera] = {
+            "frames": len(second),
+            "accuracy": round(float((predicted == second).mean()), 4),
+            "gross_error_rate": round(gross_error_rate(second, predicted), 4),
+            "consensus_frames": int(both.sum()),
+            "consensus_accuracy": round(float((predicted[both] == second[both]).mean()), 4)
+            if both.any()
+            else math.nan,
+            "consensus_gross_error_rate": round(gross_error_rate(second[both], predicted[both]), 4)
+            if both.any()
+            else math.nan,
+        }
+    means = camera_mean(per_camera, SECOND_LABELLER_FIGURES)
+    means["consensus_cameras"] = sum(1 for c in per_camera.values() if c["consensus_frames"])
+    return {"per_camera": per_camera, "camera_mean": means}
 
 
 def table(

@@ -1,10 +1,12 @@
-"""A second labeller against the set's labels: agreement per camera, kappa, refusals."""
+"""A second labeller against the set's labels: agreement per camera, kappa, refusals; and
+the leave-one-camera-out scored on the second labeller's frames."""
 
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,8 +20,13 @@ from roadsense.models.footage.multicamera import (
     LABELS_FILE,
     read_labelled_set,
 )
+from roadsense.models.loco_report import second_labeller_figures
+from roadsense.models.training import lite_train, loco
+from roadsense.models.training.features import FeatureSet
+from roadsense.models.training.head import fit_head
 
 from .helpers import roadsense_cli
+from .test_lite_classifier import _synthetic
 
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "data" / "footage"
 HEADER = (
@@ -122,3 +129,84 @@ def test_a_missing_or_disjoint_second_file_is_refused(tmp_path: Path) -> None:
     ranges, _ = read_second_labels(second, data, CONGESTION_LABELS)  # frames 200-219: none
     with pytest.raises(FootageError, match="no labelled frame in common"):
         agreement(data, ranges, CONGESTION_LABELS)
+
+
+def test_held_out_predictions_are_scored_against_the_second_labeller_by_hand() -> None:
+    def probabilities(levels: list[int]) -> np.ndarray:
+        return np.eye(5)[levels] * 0.6 + 0.08
+
+    scored = {
+        # second: free, free, light; first: free, none, moderate; predicted: free, light, light
+        "a": (np.asarray([0, 0, 1]), np.asarray([0, -1, 2]), probabilities([0, 1, 1])),
+        # second: heavy; first: light; predicted: light (two levels off the second)
+        "b": (np.asarray([3]), np.asarray([1]), probabilities([1])),
+    }
+    report = second_labeller_figures(scored)
+    assert report["per_camera"]["a"] == {
+        "frames": 3,
+        "accuracy": round(2 / 3, 4),
+        "gross_error_rate": 0.0,
+        "consensus_frames": 1,  # only the first frame: both said free
+        "consensus_accuracy": 1.0,
+        "consensus_gross_error_rate": 0.0,
+    }
+    assert report["per_camera"]["b"]["gross_error_rate"] == 1.0
+    assert np.isnan(report["per_camera"]["b"]["consensus_accuracy"])
+    assert report["camera_mean"] == {
+        "accuracy": round((2 / 3 + 0) / 2, 4),
+        "gross_error_rate": 0.5,
+        "consensus_accuracy": 1.0,  # b has no consensus frame: left out
+        "consensus_gross_error_rate": 0.0,
+        "consensus_cameras": 1,
+    }
+
+
+def test_the_loco_scores_second_labels_and_never_trains_on_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = _synthetic(views=2)
+    rows = list(range(0, len(data.labels), 3))
+    features = data.features[rows, :1].copy()
+    features[:, :, 0] = 99.0  # a marker no training row carries
+    second_set = FeatureSet(
+        features, data.labels[rows], [data.cameras[i] for i in rows], data.classes, 0.0
+    )
+    first = data.labels[rows].copy()
+    first[::2] = -1  # the first labeller gave no level to every other frame
+    second = loco.SecondLabels(second_set, first, "second.csv")
+    seen: list[float] = []
+    real = fit_head
+
+    def spy(features: Any, labels: Any, classes: int, l2: float, **kwargs: Any) -> Any:
+        seen.extend(float(v) for v in features[:, 0])
+        return real(features, labels, classes, l2, **kwargs)
+
+    monkeypatch.setattr(loco, "fit_head", spy)
+    settings = loco.HeadSettings(l2_grid=(1e-2,), families=("multinomial",), views=2)
+    report = loco.leave_one_camera_out(data, settings, second=second)
+    assert 99.0 not in seen
+    figures = report["second_labeller"]
+    assert figures["labels_file"] == "second.csv"
+    assert sum(c["frames"] for c in figures["per_camera"].values()) == len(rows)
+    assert sum(c["consensus_frames"] for c in figures["per_camera"].values()) == int(
+        (first >= 0).sum()
+    )
+
+
+@pytest.mark.integration
+def test_second_labels_are_read_as_frames_with_the_first_labellers_level(
+    tmp_path: Path,
+) -> None:
+    second = tmp_path / "second.csv"
+    second.write_text(
+        HEADER
+        + f"{TOOLEY},5,5,free\n{SHAFTESBURY},95,95,heavy\n"
+        + "tfl-06598-cromwell-rd-collingham-rd-2019-06-14.mp4,210,210,light\n"  # first: none
+    )
+    labels = lite_train._second_labels(
+        read_labelled_set(SHIPPED), second, lite_train.LiteSettings()
+    )
+    assert labels.features.features.shape == (3, 1, 2024)
+    assert labels.features.cameras == ["tfl-03507", "tfl-06598", "tfl-07458"]
+    assert [CONGESTION_LABELS[i] for i in labels.features.labels] == ["free", "light", "heavy"]
+    assert labels.first.tolist() == [1, -1, 4]  # light, none, jammed

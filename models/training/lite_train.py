@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from roadsense.models.congestion_labels import CONGESTION_LABELS
+from roadsense.models.footage.agreement import frame_labels, read_second_labels
 from roadsense.models.footage.multicamera import (
     Composite,
     LabelledFrame,
@@ -38,9 +39,19 @@ from roadsense.models.training.efficientnet_lite import (
 from roadsense.models.training.export_lite import export_lite
 from roadsense.models.training.features import FeatureSet, extract_features, lite_input_spec
 from roadsense.models.training.head import Weighting
-from roadsense.models.training.loco import HeadSettings, Progress, choose, fit, leave_one_camera_out
+from roadsense.models.training.loco import (
+    HeadSettings,
+    Progress,
+    SecondLabels,
+    choose,
+    fit,
+    leave_one_camera_out,
+)
 
 logger = logging.getLogger(__name__)
+
+EVERY_FRAME = 1 << 30
+"""A ``per_clip`` that takes every labelled frame (``labelled_frames``)."""
 
 
 @dataclass(frozen=True)
@@ -114,11 +125,14 @@ def evaluate_loco(
     adapt_frames: int = 0,
     cache: Path | None = None,
     progress: Progress | None = None,
+    second_labels: Path | None = None,
 ) -> dict[str, Any]:
     """Leave-one-camera-out figures of the Lite0 classifier (and of the from-scratch
-    MobileNetV3 baseline under ``baseline_folds`` camera folds, when asked)."""
+    MobileNetV3 baseline under ``baseline_folds`` camera folds, when asked; and each
+    held-out camera scored on a second labeller's frames, when given)."""
     torch.set_num_threads(settings.threads)
     data = read_labelled_set(root)
+    second = _second_labels(data, second_labels, settings) if second_labels else None
     frames = _frames(data, settings)
     features = _features(frames, settings, cache)
     real = [f for f in frames if not f.composite]
@@ -129,7 +143,9 @@ def evaluate_loco(
         "cameras": len(data.cameras),
         "feature_seconds": round(features.seconds, 1),
         "settings": asdict(settings),
-        "efficientnet_lite0": leave_one_camera_out(features, settings.head(adapt_frames), progress),
+        "efficientnet_lite0": leave_one_camera_out(
+            features, settings.head(adapt_frames), progress, second
+        ),
     }
     if adapt_frames:
         report["adapt"] = adapt_summary(report["efficientnet_lite0"]["per_camera"])
@@ -138,6 +154,28 @@ def evaluate_loco(
             real, list(CONGESTION_LABELS), CnnSettings(epochs=8, patience=3), baseline_folds
         )
     return report
+
+
+def _second_labels(data: LabelledSet, path: Path, settings: LiteSettings) -> SecondLabels:
+    """Every frame a second label file labels, as the edge sees it (view 0), with the
+    first labeller's level of each (-1 where ``labels.csv`` gives none)."""
+    ranges, _ = read_second_labels(path, data, CONGESTION_LABELS)
+    frames = labelled_frames(replace(data, ranges=ranges), per_clip=EVERY_FRAME)
+    features = extract_features(
+        pretrained_lite0(),
+        frames,
+        list(CONGESTION_LABELS),
+        lite_input_spec(settings.width, settings.height),
+        views=1,
+        pooling=settings.pooling,
+    )
+    first = frame_labels(data.ranges)
+    levels = list(CONGESTION_LABELS)
+    first_levels = [
+        levels.index(first[key]) if key in first else -1
+        for key in ((f.file, f.index) for f in frames)
+    ]
+    return SecondLabels(features, np.asarray(first_levels, dtype=np.int64), str(path))
 
 
 def adapt_summary(per_camera: dict[str, dict[str, Any]]) -> dict[str, Any]:

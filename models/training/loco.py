@@ -24,6 +24,7 @@ from roadsense.models.loco_report import (
     camera_interval,
     camera_mean,
     pooled_figures,
+    second_labeller_figures,
     selective_figures,
 )
 from roadsense.models.training.features import FeatureSet
@@ -71,6 +72,17 @@ class HeadChoice:
     l2: float
     temperature: float
     validation: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SecondLabels:
+    """Frames a second labeller labelled, to score each fold's held-out camera on (never
+    trained on): their features (view 0, labels = the second labeller's) and the first
+    labeller's level of each (-1 where the first gave none)."""
+
+    features: FeatureSet
+    first: npt.NDArray[np.int64]
+    file: str
 
 
 def camera_folds(cameras: Sequence[str], folds: int) -> list[list[str]]:
@@ -208,13 +220,18 @@ def _adapt_gain(
 
 
 def leave_one_camera_out(
-    data: FeatureSet, settings: HeadSettings, progress: Progress | None = None
+    data: FeatureSet,
+    settings: HeadSettings,
+    progress: Progress | None = None,
+    second: SecondLabels | None = None,
 ) -> dict[str, Any]:
-    """Per-camera figures, camera means, and per fold what was trained on and chosen."""
+    """Per-camera figures, camera means, and per fold what was trained on and chosen (and,
+    with ``second``, the held-out camera scored on a second labeller's frames too)."""
     started = time.perf_counter()
     cameras = sorted(set(data.cameras))
     per_camera: dict[str, dict[str, Any]] = {}
     per_camera_probabilities: dict[str, tuple[Any, Any]] = {}
+    second_scored: dict[str, tuple[Any, Any, Any]] = {}
     for done, camera in enumerate(cameras):
         train, test = split(data.cameras, [camera], data.composite_mask())
         choice = choose(data, train, settings)
@@ -228,11 +245,20 @@ def leave_one_camera_out(
         if settings.adapt_frames:
             figures["adapt"] = _adapt_gain(data, test, head, choice.temperature, settings)
         figures["trained_on_cameras"] = sorted({data.cameras[i] for i in train})
+        if second is not None:
+            rows = [i for i, c in enumerate(second.features.cameras) if c == camera]
+            if rows:
+                logits = head.logits(second.features.features[rows, 0])
+                second_scored[camera] = (
+                    second.features.labels[rows],
+                    second.first[rows],
+                    softmax(logits, choice.temperature),
+                )
         per_camera[camera] = figures
         logger.info("LOCO %s: accuracy %.3f", camera, figures["accuracy"])
         if progress:
             progress(done + 1, len(cameras), camera)
-    return {
+    report: dict[str, Any] = {
         "protocol": "leave-one-camera-out: every camera held out once; L2 and temperature "
         f"chosen by {settings.inner_folds}-fold camera-grouped validation of the training "
         "cameras only; scored on the held-out camera's frames as the edge sees them",
@@ -244,3 +270,9 @@ def leave_one_camera_out(
         "uncertain_floors": selective_figures(per_camera_probabilities),
         "seconds": round(time.perf_counter() - started, 1),
     }
+    if second is not None:
+        report["second_labeller"] = {
+            "labels_file": second.file,
+            **second_labeller_figures(second_scored),
+        }
+    return report
