@@ -210,3 +210,15 @@ def test_second_labels_are_read_as_frames_with_the_first_labellers_level(
     assert labels.features.cameras == ["tfl-03507", "tfl-06598", "tfl-07458"]
     assert [CONGESTION_LABELS[i] for i in labels.features.labels] == ["free", "light", "heavy"]
     assert labels.first.tolist() == [1, -1, 4]  # light, none, jammed
+
+
+def test_the_shipped_second_labels_read_and_give_the_readme_figures() -> None:
+    data = read_labelled_set(SHIPPED)
+    ranges, comments = read_second_labels(SHIPPED / "labels-second.csv", data, CONGESTION_LABELS)
+    assert len(ranges) == 184
+    assert "blind" in comments["labelled_by"]
+    assert {r.first_frame for r in ranges} == {r.last_frame for r in ranges}  # single frames
+    report = agreement(data, ranges, CONGESTION_LABELS)
+    assert report["frames_compared"] == 182
+    assert report["camera_mean"] == {"agreement": 0.6518, "two_or_more_apart": 0.0476}
+    assert report["cohen_kappa"] == pytest.approx(0.546, abs=5e-4)
