@@ -250,7 +250,9 @@ def test_the_heat_map_is_drawn_inside_the_region_the_model_saw(tmp_path: Path) -
     drawn, plain = drawn_image.astype(int), plain_image.astype(int)
     above, below = np.abs(drawn - plain)[:119], np.abs(drawn - plain)[121:]
     assert above.max() == 0  # outside the region: the still as the device sent it
-    assert below.mean() > 20  # inside: the map's colours over the road
+    # inside: the map's colours over the part of the road where the evidence stands above
+    # its mean (measured: 0.17 of the region's pixels changed by more than 30)
+    assert (below.max(axis=2) > 30).mean() > 0.1
 
 
 def test_a_config_file_may_not_blur_outside_the_frame(tmp_path: Path) -> None:
