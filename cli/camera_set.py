@@ -163,8 +163,8 @@ def _evaluate_loco(args: argparse.Namespace) -> int:
 
     for key in ("efficientnet_lite0", "mobilenetv3_from_scratch"):
         if key in report:
-            print(f"{key}: {report[key]['protocol']}")
             section = report[key]
+            print(f"{key}: {section['protocol']}")
             print(
                 "\n".join(
                     table(
@@ -174,11 +174,11 @@ def _evaluate_loco(args: argparse.Namespace) -> int:
                     )
                 )
             )
-            pooled = report[key].get("pooled")
+            pooled = section.get("pooled")
             if pooled:
                 figures = {k: v for k, v in pooled.items() if k != "confusion"}
                 print(f"all held-out frames together: {figures}")
-            for row in report[key].get("uncertain_floors", []):
+            for row in section.get("uncertain_floors", []):
                 print(
                     f"uncertain below {row['floor']}: {row['reported']:.3f} of a camera's "
                     f"frames reported, accuracy {row['accuracy_reported']:.3f} and gross "

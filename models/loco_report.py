@@ -57,9 +57,14 @@ def camera_mean(
     the figure, NaN, is left out of its mean)."""
     means: dict[str, float] = {}
     for name in figures:
-        values = [float(c[name]) for c in per_camera.values() if not math.isnan(float(c[name]))]
+        values = _present(per_camera, name)
         means[name] = round(float(np.mean(values)), 4) if values else math.nan
     return means
+
+
+def _present(per_camera: dict[str, dict[str, Any]], name: str) -> list[float]:
+    """The cameras' values of one figure, NaN (a camera without it) left out."""
+    return [float(c[name]) for c in per_camera.values() if not math.isnan(float(c[name]))]
 
 
 INTERVAL_RESAMPLES = 2000
@@ -77,9 +82,7 @@ def camera_interval(
     rng = np.random.default_rng(seed)
     intervals: dict[str, list[float]] = {}
     for name in FIGURES:
-        values = np.asarray(
-            [float(c[name]) for c in per_camera.values() if not math.isnan(float(c[name]))]
-        )
+        values = np.asarray(_present(per_camera, name))
         if len(values) == 0:
             intervals[name] = [math.nan, math.nan]
             continue

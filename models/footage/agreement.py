@@ -25,6 +25,7 @@ from roadsense.models.footage.multicamera import (
     label_comments,
     read_ranges,
 )
+from roadsense.models.loco_report import camera_mean
 
 
 def frame_labels(ranges: Sequence[LabelRange]) -> dict[tuple[str, int], str]:
@@ -60,7 +61,7 @@ def agreement(
     """The set's labels against ``second`` on every frame both label."""
     mine = frame_labels(data.ranges)
     theirs = frame_labels(second)
-    shared = sorted(set(mine) & set(theirs))
+    shared = sorted(mine.keys() & theirs.keys())
     if not shared:
         raise FootageError("the two label files have no labelled frame in common")
     order = list(classes)
@@ -82,13 +83,10 @@ def agreement(
     np.add.at(confusion, (first, other), 1)
     return {
         "frames_compared": len(shared),
-        "frames_only_first": len(set(mine) - set(theirs)),
-        "frames_only_second": len(set(theirs) - set(mine)),
+        "frames_only_first": len(mine) - len(shared),
+        "frames_only_second": len(theirs) - len(shared),
         "per_camera": per_camera,
-        "camera_mean": {
-            name: round(float(np.mean([c[name] for c in per_camera.values()])), 4)
-            for name in ("agreement", "two_or_more_apart")
-        },
+        "camera_mean": camera_mean(per_camera, ("agreement", "two_or_more_apart")),
         "pooled_agreement": round(float((first == other).mean()), 4),
         "cohen_kappa": cohen_kappa(first, other, len(order), linear=False),
         "cohen_kappa_linear": cohen_kappa(first, other, len(order), linear=True),
