@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip
 # torch first and pinned: this exact build satisfies the `train` extra's range
 # from a local wheel where one exists, instead of pulling a multi-GB CUDA build.
 TORCH  := torch==2.13.0
-MYPY_PACKAGES := $(foreach p,core cli edge cloud proto models provisioning bench,-p roadsense.$(p))
+MYPY_PACKAGES := $(foreach p,core cli edge cloud proto models provisioning bench harness,-p roadsense.$(p))
 
 .PHONY: demo test lint typecheck unit install install-dev mosquitto postgresql chromium gstreamer-rtsp proto clean
 

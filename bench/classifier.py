@@ -24,8 +24,8 @@ import onnxruntime as ort
 import torch
 
 from roadsense.bench.edge import decode_all
-from roadsense.edge.preprocess import frames_to_tensor
 from roadsense.models.card import InputSpec, load_card
+from roadsense.models.preprocess import frames_to_tensor
 from roadsense.models.shipped import DEFAULT_CNN, SAMPLE_CLIP
 from roadsense.models.training.congestion_train import OPSET
 from roadsense.models.training.mobilenet import MobileNetV3Small, WithSoftmax

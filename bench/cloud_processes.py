@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from roadsense.cli.broker import free_port
+from roadsense.harness.broker import free_port
 
 
 @dataclass(frozen=True)

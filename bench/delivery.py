@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from roadsense.bench.ingest import report_payload
-from roadsense.cli.broker import start_mosquitto
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig, GrpcConfig, IngestConfig, StoreConfig
 from roadsense.core.mqtt import MqttConfig
@@ -33,6 +32,7 @@ from roadsense.core.paho_client import MqttPublisher
 from roadsense.edge.config import OutboxConfig
 from roadsense.edge.forwarder import Confirmation, Forwarder
 from roadsense.edge.outbox import Outbox
+from roadsense.harness.broker import start_mosquitto
 from roadsense.proto.topics import ack_topic, congestion_topic
 
 SAMPLE_S = 0.02

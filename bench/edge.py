@@ -26,16 +26,16 @@ from typing import Any
 
 import cv2
 
-from roadsense.cli.broker import RunningBroker, mosquitto_binary, start_mosquitto
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.core.publisher import MemoryPublisher, Publisher
 from roadsense.edge.agent import EdgeAgent
-from roadsense.edge.classifier import Classifier, create_classifier
+from roadsense.edge.backends.classifier import Classifier, create_classifier
 from roadsense.edge.config import CameraConfig, EdgeConfig, OutboxConfig, ReportConfig
 from roadsense.edge.forwarder import Forwarder
 from roadsense.edge.outbox import Outbox
-from roadsense.edge.preprocess import Frame
+from roadsense.harness.broker import RunningBroker, mosquitto_binary, start_mosquitto
+from roadsense.models.preprocess import Frame
 from roadsense.models.shipped import SAMPLE_CLIP as SAMPLE_VIDEO
 
 logger = logging.getLogger(__name__)

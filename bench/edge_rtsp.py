@@ -29,11 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from roadsense.bench.rtsp import RtspServer, encode_clip, missing_gstreamer, primed
 from roadsense.core.errors import CaptureError
 from roadsense.core.publisher import MemoryPublisher
 from roadsense.edge.agent import EdgeAgent
-from roadsense.edge.classifier import Classifier, create_classifier
+from roadsense.edge.backends.classifier import Classifier, create_classifier
 from roadsense.edge.config import (
     CameraConfig,
     EdgeConfig,
@@ -42,6 +41,7 @@ from roadsense.edge.config import (
     ReportConfig,
 )
 from roadsense.edge.outbox import Outbox
+from roadsense.harness.rtsp import RtspServer, encode_clip, missing_gstreamer, primed
 from roadsense.models.shipped import SAMPLE_CLIP
 
 logger = logging.getLogger(__name__)

@@ -30,9 +30,9 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from roadsense.edge.preprocess import Frame, frames_to_tensor
 from roadsense.models.calibration import apply_temperature
 from roadsense.models.card import ModelCard, load_card
+from roadsense.models.preprocess import Frame, frames_to_tensor
 from roadsense.models.shipped import DEFAULT_CNN, SAMPLE_CLIP
 
 BATCHES = (1, 8, 32)

@@ -43,12 +43,12 @@ from roadsense.bench.grpc_rate import (
     concurrent_rate,
     raw_unary,
 )
-from roadsense.cli.broker import start_mosquitto
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig, GrpcConfig, IngestConfig, StoreConfig
 from roadsense.cloud.domain import Reading
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.timeutil import now_ms
+from roadsense.harness.broker import start_mosquitto
 from roadsense.models.congestion_labels import CONGESTION_LABELS
 
 LABELS = CONGESTION_LABELS

@@ -39,8 +39,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from roadsense.cli.broker import start_mosquitto
-from roadsense.cli.postgres import BENCH_SETTINGS, RunningPostgres, start_postgres
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import (
     CloudConfig,
@@ -51,6 +49,8 @@ from roadsense.cloud.config import (
 )
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.timeutil import now_ms
+from roadsense.harness.broker import start_mosquitto
+from roadsense.harness.postgres import BENCH_SETTINGS, RunningPostgres, start_postgres
 from roadsense.models.congestion_labels import CONGESTION_LABELS
 from roadsense.proto.v1 import telemetry_pb2
 

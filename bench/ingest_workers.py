@@ -28,9 +28,9 @@ from typing import Any
 
 from roadsense.bench.cloud_processes import CityProcesses, CloudProcess
 from roadsense.bench.ingest import _publish, _run_publisher, raw_subscriber_rate
-from roadsense.cli.broker import RunningBroker, start_mosquitto
-from roadsense.cli.postgres import BENCH_SETTINGS, RunningPostgres, start_postgres
 from roadsense.core.timeutil import now_ms
+from roadsense.harness.broker import RunningBroker, start_mosquitto
+from roadsense.harness.postgres import BENCH_SETTINGS, RunningPostgres, start_postgres
 
 POLL_S = 0.02
 """How often the latency reader polls the store."""

@@ -1,7 +1,7 @@
 """`roadsense bench rollout`: a canary and one promotion stage to N simulated devices.
 
 A private Mosquitto, the real cloud (ingest, store, rollout controller, gRPC
-DownloadModel) and ``devices`` simulated devices (``roadsense.bench.sim_fleet``) that
+DownloadModel) and ``devices`` simulated devices (``roadsense.harness.sim_fleet``) that
 report at ``report_hz`` and download over the real gRPC stream, all on loopback. A new
 random-byte release of ``model_mb`` is published and signed; the clock runs from
 StartRollout until every device runs it. Figures:
@@ -27,8 +27,6 @@ from typing import Any
 
 import grpc
 
-from roadsense.bench.sim_fleet import SimulatedDevice, write_release
-from roadsense.cli.broker import start_mosquitto
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import (
     CloudConfig,
@@ -38,12 +36,14 @@ from roadsense.cloud.config import (
     ModelRegistryConfig,
     StoreConfig,
 )
-from roadsense.cloud.model_registry import publish_model
-from roadsense.cloud.rollout_config import RolloutConfig
+from roadsense.cloud.releases.registry import publish_model
+from roadsense.cloud.rollout.config import RolloutConfig
 from roadsense.core.errors import RoadSenseError
 from roadsense.core.mqtt import MqttConfig
-from roadsense.edge.models_update import ModelOffer, download_model
-from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+from roadsense.edge.updates.download import ModelOffer, download_model
+from roadsense.harness.broker import start_mosquitto
+from roadsense.harness.sim_fleet import SimulatedDevice, write_release
+from roadsense.proto.v1 import fleet_pb2, fleet_pb2_grpc
 from roadsense.provisioning.model_key import create_model_key, open_model_key
 
 PASSPHRASE = b"bench passphrase"
@@ -195,12 +195,12 @@ def _measure(
         "devices did not report their history",
     )
     single_s = _single_download(cloud, workdir, public_key)
-    request = city_pb2.StartRolloutRequest(
+    request = fleet_pb2.StartRolloutRequest(
         model_version=NEW, canary_percent=canary_percent, device_ids=[d.device_id for d in fleet]
     )
     with grpc.insecure_channel(cloud.address) as channel:
         started = time.perf_counter()
-        status = city_pb2_grpc.FleetServiceStub(channel).StartRollout(request, timeout=30)
+        status = fleet_pb2_grpc.FleetServiceStub(channel).StartRollout(request, timeout=30)
         _wait(lambda: all(d.version == NEW for d in fleet), 300.0, "not all devices swapped")
         time_to_all = time.perf_counter() - started
     controller = cloud.rollouts

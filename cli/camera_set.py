@@ -344,7 +344,7 @@ def _explain(args: argparse.Namespace) -> int:
     import numpy as np
 
     from roadsense.core.roi import crop_roi
-    from roadsense.edge.classifier import create_classifier
+    from roadsense.edge.backends.classifier import create_classifier
     from roadsense.models.explain import heat_on_frame, overlay
 
     read = cv2.imread(str(args.image))

@@ -145,12 +145,17 @@ def _build_engine(args: argparse.Namespace) -> int:
 
 
 def _evaluate_model(args: argparse.Namespace) -> int:
+    from roadsense.edge.backends.classifier import create_classifier
     from roadsense.models.congestion_eval import evaluate_model, record_evaluation
 
     options: dict[str, object] = {}
     if args.threads:
         options["intra_op_threads"] = args.threads
-    report = evaluate_model(args.model, args.images, args.backend, options)
+    classifier = create_classifier(args.backend, args.model, options)
+    try:
+        report = evaluate_model(classifier, args.model, args.images, args.backend)
+    finally:
+        classifier.close()
     if args.record:
         record_evaluation(args.model, args.record, report)
     if args.json:

@@ -26,9 +26,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from roadsense.cli.broker import RunningBroker, start_broker
+from roadsense.cloud.api.auth import AuthConfig, TokenConfig, new_token
 from roadsense.cloud.app import CloudService
-from roadsense.cloud.auth import AuthConfig, TokenConfig, new_token
 from roadsense.cloud.config import (
     CloudConfig,
     DashboardConfig,
@@ -37,15 +36,17 @@ from roadsense.cloud.config import (
     IngestConfig,
     StoreConfig,
 )
-from roadsense.cloud.replay import ReplaySummary, ReplayTarget, replay, week_shift
+from roadsense.cloud.tools.replay import ReplaySummary, ReplayTarget, replay, week_shift
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.timeutil import now_ms
 from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.config import CameraConfig, EdgeConfig, OutboxConfig, ReportConfig
 from roadsense.edge.runner import build_agent
+from roadsense.harness.broker import RunningBroker, start_broker
 from roadsense.models.series import load_series
 from roadsense.models.shipped import SAMPLE_CLIP as SAMPLE_VIDEO
 from roadsense.models.shipped import SZ_SPEEDS, SZ_WEATHER
+from roadsense.proto.client import open_channel
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -265,7 +266,7 @@ def _run(
     )
     feed = _CityFeed(cloud.address, token)
     edge: list[EdgeAgent] = []
-    channel = grpc.insecure_channel(cloud.address)
+    channel = open_channel(cloud.address)
     watch = _Watch(channel, credentials)
     try:
         cloud.ingest.wait_connected(10.0)

@@ -11,7 +11,7 @@ from typing import Any
 def _models(args: argparse.Namespace) -> int:
     from roadsense.core.config import load_config
     from roadsense.edge.config import EdgeConfig
-    from roadsense.edge.model_state import describe
+    from roadsense.edge.updates.state import describe
     from roadsense.models.shipped import DEFAULT_CNN
 
     config = load_config(EdgeConfig, args.config).resolved(args.config.resolve().parent)

@@ -119,7 +119,7 @@ def _forecast_evaluate(args: argparse.Namespace) -> int:
 def _forecast_replay(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from roadsense.cloud.replay import ReplayTarget, replay
+    from roadsense.cloud.tools.replay import ReplayTarget, replay
 
     if args.speedup < 0 or (args.align == "now" and args.speedup != 1):
         print(
@@ -155,7 +155,7 @@ def _forecast_replay(args: argparse.Namespace) -> int:
 
 
 def _forecast_export(args: argparse.Namespace) -> int:
-    from roadsense.cloud.export import export_series
+    from roadsense.cloud.tools.export import export_series
 
     if args.interval_min <= 0:
         print("roadsense: --interval-min must be positive", file=sys.stderr)

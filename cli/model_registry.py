@@ -39,8 +39,8 @@ def _when(ms: int) -> str:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from roadsense.cloud.model_registry import publish_model, publisher_name
-    from roadsense.cloud.stores import open_store
+    from roadsense.cloud.releases.registry import publish_model, publisher_name
+    from roadsense.cloud.store.open import open_store
     from roadsense.core.timeutil import now_ms
     from roadsense.provisioning.ca import read_passphrase
     from roadsense.provisioning.model_key import open_model_key
@@ -79,7 +79,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from roadsense.cloud.stores import open_store
+    from roadsense.cloud.store.open import open_store
 
     config = _config(args)
     store = open_store(config.store)

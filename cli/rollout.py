@@ -42,23 +42,24 @@ def _read(path: Path, option: str) -> bytes:
 def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
     import grpc
 
-    from roadsense.proto.v1 import city_pb2_grpc
+    from roadsense.proto.client import ClientTls, bearer, open_channel
+    from roadsense.proto.v1 import fleet_pb2_grpc
 
     token = api_token(args.token_file)
     if (args.cert_file is None) != (args.key_file is None):
         raise RequestError("give both --cert-file and --key-file, or neither")
+    tls = None
     if args.ca_file is not None:
-        files = [_read(args.ca_file, "--ca-file")]
+        tls = ClientTls(_read(args.ca_file, "--ca-file"))
         if args.cert_file is not None:
-            files += [_read(args.key_file, "--key-file"), _read(args.cert_file, "--cert-file")]
-        channel = grpc.secure_channel(args.address, grpc.ssl_channel_credentials(*files))
+            tls = ClientTls(
+                tls.ca_pem, _read(args.cert_file, "--cert-file"), _read(args.key_file, "--key-file")
+            )
     elif args.cert_file is not None:
         raise RequestError("--cert-file needs --ca-file (TLS towards the API)")
-    else:
-        channel = grpc.insecure_channel(args.address)
-    metadata = (("authorization", f"Bearer {token}"),) if token else ()
-    with channel:
-        stub = city_pb2_grpc.FleetServiceStub(channel)
+    metadata = bearer(token)
+    with open_channel(args.address, tls) as channel:
+        stub = fleet_pb2_grpc.FleetServiceStub(channel)
         try:
             return getattr(stub, method)(request, timeout=DEADLINE_S, metadata=metadata)
         except grpc.RpcError as err:
@@ -116,13 +117,13 @@ def _print(status: Any, as_json: bool) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from roadsense.proto.v1 import city_pb2
+    from roadsense.proto.v1 import fleet_pb2
 
     percent, count = parse_canary(args.canary)
     devices = [d.strip() for d in (args.devices or "").split(",") if d.strip()]
     if devices and args.site:
         raise RequestError("give --devices or --site, not both")
-    request = city_pb2.StartRolloutRequest(
+    request = fleet_pb2.StartRolloutRequest(
         model_version=args.model,
         canary_percent=percent,
         canary_devices=count,
@@ -133,17 +134,17 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from roadsense.proto.v1 import city_pb2
+    from roadsense.proto.v1 import fleet_pb2
 
-    request = city_pb2.GetRolloutRequest(rollout_id=args.rollout or "")
+    request = fleet_pb2.GetRolloutRequest(rollout_id=args.rollout or "")
     return _print(_call(args, "GetRollout", request), args.json)
 
 
 def _action(method: str) -> Any:
     def run(args: argparse.Namespace) -> int:
-        from roadsense.proto.v1 import city_pb2
+        from roadsense.proto.v1 import fleet_pb2
 
-        request = city_pb2.RolloutActionRequest(
+        request = fleet_pb2.RolloutActionRequest(
             rollout_id=args.rollout or "", reason=args.reason or ""
         )
         return _print(_call(args, method, request), args.json)

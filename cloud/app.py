@@ -3,7 +3,7 @@
 One process runs every part (role ``all``, the default), or only some, for a city spread
 over several machines: ``ingest`` workers share the MQTT shared subscription and write to
 the store; ``api`` replicas answer gRPC and the dashboard from the store and follow the
-changes any worker commits (``roadsense.cloud.changes``); ``forecast`` runs the forecast job
+changes any worker commits (``roadsense.cloud.city.changes``); ``forecast`` runs the forecast job
 while it holds the forecast lock (``roadsense.cloud.leader``). Every role serves gRPC health,
 NOT_SERVING while it cannot reach the store.
 """
@@ -21,15 +21,18 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from roadsense.cloud.auth import TokenAuthInterceptor
-from roadsense.cloud.changes import ChangeListener, DataVersionPoller
-from roadsense.cloud.classify import ImageClassifier
+from roadsense.cloud.api.auth import TokenAuthInterceptor
+from roadsense.cloud.api.classify import ImageClassifier
+from roadsense.cloud.api.rpc import CityServicer, add_city_service
+from roadsense.cloud.city.changes import ChangeListener, DataVersionPoller
+from roadsense.cloud.city.state import CityTracker
+from roadsense.cloud.city.watch import ChangeFeed
 from roadsense.cloud.config import CloudConfig, GrpcTlsConfig
 from roadsense.cloud.dashboard.server import CityParts, DashboardServer
-from roadsense.cloud.enrollment import FleetIdentity
-from roadsense.cloud.feed import ChangeFeed
-from roadsense.cloud.fleet import FleetServicer
-from roadsense.cloud.forecasting import ForecastJob
+from roadsense.cloud.fleet.enrollment import FleetIdentity
+from roadsense.cloud.fleet.rpc import FleetServicer
+from roadsense.cloud.forecast.job import ForecastJob
+from roadsense.cloud.ingest.subscriber import IngestWorker, NoIngest
 from roadsense.cloud.leader import (
     ROLLOUT_LOCK_KEY,
     FileLeaderLock,
@@ -37,18 +40,15 @@ from roadsense.cloud.leader import (
     PostgresLeaderLock,
 )
 from roadsense.cloud.metrics import CloudMetrics, RpcTimingInterceptor
-from roadsense.cloud.rollout import RolloutController
-from roadsense.cloud.rollout_wiring import build_controller
-from roadsense.cloud.service import CityServicer, add_city_service
-from roadsense.cloud.sqlite_store import SqliteStore
-from roadsense.cloud.state import CityTracker
-from roadsense.cloud.stores import describe, open_store
-from roadsense.cloud.subscriber import IngestWorker, NoIngest
+from roadsense.cloud.rollout.controller import RolloutController
+from roadsense.cloud.rollout.wiring import build_controller
+from roadsense.cloud.store.open import describe, open_store
+from roadsense.cloud.store.sqlite import SqliteStore
 from roadsense.core.errors import ConfigError, RoadSenseError
 from roadsense.core.metrics import MetricsServer
 from roadsense.core.signals import wait_for_stop_signal
 from roadsense.core.timeutil import now_ms
-from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+from roadsense.proto.v1 import city_pb2, fleet_pb2, fleet_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ Role = Literal["ingest", "api", "forecast", "all"]
 ROLES: tuple[Role, ...] = get_args(Role)
 SERVICE_NAMES = (
     city_pb2.DESCRIPTOR.services_by_name["CityService"].full_name,
-    city_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name,
+    fleet_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name,
 )
 
 
@@ -267,7 +267,7 @@ class CloudService:
         )
         # Self-contained: a process that is not the fleet's leader can leave it unstarted.
         self.rollouts = build_controller(config, self.store, self._rollout_lock())
-        city_pb2_grpc.add_FleetServiceServicer_to_server(
+        fleet_pb2_grpc.add_FleetServiceServicer_to_server(
             FleetServicer(
                 self.store,
                 identity,

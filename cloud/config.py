@@ -7,10 +7,10 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from roadsense.cloud.auth import AuthConfig
-from roadsense.cloud.city import DeviceConfig, SegmentConfig
-from roadsense.cloud.ingest import DEFAULT_MAX_LATE_MS
-from roadsense.cloud.rollout_config import RolloutConfig
+from roadsense.cloud.api.auth import AuthConfig
+from roadsense.cloud.city.segments import DeviceConfig, SegmentConfig
+from roadsense.cloud.ingest.decode import DEFAULT_MAX_LATE_MS
+from roadsense.cloud.rollout.config import RolloutConfig
 from roadsense.core.config import ConfigModel, relative_to
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig

@@ -16,10 +16,10 @@ from prometheus_client import Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from roadsense.cloud.feed import ChangeFeed
-from roadsense.cloud.forecasting import ForecastJob
-from roadsense.cloud.store import Store
-from roadsense.cloud.subscriber import IngestWorker
+from roadsense.cloud.city.watch import ChangeFeed
+from roadsense.cloud.forecast.job import ForecastJob
+from roadsense.cloud.ingest.subscriber import IngestWorker
+from roadsense.cloud.store.interface import CityStore
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -46,7 +46,7 @@ class CloudMetrics:
     def watch(
         self,
         ingest: IngestWorker | None,
-        store: Store,
+        store: CityStore,
         feed: ChangeFeed,
         forecasts: ForecastJob | None = None,
     ) -> None:
@@ -57,7 +57,7 @@ class CloudMetrics:
 
 
 class _LiveCollector(Collector):
-    def __init__(self, ingest: IngestWorker | None, store: Store, feed: ChangeFeed) -> None:
+    def __init__(self, ingest: IngestWorker | None, store: CityStore, feed: ChangeFeed) -> None:
         self._ingest = ingest
         self._store = store
         self._feed = feed

@@ -1,5 +1,9 @@
 """The exceptions RoadSense raises; all derive from RoadSenseError."""
 
+from __future__ import annotations
+
+from roadsense.proto.refusals import Refusal
+
 
 class RoadSenseError(Exception):
     """Base class of every error RoadSense raises on purpose."""
@@ -100,8 +104,8 @@ class ModelSizeError(ModelDownloadError):
 class ModelUpdateError(RoadSenseError):
     """A model update the device refused or could not finish; ``reason`` prefixes its reply."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(f"{reason}: {message}")
+    def __init__(self, reason: Refusal, message: str) -> None:
+        super().__init__(reason.says(message))
         self.reason = reason
 
 

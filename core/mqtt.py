@@ -64,3 +64,18 @@ class MqttConfig(ConfigModel):
         return self.model_copy(
             update={"tls": tls, "password_file": relative_to(base, self.password_file)}
         )
+
+
+QUEUE_AND_LOG_SETTINGS = """\
+# Mosquitto's default (1000) silently drops QoS 1 messages for a subscriber that
+# falls behind (shared/PITFALLS.md #2): keep far more, bounded in bytes too.
+max_queued_messages 1000000
+max_queued_bytes 1073741824
+max_inflight_messages 1000
+set_tcp_nodelay true
+log_dest stdout
+log_type error
+log_type warning
+log_type notice
+"""
+"""Every RoadSense Mosquitto config ends its global part with these."""

@@ -5,9 +5,10 @@ the classifier in one batch (up to the model's max batch). Each camera's
 probabilities are smoothed over a window and reported every interval, and at
 once when the most probable class changes. Reports enter the durable outbox
 first; the forwarder publishes them. Settings changed by a remote ``config``
-command are applied by the inference loop and persisted in the outbox file. A ``model``
-command goes to the model updater (edge/model_updater.py), whose new model the inference
-loop swaps in between two classifier batches.
+command are applied by the inference loop and persisted in the outbox file. Commands
+(``edge/commands/handler.py``) are answered on the MQTT client's thread; a ``model``
+command goes to the model updater (``edge/updates/updater.py``), whose new model the
+inference loop swaps in between two classifier batches.
 """
 
 from __future__ import annotations
@@ -22,46 +23,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roadsense.core import __version__
-from roadsense.core.errors import CommandError, OutboxWriteError
+from roadsense.core.errors import OutboxWriteError
 from roadsense.core.metrics import MetricsServer
-from roadsense.core.publisher import LastWill, Publisher
+from roadsense.core.publisher import Publisher
 from roadsense.core.roi import Roi, crop_roi
 from roadsense.core.timeutil import now_ms
-from roadsense.edge.capture import CameraCapture, CameraState, CapturedFrame
-from roadsense.edge.classifier import Classifier, create_classifier
+from roadsense.edge.backends.classifier import Classifier, create_classifier
+from roadsense.edge.capture.camera import CameraCapture, CapturedFrame
+from roadsense.edge.commands.handler import CommandHandler, RemoteSettings
 from roadsense.edge.config import EdgeConfig
 from roadsense.edge.forwarder import Confirmation, Forwarder
-from roadsense.edge.health import CpuMeter, InferenceTimer, decode_health, read_temperatures
+from roadsense.edge.health import CpuMeter, InferenceTimer, camera_health, read_temperatures
 from roadsense.edge.metrics import serve_health_metrics
-from roadsense.edge.model_swap import ClassifierHandover, RecentFrames
-from roadsense.edge.model_updater import ModelLoader, ModelUpdater
 from roadsense.edge.outbox import Outbox
-from roadsense.edge.preprocess import Frame
-from roadsense.edge.remote import (
-    Overrides,
-    apply_overrides,
-    merge_overrides,
-    parse_config_command,
-    settings_summary,
-)
 from roadsense.edge.smoothing import ProbabilityWindow, discount_uncertain
-from roadsense.edge.snapshot import SnapshotRequest, encode_snapshot, parse_snapshot_command
+from roadsense.edge.status import status_message
+from roadsense.edge.updates.swap import ClassifierHandover, RecentFrames
+from roadsense.edge.updates.updater import ModelLoader, ModelUpdater
+from roadsense.models.preprocess import Frame
 from roadsense.proto import SCHEMA_VERSION
 from roadsense.proto.topics import (
     ack_topic,
     command_filter,
     congestion_topic,
     health_topic,
-    reply_topic,
-    snapshot_topic,
     status_topic,
 )
 from roadsense.proto.v1 import telemetry_pb2
 
 logger = logging.getLogger(__name__)
 
-OVERRIDES_SETTING = "remote_config"
 ERROR_LOG_INTERVAL_S = 60.0
 SWAP_TIMEOUT_S = 30.0
 
@@ -75,34 +66,9 @@ class AgentStats:
     classifier_calls: int = 0
     reports_created: int = 0
     reports_lost: int = 0
-    snapshots_sent: int = 0
     frames_sampled: int = 0
     """Frames taken from the cameras for the classifier (each is classified)."""
     model_swaps: int = 0
-
-
-def status_message(device_id: str, state: int, model_version: str, camera_ids: list[str]) -> bytes:
-    """Serialised DeviceStatus for birth (ONLINE) or last will (OFFLINE)."""
-    return telemetry_pb2.DeviceStatus(
-        schema_version=SCHEMA_VERSION,
-        device_id=device_id,
-        state=state,  # type: ignore[arg-type]
-        time_ms=now_ms(),
-        agent_version=__version__,
-        model_version=model_version,
-        camera_ids=camera_ids,
-    ).SerializeToString()
-
-
-def last_will(config: EdgeConfig, model_version: str) -> LastWill:
-    """The retained OFFLINE status the broker publishes if the device vanishes."""
-    payload = status_message(
-        config.device_id,
-        telemetry_pb2.DeviceStatus.OFFLINE,
-        model_version,
-        [c.id for c in config.cameras],
-    )
-    return LastWill(status_topic(config.device_id), payload)
 
 
 class EdgeAgent:
@@ -117,20 +83,13 @@ class EdgeAgent:
         loader: ModelLoader | None = None,
     ) -> None:
         self.file_config = config
+        self.settings = RemoteSettings(config, outbox)
         self.classifier = classifier
         self.publisher = publisher
         self.outbox = outbox
         self.stats = AgentStats()
         self.timer = InferenceTimer()
         self._cpu = CpuMeter()
-        self._settings_lock = threading.Lock()
-        self._overrides: Overrides = outbox.load_setting(OVERRIDES_SETTING) or {}
-        try:
-            self.config = apply_overrides(config, self._overrides)
-        except CommandError as err:
-            logger.warning("persisted remote settings no longer fit the config, ignored: %s", err)
-            self._overrides = {}
-            self.config = config
         self.forwarder = Forwarder(
             outbox,
             publisher,
@@ -155,6 +114,7 @@ class EdgeAgent:
         self._recent = RecentFrames(config.models.self_test_frames)
         self._handover = ClassifierHandover(SWAP_TIMEOUT_S)
         self.updater = ModelUpdater(config, self, loader or _same_backend(config, classifier))
+        self.commands = CommandHandler(self.settings, publisher, self._still, self.updater.submit)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"agent-{config.device_id}", daemon=True
@@ -163,7 +123,7 @@ class EdgeAgent:
         publisher.set_on_connect(self._on_connect)
         # QoS 1 on a persistent session: commands sent while the device is offline wait
         # for it at the broker (paho_client subscribes every filter at QoS 1).
-        publisher.subscribe(command_filter(config.device_id), self._on_command)
+        publisher.subscribe(command_filter(config.device_id), self.commands.on_command)
         if config.outbox.delivery == "cloud":
             publisher.subscribe(
                 ack_topic(config.device_id),
@@ -176,6 +136,11 @@ class EdgeAgent:
     def device_id(self) -> str:
         """This device's id."""
         return self.file_config.device_id
+
+    @property
+    def config(self) -> EdgeConfig:
+        """The configuration in force: the file's with the remote overrides."""
+        return self.settings.current
 
     @property
     def metrics_port(self) -> int | None:
@@ -263,111 +228,18 @@ class EdgeAgent:
         )
         self.publisher.publish(status_topic(self.device_id), birth, qos=1, retain=True)
 
-    def _on_command(self, topic: str, payload: bytes) -> None:
-        name = topic.rsplit("/", 1)[-1]
-        request_id = ""
-        try:
-            if name == "snapshot":
-                request = parse_snapshot_command(payload)
-                request_id = request.request_id
-                self._send_snapshot(request)
-                self._reply(name, request_id, ok=True)
-                return
-            if name == "model":
-                self.updater.submit(payload)  # downloads and self-tests take their time
-                return
-            if name != "config":
-                raise CommandError(f"unknown command {name!r}")
-            request_id, overrides = parse_config_command(payload)
-            with self._settings_lock:
-                merged = merge_overrides(self._overrides, overrides)
-                new_config = apply_overrides(self.file_config, merged)
-                self.outbox.save_setting(OVERRIDES_SETTING, merged)
-                self._overrides = merged
-                self.config = new_config
-            logger.info("remote config %s applied: %s", request_id, overrides)
-            self._reply(name, request_id, ok=True)
-        except CommandError as err:
-            logger.warning("command %s (%s) refused: %s", name, request_id, err)
-            self._reply(name, request_id, ok=False, error=str(err))
-
-    def _send_snapshot(self, request: SnapshotRequest) -> None:
-        """Publish a still of one camera, its blur regions pixelated (privacy permitting)."""
-        with self._settings_lock:
-            config = self.config
-        if not config.privacy.allow_snapshots:
-            raise CommandError(
-                "snapshots are off on this device ([privacy] allow_snapshots = false); "
-                "frames do not leave it"
-            )
-        camera = next((c for c in config.cameras if c.id == request.camera_id), None)
-        if camera is None:
-            known = ", ".join(c.id for c in config.cameras)
-            raise CommandError(f"unknown camera {request.camera_id!r} (this device has {known})")
-        capture = self.cameras.get(camera.id)
-        frame = capture.still() if capture is not None else None
-        if capture is None or frame is None:
-            state = capture.state.value if capture is not None else "disabled"
-            raise CommandError(f"camera {camera.id!r} has no frame to send (state {state})")
-        limit = config.privacy.snapshot_max_width
-        jpeg, width, height = encode_snapshot(
-            frame.image,
-            camera.blur,
-            min(limit, request.max_width or limit),
-            config.privacy.jpeg_quality,
-        )
-        still = telemetry_pb2.Snapshot(
-            schema_version=SCHEMA_VERSION,
-            device_id=self.device_id,
-            camera_id=camera.id,
-            request_id=request.request_id,
-            capture_time_ms=frame.capture_time_ms,
-            jpeg=jpeg,
-            width=width,
-            height=height,
-            blurred_regions=len(camera.blur),
-        )
-        if camera.roi is not None:
-            x, y, w, h = camera.roi
-            still.roi.CopyFrom(telemetry_pb2.Roi(x=x, y=y, width=w, height=h))
-        if not self.publisher.publish(
-            snapshot_topic(self.device_id, camera.id), still.SerializeToString()
-        ):
-            raise CommandError("not connected to the broker; snapshot not sent")
-        self.stats.snapshots_sent += 1
-        logger.info(
-            "snapshot %s of %s sent: %dx%d, %d bytes, %d regions pixelated",
-            request.request_id,
-            camera.id,
-            width,
-            height,
-            len(jpeg),
-            len(camera.blur),
-        )
-
-    def _reply(
-        self, command: str, request_id: str, *, ok: bool, error: str = "", settings: str = ""
-    ) -> None:
-        if not settings:
-            with self._settings_lock:
-                settings = settings_summary(self.config)
-        reply = telemetry_pb2.CommandReply(
-            schema_version=SCHEMA_VERSION,
-            device_id=self.device_id,
-            request_id=request_id,
-            command=command,
-            ok=ok,
-            error=error,
-            time_ms=now_ms(),
-            settings_json=settings,
-        )
-        self.publisher.publish(reply_topic(self.device_id, command), reply.SerializeToString())
+    def _still(self, camera_id: str) -> tuple[CapturedFrame | None, str]:
+        """The newest frame of a camera for a snapshot, and the camera's state."""
+        capture = self.cameras.get(camera_id)
+        if capture is None:
+            return None, "disabled"
+        return capture.still(), capture.state.value
 
     # Model updates (called by the updater's thread) ----------------------------
 
     def reply_model(self, request_id: str, ok: bool, error: str, settings: dict[str, Any]) -> None:
         """Answer a ModelUpdate on reply/model; settings_json names the model in force."""
-        self._reply("model", request_id, ok=ok, error=error, settings=json.dumps(settings))
+        self.commands.reply("model", request_id, ok=ok, error=error, settings=json.dumps(settings))
         self._publish_health()  # the version in force and the last update's outcome
 
     def recent_frames(self, count: int, wait_s: float) -> list[Frame]:
@@ -411,8 +283,7 @@ class EdgeAgent:
     def _reconcile_cameras(self) -> None:
         """Start enabled cameras, stop disabled ones, resize windows, take the regions of
         interest (loop thread)."""
-        with self._settings_lock:
-            config = self.config
+        config = self.config
         self._rois = {camera.id: camera.roi for camera in config.cameras}
         for camera_config in config.cameras:
             running = self.cameras.get(camera_config.id)
@@ -435,8 +306,7 @@ class EdgeAgent:
         while not self._stop.is_set():
             if self._handover.waiting:
                 self._take_new_model()
-            with self._settings_lock:
-                config = self.config
+            config = self.config
             if config is not applied:
                 self._reconcile_cameras()
                 applied = config
@@ -541,34 +411,8 @@ class EdgeAgent:
 
     def health(self) -> telemetry_pb2.DeviceHealth:
         """The device's current health message."""
-        with self._settings_lock:
-            config = self.config
-        cameras = []
-        for camera_config in config.cameras:
-            capture = self.cameras.get(camera_config.id)
-            if capture is None:
-                cameras.append(
-                    telemetry_pb2.CameraHealth(
-                        camera_id=camera_config.id,
-                        state=CameraState.DISABLED.value,
-                        sample_hz=camera_config.sample_hz,
-                    )
-                )
-                continue
-            status = capture.status()
-            cameras.append(
-                telemetry_pb2.CameraHealth(
-                    camera_id=status.camera_id,
-                    state=status.state.value,
-                    frames_captured=status.frames_captured,
-                    last_frame_ms=status.last_frame_ms,
-                    fps=status.fps,
-                    sample_hz=camera_config.sample_hz,
-                    reconnects=status.reconnects,
-                    problem=status.problem,
-                    **decode_health(status),
-                )
-            )
+        config = self.config
+        cameras = camera_health(config.cameras, self.cameras)
         outbox = self.outbox.stats()
         p50, p95, batch = self.timer.summary()
         return telemetry_pb2.DeviceHealth(
@@ -592,7 +436,7 @@ class EdgeAgent:
             model_version=self.classifier.card.version,
             outbox_state=self._outbox_state,
             reports_lost=self.stats.reports_lost,
-            snapshots_sent=self.stats.snapshots_sent,
+            snapshots_sent=self.commands.snapshots_sent,
             reports_confirmed=self.forwarder.confirmed,
             outbox_awaiting_cloud=outbox.awaiting_cloud,
             process_cpu_share=self._cpu.share(),

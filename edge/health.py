@@ -6,12 +6,15 @@ import collections
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from roadsense.edge.capture import CameraStatus
+from roadsense.edge.capture.camera import CameraCapture, CameraState, CameraStatus
+from roadsense.edge.config import CameraConfig
+from roadsense.proto.v1 import telemetry_pb2
 
 THERMAL_ROOT = Path("/sys/class/thermal")
 
@@ -92,3 +95,36 @@ def decode_health(status: CameraStatus) -> dict[str, Any]:
         "height": status.height,
         "snapshot_state": status.snapshot_state,
     }
+
+
+def camera_health(
+    configured: Sequence[CameraConfig], running: Mapping[str, CameraCapture]
+) -> list[telemetry_pb2.CameraHealth]:
+    """Each configured camera's health: its capture's figures, or disabled."""
+    cameras = []
+    for camera_config in configured:
+        capture = running.get(camera_config.id)
+        if capture is None:
+            cameras.append(
+                telemetry_pb2.CameraHealth(
+                    camera_id=camera_config.id,
+                    state=CameraState.DISABLED.value,
+                    sample_hz=camera_config.sample_hz,
+                )
+            )
+            continue
+        status = capture.status()
+        cameras.append(
+            telemetry_pb2.CameraHealth(
+                camera_id=status.camera_id,
+                state=status.state.value,
+                frames_captured=status.frames_captured,
+                last_frame_ms=status.last_frame_ms,
+                fps=status.fps,
+                sample_hz=camera_config.sample_hz,
+                reconnects=status.reconnects,
+                problem=status.problem,
+                **decode_health(status),
+            )
+        )
+    return cameras

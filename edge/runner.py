@@ -7,11 +7,12 @@ import logging
 from roadsense.core.errors import ModelLoadError
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.core.signals import wait_for_stop_signal
-from roadsense.edge.agent import EdgeAgent, last_will
-from roadsense.edge.classifier import Classifier, create_classifier
+from roadsense.edge.agent import EdgeAgent
+from roadsense.edge.backends.classifier import Classifier, create_classifier
 from roadsense.edge.config import EdgeConfig
-from roadsense.edge.model_state import startup_model
 from roadsense.edge.outbox import Outbox
+from roadsense.edge.status import last_will
+from roadsense.edge.updates.state import startup_model
 from roadsense.models.shipped import DEFAULT_CNN
 
 logger = logging.getLogger(__name__)

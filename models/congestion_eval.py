@@ -1,8 +1,8 @@
 """`roadsense models evaluate`: score a deployed congestion model on labelled images.
 
-The model runs through the edge's own classifier backend (ONNX Runtime by default), so
-preprocessing is the card's, exactly as at the roadside; images go in as read, in batches
-of the card's largest batch. Needs no torch.
+The caller loads the model through the edge's own classifier backend (ONNX Runtime by
+default; ``models/`` never imports the edge), so preprocessing is the card's, exactly as at
+the roadside; images go in as read, in batches of the card's largest batch. Needs no torch.
 """
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from roadsense.core.errors import RoadSenseError
 from roadsense.core.files import replace_file
-from roadsense.edge.classifier import Classifier, create_classifier
 from roadsense.models.card import card_path_for, load_card
 from roadsense.models.image_sets import (
     ImageSet,
@@ -28,6 +29,22 @@ from roadsense.models.image_sets import (
     load_images,
     reindex,
 )
+from roadsense.models.preprocess import Frame
+
+
+class Classifier(Protocol):
+    """What an evaluation needs of a loaded classifier (the edge's backends are ones)."""
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names in output order."""
+
+    @property
+    def max_batch(self) -> int:
+        """The most frames one call takes."""
+
+    def classify(self, frames: Sequence[Frame]) -> npt.NDArray[np.float32]:
+        """Class probabilities, one row a frame."""
 
 
 def score(classifier: Classifier, images: ImageSet) -> dict[str, Any]:
@@ -43,20 +60,14 @@ def score(classifier: Classifier, images: ImageSet) -> dict[str, Any]:
 
 
 def evaluate_model(
-    model: Path,
-    images: Path,
-    backend: str = "onnxruntime",
-    options: dict[str, object] | None = None,
+    classifier: Classifier, model: Path, images: Path, backend: str = "onnxruntime"
 ) -> dict[str, Any]:
-    """Load ``model`` with ``backend`` and score it on the class folders of ``images``."""
-    classifier = create_classifier(backend, model, options)
-    try:
-        data = load_images(images, evaluation_classes(images, classifier.labels))
-        started = time.perf_counter()
-        report = score(classifier, data)
-        seconds = time.perf_counter() - started
-    finally:
-        classifier.close()
+    """Score ``classifier`` (``model`` loaded with ``backend``) on the class folders of
+    ``images``."""
+    data = load_images(images, evaluation_classes(images, classifier.labels))
+    started = time.perf_counter()
+    report = score(classifier, data)
+    seconds = time.perf_counter() - started
     return {
         "model": str(model),
         "backend": backend,

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from roadsense.core.roi import Roi, roi_box
-from roadsense.edge.preprocess import Frame
+from roadsense.models.preprocess import Frame
 
 Heat = npt.NDArray[np.float32]
 

@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from roadsense.core.errors import RoadSenseError
-from roadsense.edge.preprocess import Frame
 from roadsense.models.congestion_labels import CONGESTION_LABELS
+from roadsense.models.preprocess import Frame
 
 LABELS = CONGESTION_LABELS
 """Default congestion classes, least to most congested."""

@@ -1,9 +1,11 @@
 """MQTT topic names of the wire contract, built and parsed in one place.
 
-roadsense/v1/<device_id>/status                  DeviceStatus (retained)
-roadsense/v1/<device_id>/<camera_id>/congestion  CongestionReport
-roadsense/v1/<device_id>/health                  DeviceHealth
-roadsense/v1/<device_id>/cmd/<name>              commands to the device
+roadsense/v1/<device_id>/status                  DeviceStatus (retained), device to cloud
+roadsense/v1/<device_id>/<camera_id>/congestion  CongestionReport, device to cloud
+roadsense/v1/<device_id>/health                  DeviceHealth, device to cloud
+roadsense/v1/<device_id>/<camera_id>/snapshot    Snapshot, device to the operator who asked
+roadsense/v1/<device_id>/cmd/<name>              commands to the device (config, snapshot, model)
+roadsense/v1/<device_id>/reply/<name>            CommandReply, device to whoever commanded
 roadsense/v1/<device_id>/ack                     DeliveryAck, cloud to device
 """
 
@@ -18,6 +20,9 @@ PREFIX = "roadsense/v1"
 # separators, nothing a broker ACL pattern could misread.
 IDENTIFIER_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _IDENTIFIER = re.compile(rf"^{IDENTIFIER_PATTERN}$")
+_DEVICE_TOPIC = re.compile(
+    rf"^{PREFIX}/(?P<device>{IDENTIFIER_PATTERN})/(?P<kind>cmd|reply)/(?P<name>{IDENTIFIER_PATTERN})$"
+)
 _TOPIC = re.compile(
     rf"^{PREFIX}/(?P<device>{IDENTIFIER_PATTERN})/"
     rf"(?:(?P<kind>status|health)|(?P<camera>{IDENTIFIER_PATTERN})/congestion)$"
@@ -103,3 +108,33 @@ def parse_topic(topic: str) -> TelemetryTopic | None:
     if match["camera"] is not None:
         return TelemetryTopic(TopicKind.CONGESTION, device, match["camera"])
     return TelemetryTopic(TopicKind(match["kind"]), device)
+
+
+def reply_filter(name: str) -> str:
+    """Filter covering every device's replies to one command."""
+    return f"{PREFIX}/+/reply/{name}"
+
+
+@dataclass(frozen=True)
+class CommandTopic:
+    """A parsed command or reply topic: whose, and which command."""
+
+    device_id: str
+    name: str
+
+
+def parse_command_topic(topic: str) -> CommandTopic | None:
+    """Parse a ``cmd/<name>`` topic; None when it is not one."""
+    return _device_topic(topic, "cmd")
+
+
+def parse_reply_topic(topic: str) -> CommandTopic | None:
+    """Parse a ``reply/<name>`` topic; None when it is not one."""
+    return _device_topic(topic, "reply")
+
+
+def _device_topic(topic: str, kind: str) -> CommandTopic | None:
+    match = _DEVICE_TOPIC.fullmatch(topic)
+    if match is None or match["kind"] != kind:
+        return None
+    return CommandTopic(match["device"], match["name"])

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from roadsense.cli.broker import QUEUE_AND_LOG_SETTINGS
 from roadsense.core.errors import ProvisioningError
+from roadsense.core.mqtt import QUEUE_AND_LOG_SETTINGS
 from roadsense.provisioning.ca import CertificateAuthority
 from roadsense.provisioning.manifest import CLOUD_ACCOUNT, is_cloud_account
 

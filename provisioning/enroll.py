@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from roadsense.core.errors import EnrollmentError, ProvisioningError
-from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+from roadsense.proto.client import ClientTls, open_channel
+from roadsense.proto.v1 import fleet_pb2, fleet_pb2_grpc
 from roadsense.provisioning.ca import check_device_id, key_pem, new_key, write_private
 from roadsense.provisioning.model_key import PUBLIC_FILE
 
@@ -49,12 +50,12 @@ def make_csr(device_id: str) -> tuple[bytes, bytes]:
 
 def request_certificate(
     channel: grpc.Channel, token: str, csr_pem: bytes
-) -> city_pb2.EnrollResponse:
+) -> fleet_pb2.EnrollResponse:
     """Call FleetService.Enroll; a refusal becomes an EnrollmentError."""
-    stub = city_pb2_grpc.FleetServiceStub(channel)
+    stub = fleet_pb2_grpc.FleetServiceStub(channel)
     try:
-        response: city_pb2.EnrollResponse = stub.Enroll(
-            city_pb2.EnrollRequest(token=token, csr_pem=csr_pem), timeout=DEADLINE_S
+        response: fleet_pb2.EnrollResponse = stub.Enroll(
+            fleet_pb2.EnrollRequest(token=token, csr_pem=csr_pem), timeout=DEADLINE_S
         )
     except grpc.RpcError as err:
         raise EnrollmentError(f"enrollment refused ({err.code().name}): {err.details()}") from err
@@ -79,7 +80,7 @@ def enroll(
             "(refusing to replace its key)"
         )
     if insecure:
-        channel = grpc.insecure_channel(server)
+        channel = open_channel(server)
     else:
         if ca_file is None:
             raise ProvisioningError(
@@ -89,7 +90,7 @@ def enroll(
             root = ca_file.read_bytes()
         except OSError as err:
             raise ProvisioningError(f"{ca_file}: cannot read: {err.strerror}") from err
-        channel = grpc.secure_channel(server, grpc.ssl_channel_credentials(root_certificates=root))
+        channel = open_channel(server, ClientTls(root))
     key, csr = make_csr(device_id)
     with channel:
         response = request_certificate(channel, token, csr)

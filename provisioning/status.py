@@ -10,7 +10,7 @@ from roadsense.provisioning.ca import issued_certificates
 from roadsense.provisioning.manifest import load_manifest
 
 if TYPE_CHECKING:
-    from roadsense.cloud.store import Store
+    from roadsense.cloud.store.interface import Store
 
 
 def _iso(ms: int) -> str | None:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from roadsense.cli.broker import RunningBroker, mosquitto_binary, start_mosquitto
-from roadsense.cli.postgres import RunningPostgres, postgres_bin, start_postgres
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig, GrpcConfig, IngestConfig, StoreConfig
 from roadsense.core import paho_client
 from roadsense.core.mqtt import MqttConfig
+from roadsense.harness.broker import RunningBroker, mosquitto_binary, start_mosquitto
+from roadsense.harness.postgres import RunningPostgres, postgres_bin, start_postgres
 
 from .helpers import running_cloud
 from .stores import StoreTarget, postgres_target, sqlite_target

@@ -9,11 +9,11 @@ import urllib.request
 from http.cookiejar import CookieJar
 from typing import Any
 
+from roadsense.cloud.api.auth import AuthConfig, TokenConfig, hash_token
 from roadsense.cloud.app import CloudService
-from roadsense.cloud.auth import AuthConfig, TokenConfig, hash_token
-from roadsense.cloud.city import SegmentConfig
+from roadsense.cloud.city.segments import SegmentConfig
 from roadsense.cloud.config import CloudConfig, DashboardConfig, GrpcConfig
-from roadsense.cloud.feeds import ObservationRecord
+from roadsense.cloud.forecast.feeds import ObservationRecord
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.core.timeutil import now_ms

@@ -15,16 +15,17 @@ from pathlib import Path
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from roadsense.cloud.auth import AuthConfig, TokenAuthInterceptor, TokenConfig, hash_token
+from roadsense.cloud.api.auth import AuthConfig, TokenAuthInterceptor, TokenConfig, hash_token
 from roadsense.cloud.config import ModelRegistryConfig
 from roadsense.cloud.domain import PublishedModel
-from roadsense.cloud.fleet import FleetServicer
-from roadsense.cloud.model_delivery import model_update
-from roadsense.cloud.model_registry import publish_model
-from roadsense.cloud.sqlite_store import SqliteStore
+from roadsense.cloud.fleet.rpc import FleetServicer
+from roadsense.cloud.releases.delivery import model_update
+from roadsense.cloud.releases.registry import publish_model
+from roadsense.cloud.store.sqlite import SqliteStore
 from roadsense.core.mqtt import TlsConfig
-from roadsense.edge.models_update import ModelOffer, device_channel
-from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+from roadsense.edge.updates.download import ModelOffer
+from roadsense.proto.client import ClientTls, open_channel
+from roadsense.proto.v1 import fleet_pb2, fleet_pb2_grpc
 from roadsense.provisioning.ca import CertificateAuthority
 from roadsense.provisioning.model_key import create_model_key, model_key_files, open_model_key
 
@@ -45,8 +46,8 @@ class CountingFleet(FleetServicer):
         self._lock = threading.Lock()
 
     def DownloadModel(  # noqa: N802 - gRPC method name
-        self, request: city_pb2.DownloadModelRequest, context: grpc.ServicerContext
-    ) -> Iterator[city_pb2.ModelChunk]:
+        self, request: fleet_pb2.DownloadModelRequest, context: grpc.ServicerContext
+    ) -> Iterator[fleet_pb2.ModelChunk]:
         sent = 0
         try:
             for chunk in super().DownloadModel(request, context):
@@ -81,11 +82,13 @@ class Fleet:
     def channel(self, cn: str) -> grpc.Channel:
         """A channel presenting the certificate of ``cn``."""
         certs = self.folder / "certs"
-        return device_channel(
+        return open_channel(
             self.address,
-            self.ca.cert_file.read_bytes(),
-            (certs / f"{cn}.pem").read_bytes(),
-            (certs / f"{cn}.key").read_bytes(),
+            ClientTls(
+                self.ca.cert_file.read_bytes(),
+                (certs / f"{cn}.pem").read_bytes(),
+                (certs / f"{cn}.key").read_bytes(),
+            ),
         )
 
     def tls(self, cn: str) -> TlsConfig:
@@ -158,7 +161,7 @@ def fleet_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=4), interceptors=[TokenAuthInterceptor(auth)]
     )
-    city_pb2_grpc.add_FleetServiceServicer_to_server(servicer, server)
+    fleet_pb2_grpc.add_FleetServiceServicer_to_server(servicer, server)
     credentials = grpc.ssl_server_credentials(
         [((certs / "server.key").read_bytes(), (certs / "server.pem").read_bytes())],
         root_certificates=ca.cert_file.read_bytes(),

@@ -16,21 +16,21 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from roadsense.cloud.api.rpc import CityServicer, add_city_service
 from roadsense.cloud.app import CloudService, Role
-from roadsense.cloud.city import SegmentConfig
+from roadsense.cloud.city.segments import SegmentConfig
+from roadsense.cloud.city.state import CityTracker
+from roadsense.cloud.city.watch import ChangeFeed
 from roadsense.cloud.config import CloudConfig
-from roadsense.cloud.feed import ChangeFeed
-from roadsense.cloud.fleet import FleetServicer
-from roadsense.cloud.service import CityServicer, add_city_service
-from roadsense.cloud.state import CityTracker
-from roadsense.cloud.store import Store
+from roadsense.cloud.fleet.rpc import FleetServicer
+from roadsense.cloud.store.interface import Store
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.paho_client import connect_async, create_client
 from roadsense.core.publisher import MemoryPublisher
 from roadsense.edge.config import OutboxConfig
 from roadsense.edge.outbox import Outbox
 from roadsense.proto.topics import command_topic, reply_topic, status_topic
-from roadsense.proto.v1 import city_pb2_grpc, telemetry_pb2
+from roadsense.proto.v1 import fleet_pb2_grpc, telemetry_pb2
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
@@ -113,7 +113,7 @@ def api_channel(
         ),
         server,
     )
-    city_pb2_grpc.add_FleetServiceServicer_to_server(
+    fleet_pb2_grpc.add_FleetServiceServicer_to_server(
         FleetServicer(store, None, fleet_devices), server
     )
     port = server.add_insecure_port("127.0.0.1:0")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import grpc
 
-from roadsense.bench.sim_fleet import Behaviour, SimulatedDevice
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig, ModelRegistryConfig
-from roadsense.cloud.model_registry import publish_model
-from roadsense.cloud.rollout_config import RolloutConfig
-from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+from roadsense.cloud.releases.registry import publish_model
+from roadsense.cloud.rollout.config import RolloutConfig
+from roadsense.harness.sim_fleet import Behaviour, SimulatedDevice
+from roadsense.proto.v1 import fleet_pb2, fleet_pb2_grpc
 from roadsense.provisioning.model_key import create_model_key, open_model_key
 
 from .helpers import running_cloud, wait_until
@@ -47,8 +47,8 @@ class RolloutFleet:
     token: str = ""
 
     @property
-    def stub(self) -> city_pb2_grpc.FleetServiceStub:
-        return city_pb2_grpc.FleetServiceStub(self._channel)
+    def stub(self) -> fleet_pb2_grpc.FleetServiceStub:
+        return fleet_pb2_grpc.FleetServiceStub(self._channel)
 
     def metadata(self, token: str | None = None) -> tuple[tuple[str, str], ...]:
         token = self.token if token is None else token
@@ -97,24 +97,24 @@ class RolloutFleet:
             )
         ), "devices did not report their health and history"
 
-    def start(self, device_ids: Sequence[str] = (), **request: object) -> city_pb2.RolloutStatus:
+    def start(self, device_ids: Sequence[str] = (), **request: object) -> fleet_pb2.RolloutStatus:
         """StartRollout to ``device_ids`` (default: this test's devices; the shared broker
         holds retained statuses of other tests' devices, which the cloud counts too)."""
         ids = list(device_ids) or sorted(self.device_ids)
-        message = city_pb2.StartRolloutRequest(device_ids=ids, **request)  # type: ignore[arg-type]
-        status: city_pb2.RolloutStatus = self.stub.StartRollout(
+        message = fleet_pb2.StartRolloutRequest(device_ids=ids, **request)  # type: ignore[arg-type]
+        status: fleet_pb2.RolloutStatus = self.stub.StartRollout(
             message, timeout=10, metadata=self.metadata()
         )
         return status
 
-    def status(self, rollout_id: str = "") -> city_pb2.RolloutStatus:
-        request = city_pb2.GetRolloutRequest(rollout_id=rollout_id)
-        status: city_pb2.RolloutStatus = self.stub.GetRollout(
+    def status(self, rollout_id: str = "") -> fleet_pb2.RolloutStatus:
+        request = fleet_pb2.GetRolloutRequest(rollout_id=rollout_id)
+        status: fleet_pb2.RolloutStatus = self.stub.GetRollout(
             request, timeout=10, metadata=self.metadata()
         )
         return status
 
-    def wait_for_state(self, state: str, timeout_s: float = 60.0) -> city_pb2.RolloutStatus:
+    def wait_for_state(self, state: str, timeout_s: float = 60.0) -> fleet_pb2.RolloutStatus:
         assert wait_until(lambda: self.status().state == state, timeout_s), self.status()
         return self.status()
 

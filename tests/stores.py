@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 
 from roadsense.cloud.config import StoreConfig
-from roadsense.cloud.store import Store
-from roadsense.cloud.stores import open_store
+from roadsense.cloud.store.interface import Store
+from roadsense.cloud.store.open import open_store
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from roadsense.core.roi import roi_box
-from roadsense.edge.classifier import create_classifier
+from roadsense.edge.backends.classifier import create_classifier
 from roadsense.models.explain import heat_on_frame, mass_inside
 from roadsense.models.footage.multicamera import labelled_frames, read_labelled_set
 from roadsense.models.training import loco

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from roadsense.edge.classifier import create_classifier
+from roadsense.edge.backends.classifier import create_classifier
 from roadsense.models.card import load_card
 from roadsense.models.training.adapt import head_from_onnx
 from roadsense.models.training.efficientnet_lite import pretrained_lite0

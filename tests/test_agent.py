@@ -13,7 +13,7 @@ import pytest
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.publisher import MemoryPublisher
 from roadsense.edge.agent import EdgeAgent
-from roadsense.edge.classifier import Classifier, Probabilities, create_classifier
+from roadsense.edge.backends.classifier import Classifier, Probabilities, create_classifier
 from roadsense.edge.config import (
     CameraConfig,
     EdgeConfig,
@@ -21,8 +21,8 @@ from roadsense.edge.config import (
     ReportConfig,
 )
 from roadsense.edge.outbox import Outbox
-from roadsense.edge.preprocess import Frame
 from roadsense.models.card import load_card
+from roadsense.models.preprocess import Frame
 from roadsense.models.shipped import PLACEHOLDER_CNN
 from roadsense.proto.topics import congestion_topic, health_topic, status_topic
 from roadsense.proto.v1 import telemetry_pb2

@@ -10,12 +10,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from roadsense.cloud.city import SegmentConfig
-from roadsense.cloud.ingest import decode_message
-from roadsense.cloud.sqlite_store import SqliteStore
-from roadsense.cloud.state import CityTracker
+from roadsense.cloud.city.segments import SegmentConfig
+from roadsense.cloud.city.state import CityTracker
+from roadsense.cloud.ingest.decode import decode_message
+from roadsense.cloud.store.sqlite import SqliteStore
 from roadsense.core.timeutil import now_ms
-from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+from roadsense.proto.v1 import city_pb2, city_pb2_grpc, fleet_pb2, fleet_pb2_grpc
 
 from .factories import status
 from .helpers import api_channel
@@ -53,16 +53,16 @@ def _rows(path: Path, query: str) -> list[tuple[object, ...]]:
 def test_revoking_an_unknown_device_is_not_found_and_records_nothing(
     store: SqliteStore, channel: grpc.Channel, tmp_path: Path
 ) -> None:
-    fleet = city_pb2_grpc.FleetServiceStub(channel)
+    fleet = fleet_pb2_grpc.FleetServiceStub(channel)
     with pytest.raises(grpc.RpcError) as unknown:
-        fleet.RevokeDevice(city_pb2.RevokeDeviceRequest(device_id="dev-typo"), timeout=5)
+        fleet.RevokeDevice(fleet_pb2.RevokeDeviceRequest(device_id="dev-typo"), timeout=5)
     assert _code(unknown.value) == (
         grpc.StatusCode.NOT_FOUND,
         "no device 'dev-typo': neither the fleet nor the cloud's registry knows it",
     )
     with pytest.raises(grpc.RpcError) as long_reason:
         fleet.RevokeDevice(
-            city_pb2.RevokeDeviceRequest(device_id="dev-listed", reason="x" * 201), timeout=5
+            fleet_pb2.RevokeDeviceRequest(device_id="dev-listed", reason="x" * 201), timeout=5
         )
     assert _code(long_reason.value)[0] == grpc.StatusCode.INVALID_ARGUMENT
     assert store.registry() == {}
@@ -71,9 +71,9 @@ def test_revoking_an_unknown_device_is_not_found_and_records_nothing(
     birth = decode_message("roadsense/v1/dev-1/status", status().SerializeToString(), now_ms(), 0)
     store.write_batch([birth], CityTracker(60_000).apply)
     seen = fleet.RevokeDevice(
-        city_pb2.RevokeDeviceRequest(device_id="dev-1", reason="stolen"), timeout=5
+        fleet_pb2.RevokeDeviceRequest(device_id="dev-1", reason="stolen"), timeout=5
     )
-    listed = fleet.RevokeDevice(city_pb2.RevokeDeviceRequest(device_id="dev-listed"), timeout=5)
+    listed = fleet.RevokeDevice(fleet_pb2.RevokeDeviceRequest(device_id="dev-listed"), timeout=5)
     assert (seen.device.revoked, listed.device.revoked) == (True, True)
     assert _rows(
         tmp_path / "city.sqlite",

@@ -9,10 +9,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from roadsense.cloud.api.auth import AuthConfig, TokenConfig, hash_token
 from roadsense.cloud.app import CloudService
-from roadsense.cloud.auth import AuthConfig, TokenConfig, hash_token
 from roadsense.cloud.config import CloudConfig
-from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+from roadsense.proto.v1 import city_pb2, city_pb2_grpc, fleet_pb2, fleet_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -45,8 +45,8 @@ def _watch(channel: grpc.Channel, metadata: Metadata) -> object:
 
 
 def _list_devices(channel: grpc.Channel, metadata: Metadata) -> object:
-    stub = city_pb2_grpc.FleetServiceStub(channel)
-    return stub.ListDevices(city_pb2.ListDevicesRequest(), timeout=5, metadata=metadata)
+    stub = fleet_pb2_grpc.FleetServiceStub(channel)
+    return stub.ListDevices(fleet_pb2.ListDevicesRequest(), timeout=5, metadata=metadata)
 
 
 def _observations(channel: grpc.Channel, metadata: Metadata) -> object:

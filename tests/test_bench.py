@@ -20,9 +20,9 @@ from roadsense.bench.grpc import run_grpc_bench
 from roadsense.bench.ingest import run_ingest_bench
 from roadsense.bench.ingest_workers import _Reader, run_worker_bench
 from roadsense.bench.rollout import run_rollout_bench
-from roadsense.cli.postgres import RunningPostgres
 from roadsense.cloud.config import StoreConfig
-from roadsense.cloud.stores import open_store
+from roadsense.cloud.store.open import open_store
+from roadsense.harness.postgres import RunningPostgres
 from roadsense.models.shipped import PLACEHOLDER_CNN
 
 pytestmark = pytest.mark.integration

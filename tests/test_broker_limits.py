@@ -8,9 +8,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from roadsense.cli.broker import start_mosquitto
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.paho_client import connect_async, create_client
+from roadsense.harness.broker import start_mosquitto
 
 from .helpers import wait_until
 

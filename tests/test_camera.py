@@ -7,9 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from roadsense.cli.broker import free_port
-from roadsense.edge.capture import CameraCapture, CameraState
+from roadsense.edge.capture.camera import CameraCapture, CameraState
 from roadsense.edge.config import CameraConfig
+from roadsense.harness.broker import free_port
 
 from .conftest import SAMPLE_VIDEO
 from .helpers import wait_until

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from roadsense.cloud.app import CloudService
-from roadsense.cloud.city import SegmentConfig
+from roadsense.cloud.city.segments import SegmentConfig
 from roadsense.cloud.config import CloudConfig
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.paho_client import MqttPublisher

@@ -10,13 +10,13 @@ from pathlib import Path
 import grpc
 import pytest
 
+from roadsense.cloud.api.messages import segment_entry, segment_message
+from roadsense.cloud.api.state_cache import EncodedAnswer, EncodedStateCache
+from roadsense.cloud.city.state import CityTracker
+from roadsense.cloud.city.watch import ChangeFeed
 from roadsense.cloud.domain import Reading
-from roadsense.cloud.feed import ChangeFeed
-from roadsense.cloud.ingest import decode_message
-from roadsense.cloud.service import segment_entry, segment_message
-from roadsense.cloud.sqlite_store import SqliteStore
-from roadsense.cloud.state import CityTracker
-from roadsense.cloud.state_cache import EncodedAnswer, EncodedStateCache
+from roadsense.cloud.ingest.decode import decode_message
+from roadsense.cloud.store.sqlite import SqliteStore
 from roadsense.core.timeutil import now_ms
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 

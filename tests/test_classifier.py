@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from roadsense.core.errors import ModelLoadError, UnknownBackendError
-from roadsense.edge.classifier import available_backends, create_classifier
-from roadsense.edge.preprocess import Frame
+from roadsense.edge.backends.classifier import available_backends, create_classifier
 from roadsense.models.card import card_path_for, load_card
+from roadsense.models.preprocess import Frame
 from roadsense.models.shipped import PLACEHOLDER_CNN
 
 from .conftest import SAMPLE_VIDEO

@@ -12,10 +12,10 @@ import grpc
 import numpy as np
 import pytest
 
+from roadsense.cloud.api.auth import AuthConfig, TokenConfig, hash_token
 from roadsense.cloud.app import CloudService
-from roadsense.cloud.auth import AuthConfig, TokenConfig, hash_token
 from roadsense.cloud.config import ClassifyConfig, CloudConfig
-from roadsense.edge.classifier import create_classifier
+from roadsense.edge.backends.classifier import create_classifier
 from roadsense.models.shipped import DEFAULT_CNN
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 

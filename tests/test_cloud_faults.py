@@ -20,11 +20,11 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from roadsense.bench.cloud_processes import CityProcesses, CloudProcess
-from roadsense.cli.broker import RunningBroker
-from roadsense.cli.postgres import RunningPostgres, start_postgres
 from roadsense.cloud.leader import FORECAST_LOCK_KEY
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.paho_client import MqttPublisher
+from roadsense.harness.broker import RunningBroker
+from roadsense.harness.postgres import RunningPostgres, start_postgres
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 from .factories import report

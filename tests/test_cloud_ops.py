@@ -10,8 +10,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from roadsense.cloud.api.auth import hash_token
 from roadsense.cloud.app import CloudService
-from roadsense.cloud.auth import hash_token
 from roadsense.cloud.config import CloudConfig
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.paho_client import MqttPublisher

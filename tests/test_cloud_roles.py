@@ -12,19 +12,19 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2
 
-from roadsense.cli.postgres import RunningPostgres
 from roadsense.cloud.app import CloudService, Role
-from roadsense.cloud.changes import CHANNEL, change_payload, changed_segments
+from roadsense.cloud.city.changes import CHANNEL, change_payload, changed_segments
+from roadsense.cloud.city.state import CityTracker
 from roadsense.cloud.config import CloudConfig, ForecastConfig, StoreConfig
 from roadsense.cloud.domain import Reading, SegmentForecast, SegmentSnapshot
-from roadsense.cloud.forecasting import ForecastJob
-from roadsense.cloud.ingest import decode_message
+from roadsense.cloud.forecast.job import ForecastJob
+from roadsense.cloud.ingest.decode import decode_message
 from roadsense.cloud.leader import FORECAST_LOCK_KEY, FileLeaderLock, PostgresLeaderLock
-from roadsense.cloud.state import CityTracker
-from roadsense.cloud.stores import open_store
+from roadsense.cloud.store.open import open_store
 from roadsense.core.errors import ConfigError, RoadSenseError
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.core.timeutil import now_ms
+from roadsense.harness.postgres import RunningPostgres
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 
 from .factories import report
@@ -287,7 +287,7 @@ def test_an_api_replica_has_no_ingest_and_roles_are_checked(cloud_config: CloudC
 def test_processes_opening_one_new_sqlite_file_at_once_migrate_it_once(tmp_path: Path) -> None:
     path = tmp_path / "city.sqlite"
     code = (
-        f"from roadsense.cloud.sqlite_store import SqliteStore; SqliteStore({str(path)!r}).close()"
+        f"from roadsense.cloud.store.sqlite import SqliteStore; SqliteStore({str(path)!r}).close()"
     )
     opening = [
         subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)

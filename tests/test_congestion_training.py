@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from roadsense.core.errors import ModelLoadError
-from roadsense.edge.classifier import create_classifier
-from roadsense.edge.preprocess import Frame, frames_to_tensor
+from roadsense.edge.backends.classifier import create_classifier
 from roadsense.models.card import load_card
 from roadsense.models.image_sets import DatasetError, class_names, classification_report
+from roadsense.models.preprocess import Frame, frames_to_tensor
 from roadsense.models.training.congestion_train import CnnSettings, input_spec
 from roadsense.models.training.mobilenet import MobileNetV3Small
 

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig
-from roadsense.cloud.rollout_records import Rollout, RolloutDevice, RolloutEvent
+from roadsense.cloud.rollout.records import Rollout, RolloutDevice, RolloutEvent
 from roadsense.core.timeutil import now_ms
 
 from .dashboard_support import (

@@ -13,12 +13,11 @@ from typing import Literal
 
 import pytest
 
-from roadsense.cli.broker import start_mosquitto
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig
 from roadsense.cloud.domain import Rejected
-from roadsense.cloud.ingest import decode_message
-from roadsense.cloud.subscriber import _Incoming, committed_reports
+from roadsense.cloud.ingest.decode import decode_message
+from roadsense.cloud.ingest.subscriber import _Incoming, committed_reports
 from roadsense.core.errors import PayloadError
 from roadsense.core.publisher import MemoryPublisher
 from roadsense.core.timeutil import now_ms
@@ -27,6 +26,7 @@ from roadsense.edge.config import CameraConfig, EdgeConfig, OutboxConfig, Report
 from roadsense.edge.forwarder import Confirmation, Forwarder
 from roadsense.edge.outbox import Outbox
 from roadsense.edge.runner import build_agent
+from roadsense.harness.broker import start_mosquitto
 from roadsense.proto.acks import decode_delivery_ack, encode_delivery_ack, seq_ranges
 from roadsense.proto.topics import congestion_topic
 

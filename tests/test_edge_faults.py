@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from roadsense.cli.broker import start_mosquitto
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig
 from roadsense.core.mqtt import MqttConfig
 from roadsense.edge.config import CameraConfig, EdgeConfig, OutboxConfig, ReportConfig
 from roadsense.edge.runner import build_agent
+from roadsense.harness.broker import start_mosquitto
 
 from .conftest import REPO, SAMPLE_VIDEO
 from .helpers import wait_until

@@ -13,7 +13,6 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from roadsense.cli.broker import start_mosquitto
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig
 from roadsense.core.mqtt import MqttConfig
@@ -21,9 +20,10 @@ from roadsense.core.paho_client import MqttPublisher
 from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.config import CameraConfig, EdgeConfig, OutboxConfig, ReportConfig
 from roadsense.edge.runner import build_agent
+from roadsense.harness.broker import start_mosquitto
 from roadsense.models.card import load_card
 from roadsense.models.shipped import DEFAULT_CNN
-from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+from roadsense.proto.v1 import city_pb2, city_pb2_grpc, fleet_pb2, fleet_pb2_grpc
 
 from .conftest import SAMPLE_VIDEO
 from .factories import report
@@ -122,8 +122,8 @@ def test_every_report_reaches_the_store_exactly_once(
         changed = {u.segment.segment_id for u in updates[1:] if u.WhichOneof("update") == "segment"}
         assert changed == {"e2e-seg-1", "e2e-seg-2"}
 
-        fleet = city_pb2_grpc.FleetServiceStub(channel)
-        listed = fleet.ListDevices(city_pb2.ListDevicesRequest(), timeout=RPC_TIMEOUT_S)
+        fleet = fleet_pb2_grpc.FleetServiceStub(channel)
+        listed = fleet.ListDevices(fleet_pb2.ListDevicesRequest(), timeout=RPC_TIMEOUT_S)
         ours = {d.device_id: d for d in listed.devices if d.device_id in devices}
         assert set(ours) == devices
         shipped = load_card(DEFAULT_CNN).version

@@ -17,8 +17,8 @@ import pytest
 
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig, ForecastConfig
-from roadsense.cloud.export import export_series
-from roadsense.cloud.replay import ReplayTarget, replay
+from roadsense.cloud.tools.export import export_series
+from roadsense.cloud.tools.replay import ReplayTarget, replay
 from roadsense.core.timeutil import now_ms
 from roadsense.models.card import card_path_for
 from roadsense.models.forecast_runtime import OnnxForecaster

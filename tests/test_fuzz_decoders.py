@@ -20,15 +20,15 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from roadsense.cloud.city import ROAD_CLASS_WEIGHT, SegmentConfig
+from roadsense.cloud.city.segments import ROAD_CLASS_WEIGHT, SegmentConfig
+from roadsense.cloud.city.state import CityTracker
 from roadsense.cloud.domain import HealthRecord, Reading, Rejected, StatusUpdate
-from roadsense.cloud.feeds import UNIT_RANGES
-from roadsense.cloud.ingest import PROBABILITY_SUM_TOLERANCE, decode_message
-from roadsense.cloud.sqlite_store import SqliteStore
-from roadsense.cloud.state import CityTracker
+from roadsense.cloud.forecast.feeds import UNIT_RANGES
+from roadsense.cloud.ingest.decode import PROBABILITY_SUM_TOLERANCE, decode_message
+from roadsense.cloud.store.sqlite import SqliteStore
 from roadsense.core.timeutil import now_ms
 from roadsense.proto import SCHEMA_VERSION
-from roadsense.proto.v1 import city_pb2, city_pb2_grpc, telemetry_pb2
+from roadsense.proto.v1 import city_pb2, city_pb2_grpc, fleet_pb2, fleet_pb2_grpc, telemetry_pb2
 
 from .factories import report, status
 from .helpers import api_channel
@@ -254,22 +254,22 @@ CITY_REQUESTS: st.SearchStrategy[tuple[str, Message]] = st.one_of(
 FLEET_REQUESTS: st.SearchStrategy[tuple[str, Message]] = st.one_of(
     st.tuples(
         st.just("RevokeDevice"),
-        st.builds(city_pb2.RevokeDeviceRequest, device_id=IDS, reason=TEXT),
+        st.builds(fleet_pb2.RevokeDeviceRequest, device_id=IDS, reason=TEXT),
     ),
-    st.tuples(st.just("GetDevice"), st.builds(city_pb2.GetDeviceRequest, device_id=IDS)),
-    st.tuples(st.just("ListDevices"), st.just(city_pb2.ListDevicesRequest())),
+    st.tuples(st.just("GetDevice"), st.builds(fleet_pb2.GetDeviceRequest, device_id=IDS)),
+    st.tuples(st.just("ListDevices"), st.just(fleet_pb2.ListDevicesRequest())),
     st.tuples(
         st.just("Enroll"),
-        st.builds(city_pb2.EnrollRequest, token=TEXT, csr_pem=st.binary(max_size=200)),
+        st.builds(fleet_pb2.EnrollRequest, token=TEXT, csr_pem=st.binary(max_size=200)),
     ),
 )
 
 
 FLEET_MESSAGES = (
-    city_pb2.RevokeDeviceRequest,
-    city_pb2.GetDeviceRequest,
-    city_pb2.ListDevicesRequest,
-    city_pb2.EnrollRequest,
+    fleet_pb2.RevokeDeviceRequest,
+    fleet_pb2.GetDeviceRequest,
+    fleet_pb2.ListDevicesRequest,
+    fleet_pb2.EnrollRequest,
 )
 
 
@@ -311,7 +311,7 @@ def test_any_request_gets_a_deliberate_status(
     channel, store = api
     method, message = request
     fleet = isinstance(message, FLEET_MESSAGES)
-    stub = (city_pb2_grpc.FleetServiceStub if fleet else city_pb2_grpc.CityServiceStub)(channel)
+    stub = (fleet_pb2_grpc.FleetServiceStub if fleet else city_pb2_grpc.CityServiceStub)(channel)
     try:
         code, response = grpc.StatusCode.OK, getattr(stub, method)(message, timeout=10)
     except grpc.RpcError as err:

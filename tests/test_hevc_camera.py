@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from roadsense.edge.capture import CameraCapture, CameraState
+from roadsense.edge.capture.camera import CameraCapture, CameraState
 from roadsense.edge.config import CameraConfig
 
 from .conftest import SAMPLE_VIDEO

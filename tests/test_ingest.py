@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from roadsense.cloud.congestion import level_from_probabilities
 from roadsense.cloud.domain import HealthRecord, Reading, Rejected, StatusUpdate
-from roadsense.cloud.ingest import decode_message
+from roadsense.cloud.ingest.congestion import level_from_probabilities
+from roadsense.cloud.ingest.decode import decode_message
 from roadsense.core.timeutil import now_ms
 from roadsense.proto.v1 import telemetry_pb2
 

@@ -1,6 +1,13 @@
-"""The torch boundary is in the layout: edge/, cloud/ and models/ outside models/training/
-never import torch or roadsense.models.training (checked on the source, and by importing
-the edge agent and the cloud service with torch made unimportable)."""
+"""The boundaries are in the layout, checked on the source.
+
+- torch: edge/, cloud/ and models/ outside models/training/ never import torch or
+  roadsense.models.training (also by importing the edge agent and the cloud service with
+  torch made unimportable);
+- the edge and the cloud never import each other, models/ neither of them, production code
+  never the command line, benchmarks or the dev harness (brokers, PostgreSQL clusters, RTSP
+  cameras and the simulated fleet under harness/), which only tests, benchmarks and the demo
+  use. Each boundary is shown failing on a deliberate violation.
+"""
 
 from __future__ import annotations
 
@@ -60,3 +67,72 @@ def test_the_edge_and_the_cloud_start_without_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# The boundaries between the top-level folders: (who, what it must never import, why).
+PRODUCTION = ("core", "edge", "cloud", "proto", "models", "provisioning")
+BOUNDARIES: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
+    (("edge",), ("roadsense.cloud",), "the edge and the cloud speak through proto/ only"),
+    (("cloud",), ("roadsense.edge",), "the edge and the cloud speak through proto/ only"),
+    (("models",), ("roadsense.edge", "roadsense.cloud"), "models/ serves both; it uses neither"),
+    (
+        PRODUCTION,
+        ("roadsense.cli", "roadsense.bench"),
+        "the CLI and benchmarks sit on top",
+    ),
+    (
+        (*PRODUCTION, "cli"),
+        ("roadsense.harness",),
+        "the dev harness is for tests, benchmarks and the demo",
+    ),
+)
+HARNESS_USERS = ("cli/demo.py",)
+"""Files outside tests/ and bench/ that may use the harness: the demo runs a throwaway broker."""
+
+
+def boundary_violations(root: Path) -> list[str]:
+    """Every import under ``root`` that crosses a boundary, as 'file imports name (why)'."""
+    found = []
+    for folders, forbidden, why in BOUNDARIES:
+        for folder in folders:
+            for path in sorted((root / folder).rglob("*.py")):
+                relative = path.relative_to(root).as_posix()
+                if relative in HARNESS_USERS and forbidden == ("roadsense.harness",):
+                    continue
+                for name in sorted(_imports(path)):
+                    if any(name == f or name.startswith(f + ".") for f in forbidden):
+                        found.append(f"{relative} imports {name} ({why})")
+    return found
+
+
+def test_no_import_crosses_a_boundary() -> None:
+    assert boundary_violations(REPO) == []
+
+
+@pytest.mark.parametrize(
+    ("file", "line"),
+    [
+        ("edge/agent.py", "from roadsense.cloud.domain import Reading"),
+        ("cloud/app.py", "import roadsense.edge.outbox"),
+        ("models/card.py", "from roadsense.edge.backends import classifier"),
+        ("models/card.py", "from roadsense.cloud.store.sqlite import SqliteStore"),
+        ("provisioning/ca.py", "from roadsense.cli.output import print_figures"),
+        ("core/files.py", "from roadsense.bench.edge import run_edge_bench"),
+        ("cloud/api/rpc.py", "from roadsense.harness.broker import free_port"),
+        ("cli/main.py", "from roadsense.harness.postgres import start_postgres"),
+    ],
+)
+def test_each_boundary_catches_a_deliberate_violation(tmp_path: Path, file: str, line: str) -> None:
+    target = tmp_path / file
+    target.parent.mkdir(parents=True)
+    target.write_text(f'"""A module that breaks the layout."""\n\n{line}\n', encoding="utf-8")
+    (name,) = _imports(target)
+    (violation,) = boundary_violations(tmp_path)
+    assert violation.startswith(f"{file} imports {name} (")
+
+
+def test_the_demo_alone_may_use_the_harness_outside_tests_and_bench(tmp_path: Path) -> None:
+    target = tmp_path / "cli" / "demo.py"
+    target.parent.mkdir(parents=True)
+    target.write_text("from roadsense.harness.broker import start_mosquitto\n", encoding="utf-8")
+    assert boundary_violations(tmp_path) == []

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from roadsense.cli.main import main
+from roadsense.edge.backends.classifier import create_classifier
 from roadsense.edge.backends.tensorrt import TensorRtClassifier
-from roadsense.edge.classifier import create_classifier
 from roadsense.models.calibration import apply_temperature
 from roadsense.models.card import load_card
 from roadsense.models.congestion_labels import CONGESTION_LABELS
@@ -88,7 +88,7 @@ def test_every_backend_applies_the_cards_temperature_the_same_way(
     tensorrt = TensorRtClassifier(
         lite_model, card, {"engine_dir": tmp_path}, runtime=FakeRuntime(lite_model)
     )
-    from roadsense.edge.preprocess import frames_to_tensor
+    from roadsense.models.preprocess import frames_to_tensor
 
     session = ort.InferenceSession(str(lite_model), providers=["CPUExecutionProvider"])
     (raw,) = session.run(["probabilities"], {"images": frames_to_tensor(frames, card.input)})
@@ -125,7 +125,7 @@ def test_the_activation_map_is_the_head_weighted_feature_map(lite_model: Path) -
     torch.manual_seed(0)
     backbone = EfficientNetLite0().eval()
     head = _random_head("ordinal" if "ordinal" in lite_model.name else "multinomial")
-    from roadsense.edge.preprocess import frames_to_tensor
+    from roadsense.models.preprocess import frames_to_tensor
 
     tensor = torch.from_numpy(frames_to_tensor(frames, card.input))
     with torch.no_grad():
@@ -149,7 +149,7 @@ def test_stage_pooling_exports_a_map_whose_mean_is_the_class_score(tmp_path: Pat
     and each cell holds the evidence of its own 16 x 16 pixels, in ONNX as in torch."""
     import onnxruntime as ort
 
-    from roadsense.edge.preprocess import frames_to_tensor
+    from roadsense.models.preprocess import frames_to_tensor
     from roadsense.models.training.efficientnet_lite import STAGE_FEATURES
     from roadsense.models.training.export_lite import ExportError
     from roadsense.models.training.features import pooled_features

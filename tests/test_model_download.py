@@ -16,19 +16,19 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from roadsense.cloud.config import CloudConfig, ModelRegistryConfig
-from roadsense.cloud.model_delivery import model_update
-from roadsense.cloud.model_registry import publish_model
+from roadsense.cloud.releases.delivery import model_update
+from roadsense.cloud.releases.registry import publish_model
 from roadsense.core.errors import CommandError, ModelDownloadError, ModelSignatureError
-from roadsense.edge.models_update import (
+from roadsense.edge.updates.download import (
     ModelOffer,
-    device_channel,
     download_model,
     parse_model_update,
     partial_path,
 )
 from roadsense.models.card import load_card, sha256_file
 from roadsense.models.signing import sign_model
-from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+from roadsense.proto.client import ClientTls, open_channel
+from roadsense.proto.v1 import fleet_pb2, fleet_pb2_grpc
 from roadsense.provisioning.ca import CertificateAuthority
 from roadsense.provisioning.model_key import create_model_key, open_model_key
 
@@ -83,9 +83,9 @@ def test_a_cut_download_resumes_without_fetching_held_bytes(fleet: Fleet, tmp_pa
 
 
 def _status(channel: grpc.Channel, version: str, offset: int = 0, token: str = "") -> str:
-    stub = city_pb2_grpc.FleetServiceStub(channel)
+    stub = fleet_pb2_grpc.FleetServiceStub(channel)
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
-    request = city_pb2.DownloadModelRequest(version=version, offset=offset)
+    request = fleet_pb2.DownloadModelRequest(version=version, offset=offset)
     try:
         for _ in stub.DownloadModel(request, timeout=10, metadata=metadata):
             pass
@@ -127,11 +127,13 @@ def test_devices_of_the_fleet_and_admins_may_download_nobody_else(
     other = CertificateAuthority.create(tmp_path / "other", PASSPHRASE)
     forged = tmp_path / "forged"
     other.issue_files("dev-1", "device", forged / "dev-1.pem", forged / "dev-1.key")
-    with device_channel(
+    with open_channel(
         fleet.address,
-        fleet.ca.cert_file.read_bytes(),
-        (forged / "dev-1.pem").read_bytes(),
-        (forged / "dev-1.key").read_bytes(),
+        ClientTls(
+            fleet.ca.cert_file.read_bytes(),
+            (forged / "dev-1.pem").read_bytes(),
+            (forged / "dev-1.key").read_bytes(),
+        ),
     ) as channel:
         assert _status(channel, "2.1.0").startswith("UNAVAILABLE")
     assert [call for call in fleet.servicer.calls if call[2]] == [(0, 0, SIZE)]

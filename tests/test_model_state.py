@@ -16,10 +16,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from roadsense.cli.main import main
 from roadsense.core.errors import ModelLoadError
+from roadsense.edge.backends.classifier import Classifier, create_classifier
 from roadsense.edge.backends.tensorrt import TensorRtClassifier, engine_key
-from roadsense.edge.classifier import Classifier, create_classifier
 from roadsense.edge.config import CameraConfig, ClassifierConfig, EdgeConfig, ModelUpdateConfig
-from roadsense.edge.model_state import (
+from roadsense.edge.runner import startup_classifier
+from roadsense.edge.updates.download import partial_path
+from roadsense.edge.updates.state import (
     STATE_FILE,
     HeldModel,
     ModelState,
@@ -27,14 +29,13 @@ from roadsense.edge.model_state import (
     save_state,
     startup_model,
 )
-from roadsense.edge.model_updater import REASONS, ModelUpdater
-from roadsense.edge.models_update import partial_path
-from roadsense.edge.preprocess import Frame
-from roadsense.edge.runner import startup_classifier
+from roadsense.edge.updates.updater import ModelUpdater
 from roadsense.models.card import load_card, sha256_file
 from roadsense.models.engine import EngineCache
+from roadsense.models.preprocess import Frame
 from roadsense.models.shipped import PLACEHOLDER_CNN
 from roadsense.models.signing import sign_model
+from roadsense.proto.refusals import REASONS
 from roadsense.proto.v1 import telemetry_pb2
 from roadsense.provisioning.model_key import public_pem
 

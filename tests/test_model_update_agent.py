@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from roadsense.cloud.model_delivery import model_update
+from roadsense.cloud.releases.delivery import model_update
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.publisher import MemoryPublisher
 from roadsense.edge.agent import EdgeAgent
@@ -27,9 +27,9 @@ from roadsense.edge.config import (
     OutboxConfig,
     ReportConfig,
 )
-from roadsense.edge.model_state import load_state
 from roadsense.edge.outbox import Outbox
 from roadsense.edge.runner import build_agent, startup_classifier
+from roadsense.edge.updates.state import load_state
 from roadsense.models.card import load_card
 from roadsense.models.shipped import PLACEHOLDER_CNN
 from roadsense.models.signing import sign_model

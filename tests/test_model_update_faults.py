@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from roadsense.cli.broker import RunningBroker
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.publisher import MemoryPublisher
 from roadsense.core.timeutil import now_ms
 from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.config import EdgeConfig
-from roadsense.edge.model_state import ModelState, load_state, save_state
-from roadsense.edge.models_update import partial_path
 from roadsense.edge.outbox import Outbox
 from roadsense.edge.runner import build_agent, startup_classifier
+from roadsense.edge.updates.download import partial_path
+from roadsense.edge.updates.state import ModelState, load_state, save_state
+from roadsense.harness.broker import RunningBroker
 from roadsense.models.shipped import PLACEHOLDER_CNN
 from roadsense.proto.topics import reply_topic
 from roadsense.proto.v1 import telemetry_pb2

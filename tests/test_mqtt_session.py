@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from roadsense.cli.broker import start_mosquitto
 from roadsense.core.mqtt import MqttConfig, TlsConfig
 from roadsense.core.paho_client import MqttPublisher, connect_async, create_client
+from roadsense.harness.broker import start_mosquitto
 from roadsense.proto.topics import status_topic
 from roadsense.proto.v1 import telemetry_pb2
 

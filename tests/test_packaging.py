@@ -11,7 +11,7 @@ import pytest
 import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
-TOP_LEVEL = ["core", "cli", "edge", "cloud", "proto", "models", "provisioning", "bench"]
+TOP_LEVEL = ["core", "cli", "edge", "cloud", "proto", "models", "provisioning", "bench", "harness"]
 
 
 def _pyproject() -> dict[str, object]:
@@ -52,7 +52,7 @@ def test_every_top_level_folder_maps_to_roadsense_namespace() -> None:
 def test_installed_package_imports_as_roadsense_only(tmp_path: Path) -> None:
     code = (
         "import importlib.util, roadsense.edge, roadsense.cloud, roadsense.models;"
-        "print([m for m in ('edge', 'cloud', 'models', 'proto', 'core', 'cli', 'bench') "
+        "print([m for m in ('edge', 'cloud', 'models', 'proto', 'core', 'cli', 'bench', 'harness') "
         "if importlib.util.find_spec(m) is not None])"
     )
     result = subprocess.run(

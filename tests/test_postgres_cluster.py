@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from roadsense.cli.postgres import RunningPostgres
+from roadsense.harness.postgres import RunningPostgres
 
 
 def test_the_cluster_is_ours_on_a_socket_without_tcp(postgres: RunningPostgres) -> None:

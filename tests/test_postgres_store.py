@@ -14,16 +14,16 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2
 
-from roadsense.cli.postgres import RunningPostgres, start_postgres
+from roadsense.cloud.city.state import CityTracker
 from roadsense.cloud.config import CloudConfig, StoreConfig
 from roadsense.cloud.domain import Reading
-from roadsense.cloud.ingest import decode_message
-from roadsense.cloud.postgres_store import arrays
-from roadsense.cloud.state import CityTracker
-from roadsense.cloud.stores import open_store
-from roadsense.cloud.subscriber import IngestStats
+from roadsense.cloud.ingest.decode import decode_message
+from roadsense.cloud.ingest.subscriber import IngestStats
+from roadsense.cloud.store.open import open_store
+from roadsense.cloud.store.postgres import arrays
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.core.timeutil import now_ms
+from roadsense.harness.postgres import RunningPostgres, start_postgres
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc, telemetry_pb2
 
 from .factories import report

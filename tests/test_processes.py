@@ -13,8 +13,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from roadsense.cli.broker import RunningBroker, free_port
-from roadsense.proto.v1 import city_pb2, city_pb2_grpc
+from roadsense.harness.broker import RunningBroker, free_port
+from roadsense.proto.v1 import city_pb2, city_pb2_grpc, fleet_pb2, fleet_pb2_grpc
 
 from .conftest import SAMPLE_VIDEO
 from .helpers import stop_process
@@ -81,11 +81,11 @@ def test_services_run_from_config_files_and_stop_cleanly(
                 "(SELECT COUNT(*) FROM outbox)"
             ).fetchone()
         assert pending == 0  # a clean stop waits for the broker's acknowledgements
-        fleet = city_pb2_grpc.FleetServiceStub(channel)
+        fleet = fleet_pb2_grpc.FleetServiceStub(channel)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             (segment,) = stub.GetCityState(request, timeout=5).segments
-            devices = fleet.ListDevices(city_pb2.ListDevicesRequest(), timeout=5).devices
+            devices = fleet.ListDevices(fleet_pb2.ListDevicesRequest(), timeout=5).devices
             offline = any(d.device_id == "proc-edge" and not d.online for d in devices)
             if segment.reports == next_seq - 1 and offline:
                 break

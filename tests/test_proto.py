@@ -9,12 +9,18 @@ from pathlib import Path
 import pytest
 
 from roadsense.proto.topics import (
+    CommandTopic,
     TelemetryTopic,
     TopicKind,
+    command_topic,
     congestion_topic,
     health_topic,
     is_identifier,
+    parse_command_topic,
+    parse_reply_topic,
     parse_topic,
+    reply_filter,
+    reply_topic,
     status_topic,
     telemetry_subscriptions,
 )
@@ -71,3 +77,12 @@ def test_shared_subscriptions() -> None:
         "roadsense/v1/+/+/congestion",
     ]
     assert telemetry_subscriptions("grp")[0] == "$share/grp/roadsense/v1/+/status"
+
+
+def test_command_and_reply_topics_are_built_and_parsed_in_one_place() -> None:
+    assert parse_reply_topic(reply_topic("dev-1", "model")) == CommandTopic("dev-1", "model")
+    assert parse_command_topic(command_topic("dev-1", "config")) == CommandTopic("dev-1", "config")
+    assert parse_reply_topic(command_topic("dev-1", "model")) is None
+    assert parse_command_topic("roadsense/v1/dev-1/cmd/a/b") is None
+    assert parse_reply_topic("roadsense/v1/+/reply/model") is None
+    assert reply_filter("model") == "roadsense/v1/+/reply/model"

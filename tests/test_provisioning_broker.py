@@ -14,9 +14,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from roadsense.cli.broker import RunningBroker, free_port, run_mosquitto_config
 from roadsense.core.mqtt import MqttConfig, TlsConfig
 from roadsense.core.paho_client import MqttPublisher
+from roadsense.harness.broker import RunningBroker, free_port, run_mosquitto_config
 from roadsense.proto.topics import ack_topic, health_topic, status_topic
 from roadsense.provisioning.broker import write_broker_config
 from roadsense.provisioning.ca import CertificateAuthority

@@ -16,9 +16,8 @@ import grpc
 import pytest
 from cryptography import x509
 
-from roadsense.cli.broker import RunningBroker, free_port, run_mosquitto_config
+from roadsense.cloud.api.auth import AuthConfig, TokenConfig, hash_token
 from roadsense.cloud.app import CloudService
-from roadsense.cloud.auth import AuthConfig, TokenConfig, hash_token
 from roadsense.cloud.config import (
     CloudConfig,
     EnrollmentConfig,
@@ -27,16 +26,17 @@ from roadsense.cloud.config import (
     IngestConfig,
     StoreConfig,
 )
-from roadsense.cloud.enrollment import create_token
+from roadsense.cloud.fleet.enrollment import create_token
 from roadsense.core.config import load_config
 from roadsense.core.errors import EnrollmentError, ProvisioningError
 from roadsense.core.mqtt import MqttConfig, TlsConfig
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.core.timeutil import now_ms
 from roadsense.edge.config import EdgeConfig
+from roadsense.harness.broker import RunningBroker, free_port, run_mosquitto_config
 from roadsense.proto import SCHEMA_VERSION
 from roadsense.proto.topics import status_topic
-from roadsense.proto.v1 import city_pb2, city_pb2_grpc, telemetry_pb2
+from roadsense.proto.v1 import fleet_pb2, fleet_pb2_grpc, telemetry_pb2
 from roadsense.provisioning.broker import write_broker_config
 from roadsense.provisioning.ca import CertificateAuthority
 from roadsense.provisioning.enroll import enroll, make_csr, request_certificate
@@ -173,8 +173,8 @@ def _device(out: Path) -> tuple[EdgeConfig, MqttPublisher]:
     return edge, MqttPublisher(edge.mqtt, client_id=edge.device_id)
 
 
-def _fleet(setup: Setup) -> city_pb2_grpc.FleetServiceStub:
-    return city_pb2_grpc.FleetServiceStub(setup.channel())
+def _fleet(setup: Setup) -> fleet_pb2_grpc.FleetServiceStub:
+    return fleet_pb2_grpc.FleetServiceStub(setup.channel())
 
 
 def _admin() -> tuple[tuple[str, str]]:
@@ -207,12 +207,12 @@ def test_a_valid_token_gives_a_certificate_that_connects_and_publishes(
         device.stop()
     fleet = _fleet(setup)
     found = fleet.GetDevice(
-        city_pb2.GetDeviceRequest(device_id="dev-1"), timeout=5, metadata=_admin()
+        fleet_pb2.GetDeviceRequest(device_id="dev-1"), timeout=5, metadata=_admin()
     )
     assert found.enrolled
     assert not found.revoked
     assert found.certificate_serial == format(cert.serial_number, "x")
-    listed = fleet.ListDevices(city_pb2.ListDevicesRequest(), timeout=5, metadata=_admin())
+    listed = fleet.ListDevices(fleet_pb2.ListDevicesRequest(), timeout=5, metadata=_admin())
     assert [(d.device_id, d.enrolled) for d in listed.devices] == [("dev-1", True)]
     # Enrolling again into the same folder never replaces the key.
     with pytest.raises(ProvisioningError, match="enrolled already"):
@@ -275,9 +275,9 @@ def test_fleet_rpcs_need_the_admin_role(
     setup: Setup, rpc: str, metadata: tuple[tuple[str, str], ...], code: grpc.StatusCode
 ) -> None:
     requests = {
-        "ListDevices": city_pb2.ListDevicesRequest(),
-        "GetDevice": city_pb2.GetDeviceRequest(device_id="dev-1"),
-        "RevokeDevice": city_pb2.RevokeDeviceRequest(device_id="dev-1"),
+        "ListDevices": fleet_pb2.ListDevicesRequest(),
+        "GetDevice": fleet_pb2.GetDeviceRequest(device_id="dev-1"),
+        "RevokeDevice": fleet_pb2.RevokeDeviceRequest(device_id="dev-1"),
     }
     fleet = _fleet(setup)
     with pytest.raises(grpc.RpcError) as raised:
@@ -299,7 +299,7 @@ def test_revoked_device_is_dead_lettered_then_shut_out_by_the_crl(
         device.publish(status_topic("dev-2"), _status("dev-2"), on_ack=lambda: acked.append("1"))
         assert wait_until(lambda: len(setup.cloud.store.devices()) == 1)
         response = _fleet(setup).RevokeDevice(
-            city_pb2.RevokeDeviceRequest(device_id="dev-2", reason="stolen"),
+            fleet_pb2.RevokeDeviceRequest(device_id="dev-2", reason="stolen"),
             timeout=5,
             metadata=_admin(),
         )

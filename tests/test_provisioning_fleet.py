@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from roadsense.cli.broker import free_port, run_mosquitto_config
 from roadsense.cli.main import main
 from roadsense.core.config import load_config
 from roadsense.core.errors import ConfigError
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.edge.config import EdgeConfig
+from roadsense.harness.broker import free_port, run_mosquitto_config
 from roadsense.provisioning.ca import PASSPHRASE_ENV
 from roadsense.provisioning.manifest import load_manifest, manifest_from_csv
 
@@ -230,7 +230,7 @@ def test_tokens_are_stored_hashed(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert (code, result["uses"], result["device"]) == (0, 1, "dev-1")
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("city.sqlite*"))
     assert result["token"].encode() not in raw
-    from roadsense.cloud.auth import hash_token
+    from roadsense.cloud.api.auth import hash_token
 
     assert hash_token(result["token"]).encode() in raw
 

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from roadsense.cli.broker import free_port, wait_for_port
 from roadsense.core.config import load_config
 from roadsense.core.mqtt import MqttConfig, TlsConfig
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.edge.config import EdgeConfig
+from roadsense.harness.broker import free_port, wait_for_port
 from roadsense.proto.topics import status_topic
 
 from .conftest import REPO

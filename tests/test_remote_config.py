@@ -9,9 +9,9 @@ import pytest
 
 from roadsense.core.mqtt import MqttConfig
 from roadsense.edge.agent import EdgeAgent
-from roadsense.edge.capture import CameraState
+from roadsense.edge.capture.camera import CameraState
+from roadsense.edge.commands.remote import apply_overrides, parse_config_command
 from roadsense.edge.config import CameraConfig, ClassifierConfig, EdgeConfig, OutboxConfig
-from roadsense.edge.remote import apply_overrides, parse_config_command
 from roadsense.edge.runner import build_agent
 from roadsense.models.shipped import PLACEHOLDER_CNN
 from roadsense.proto.v1 import telemetry_pb2

@@ -10,10 +10,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from roadsense.bench.sim_fleet import Behaviour
-from roadsense.cloud.auth import AuthConfig, TokenConfig, hash_token
+from roadsense.cloud.api.auth import AuthConfig, TokenConfig, hash_token
 from roadsense.cloud.config import CloudConfig
-from roadsense.proto.v1 import city_pb2
+from roadsense.harness.sim_fleet import Behaviour
+from roadsense.proto.v1 import fleet_pb2
 
 from .helpers import wait_until
 from .rollout_support import FAST, RELEASE_BYTES, rollout_fleet
@@ -142,7 +142,7 @@ def test_an_offline_device_gets_the_model_when_it_is_back(
         back.start(clean_session=True)
         assert wait_until(lambda: back.version == "2.0")
 
-        def row() -> city_pb2.RolloutDevice:
+        def row() -> fleet_pb2.RolloutDevice:
             return next(d for d in fleet.status().devices if d.device_id == away.device_id)
 
         assert wait_until(lambda: row().state == "applied")
@@ -195,11 +195,11 @@ def test_start_refusals_name_what_is_wrong(cloud_config: CloudConfig, tmp_path: 
 
 ADMIN, READER, FEED = "admin-token-rollout", "reader-token-rollout", "feed-token-rollout"
 RPCS = (
-    ("StartRollout", city_pb2.StartRolloutRequest(model_version="2.0", canary_devices=1)),
-    ("GetRollout", city_pb2.GetRolloutRequest()),
-    ("PauseRollout", city_pb2.RolloutActionRequest()),
-    ("ResumeRollout", city_pb2.RolloutActionRequest()),
-    ("RollbackRollout", city_pb2.RolloutActionRequest()),
+    ("StartRollout", fleet_pb2.StartRolloutRequest(model_version="2.0", canary_devices=1)),
+    ("GetRollout", fleet_pb2.GetRolloutRequest()),
+    ("PauseRollout", fleet_pb2.RolloutActionRequest()),
+    ("ResumeRollout", fleet_pb2.RolloutActionRequest()),
+    ("RollbackRollout", fleet_pb2.RolloutActionRequest()),
 )
 
 
@@ -234,9 +234,9 @@ def test_pause_resume_rollback_are_admin_only_and_recorded(
         assert wait_until(lambda: len(fleet.status().events) == 2)  # the window opened
         assert fleet.status().devices[0].state == "applied"
 
-        def act(method: str, reason: str = "") -> city_pb2.RolloutStatus:
-            request = city_pb2.RolloutActionRequest(rollout_id=started.rollout_id, reason=reason)
-            status: city_pb2.RolloutStatus = getattr(fleet.stub, method)(
+        def act(method: str, reason: str = "") -> fleet_pb2.RolloutStatus:
+            request = fleet_pb2.RolloutActionRequest(rollout_id=started.rollout_id, reason=reason)
+            status: fleet_pb2.RolloutStatus = getattr(fleet.stub, method)(
                 request, timeout=10, metadata=fleet.metadata()
             )
             return status

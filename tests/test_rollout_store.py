@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from roadsense.cloud.domain import HealthRecord, Reading, Telemetry
-from roadsense.cloud.rollout_records import Rollout, RolloutDevice, RolloutEvent, RolloutState
-from roadsense.cloud.rollout_rows import ROLLOUT_COLUMNS
+from roadsense.cloud.rollout.records import Rollout, RolloutDevice, RolloutEvent, RolloutState
+from roadsense.cloud.rollout.rows import ROLLOUT_COLUMNS
 
 from .stores import StoreTarget
 

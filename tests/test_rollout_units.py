@@ -9,14 +9,14 @@ import pytest
 
 from roadsense.cli.rollout import parse_canary
 from roadsense.cloud.config import CloudConfig
-from roadsense.cloud.rollout_config import RolloutThresholds
-from roadsense.cloud.rollout_metrics import (
+from roadsense.cloud.rollout.config import RolloutThresholds
+from roadsense.cloud.rollout.plan import canary_size, plan_devices
+from roadsense.cloud.rollout.verdict import (
     DeviceFigures,
     compare,
     jensen_shannon,
     level_distribution,
 )
-from roadsense.cloud.rollout_plan import canary_size, plan_devices
 from roadsense.core.config import load_config
 from roadsense.core.errors import ConfigError, RequestError
 
@@ -129,9 +129,9 @@ def test_rollout_cli_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
 def test_only_the_process_holding_the_rollout_lock_ticks(tmp_path: Path) -> None:
     from roadsense.cloud.config import StoreConfig
     from roadsense.cloud.leader import FileLeaderLock
-    from roadsense.cloud.rollout import RolloutController
-    from roadsense.cloud.rollout_config import RolloutConfig
-    from roadsense.cloud.stores import open_store
+    from roadsense.cloud.rollout.config import RolloutConfig
+    from roadsense.cloud.rollout.controller import RolloutController
+    from roadsense.cloud.store.open import open_store
     from roadsense.core.publisher import MemoryPublisher
 
     store = open_store(StoreConfig(path=tmp_path / "city.db"))

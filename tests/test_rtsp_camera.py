@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from roadsense.bench.rtsp import RtspServer, encode_clip, missing_gstreamer
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.edge.agent import EdgeAgent
-from roadsense.edge.capture import CameraCapture, CameraState
-from roadsense.edge.classifier import create_classifier
+from roadsense.edge.backends.classifier import create_classifier
+from roadsense.edge.capture.camera import CameraCapture, CameraState
 from roadsense.edge.config import CameraConfig, EdgeConfig, OutboxConfig, ReportConfig
 from roadsense.edge.outbox import Outbox
+from roadsense.harness.rtsp import RtspServer, encode_clip, missing_gstreamer
 from roadsense.models.shipped import PLACEHOLDER_CNN
 from roadsense.proto.v1 import telemetry_pb2
 

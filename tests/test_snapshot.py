@@ -11,11 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from roadsense.cloud.snapshot import request_snapshot, tool_account, write_explained
+from roadsense.cloud.tools.snapshot import request_snapshot, tool_account, write_explained
 from roadsense.core.errors import CommandError, ConfigError
 from roadsense.core.mqtt import MqttConfig, TlsConfig
 from roadsense.edge.agent import EdgeAgent
-from roadsense.edge.capture import CameraState
+from roadsense.edge.capture.camera import CameraState
+from roadsense.edge.commands.snapshot import encode_snapshot, parse_snapshot_command, pixelate
 from roadsense.edge.config import (
     CameraConfig,
     ClassifierConfig,
@@ -24,7 +25,6 @@ from roadsense.edge.config import (
     PrivacyConfig,
 )
 from roadsense.edge.runner import build_agent
-from roadsense.edge.snapshot import encode_snapshot, parse_snapshot_command, pixelate
 from roadsense.models.card import load_card
 from roadsense.models.shipped import DEFAULT_CNN, PLACEHOLDER_CNN
 from roadsense.proto.v1 import telemetry_pb2

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 
+from roadsense.cloud.city.state import CityTracker
 from roadsense.cloud.domain import HorizonScore, RegistryEntry, SegmentForecast, TokenUse
-from roadsense.cloud.feeds import ObservationRecord, WeatherRecord
-from roadsense.cloud.ingest import decode_message
-from roadsense.cloud.state import CityTracker
+from roadsense.cloud.forecast.feeds import ObservationRecord, WeatherRecord
+from roadsense.cloud.ingest.decode import decode_message
 from roadsense.core.timeutil import now_ms
 
 from .factories import report, status

@@ -7,14 +7,14 @@ import math
 import sqlite3
 from pathlib import Path
 
-from roadsense.cloud.city import SegmentConfig
+from roadsense.cloud.city.segments import SegmentConfig
+from roadsense.cloud.city.state import CityTracker, congestion_index, segments_per_band
+from roadsense.cloud.city.watch import ChangeFeed
 from roadsense.cloud.domain import Reading, Rejected, Telemetry
-from roadsense.cloud.feed import ChangeFeed
-from roadsense.cloud.ingest import DEFAULT_MAX_LATE_MS, decode_message
-from roadsense.cloud.migrations import MIGRATIONS
-from roadsense.cloud.sqlite_store import SqliteStore
-from roadsense.cloud.state import CityTracker, congestion_index, segments_per_band
-from roadsense.cloud.store import HistoryPoint
+from roadsense.cloud.ingest.decode import DEFAULT_MAX_LATE_MS, decode_message
+from roadsense.cloud.store.interface import HistoryPoint
+from roadsense.cloud.store.migrations import MIGRATIONS
+from roadsense.cloud.store.sqlite import SqliteStore
 from roadsense.core.sqlite import migrate, open_database
 from roadsense.core.timeutil import now_ms
 from roadsense.proto.v1 import telemetry_pb2
@@ -338,12 +338,6 @@ def test_the_sqlite_repeat_migration_folds_existing_copies(tmp_path: Path) -> No
         (b"a", 3, 10, 40, hashlib.sha256(b"t\0a").hexdigest()),
         (b"b", 1, 20, 20, hashlib.sha256(b"t\0b").hexdigest()),
     ]
-
-
-def test_sqlite_store_is_still_importable_from_its_old_home() -> None:
-    from roadsense.cloud import store
-
-    assert store.SqliteStore is SqliteStore
 
 
 def test_many_segments_are_read_back_and_fused_across_writers(store_target: StoreTarget) -> None:

@@ -20,6 +20,7 @@ import onnxruntime as ort
 import pytest
 
 from roadsense.core.errors import ModelLoadError
+from roadsense.edge.backends.classifier import available_backends, create_classifier
 from roadsense.edge.backends.tensorrt import (
     IMPORT_ERROR,
     Calibration,
@@ -29,10 +30,9 @@ from roadsense.edge.backends.tensorrt import (
     TensorRtUnavailableError,
     cuda_runtime,
 )
-from roadsense.edge.classifier import available_backends, create_classifier
-from roadsense.edge.preprocess import Frame
 from roadsense.models.card import ModelCard, load_card
 from roadsense.models.engine import EngineCache, EngineKey, Precision
+from roadsense.models.preprocess import Frame
 from roadsense.models.shipped import PLACEHOLDER_CNN
 
 from .conftest import SAMPLE_VIDEO

@@ -10,12 +10,12 @@ import numpy as np
 
 from roadsense.core.publisher import MemoryPublisher
 from roadsense.edge.agent import EdgeAgent
-from roadsense.edge.classifier import Classifier, Probabilities
+from roadsense.edge.backends.classifier import Classifier, Probabilities
 from roadsense.edge.config import ClassifierConfig, ReportConfig
 from roadsense.edge.outbox import Outbox
-from roadsense.edge.preprocess import Frame
 from roadsense.edge.smoothing import discount_uncertain
 from roadsense.models.card import load_card
+from roadsense.models.preprocess import Frame
 from roadsense.models.shipped import PLACEHOLDER_CNN
 from roadsense.proto.v1 import telemetry_pb2
 

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from roadsense.core.errors import FootageError
-from roadsense.edge.classifier import create_classifier
-from roadsense.edge.preprocess import Frame
+from roadsense.edge.backends.classifier import create_classifier
 from roadsense.models.card import card_path_for, load_card
 from roadsense.models.congestion_eval import RecordError, evaluate_model, record_evaluation
 from roadsense.models.footage.labelled import build_labelled_frames, read_labels
 from roadsense.models.image_sets import DatasetError, evaluation_classes
+from roadsense.models.preprocess import Frame
 from roadsense.models.shipped import DEFAULT_CNN
 
 from .conftest import REPO
@@ -105,8 +105,8 @@ def test_missing_clips_and_ranges_past_the_end_are_refused(tmp_path: Path) -> No
 
 
 def test_evaluate_equals_the_classifier_run_by_hand(unseen_set: Path) -> None:
-    report = evaluate_model(DEFAULT_CNN, unseen_set)
     classifier = create_classifier("onnxruntime", DEFAULT_CNN)
+    report = evaluate_model(classifier, DEFAULT_CNN, unseen_set)
     files = sorted((unseen_set / "light").iterdir())
     images = [cast(Frame, cv2.imread(str(path))) for path in files]
     predicted = np.concatenate(
@@ -162,7 +162,11 @@ def test_record_writes_the_figures_into_the_card_and_nothing_else(
     shutil.copy(card_path_for(DEFAULT_CNN), card_path_for(model))
     onnx_bytes = model.read_bytes()
     before = json.loads(card_path_for(model).read_text())
-    report = evaluate_model(model, unseen_set)
+    classifier = create_classifier("onnxruntime", model)
+    try:
+        report = evaluate_model(classifier, model, unseen_set)
+    finally:
+        classifier.close()
     record_evaluation(model, "unseen_camera", report)
     after = json.loads(card_path_for(model).read_text())
     recorded = after["evaluation"].pop("unseen_camera")

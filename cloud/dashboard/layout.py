@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roadsense.cloud.city import SegmentConfig
+from roadsense.cloud.city.segments import SegmentConfig
 
 BOX = 1000.0
 Point = tuple[float, float]

@@ -22,17 +22,17 @@ from typing import Any
 
 from aiohttp import web
 
-from roadsense.cloud.auth import AuthConfig, token_holder
-from roadsense.cloud.city import SegmentConfig
+from roadsense.cloud.api.auth import AuthConfig, token_holder
+from roadsense.cloud.city.segments import SegmentConfig
+from roadsense.cloud.city.state import CityTracker
+from roadsense.cloud.city.watch import ChangeFeed
 from roadsense.cloud.config import DashboardConfig
 from roadsense.cloud.dashboard.layout import NetworkLayout, load_adjacency, network_layout
 from roadsense.cloud.dashboard.views import city_summary, segment_detail, segment_state
 from roadsense.cloud.domain import SegmentSnapshot
-from roadsense.cloud.feed import ChangeFeed
-from roadsense.cloud.forecasting import ForecastJob
-from roadsense.cloud.state import CityTracker
-from roadsense.cloud.store import Store
-from roadsense.cloud.subscriber import IngestCounters
+from roadsense.cloud.forecast.job import ForecastJob
+from roadsense.cloud.ingest.subscriber import IngestCounters
+from roadsense.cloud.store.interface import Store
 from roadsense.core.errors import RoadSenseError
 from roadsense.core.timeutil import now_ms
 from roadsense.models.series import load_series

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from roadsense.cloud.city import ROAD_CLASS_WEIGHT, SegmentConfig, unconfigured
+from roadsense.cloud.city.segments import ROAD_CLASS_WEIGHT, SegmentConfig, unconfigured
+from roadsense.cloud.city.state import CityTracker, congestion_index, segments_per_band
 from roadsense.cloud.domain import SegmentForecast, SegmentSnapshot
-from roadsense.cloud.forecasting import ForecastJob
-from roadsense.cloud.state import CityTracker, congestion_index, segments_per_band
-from roadsense.cloud.store import HistoryPoint, Store
-from roadsense.cloud.subscriber import IngestStats
+from roadsense.cloud.forecast.job import ForecastJob
+from roadsense.cloud.ingest.subscriber import IngestStats
+from roadsense.cloud.store.interface import HistoryPoint, Store
 
 Json = dict[str, Any]
 

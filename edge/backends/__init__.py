@@ -1,1 +1,1 @@
-"""Classifier backends; each registers itself with roadsense.edge.classifier."""
+"""Classifier backends; each registers itself with roadsense.edge.backends.classifier."""

@@ -10,7 +10,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from roadsense.core.errors import ModelLoadError
-from roadsense.edge.classifier import Classifier, register
+from roadsense.edge.backends.classifier import Classifier, register
 from roadsense.models.card import ModelCard
 
 

@@ -30,10 +30,10 @@ import numpy as np
 import numpy.typing as npt
 
 from roadsense.core.errors import ModelLoadError
-from roadsense.edge.classifier import Classifier, register
-from roadsense.edge.preprocess import Frame, frames_to_tensor
+from roadsense.edge.backends.classifier import Classifier, register
 from roadsense.models.card import ModelCard
 from roadsense.models.engine import PRECISIONS, EngineCache, EngineKey, Precision
+from roadsense.models.preprocess import Frame, frames_to_tensor
 
 # Only NVIDIA machines have these; everything else must run without them.
 cuda: Any = None

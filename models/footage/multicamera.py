@@ -34,10 +34,10 @@ import numpy as np
 
 from roadsense.core.errors import FootageError
 from roadsense.core.roi import Roi, check_roi, crop_roi
-from roadsense.edge.preprocess import Frame
 from roadsense.models.congestion_labels import CONGESTION_LABELS
 from roadsense.models.footage.labelled import whole_number
 from roadsense.models.footage.video import read_frames
+from roadsense.models.preprocess import Frame
 
 logger = logging.getLogger(__name__)
 

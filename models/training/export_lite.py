@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from roadsense.edge.preprocess import Frame, frames_to_tensor
 from roadsense.models.card import InputSpec, ModelCard, card_path_for, sha256_file
+from roadsense.models.preprocess import Frame, frames_to_tensor
 from roadsense.models.training.efficientnet_lite import (
     LAST_STRIDE,
     POOLED_CHANNELS,

@@ -20,10 +20,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from roadsense.edge.preprocess import Frame, frames_to_tensor
 from roadsense.models.card import InputSpec
 from roadsense.models.footage.camera_augment import camera_view
 from roadsense.models.footage.multicamera import LabelledFrame
+from roadsense.models.preprocess import Frame, frames_to_tensor
 from roadsense.models.training.efficientnet_lite import EfficientNetLite0, Pooling, pooled
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,3 @@
+"""The gRPC API's CityService: its servicer (``rpc.py``, start here), tokens and roles,
+argument checks, status codes, the encoded-answer cache and ClassifyImage.
+"""

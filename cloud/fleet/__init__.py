@@ -1,0 +1,3 @@
+"""FleetService: the device registry, enrollment by claim and revocation (``rpc.py``, start
+here).
+"""

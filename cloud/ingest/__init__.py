@@ -1,0 +1,3 @@
+"""Telemetry ingest: MQTT shared subscription (``subscriber.py``, start here), decoding and
+validation, probabilities to levels.
+"""

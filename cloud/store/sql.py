@@ -1,0 +1,478 @@
+"""What the SQLite and PostgreSQL stores share: every statement and every row conversion.
+
+Statements are written once, with ``?`` placeholders, in SQL that both engines run (upserts
+with ``ON CONFLICT``, columns of the target table qualified by its name). A backend supplies
+sessions on its connection (``SqlSession``: a read, or one write transaction) and its own
+deduplication of reports, the one step where the engines differ. The city's statements are
+here; each other wing keeps its own beside its code (``forecast/rows.py``, ``fleet/rows.py``,
+``releases/rows.py``, ``rollout/rows.py``), and ``SqlStore`` puts them together.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from roadsense.cloud.domain import (
+    DeviceRecord,
+    HealthRecord,
+    Reading,
+    Rejected,
+    SegmentSnapshot,
+    StatusUpdate,
+    Telemetry,
+)
+from roadsense.cloud.fleet.rows import FleetRows
+from roadsense.cloud.forecast.rows import ForecastRows
+from roadsense.cloud.releases.rows import ReleaseRows
+from roadsense.cloud.rollout.rows import RolloutRows
+from roadsense.cloud.store.interface import (
+    BatchResult,
+    HistoryPoint,
+    SegmentUpdater,
+    SharedFusion,
+    Store,
+)
+from roadsense.cloud.store.migrations import message_sha256
+from roadsense.cloud.store.session import Row, SqlSession
+
+SEGMENT_CHUNK = 500
+"""Segments read per query when only some are wanted."""
+SELECT_SEGMENTS = (
+    "SELECT segment_id, level, label, updated_ms, last_changed_ms, camera_ids, reports "
+    "FROM segments"
+)
+
+REPORT_COLUMNS = (
+    "device_id, seq, camera_id, segment_id, capture_time_ms, window_start_ms, received_ms, "
+    "model_version, labels, probabilities, frames_in_window, level"
+)
+INSERT_REPORTS = (
+    f"INSERT INTO reports ({REPORT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _greater(table: str, column: str) -> str:
+    """The larger of a stored column and the value proposed for it (both engines' syntax)."""
+    return (
+        f"CASE WHEN excluded.{column} > {table}.{column} "
+        f"THEN excluded.{column} ELSE {table}.{column} END"
+    )
+
+
+@dataclass(frozen=True)
+class Upsert:
+    """An INSERT ... ON CONFLICT of many rows, each key at most once: one statement per row
+    (``per_row``), or on PostgreSQL one statement for all of them (``all_rows``)."""
+
+    table: str
+    columns: tuple[tuple[str, str], ...]
+    """(name, PostgreSQL type) of each column, in the rows' order."""
+    on_conflict: str
+
+    @property
+    def per_row(self) -> str:
+        """The statement for one row (``?`` placeholders)."""
+        marks = ", ".join("?" * len(self.columns))
+        return f"INSERT INTO {self.table} ({self._names}) VALUES ({marks}) {self.on_conflict}"
+
+    @property
+    def all_rows(self) -> str:
+        """The statement for all rows, one PostgreSQL array per column (binary parameters)."""
+        arrays = ", ".join(f"%b::{kind}[]" for _, kind in self.columns)
+        return (
+            f"INSERT INTO {self.table} ({self._names}) SELECT * FROM unnest({arrays}) "
+            f"{self.on_conflict}"
+        )
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The PostgreSQL type of each column."""
+        return tuple(kind for _, kind in self.columns)
+
+    @property
+    def _names(self) -> str:
+        return ", ".join(name for name, _ in self.columns)
+
+
+SEEN_DEVICES = Upsert(
+    "devices",
+    (("device_id", "text"), ("online", "integer"), ("last_seen_ms", "bigint")),
+    f"ON CONFLICT (device_id) DO UPDATE SET last_seen_ms = {_greater('devices', 'last_seen_ms')}",
+)
+UPSERT_STATUS = f"""INSERT INTO devices (device_id, online, last_seen_ms, agent_version,
+    model_version, camera_ids) VALUES (?, ?, ?, ?, ?, ?)
+   ON CONFLICT (device_id) DO UPDATE SET online = excluded.online,
+    last_seen_ms = {_greater("devices", "last_seen_ms")},
+    agent_version = excluded.agent_version,
+    model_version = excluded.model_version, camera_ids = excluded.camera_ids"""
+# A repeat of the same message (topic and payload) for the same problem counts up.
+INSERT_REJECTED = f"""INSERT INTO dead_letters (received_ms, topic, reason, payload, code,
+    message_sha256, last_received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
+   ON CONFLICT (message_sha256, code) DO UPDATE
+   SET repeats = dead_letters.repeats + 1, reason = excluded.reason,
+    last_received_ms = {_greater("dead_letters", "last_received_ms")}"""
+# The WHERE: ingest workers sharing a store never move a segment back to an older state.
+SAVE_SEGMENTS = Upsert(
+    "segments",
+    (
+        ("segment_id", "text"),
+        ("level", "float8"),
+        ("label", "text"),
+        ("updated_ms", "bigint"),
+        ("last_changed_ms", "bigint"),
+        ("camera_ids", "text"),
+        ("reports", "bigint"),
+    ),
+    """ON CONFLICT (segment_id) DO UPDATE SET level = excluded.level,
+    label = excluded.label, updated_ms = excluded.updated_ms,
+    last_changed_ms = excluded.last_changed_ms,
+    camera_ids = excluded.camera_ids, reports = excluded.reports
+   WHERE excluded.updated_ms >= segments.updated_ms""",
+)
+ADD_HISTORY = Upsert(
+    "segment_history",
+    (
+        ("segment_id", "text"),
+        ("start_ms", "bigint"),
+        ("level_sum", "float8"),
+        ("reports", "bigint"),
+    ),
+    """ON CONFLICT (segment_id, start_ms) DO UPDATE
+   SET level_sum = segment_history.level_sum + excluded.level_sum,
+    reports = segment_history.reports + excluded.reports""",
+)
+LATEST_READINGS = f"""SELECT {REPORT_COLUMNS} FROM reports r WHERE id = (
+    SELECT id FROM reports WHERE device_id = r.device_id
+    AND camera_id = r.camera_id AND received_ms - capture_time_ms <= ?
+    ORDER BY capture_time_ms DESC, id DESC LIMIT 1)"""
+# Each camera's newest in-time report on some segments since a time (both engines).
+LATEST_CAMERAS = f"""SELECT {REPORT_COLUMNS} FROM (
+    SELECT {REPORT_COLUMNS}, ROW_NUMBER() OVER (PARTITION BY segment_id, device_id, camera_id
+        ORDER BY capture_time_ms DESC, id DESC) AS newest
+    FROM reports WHERE segment_id {{among}} AND capture_time_ms >= ?
+        AND received_ms - capture_time_ms <= ?) AS latest
+   WHERE newest = 1"""
+
+
+@functools.lru_cache(maxsize=64)
+def _labels_json(labels: tuple[str, ...]) -> str:
+    # Every report of a model carries the same labels: encode them once.
+    return json.dumps(labels)
+
+
+def report_row(r: Reading) -> Row:
+    """A reading as the values of ``REPORT_COLUMNS``."""
+    return (
+        r.device_id,
+        r.seq,
+        r.camera_id,
+        r.segment_id,
+        r.capture_time_ms,
+        r.window_start_ms,
+        r.received_ms,
+        r.model_version,
+        _labels_json(r.labels),
+        "[" + ",".join(repr(p) for p in r.probabilities) + "]",
+        r.frames_in_window,
+        r.level,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _labels(text: str) -> tuple[str, ...]:
+    # The reverse of _labels_json: a model's reports all carry the same labels.
+    return tuple(json.loads(text))
+
+
+def _reading(row: Row) -> Reading:
+    return Reading(
+        device_id=row[0],
+        seq=int(row[1]),
+        camera_id=row[2],
+        segment_id=row[3],
+        capture_time_ms=int(row[4]),
+        window_start_ms=int(row[5]),
+        received_ms=int(row[6]),
+        model_version=row[7],
+        labels=_labels(row[8]),
+        probabilities=tuple(json.loads(row[9])),
+        frames_in_window=int(row[10]),
+        level=float(row[11]),
+    )
+
+
+def _id_chunks(ids: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
+    """``IN (?, ?, ...)`` and its parameters, a few hundred ids at a time."""
+    for start in range(0, len(ids), SEGMENT_CHUNK):
+        chunk = list(ids[start : start + SEGMENT_CHUNK])
+        yield f"IN ({', '.join('?' * len(chunk))})", chunk
+
+
+def _segment_snapshots(rows: list[Row]) -> list[SegmentSnapshot]:
+    return [
+        SegmentSnapshot(
+            segment_id=row[0],
+            level=float(row[1]),
+            label=row[2],
+            updated_ms=int(row[3]),
+            last_changed_ms=int(row[4]),
+            camera_ids=tuple(json.loads(row[5])),
+            stale=False,
+            reports=int(row[6]),
+        )
+        for row in rows
+    ]
+
+
+def first_of_each(readings: Sequence[Reading], fresh: set[tuple[str, int]]) -> list[Reading]:
+    """The readings whose key is in ``fresh``, each key once (a redelivery in one batch)."""
+    kept = []
+    for reading in readings:
+        key = (reading.device_id, reading.seq)
+        if key in fresh:
+            fresh.discard(key)
+            kept.append(reading)
+    return kept
+
+
+SessionT = TypeVar("SessionT", bound=SqlSession)
+
+
+class SqlStore(ForecastRows, FleetRows, ReleaseRows, RolloutRows, Store, Generic[SessionT]):
+    """The store's logic on any engine that speaks the statements above and the wings'."""
+
+    def __init__(self, history_interval_ms: int) -> None:
+        self._history_interval_ms = history_interval_ms
+
+    @abc.abstractmethod
+    def _read(self) -> AbstractContextManager[SessionT]:
+        """A session for reads."""
+
+    @abc.abstractmethod
+    def _write(self) -> AbstractContextManager[SessionT]:
+        """A session in one write transaction: committed on success, rolled back on error."""
+
+    @abc.abstractmethod
+    def _insert_readings(self, db: SessionT, readings: list[Reading]) -> list[Reading]:
+        """Store the readings not stored yet; return them, in order (dedup on device, seq)."""
+
+    def write_batch(
+        self,
+        records: Sequence[Telemetry],
+        update_segments: SegmentUpdater,
+        shared: SharedFusion | None = None,
+    ) -> BatchResult:
+        result = BatchResult()
+        seen: dict[str, int] = {}
+        with self._write() as db:
+            readings = [r for r in records if isinstance(r, Reading)]
+            if readings and shared is not None:
+                # Before inserting: what the others stored, not this batch's own rows.
+                self._merge_stored(db, readings, shared)
+            result.accepted = self._insert_readings(db, readings) if readings else []
+            result.duplicates = len(readings) - len(result.accepted)
+            for reading in result.accepted:
+                seen[reading.device_id] = max(reading.received_ms, seen.get(reading.device_id, 0))
+            for record in records:
+                if isinstance(record, Reading):
+                    continue
+                if isinstance(record, StatusUpdate):
+                    _upsert_status(db, record)
+                    result.statuses.append(record)
+                elif isinstance(record, HealthRecord):
+                    db.execute(
+                        "INSERT INTO health (device_id, time_ms, received_ms, body) "
+                        "VALUES (?, ?, ?, ?)",
+                        [record.device_id, record.time_ms, record.received_ms, record.body_json],
+                    )
+                    seen[record.device_id] = max(record.received_ms, seen.get(record.device_id, 0))
+                    result.health += 1
+                else:
+                    _insert_rejected(db, record)
+                    result.rejected += 1
+            # Once per device and batch, after its statuses: a report never flips a
+            # device that said "offline" in this batch back to online.
+            if seen:
+                self._upsert(db, SEEN_DEVICES, [(d, 1, t) for d, t in sorted(seen.items())])
+            if result.accepted:
+                result.segments = update_segments(result.accepted)
+                self._upsert(db, SAVE_SEGMENTS, _segment_rows(result.segments))
+                self._add_history(db, result.accepted)
+            if result.accepted or result.statuses or seen:
+                self._announce(db, result)
+        return result
+
+    def _lock_segments(self, db: SessionT, segment_ids: list[str]) -> None:
+        """Keep other writers off these segments until the transaction ends (SQLite: the
+        write transaction already holds the whole file)."""
+
+    def _merge_stored(self, db: SessionT, readings: list[Reading], shared: SharedFusion) -> None:
+        """Hand ``shared`` what the other writers stored for the batch's segments, under lock."""
+        stale_ms = shared.stale_after_ms
+        # Only readings that arrived in time change a segment (the others are history).
+        current = [r for r in readings if r.received_ms - r.capture_time_ms <= stale_ms]
+        if not current:
+            return
+        segment_ids = sorted({r.segment_id for r in current})
+        self._lock_segments(db, segment_ids)
+        # Older cameras than this do not count in any of these segments' fusion.
+        since = min(r.capture_time_ms for r in current) - stale_ms
+        rows: list[Row] = []
+        for among, ids in self._among(segment_ids):
+            rows += db.rows(LATEST_CAMERAS.format(among=among), [*ids, since, stale_ms])
+        shared.merge_stored(self._stored_segments(db, segment_ids), [_reading(r) for r in rows])
+
+    def _among(self, ids: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
+        """(a condition on a column that holds for ``ids``, its parameters), for as many
+        queries as it takes."""
+        return _id_chunks(ids)
+
+    def _stored_segments(self, db: SessionT, segment_ids: Sequence[str]) -> list[SegmentSnapshot]:
+        rows: list[Row] = []
+        for among, ids in self._among(segment_ids):
+            rows += db.rows(f"{SELECT_SEGMENTS} WHERE segment_id {among}", ids)
+        return _segment_snapshots(rows)
+
+    def _announce(self, db: SessionT, result: BatchResult) -> None:
+        """Tell other processes, inside the batch's transaction, what it changed (if they can
+        hear it: PostgreSQL's NOTIFY; one SQLite process has its in-process feed)."""
+
+    def _upsert(self, db: SessionT, upsert: Upsert, rows: list[Row]) -> None:
+        """Insert or update rows (each key once), one statement per row."""
+        db.executemany(upsert.per_row, rows)
+
+    def _add_history(self, db: SessionT, readings: list[Reading]) -> None:
+        interval = self._history_interval_ms
+        intervals: dict[tuple[str, int], list[float]] = {}
+        for r in readings:
+            key = (r.segment_id, r.capture_time_ms // interval * interval)
+            intervals.setdefault(key, []).append(r.level)
+        # Rows in key order: concurrent writers take their row locks in one order.
+        rows = [
+            (s, start, sum(levels), len(levels)) for (s, start), levels in sorted(intervals.items())
+        ]
+        self._upsert(db, ADD_HISTORY, rows)
+
+    def history(self, segment_id: str, from_ms: int, to_ms: int) -> list[HistoryPoint]:
+        with self._read() as db:
+            rows = db.rows(
+                "SELECT start_ms, level_sum / reports, reports FROM segment_history "
+                "WHERE segment_id = ? AND start_ms BETWEEN ? AND ? ORDER BY start_ms",
+                [segment_id, from_ms, to_ms],
+            )
+        return [HistoryPoint(int(s), round(float(level), 3), int(n)) for s, level, n in rows]
+
+    def histories(self, from_ms: int, to_ms: int) -> dict[str, list[HistoryPoint]]:
+        with self._read() as db:
+            rows = db.rows(
+                "SELECT segment_id, start_ms, level_sum / reports, reports FROM segment_history "
+                "WHERE start_ms BETWEEN ? AND ? ORDER BY segment_id, start_ms",
+                [from_ms, to_ms],
+            )
+        found: dict[str, list[HistoryPoint]] = {}
+        for segment, start, level, n in rows:
+            found.setdefault(str(segment), []).append(
+                HistoryPoint(int(start), round(float(level), 3), int(n))
+            )
+        return found
+
+    def prune_history(self, before_ms: int) -> int:
+        with self._write() as db:
+            return db.execute("DELETE FROM segment_history WHERE start_ms < ?", [before_ms])
+
+    def segments(self, segment_ids: Sequence[str] | None = None) -> list[SegmentSnapshot]:
+        with self._read() as db:
+            if segment_ids is None:
+                return _segment_snapshots(db.rows(f"{SELECT_SEGMENTS} ORDER BY segment_id"))
+            return self._stored_segments(db, segment_ids)
+
+    def latest_readings(self, arrived_within_ms: int | None = None) -> list[Reading]:
+        # 2**62 ms: no report arrives that late, so None reads every report.
+        within = 2**62 if arrived_within_ms is None else arrived_within_ms
+        with self._read() as db:
+            rows = db.rows(LATEST_READINGS, [within])
+        return [_reading(row) for row in rows]
+
+    def devices(self) -> list[DeviceRecord]:
+        with self._read() as db:
+            rows = db.rows(
+                "SELECT device_id, online, last_seen_ms, agent_version, model_version, "
+                "camera_ids FROM devices ORDER BY device_id"
+            )
+        return [
+            DeviceRecord(
+                row[0], bool(row[1]), int(row[2]), row[3], row[4], tuple(json.loads(row[5]))
+            )
+            for row in rows
+        ]
+
+    def device_counts(self) -> tuple[int, int]:
+        with self._read() as db:
+            ((online, total),) = db.rows("SELECT COALESCE(SUM(online), 0), COUNT(*) FROM devices")
+        return int(online), int(total) - int(online)
+
+    def report_keys(self) -> list[tuple[str, int]]:
+        with self._read() as db:
+            rows = db.rows("SELECT device_id, seq FROM reports ORDER BY id")
+        return [(str(d), int(s)) for d, s in rows]
+
+    def dead_letters(self) -> list[tuple[str, str]]:
+        with self._read() as db:
+            rows = db.rows("SELECT topic, reason FROM dead_letters ORDER BY id")
+        return [(str(t), str(r)) for t, r in rows]
+
+    def dead_letter_codes(self) -> dict[str, int]:
+        with self._read() as db:
+            rows = db.rows("SELECT code, SUM(repeats) FROM dead_letters GROUP BY code")
+        return {str(code): int(count) for code, count in rows}
+
+
+def _upsert_status(db: SqlSession, s: StatusUpdate) -> None:
+    db.execute(
+        UPSERT_STATUS,
+        [
+            s.device_id,
+            int(s.online),
+            s.received_ms,
+            s.agent_version,
+            s.model_version,
+            json.dumps(s.camera_ids),
+        ],
+    )
+
+
+def _insert_rejected(db: SqlSession, r: Rejected) -> None:
+    db.execute(
+        INSERT_REJECTED,
+        [
+            r.received_ms,
+            r.topic,
+            r.reason,
+            r.payload,
+            r.code,
+            message_sha256(r.topic, r.payload),
+            r.received_ms,
+        ],
+    )
+
+
+def _segment_rows(segments: list[SegmentSnapshot]) -> list[Row]:
+    """Segment rows for SAVE_SEGMENTS, in key order."""
+    return [
+        (
+            s.segment_id,
+            s.level,
+            s.label,
+            s.updated_ms,
+            s.last_changed_ms,
+            json.dumps(s.camera_ids),
+            s.reports,
+        )
+        for s in sorted(segments, key=lambda s: s.segment_id)
+    ]

@@ -1,0 +1,1 @@
+"""Operator tools the service never runs: check, snapshot, forecast export and replay."""

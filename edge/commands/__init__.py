@@ -1,0 +1,1 @@
+"""Commands an operator sends a device: remote configuration and snapshots."""

@@ -1,0 +1,469 @@
+"""The device's side of a model rollout: act on ``ModelUpdate`` commands, one at a time.
+
+A command is taken off the MQTT network thread into a queue; a worker thread checks the
+signature first (with the fleet's public key), then uses the release when the device
+already holds those bytes (no byte downloaded: this is how the cloud rolls a device
+back) or downloads it over gRPC as this device (mutual TLS), resuming after the bytes a
+cut or a SIGKILL left. The new model is loaded beside the running one (a TensorRT engine
+is built then, under its cache key), self-tested on recent frames, and handed to the
+inference loop, which swaps it in between two classifier batches. Only then does
+``state.json`` name it current, with the model it replaced as previous. Every command is
+answered on ``reply/model`` with ok or a reason whose prefix says which check failed.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+
+from roadsense.core.errors import (
+    ModelCardError,
+    ModelDownloadError,
+    ModelHashError,
+    ModelLoadError,
+    ModelSignatureError,
+    ModelSizeError,
+    ModelUpdateError,
+)
+from roadsense.core.mqtt import TlsConfig
+from roadsense.edge.backends.classifier import Classifier
+from roadsense.edge.config import EdgeConfig
+from roadsense.edge.updates.download import (
+    DownloadedModel,
+    ModelOffer,
+    ModelUpdateCommand,
+    download_model,
+    partial_path,
+    read_model_update,
+)
+from roadsense.edge.updates.selftest import SelfTestResult, self_test
+from roadsense.edge.updates.state import (
+    HeldModel,
+    ModelState,
+    discard_release,
+    held_release,
+    load_state,
+    prune_releases,
+    remove_leftovers,
+    save_state,
+)
+from roadsense.models.card import load_card
+from roadsense.models.preprocess import Frame
+from roadsense.models.shipped import DEFAULT_CNN
+from roadsense.models.signing import verify_model
+from roadsense.proto.client import ClientTls, open_channel
+from roadsense.proto.refusals import Refusal
+
+logger = logging.getLogger(__name__)
+
+UPDATE_NICENESS = 10
+"""Added to the update thread's niceness (Linux: per thread)."""
+
+ModelLoader = Callable[[Path], Classifier]
+"""Loads an ONNX (its card beside it) with the backend the device runs."""
+
+
+class SwapHost(Protocol):
+    """What the updater needs from the agent."""
+
+    @property
+    def classifier(self) -> Classifier:
+        """The classifier in force."""
+
+    def recent_frames(self, count: int, wait_s: float) -> list[Frame]:
+        """Up to ``count`` recent frames as the classifier saw them (waiting up to
+        ``wait_s`` for that many just after a start)."""
+
+    def swap_classifier(self, candidate: Classifier) -> float:
+        """Put ``candidate`` in force between two batches; the loop's pause in ms.
+        ModelUpdateError('swap') when the loop did not take it."""
+
+    def reply_model(self, request_id: str, ok: bool, error: str, settings: dict[str, Any]) -> None:
+        """Publish the CommandReply of a ModelUpdate."""
+
+
+class ModelUpdater:
+    """Applies ModelUpdate commands in a worker thread, one after the other."""
+
+    def __init__(self, config: EdgeConfig, host: SwapHost, loader: ModelLoader) -> None:
+        self._settings = config.models
+        self._mqtt_tls = config.mqtt.tls
+        self._folder = config.models.folder
+        self._host = host
+        self._loader = loader
+        remove_leftovers(self._folder)
+        self._state = load_state(self._folder)
+        self._in_force = self._model_in_force(host.classifier)
+        self._configured_onnx = config.classifier.model or DEFAULT_CNN
+        self._queue: queue.Queue[bytes | None] = queue.Queue()
+        self._stopping = threading.Event()
+        self._channel: grpc.Channel | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self._run, name=f"model-updates-{config.device_id}", daemon=True
+        )
+        self.last_error = ""
+        """The reply error of the last update; empty when it was applied."""
+        self.bytes_downloaded = 0
+        """Model bytes received from the cloud by this run."""
+        self._public_key = b""
+
+    @property
+    def previous_version(self) -> str:
+        """The version kept for rollback; empty when there is none."""
+        return self._state.previous.version if self._state.previous else ""
+
+    def start(self) -> None:
+        """Start the worker; an update a restart cut short is taken up again first."""
+        if self._state.pending:
+            logger.info("resuming the model update cut short by the last stop")
+            self._queue.put(self._state.pending)
+        self._thread.start()
+
+    def submit(self, payload: bytes) -> None:
+        """Queue a ModelUpdate (called on the MQTT network thread: returns at once)."""
+        self._queue.put(payload)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the worker; a download in progress is cut (its bytes stay for next time)."""
+        self._stopping.set()
+        self._queue.put(None)
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until every queued command was handled; False on timeout (tests, bench)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.05)
+        return self._queue.unfinished_tasks == 0
+
+    # Worker ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        _lower_priority()
+        while True:
+            batch = [self._queue.get()]
+            while True:  # what queued up meanwhile (e.g. for a device that was offline)
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                if None in batch or self._stopping.is_set():
+                    return
+                self._handle_batch([payload for payload in batch if payload is not None])
+            except Exception:  # a bug: keep taking commands, and say so loudly
+                logger.exception("model update worker failed on a command")
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    def _handle_batch(self, batch: list[bytes]) -> None:
+        """Apply only the last valid update of a batch (the state the cloud asked for
+        last: on a metered link, a model it replaced is not worth fetching). Earlier ones
+        of the same release share its outcome (a resent command); the others are answered
+        'superseded'."""
+        updates = [read_model_update(payload) for payload in batch]
+        valid = [u for u in updates if u.offer is not None]
+        for update in updates:
+            if update.offer is None:
+                self._handle(update)  # the reply says what is malformed
+        if not valid:
+            return
+        *earlier, latest = valid
+        outcome = self._handle(latest)
+        for update in earlier:
+            if outcome is not None and update.release == latest.release:
+                ok, error, details = outcome
+                settings = self._summary(update.rollout_id, update.version, details)
+                self._host.reply_model(update.request_id, ok, error, settings)
+            elif not self._stopping.is_set():
+                self._supersede(update, latest)
+
+    def _supersede(self, update: ModelUpdateCommand, latest: ModelUpdateCommand) -> None:
+        error = ModelUpdateError(
+            Refusal.SUPERSEDED,
+            f"update {latest.request_id!r} (model {latest.version}) came after it; only that "
+            "one is applied",
+        )
+        logger.info("model update %s (%s) %s", update.request_id, update.version, error)
+        self._host.reply_model(
+            update.request_id,
+            False,
+            str(error),
+            self._summary(update.rollout_id, update.version, {}),
+        )
+
+    def _summary(self, rollout_id: str, requested: str, details: dict[str, Any]) -> dict[str, Any]:
+        """The reply's settings_json: the model in force and what the update measured."""
+        return {
+            "model_version": self._in_force.version,
+            "previous_version": self.previous_version or None,
+            "rollout_id": rollout_id or None,
+            "requested_version": requested or None,
+            **details,
+        }
+
+    def _handle(self, update: ModelUpdateCommand) -> tuple[bool, str, dict[str, Any]] | None:
+        """Apply one update and answer it; (ok, error, details), None when cut by a stop."""
+        request_id, rollout_id, requested = update.request_id, update.rollout_id, update.version
+        details: dict[str, Any] = {}
+        error: ModelUpdateError | None = None
+        try:
+            if update.offer is None:
+                raise ModelUpdateError(Refusal.COMMAND, update.problem)
+            self._verify(update.offer)
+            self._save(self._state.with_changes(pending=update.payload))
+            details = self._apply(update.offer, update.grpc_address)
+        except ModelUpdateError as err:
+            error = err
+        if self._stopping.is_set():
+            return None  # cut by the stop: the pending update is taken up at the next start
+        self.last_error = str(error) if error else ""
+        if error:
+            logger.warning("model update %s (%s) refused: %s", request_id, requested, error)
+        settings = self._summary(rollout_id, requested, details)
+        self._host.reply_model(request_id, error is None, str(error or ""), settings)
+        # A cut download stays pending: the next start resumes it after the bytes held.
+        if (error is None or error.reason is not Refusal.DOWNLOAD) and self._state.pending:
+            try:
+                self._save(self._state.with_changes(pending=b""))
+            except ModelUpdateError as err:
+                logger.warning("the answered update stays recorded as pending: %s", err)
+        return error is None, str(error or ""), details
+
+    def _verify(self, offer: ModelOffer) -> None:
+        key_file = self._settings.public_key_file
+        if key_file is None:
+            raise ModelUpdateError(
+                Refusal.CONFIG, "no [models] public_key_file: this device cannot verify models"
+            )
+        try:
+            public_key = key_file.read_bytes()
+        except OSError as err:
+            raise ModelUpdateError(
+                Refusal.CONFIG, f"{key_file}: cannot read: {err.strerror}"
+            ) from err
+        try:
+            verify_model(
+                offer.signature, public_key, offer.sha256, offer.size, offer.version,
+                offer.card_sha256,
+            )  # fmt: skip
+        except ModelSignatureError as err:
+            if "public key" in str(err):
+                raise ModelUpdateError(Refusal.CONFIG, f"{key_file}: {err}") from err
+            raise ModelUpdateError(Refusal.SIGNATURE, str(err)) from err
+        self._public_key = public_key
+
+    def _apply(self, offer: ModelOffer, address: str) -> dict[str, Any]:
+        in_force = self._in_force
+        if offer.version == in_force.version:
+            if offer.sha256 != in_force.sha256:
+                raise ModelUpdateError(
+                    Refusal.VERSION, f"model {offer.version} is in force with other bytes"
+                )
+            logger.info("model %s is already in force", offer.version)
+            return {"bytes_downloaded": 0, "already_in_force": True}
+        known = self._known_models(in_force)
+        held = held_release(self._folder, offer.version, offer.sha256, known)
+        details: dict[str, Any] = {"bytes_downloaded": 0, "already_held": held is not None}
+        if held is None:
+            downloaded = self._download(offer, address)
+            held = HeldModel(offer.version, downloaded.onnx, offer.sha256)
+            details["bytes_downloaded"] = downloaded.fetched
+            details["resumed_from"] = downloaded.resumed_from
+        # A model that ran here before (a rollback) is not held to the latency budget of
+        # the one it replaces, which may be the faster, bad one.
+        returning = (held.version, held.sha256) in {(m.version, m.sha256) for m in known}
+        try:
+            details.update(self._try_model(held, returning))
+        except ModelUpdateError as err:
+            if err.reason in (Refusal.LOAD, Refusal.SELF_TEST, Refusal.LATENCY) and not returning:
+                discard_release(self._folder, held.version)  # not worth its disk
+            raise
+        self._in_force = held
+        self._save(self._state.with_changes(current=held, previous=in_force))
+        removed = prune_releases(self._folder, {held.version, in_force.version})
+        logger.info(
+            "model %s in force (previous %s kept for rollback%s)",
+            held.version,
+            in_force.version,
+            f"; removed {', '.join(removed)}" if removed else "",
+        )
+        return details
+
+    def _known_models(self, in_force: HeldModel) -> list[HeldModel]:
+        """The models that ran on this device and may still be on its disk."""
+        candidates = (
+            self._state.current,
+            self._state.previous,
+            _configured_model(self._configured_onnx),
+            in_force,
+        )
+        return [m for m in candidates if m is not None]
+
+    def _try_model(self, held: HeldModel, returning: bool) -> dict[str, Any]:
+        """Load, self-test and swap in ``held``; what was measured."""
+        candidate = self._load(held.onnx)
+        try:
+            result = self._self_test(candidate, returning)
+            if self._stopping.is_set():  # taken up again at the next start
+                raise ModelUpdateError(Refusal.SWAP, "the device is stopping")
+            pause_ms = self._host.swap_classifier(candidate)
+        except BaseException:
+            candidate.close()
+            raise
+        return {"self_test": result.as_json(), "swap_pause_ms": round(pause_ms, 3)}
+
+    def _download(self, offer: ModelOffer, address: str) -> DownloadedModel:
+        folder = self._folder
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = partial_path(folder, offer.version)
+            held = partial.stat().st_size if partial.exists() else 0
+            free = shutil.disk_usage(folder).free
+        except OSError as err:
+            raise ModelUpdateError(Refusal.DISK, f"{folder}: {err.strerror}") from err
+        needed = max(offer.size - held, 0)
+        if free - needed < self._settings.min_free_bytes:
+            raise ModelUpdateError(
+                Refusal.DISK,
+                f"model {offer.version} needs {needed} more bytes; {free} are free on "
+                f"{folder} and {self._settings.min_free_bytes} must stay free",
+            )
+        channel = self._open_channel(address)
+        try:
+            downloaded = download_model(channel, offer, self._public_key, folder)
+        except ModelHashError as err:
+            raise ModelUpdateError(Refusal.SHA256, str(err)) from err
+        except ModelCardError as err:
+            raise ModelUpdateError(Refusal.CARD, str(err)) from err
+        except ModelSignatureError as err:
+            raise ModelUpdateError(Refusal.SIGNATURE, str(err)) from err
+        except ModelSizeError as err:
+            raise ModelUpdateError(Refusal.SIZE, str(err)) from err
+        except ModelDownloadError as err:
+            raise ModelUpdateError(Refusal.DOWNLOAD, str(err)) from err
+        except OSError as err:
+            full = err.errno == errno.ENOSPC
+            raise ModelUpdateError(
+                Refusal.DISK, f"{folder}: {'disk full' if full else err.strerror}"
+            ) from err
+        finally:
+            with self._lock:
+                self._channel = None
+            channel.close()
+        self.bytes_downloaded += downloaded.fetched
+        return downloaded
+
+    def _open_channel(self, address: str) -> grpc.Channel:
+        target = address or self._settings.grpc_address
+        if not target:
+            raise ModelUpdateError(
+                Refusal.CONFIG,
+                "the update names no gRPC address and [models] grpc_address is unset",
+            )
+        tls = self._settings.grpc_tls or self._mqtt_tls
+        channel = _channel(target, tls)
+        with self._lock:
+            self._channel = channel
+        if self._stopping.is_set():
+            channel.close()
+        return channel
+
+    def _load(self, onnx: Path) -> Classifier:
+        try:
+            return self._loader(onnx)
+        except ModelLoadError as err:
+            raise ModelUpdateError(Refusal.LOAD, str(err)) from err
+
+    def _self_test(self, candidate: Classifier, returning: bool) -> SelfTestResult:
+        running = self._host.classifier
+        # A second instance of the running model, timed beside the new one on this thread
+        # (a TensorRT context is not shared between threads).
+        try:
+            baseline = self._loader(running.model_path)
+        except ModelLoadError as err:
+            raise ModelUpdateError(
+                Refusal.SELF_TEST, f"the running model cannot be loaded to compare with: {err}"
+            ) from err
+        try:
+            frames = self._host.recent_frames(
+                self._settings.self_test_frames, self._settings.frames_wait_s
+            )
+            return self_test(
+                candidate,
+                baseline,
+                frames,
+                latency_factor=None if returning else self._settings.latency_factor,
+                rounds=self._settings.self_test_rounds,
+            )
+        finally:
+            baseline.close()
+
+    def _save(self, state: ModelState) -> None:
+        try:
+            save_state(self._folder, state)
+        except OSError as err:
+            raise ModelUpdateError(
+                Refusal.DISK, f"{self._folder}: cannot record the model state: {err.strerror}"
+            ) from err
+        self._state = state
+
+    def _model_in_force(self, classifier: Classifier) -> HeldModel:
+        for model in (self._state.current, self._state.previous):
+            if model is not None and model.onnx == classifier.model_path:
+                return model
+        card = classifier.card  # checked against the bytes when it was loaded
+        return HeldModel(card.version, classifier.model_path, card.onnx_sha256)
+
+
+def _configured_model(onnx: Path) -> HeldModel | None:
+    """The model the configuration names (or the shipped one): held on every device."""
+    try:
+        card = load_card(onnx)
+    except ModelLoadError as err:
+        logger.warning("the configured model cannot serve a rollback: %s", err)
+        return None
+    return HeldModel(card.version, onnx, card.onnx_sha256)
+
+
+def _lower_priority() -> None:
+    """Run this thread (and the runtime threads it starts for the self-test) at a lower CPU
+    priority, so the inference loop keeps its pace during a download and a self-test."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), UPDATE_NICENESS)
+    except (AttributeError, OSError) as err:  # not Linux, or not allowed
+        logger.info("model updates run at normal priority: %s", err)
+
+
+def _channel(target: str, tls: TlsConfig | None) -> grpc.Channel:
+    if tls is None:
+        return open_channel(target)
+    try:
+        ca = tls.ca_file.read_bytes()
+        cert = tls.cert_file.read_bytes() if tls.cert_file else None
+        key = tls.key_file.read_bytes() if tls.key_file else None
+    except OSError as err:
+        raise ModelUpdateError(
+            Refusal.CONFIG, f"{err.filename}: cannot read the TLS file: {err.strerror}"
+        ) from err
+    if cert is None or key is None:
+        return open_channel(target, ClientTls(ca))
+    return open_channel(target, ClientTls(ca, cert, key))
