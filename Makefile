@@ -77,7 +77,7 @@ chromium:
 	$(call ensure_packages,test -x /usr/bin/chromium,chromium chromium-driver,Chromium for the dashboard's browser tests)
 
 # The RTSP camera tests run GStreamer's RTSP server under Debian's /usr/bin/python3
-# (its bindings do not load in the venv; shared/PITFALLS.md #14).
+# (its bindings do not load in the venv; docs/pitfalls.md #14).
 GST_RTSP_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 GST_RTSP_PROBE := /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); \

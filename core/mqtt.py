@@ -68,7 +68,7 @@ class MqttConfig(ConfigModel):
 
 QUEUE_AND_LOG_SETTINGS = """\
 # Mosquitto's default (1000) silently drops QoS 1 messages for a subscriber that
-# falls behind (shared/PITFALLS.md #2): keep far more, bounded in bytes too.
+# falls behind (docs/pitfalls.md #2): keep far more, bounded in bytes too.
 max_queued_messages 1000000
 max_queued_bytes 1073741824
 max_inflight_messages 1000

@@ -2,7 +2,7 @@
 
 MQTT 5 with a persistent session (``clean_start=False`` and a session expiry),
 TLS when configured, reconnect with backoff, TCP_NODELAY set after connect
-(paho does not; shared/PITFALLS.md #3). Connected means a successful CONNACK,
+(paho does not; docs/pitfalls.md #3). Connected means a successful CONNACK,
 never just an open socket.
 """
 

@@ -44,7 +44,7 @@ def open_database(path: str | Path, synchronous: str = "NORMAL") -> sqlite_utils
 def transaction(db: sqlite_utils.Database) -> Iterator[None]:
     """One explicit write transaction: committed on success, rolled back on error.
 
-    sqlite-utils' ``insert_all`` commits per batch on its own (shared/PITFALLS.md
+    sqlite-utils' ``insert_all`` commits per batch on its own (docs/pitfalls.md
     #5); writes inside this block use plain ``execute``/``executemany``.
     """
     db.execute("BEGIN IMMEDIATE")

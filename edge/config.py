@@ -213,7 +213,7 @@ class OutboxConfig(ConfigModel):
         ge=1,
         le=1000,
         description="Most unacknowledged QoS 1 publishes at once (packet ids are 16-bit; "
-        "shared/PITFALLS.md #1).",
+        "docs/pitfalls.md #1).",
     )
     replay_rate_per_s: float = Field(
         default=50.0,

@@ -1,7 +1,7 @@
 """Moves reports from the outbox to the broker, a bounded window at a time.
 
 At most ``max_inflight`` reports are unacknowledged at once (MQTT packet ids
-are 16-bit: a larger burst loses data silently, shared/PITFALLS.md #1).
+are 16-bit: a larger burst loses data silently, docs/pitfalls.md #1).
 
 After every (re)connection the outbox splits in two streams: the *backlog*
 (reports made before the connection) and *live* reports (made since). Live

@@ -2,9 +2,9 @@
 
 Used by ``roadsense demo`` and by the test harness. Mosquitto gets its own
 config file in a private folder, with queue limits set deliberately
-(Mosquitto's default drops messages for slow subscribers; shared/PITFALLS.md
+(Mosquitto's default drops messages for slow subscribers; docs/pitfalls.md
 #2). Without Mosquitto on PATH, the pure-Python amqtt broker runs in a
-thread, bound to 127.0.0.1 (its default is 0.0.0.0; PITFALLS #4). amqtt
+thread, bound to 127.0.0.1 (its default is 0.0.0.0; docs/pitfalls.md #4). amqtt
 speaks MQTT 3.1.1 only, and is a demo fallback, not a delivery-semantics one.
 """
 

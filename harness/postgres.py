@@ -2,7 +2,7 @@
 
 Used by the test harness and by ``roadsense bench ingest --store postgresql``; never for
 data that must last (durability is switched off). PostgreSQL refuses to run as root
-(shared/PITFALLS.md #15), so as root the cluster belongs to the ``postgres`` user that
+(docs/pitfalls.md #15), so as root the cluster belongs to the ``postgres`` user that
 Debian's package creates. The server binaries are Debian's (``/usr/lib/postgresql/N/bin``)
 or the first ``initdb`` on PATH.
 """

@@ -1,7 +1,7 @@
 """A real RTSP server for the tests and the RTSP benchmark (GStreamer's gst-rtsp-server).
 
 Runs under Debian's ``/usr/bin/python3``, where the GStreamer bindings load
-(python3-gi, gir1.2-gst-rtsp-server-1.0; shared/PITFALLS.md #14), never in the
+(python3-gi, gir1.2-gst-rtsp-server-1.0; docs/pitfalls.md #14), never in the
 project's virtual environment; ``roadsense.harness.rtsp`` starts it as a
 subprocess. Standard library and GStreamer only.
 

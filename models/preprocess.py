@@ -18,7 +18,7 @@ Frame = npt.NDArray[np.uint8]
 def frames_to_tensor(frames: Sequence[Frame], spec: InputSpec) -> npt.NDArray[np.float32]:
     """Resize, reorder, scale and normalise BGR frames into an NCHW float32 batch."""
     # blobFromImages does resize + channel swap + NCHW in one C++ pass
-    # (0.45 ms per 720p frame here, against 4-5 ms for numpy; shared/PITFALLS.md).
+    # (0.45 ms per 720p frame here, against 4-5 ms for numpy; docs/pitfalls.md).
     blob = cv2.dnn.blobFromImages(
         list(frames),
         scalefactor=1.0 / 255.0,

@@ -28,7 +28,7 @@ class OnnxRuntimeClassifier(Classifier):
                 f"intra_op_threads must be a non-negative integer, got {threads!r}"
             )
         session_options.intra_op_num_threads = threads
-        # Spinning threads steal the CPU the capture threads need (shared/PITFALLS.md).
+        # Spinning threads steal the CPU the capture threads need (docs/pitfalls.md).
         session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [
             p

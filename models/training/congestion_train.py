@@ -239,7 +239,7 @@ def export_cnn(
         output_names=[OUTPUT_NAME],
         dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
         opset_version=OPSET,
-        dynamo=False,  # the default exporter needs onnxscript (shared/PITFALLS.md #6)
+        dynamo=False,  # the default exporter needs onnxscript (docs/pitfalls.md #6)
     )
     batch = _tensor(reference_images[:16], spec)
     with torch.no_grad():

@@ -157,7 +157,7 @@ def export_lite(
         output_names=[OUTPUT_NAME, CAM_NAME],
         dynamic_axes={spec.name: {0: "batch"}, OUTPUT_NAME: {0: "batch"}, CAM_NAME: {0: "batch"}},
         opset_version=OPSET,
-        dynamo=False,  # the default exporter needs onnxscript (shared/PITFALLS.md #6)
+        dynamo=False,  # the default exporter needs onnxscript (docs/pitfalls.md #6)
     )
     batch = frames_to_tensor(reference_images[:16], spec)
     with torch.no_grad():

@@ -47,7 +47,7 @@ def export_onnx(model: GruForecaster, path: Path) -> None:
         output_names=OUTPUT_NAMES,
         dynamic_axes={name: {0: "batch"} for name in [*INPUT_NAMES, *OUTPUT_NAMES]},
         opset_version=OPSET,
-        dynamo=False,  # the default exporter needs onnxscript (shared/PITFALLS.md #6)
+        dynamo=False,  # the default exporter needs onnxscript (docs/pitfalls.md #6)
     )
 
 

@@ -1,7 +1,7 @@
 """MobileNetV3-Small (Howard et al., "Searching for MobileNetV3", ICCV 2019), in plain torch.
 
 torchvision does not import beside the torch build this project installs
-(shared/PITFALLS.md #7), so the network is defined here, following the paper's
+(docs/pitfalls.md #7), so the network is defined here, following the paper's
 Table 2: a 16-channel hard-swish stem, eleven inverted-residual blocks with
 squeeze-and-excitation where the paper has it, a 576-channel 1x1 conv, global
 pooling and a 1024-unit head. Every op exports to ONNX opset 17 and parses in

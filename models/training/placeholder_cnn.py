@@ -120,7 +120,7 @@ def export(video: Path, out_dir: Path, version: str) -> Path:
         output_names=["probabilities"],
         dynamic_axes={INPUT.name: {0: "batch"}, "probabilities": {0: "batch"}},
         opset_version=OPSET,
-        dynamo=False,  # the default exporter needs onnxscript (shared/PITFALLS.md #6)
+        dynamo=False,  # the default exporter needs onnxscript (docs/pitfalls.md #6)
     )
     card = ModelCard(
         name="congestion-placeholder",
