@@ -109,10 +109,11 @@ def _anchor(path: Sequence[str]) -> str:
 def _command_section(path: list[str], parser: argparse.ArgumentParser, summary: str) -> str:
     prog = " ".join(path)
     lines = [f"## {prog}", ""]
-    if summary:
-        lines += [f"*{_cell(summary)}*", ""]
+    about = [f"*{_cell(summary)}*"] if summary else []
     if parser.description and parser.description != summary:
-        lines += [_cell(parser.description), ""]
+        about.append(_cell(parser.description))
+    if about:
+        lines += [" ".join(about), ""]
     sub = _subcommands(parser)
     if sub is not None:
         lines += ["| command | what |", "| --- | --- |"]
