@@ -1,7 +1,7 @@
 """The OpenCV reader: USB/V4L2 devices, GStreamer pipelines, and files or URLs.
 
 OpenCV decodes every frame. On a Jetson, JetPack's OpenCV with GStreamer runs
-a pipeline string with the hardware decoder (README: "Cameras").
+a pipeline string with the hardware decoder (docs/edge.md, "Jetson hardware decode").
 """
 
 from __future__ import annotations
