@@ -60,7 +60,7 @@ SHARED_RESTART_GAP = pytest.mark.xfail(
     reason="Mosquitto 2.0.11 (Debian 12) restores a shared subscription of an offline "
     "persistent session after a restart but queues nothing for it until the client "
     "reconnects: QoS 1 reports published in that window are PUBACKed to the device and "
-    "never delivered. Hence ingest.shared_group defaults to empty (README, Known limits).",
+    "never delivered. Hence ingest.shared_group defaults to empty (docs/limits.md).",
 )
 
 

@@ -346,6 +346,6 @@ def test_the_reply_reasons_are_documented_where_the_cloud_reads_them() -> None:
     proto = (repo / "proto" / "v1" / "telemetry.proto").read_text(encoding="utf-8")
     listed = proto.split("the\n  // reason one of ")[1].split(".\n")[0]
     assert [r.strip() for r in listed.replace("//", "").split(",")] == list(REASONS)
-    readme = (repo / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### What a device does with a ModelUpdate")[1].split("\n## ")[0]
+    page = (repo / "docs" / "rollouts.md").read_text(encoding="utf-8")
+    section = page.split("## What a device does with a ModelUpdate")[1].split("\n## ")[0]
     assert all(f"`{reason}`" in section for reason in REASONS)

@@ -67,7 +67,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
     )
     port = free_port()
     # pytest's tmp folders are private to root: the broker keeps root's identity here
-    # (tests/test_readme_fleet.py runs it as 'mosquitto', the README's way).
+    # (tests/test_readme_fleet.py runs it as 'mosquitto', docs/provisioning.md's way).
     user = "root" if os.geteuid() == 0 else None
     files = write_broker_config(
         folder, folder / "broker", port=port, bind="127.0.0.1", broker_user=user

@@ -1,10 +1,10 @@
-"""README's "Provision a fleet" walkthrough, run as written, as root: the broker starts.
+"""docs/provisioning.md's walkthrough, run as written, as root: the broker starts.
 
 Mosquitto started as root drops to its 'mosquitto' user before it reads the
 ACL and TLS files and writes its persistence; the walkthrough must give a
 broker that starts, takes a device over mutual TLS, and keeps its state
-across a restart. The shell block is taken from README.md itself, so the two
-cannot drift apart.
+across a restart. The shell block is taken from docs/provisioning.md itself, so the
+two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ pytestmark = [
 ]
 
 
-def _readme_block(heading: str, index: int) -> str:
-    section = (REPO / "README.md").read_text(encoding="utf-8").split(f"## {heading}\n", 1)[1]
+def _doc_block(page: str, heading: str, index: int) -> str:
+    section = (REPO / page).read_text(encoding="utf-8").split(f"## {heading}\n", 1)[1]
     blocks: list[str] = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
     return blocks[index]
 
@@ -107,7 +107,8 @@ def test_the_readme_walkthrough_gives_a_broker_that_starts_and_keeps_its_state(
 ) -> None:
     mosquitto = pwd.getpwnam("mosquitto")
     port = free_port()
-    setup = _readme_block("Provision a fleet", 0).replace("8883", str(port))
+    setup = _doc_block("docs/provisioning.md", "From an empty folder to a broker", 0)
+    setup = setup.replace("8883", str(port))
     pid = _start_broker_the_readme_way(workdir, setup)
     fleet = workdir / "fleet"
     try:

@@ -179,7 +179,7 @@ def test_the_effective_rate_is_what_the_gop_allows(server: RtspServer) -> None:
 
 def test_a_stream_that_changes_resolution_mid_way(server: RtspServer) -> None:
     # gst-rtsp-server 1.22 now and then stalls a loaded client past the read timeout,
-    # and the camera then rightly reconnects (README, Known limits): one connection in
+    # and the camera then rightly reconnects (docs/limits.md): one connection in
     # three attempts must carry both sizes.
     wanted = ([(1080, 1920, 3), (360, 640, 3)], False)
     outcomes: list[tuple[list[tuple[int, ...]], bool]] = []

@@ -49,10 +49,10 @@ def test_there_is_one_unit_per_role_and_each_runs_its_role() -> None:
         assert ("%i" in str(args.config)) == name.endswith("@.service")
 
 
-def test_the_readme_shows_every_unit() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+def test_the_cloud_manual_shows_every_unit() -> None:
+    manual = (REPO / "docs" / "cloud.md").read_text(encoding="utf-8")
     for name in ROLE_OF_UNIT:
-        assert f"docs/systemd/{name}" in readme
+        assert f"docs/systemd/{name}" in manual
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
