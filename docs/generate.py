@@ -79,6 +79,8 @@ def _default(action: argparse.Action) -> str:
     default = action.default
     if action.required or default in (None, False, argparse.SUPPRESS) or default == []:
         return "required" if action.required and action.option_strings else ""
+    if isinstance(default, Path) and default.is_absolute():
+        return f"`{_shipped(default)}`"
     return f"`{default}`"
 
 
@@ -229,10 +231,23 @@ def _type_name(annotation: object) -> str:
     return str(annotation)
 
 
+def _shipped(value: Path) -> str:
+    """A path inside the installed package, written the same on every machine."""
+    import roadsense.models
+
+    root = Path(roadsense.models.__file__).resolve().parent.parent
+    try:
+        return "<package>/" + value.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(value)
+
+
 def _toml(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str | Path):
+    if isinstance(value, Path):
+        return f'"{_shipped(value)}"' if value.is_absolute() else f'"{value}"'
+    if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, int) and abs(value) >= 10_000:
         return f"{value:_}"
