@@ -5,6 +5,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+LEVELS = ("free", "light", "moderate", "heavy", "jammed")
+"""The levels a camera's rule names, from free flow to jammed."""
+VEHICLE_CLASSES = ("car", "motorcycle", "bus", "truck")
+"""The vehicle classes a device measures (and never a person)."""
+
+
+@dataclass(frozen=True)
+class ClassFigures:
+    """One vehicle class in one camera's report window."""
+
+    vehicle_class: str
+    mean_in_view: float
+    max_in_view: int
+    crossings: int
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a camera measured in its road zone over one report window."""
+
+    samples: int
+    vehicles_mean: float
+    vehicles_max: int
+    stopped_mean: float
+    stopped_max: int
+    occupancy: float
+    level: str
+    rule: str
+    confidence: float
+    tracks: int = 0
+    crossings_counted: bool = False
+    speed: float = 0.0
+    speed_unit: str = ""
+    classes: tuple[ClassFigures, ...] = ()
+    detector_version: str = ""
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -22,6 +58,8 @@ class Reading:
     probabilities: tuple[float, ...]
     frames_in_window: int
     level: float
+    measured: Measured | None = None
+    """The camera's measurements (reports of schema version 2 on)."""
 
     @property
     def label(self) -> str:
@@ -77,6 +115,15 @@ class SegmentSnapshot:
     camera_ids: tuple[str, ...]
     stale: bool
     reports: int
+    vehicles: float = 0.0
+    """Vehicles in view, summed over the fresh cameras that measure (each watches its own
+    lanes): the mean of each camera's last report window."""
+    stopped: float = 0.0
+    """Of them stopped, summed the same way."""
+    occupancy: float = 0.0
+    """Mean share of the road zones covered by vehicles, over the measuring cameras."""
+    measured_cameras: int = 0
+    """Fresh cameras whose reports carry measurements."""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ METHOD_ROLES: Mapping[str, frozenset[str]] = {
     "/roadsense.v1.CityService/WatchCityState": frozenset({"reader", "feed", "admin"}),
     "/roadsense.v1.CityService/ListSegments": frozenset({"reader", "feed", "admin"}),
     "/roadsense.v1.CityService/GetSegment": frozenset({"reader", "feed", "admin"}),
+    "/roadsense.v1.CityService/GetSegmentBins": frozenset({"reader", "feed", "admin"}),
     "/roadsense.v1.CityService/GetForecast": frozenset({"reader", "feed", "admin"}),
     "/roadsense.v1.CityService/IngestObservations": frozenset({"feed", "admin"}),
     "/roadsense.v1.CityService/IngestWeather": frozenset({"feed", "admin"}),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 
+from roadsense.cloud.city.rows import CameraMeasurement, MeasurementBin
 from roadsense.cloud.city.segments import SegmentConfig
-from roadsense.cloud.domain import SegmentForecast, SegmentSnapshot
-from roadsense.proto.v1 import city_pb2
+from roadsense.cloud.domain import Measured, SegmentForecast, SegmentSnapshot
+from roadsense.proto.v1 import city_pb2, telemetry_pb2
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -21,6 +22,63 @@ def segment_message(snapshot: SegmentSnapshot) -> city_pb2.SegmentState:
         camera_ids=list(snapshot.camera_ids),
         stale=snapshot.stale,
         reports=snapshot.reports,
+        vehicles=snapshot.vehicles,
+        stopped=snapshot.stopped,
+        occupancy=snapshot.occupancy,
+        measured_cameras=snapshot.measured_cameras,
+    )
+
+
+def measurements_message(m: Measured) -> telemetry_pb2.Measurements:
+    """A camera's measurements as the wire carries them."""
+    return telemetry_pb2.Measurements(
+        samples=m.samples,
+        vehicles_mean=m.vehicles_mean,
+        vehicles_max=m.vehicles_max,
+        stopped_mean=m.stopped_mean,
+        stopped_max=m.stopped_max,
+        occupancy=m.occupancy,
+        classes=[
+            telemetry_pb2.ClassMeasurement(
+                vehicle_class=c.vehicle_class,
+                mean_in_view=c.mean_in_view,
+                max_in_view=c.max_in_view,
+                crossings=c.crossings,
+            )
+            for c in m.classes
+        ],
+        crossings_counted=m.crossings_counted,
+        speed=m.speed,
+        speed_unit=m.speed_unit,
+        level=m.level,
+        rule=m.rule,
+        confidence=m.confidence,
+        tracks=m.tracks,
+        detector_version=m.detector_version,
+    )
+
+
+def camera_message(camera: CameraMeasurement) -> city_pb2.CameraMeasurements:
+    """A camera's newest measurements on a segment."""
+    return city_pb2.CameraMeasurements(
+        device_id=camera.device_id,
+        camera_id=camera.camera_id,
+        capture_time_ms=camera.capture_time_ms,
+        measurements=measurements_message(camera.measured),
+    )
+
+
+def bin_message(b: MeasurementBin) -> city_pb2.MeasurementBin:
+    """One bin of a segment's measurements."""
+    return city_pb2.MeasurementBin(
+        start_ms=b.start_ms,
+        vehicles=b.vehicles,
+        stopped=b.stopped,
+        occupancy=b.occupancy,
+        cameras=b.cameras,
+        reports=b.reports,
+        in_view=b.in_view,
+        crossings=b.crossings,
     )
 
 

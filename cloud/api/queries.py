@@ -48,3 +48,24 @@ def check_count(field: str, count: int) -> None:
     """A repeated field of a request holds at most ``MAX_BATCH`` items."""
     if count > MAX_BATCH:
         raise RequestError(f"{count} {field} in one request; send at most {MAX_BATCH} per call")
+
+
+BIN_MINUTES = (5, 15)
+MAX_BIN_RANGE_MS = 31 * 24 * 3600 * 1000
+
+
+def bin_range(from_ms: int, to_ms: int, bin_minutes: int) -> tuple[int, int, int]:
+    """GetSegmentBins' [from, to) and bin length in ms, checked."""
+    if bin_minutes not in BIN_MINUTES:
+        raise RequestError(f"bin_minutes must be 5 or 15, not {bin_minutes}")
+    if from_ms <= 0 or to_ms <= 0:
+        raise RequestError(
+            f"from_ms and to_ms are UTC ms since 1970 and both are needed "
+            f"(got from_ms {from_ms}, to_ms {to_ms})"
+        )
+    if from_ms >= to_ms:
+        raise RequestError(f"from_ms {from_ms} is not before to_ms {to_ms}")
+    if to_ms - from_ms > MAX_BIN_RANGE_MS:
+        days = (to_ms - from_ms) / 86_400_000
+        raise RequestError(f"the range spans {days:.1f} days; ask for 31 days at most")
+    return from_ms, to_ms, bin_minutes * 60_000

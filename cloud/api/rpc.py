@@ -12,6 +12,8 @@ import grpc
 
 from roadsense.cloud.api.classify import ImageClassifier
 from roadsense.cloud.api.messages import (
+    bin_message,
+    camera_message,
     forecast_message,
     ingest_response,
     segment_entry,
@@ -19,6 +21,7 @@ from roadsense.cloud.api.messages import (
     segment_message,
 )
 from roadsense.cloud.api.queries import (
+    bin_range,
     check_count,
     check_min_level,
     check_road_classes,
@@ -164,6 +167,23 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
                 for p in history
             ],
             interval_ms=self._history_interval_ms,
+            cameras=[
+                camera_message(c) for c in self._store.camera_measurements(request.segment_id)
+            ],
+        )
+
+    @unary
+    def GetSegmentBins(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.GetSegmentBinsRequest, context: grpc.ServicerContext
+    ) -> city_pb2.GetSegmentBinsResponse:
+        from_ms, to_ms, bin_ms = bin_range(request.from_ms, request.to_ms, request.bin_minutes)
+        if request.segment_id not in self._city and not self._tracker.snapshot(
+            now_ms(), [request.segment_id]
+        ):
+            raise NotFoundError(f"no segment {request.segment_id[:100]!r}")
+        bins = self._store.measurement_bins(request.segment_id, from_ms, to_ms, bin_ms)
+        return city_pb2.GetSegmentBinsResponse(
+            segment_id=request.segment_id, bin_ms=bin_ms, bins=[bin_message(b) for b in bins]
         )
 
     @unary

@@ -3,7 +3,10 @@
 A segment's level is the weighted mean of its cameras' latest levels: each
 camera weighs its confidence (the probability of its most probable class)
 times its recency (``exp(-age / stale_after)``, age behind the segment's
-newest reading); cameras older than the staleness limit do not count. The
+newest reading); cameras older than the staleness limit do not count. Where the
+fresh cameras measure (reports of schema version 2), the segment also carries their
+vehicles in view and stopped vehicles, summed (each camera is configured on its own
+lanes of the segment, so their counts add up), and their mean road-zone occupancy. The
 city congestion index is the mean level of the segments that are not stale,
 weighted by length times road class (``roadsense.cloud.city.segments``).
 
@@ -145,6 +148,7 @@ class CityTracker:
             # A camera another writer saw go stale is only in the stored row: the readings
             # other writers hand over (merge_stored) are the ones recent enough to count.
             camera_ids.update(previous.camera_ids)
+        measured = [r.measured for r in fresh if r.measured is not None]
         return SegmentSnapshot(
             segment_id=segment_id,
             level=level,
@@ -154,6 +158,12 @@ class CityTracker:
             camera_ids=tuple(sorted(camera_ids)),
             stale=False,
             reports=(previous.reports if previous else 0) + new_reports,
+            vehicles=round(sum(m.vehicles_mean for m in measured), 3),
+            stopped=round(sum(m.stopped_mean for m in measured), 3),
+            occupancy=round(sum(m.occupancy for m in measured) / len(measured), 4)
+            if measured
+            else 0.0,
+            measured_cameras=len(measured),
         )
 
     def snapshot(self, now_ms: int, segment_ids: Iterable[str] = ()) -> list[SegmentSnapshot]:

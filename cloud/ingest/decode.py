@@ -14,7 +14,8 @@ from google.protobuf.message import DecodeError
 
 from roadsense.cloud.domain import HealthRecord, Reading, Rejected, StatusUpdate, Telemetry
 from roadsense.cloud.ingest.congestion import level_from_probabilities
-from roadsense.proto import SCHEMA_VERSION
+from roadsense.cloud.ingest.measured import level_of, read_measurements
+from roadsense.proto import REPORT_SCHEMA_VERSIONS, SCHEMA_VERSION
 from roadsense.proto.topics import TopicKind, is_identifier, parse_topic
 from roadsense.proto.v1 import telemetry_pb2
 
@@ -108,6 +109,11 @@ def decode_message(
         )
         if problem:
             return reject(problem)
+        measured = None
+        if report.HasField("measurements"):
+            measured, problem = read_measurements(report.measurements)
+            if problem:
+                return reject(problem)
         probabilities = tuple(float(p) for p in report.probabilities)
         mapped = (camera_segments or {}).get(f"{report.device_id}/{report.camera_id}")
         return Reading(
@@ -122,7 +128,8 @@ def decode_message(
             labels=tuple(report.labels),
             probabilities=probabilities,
             frames_in_window=report.frames_in_window,
-            level=level_from_probabilities(probabilities),
+            level=level_of(measured) if measured else level_from_probabilities(probabilities),
+            measured=measured,
         )
     if parsed.kind is TopicKind.STATUS:
         problem = _common_problem(status.schema_version, status.device_id, parsed.device_id)
@@ -150,11 +157,17 @@ def decode_message(
     )
 
 
-def _common_problem(schema_version: int, device_id: str, topic_device: str) -> Problem | None:
-    if schema_version != SCHEMA_VERSION:
+def _common_problem(
+    schema_version: int,
+    device_id: str,
+    topic_device: str,
+    supported: tuple[int, ...] = (SCHEMA_VERSION,),
+) -> Problem | None:
+    if schema_version not in supported:
+        expected = " or ".join(str(v) for v in supported)
         return (
             "schema",
-            f"schema_version {schema_version} is not supported (expected {SCHEMA_VERSION})",
+            f"schema_version {schema_version} is not supported (expected {expected})",
         )
     if device_id != topic_device:
         return (
@@ -173,9 +186,13 @@ def _report_problem(
     *,
     max_late_ms: int,
 ) -> Problem | None:
-    problem = _common_problem(report.schema_version, report.device_id, topic_device)
+    problem = _common_problem(
+        report.schema_version, report.device_id, topic_device, REPORT_SCHEMA_VERSIONS
+    )
     if problem:
         return problem
+    if report.schema_version < 2 and report.HasField("measurements"):
+        return ("schema", "measurements need schema_version 2")
     if report.camera_id != topic_camera:
         return (
             "camera_mismatch",

@@ -1,9 +1,9 @@
 """The city store's interface: what the cloud keeps, whatever database keeps it.
 
 Everything the cloud keeps goes through ``Store``, the union of one narrow Protocol per wing:
-``CityStore`` here, ``ForecastStore``, ``FleetStore``, ``ReleaseStore`` and ``RolloutStore``
-beside the code of their wings, each with its statements. Code takes the narrowest part it
-uses. Two implementations share one set of
+``CityStore`` here; ``MeasurementStore``, ``ForecastStore``, ``FleetStore``, ``ReleaseStore``
+and ``RolloutStore`` beside the code of their wings, each with its statements. Code takes
+the narrowest part it uses. Two implementations share one set of
 statements (``roadsense.cloud.store.sql``): ``SqliteStore``, one file for one box, and
 ``PostgresStore``, a server several cloud processes share. Both write each batch of messages
 in one transaction, deduplicating reports on (device_id, seq).
@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from roadsense.cloud.city.rows import MeasurementStore
 from roadsense.cloud.domain import (
     DeviceRecord,
     Reading,
@@ -122,7 +123,9 @@ class CityStore(Protocol):
         """Delete history intervals that start before ``before_ms``; return how many."""
 
 
-class Store(CityStore, ForecastStore, FleetStore, ReleaseStore, RolloutStore, Protocol):
+class Store(
+    CityStore, MeasurementStore, ForecastStore, FleetStore, ReleaseStore, RolloutStore, Protocol
+):
     """Everything the cloud keeps; each wing's code takes only its own part (``CityStore``,
     ``ForecastStore``, ``FleetStore``, ``ReleaseStore``, ``RolloutStore``)."""
 

@@ -10,6 +10,7 @@ import hashlib
 
 from sqlite_utils import Database
 
+from roadsense.cloud.city.rows import MEASUREMENT_SCHEMA
 from roadsense.core.sqlite import Migration
 
 
@@ -192,6 +193,11 @@ ROLLOUT_SCHEMA = (
 """Rollouts, their devices and transitions; the same statements in both stores' types."""
 
 
+def _measurements(db: Database) -> None:
+    for statement in MEASUREMENT_SCHEMA:
+        db.execute(statement.format(TEXT="TEXT NOT NULL", INT="INTEGER NOT NULL", REAL="REAL"))
+
+
 MIGRATIONS = [
     Migration("0001_city_schema", _schema_v1),
     Migration("0002_dead_letter_codes", _dead_letter_codes),
@@ -203,4 +209,5 @@ MIGRATIONS = [
     Migration("0008_dead_letter_repeats", _dead_letter_repeats),
     Migration("0009_model_registry", _model_registry),
     Migration("0010_rollouts", _rollouts),
+    Migration("0011_measurements", _measurements),
 ]

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from roadsense.cloud.city.rows import MEASUREMENT_SCHEMA
 from roadsense.cloud.store.migrations import ROLLOUT_SCHEMA
 from roadsense.core.timeutil import now_ms
 
@@ -96,10 +97,16 @@ _ROLLOUTS = tuple(
     for statement in ROLLOUT_SCHEMA
 )
 
+_MEASUREMENTS = tuple(
+    statement.format(TEXT=TEXT, INT="BIGINT NOT NULL", REAL="DOUBLE PRECISION")
+    for statement in MEASUREMENT_SCHEMA
+)
+
 POSTGRES_MIGRATIONS = [
     PostgresMigration("0001_city_schema", _CITY_SCHEMA),
     PostgresMigration("0002_model_registry", _MODEL_REGISTRY),
     PostgresMigration("0003_rollouts", _ROLLOUTS),
+    PostgresMigration("0004_measurements", _MEASUREMENTS),
 ]
 
 

@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from roadsense.cloud.city.rows import MeasurementRows, insert_measurements
 from roadsense.cloud.domain import (
     DeviceRecord,
     HealthRecord,
@@ -44,8 +45,8 @@ from roadsense.cloud.store.session import Row, SqlSession
 SEGMENT_CHUNK = 500
 """Segments read per query when only some are wanted."""
 SELECT_SEGMENTS = (
-    "SELECT segment_id, level, label, updated_ms, last_changed_ms, camera_ids, reports "
-    "FROM segments"
+    "SELECT segment_id, level, label, updated_ms, last_changed_ms, camera_ids, reports, "
+    "vehicles, stopped, occupancy, measured_cameras FROM segments"
 )
 
 REPORT_COLUMNS = (
@@ -128,11 +129,17 @@ SAVE_SEGMENTS = Upsert(
         ("last_changed_ms", "bigint"),
         ("camera_ids", "text"),
         ("reports", "bigint"),
+        ("vehicles", "float8"),
+        ("stopped", "float8"),
+        ("occupancy", "float8"),
+        ("measured_cameras", "bigint"),
     ),
     """ON CONFLICT (segment_id) DO UPDATE SET level = excluded.level,
     label = excluded.label, updated_ms = excluded.updated_ms,
     last_changed_ms = excluded.last_changed_ms,
-    camera_ids = excluded.camera_ids, reports = excluded.reports
+    camera_ids = excluded.camera_ids, reports = excluded.reports,
+    vehicles = excluded.vehicles, stopped = excluded.stopped,
+    occupancy = excluded.occupancy, measured_cameras = excluded.measured_cameras
    WHERE excluded.updated_ms >= segments.updated_ms""",
 )
 ADD_HISTORY = Upsert(
@@ -225,6 +232,10 @@ def _segment_snapshots(rows: list[Row]) -> list[SegmentSnapshot]:
             camera_ids=tuple(json.loads(row[5])),
             stale=False,
             reports=int(row[6]),
+            vehicles=float(row[7]),
+            stopped=float(row[8]),
+            occupancy=float(row[9]),
+            measured_cameras=int(row[10]),
         )
         for row in rows
     ]
@@ -244,7 +255,9 @@ def first_of_each(readings: Sequence[Reading], fresh: set[tuple[str, int]]) -> l
 SessionT = TypeVar("SessionT", bound=SqlSession)
 
 
-class SqlStore(ForecastRows, FleetRows, ReleaseRows, RolloutRows, Store, Generic[SessionT]):
+class SqlStore(
+    MeasurementRows, ForecastRows, FleetRows, ReleaseRows, RolloutRows, Store, Generic[SessionT]
+):
     """The store's logic on any engine that speaks the statements above and the wings'."""
 
     def __init__(self, history_interval_ms: int) -> None:
@@ -276,6 +289,7 @@ class SqlStore(ForecastRows, FleetRows, ReleaseRows, RolloutRows, Store, Generic
                 # Before inserting: what the others stored, not this batch's own rows.
                 self._merge_stored(db, readings, shared)
             result.accepted = self._insert_readings(db, readings) if readings else []
+            insert_measurements(db, result.accepted)
             result.duplicates = len(readings) - len(result.accepted)
             for reading in result.accepted:
                 seen[reading.device_id] = max(reading.received_ms, seen.get(reading.device_id, 0))
@@ -473,6 +487,10 @@ def _segment_rows(segments: list[SegmentSnapshot]) -> list[Row]:
             s.last_changed_ms,
             json.dumps(s.camera_ids),
             s.reports,
+            s.vehicles,
+            s.stopped,
+            s.occupancy,
+            s.measured_cameras,
         )
         for s in sorted(segments, key=lambda s: s.segment_id)
     ]

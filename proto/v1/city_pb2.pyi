@@ -1,3 +1,4 @@
+from roadsense.proto.v1 import telemetry_pb2 as _telemetry_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -7,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SegmentState(_message.Message):
-    __slots__ = ("segment_id", "level", "label", "updated_ms", "last_changed_ms", "camera_ids", "stale", "reports")
+    __slots__ = ("segment_id", "level", "label", "updated_ms", "last_changed_ms", "camera_ids", "stale", "reports", "vehicles", "stopped", "occupancy", "measured_cameras")
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +17,10 @@ class SegmentState(_message.Message):
     CAMERA_IDS_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
     REPORTS_FIELD_NUMBER: _ClassVar[int]
+    VEHICLES_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    OCCUPANCY_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_CAMERAS_FIELD_NUMBER: _ClassVar[int]
     segment_id: str
     level: float
     label: str
@@ -24,7 +29,11 @@ class SegmentState(_message.Message):
     camera_ids: _containers.RepeatedScalarFieldContainer[str]
     stale: bool
     reports: int
-    def __init__(self, segment_id: _Optional[str] = ..., level: _Optional[float] = ..., label: _Optional[str] = ..., updated_ms: _Optional[int] = ..., last_changed_ms: _Optional[int] = ..., camera_ids: _Optional[_Iterable[str]] = ..., stale: _Optional[bool] = ..., reports: _Optional[int] = ...) -> None: ...
+    vehicles: float
+    stopped: float
+    occupancy: float
+    measured_cameras: int
+    def __init__(self, segment_id: _Optional[str] = ..., level: _Optional[float] = ..., label: _Optional[str] = ..., updated_ms: _Optional[int] = ..., last_changed_ms: _Optional[int] = ..., camera_ids: _Optional[_Iterable[str]] = ..., stale: _Optional[bool] = ..., reports: _Optional[int] = ..., vehicles: _Optional[float] = ..., stopped: _Optional[float] = ..., occupancy: _Optional[float] = ..., measured_cameras: _Optional[int] = ...) -> None: ...
 
 class CityState(_message.Message):
     __slots__ = ("segments", "congestion_index", "as_of_ms", "devices_online", "devices_offline", "segments_per_band")
@@ -108,16 +117,86 @@ class GetSegmentRequest(_message.Message):
     def __init__(self, segment_id: _Optional[str] = ..., from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ...) -> None: ...
 
 class GetSegmentResponse(_message.Message):
-    __slots__ = ("info", "state", "history", "interval_ms")
+    __slots__ = ("info", "state", "history", "interval_ms", "cameras")
     INFO_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    CAMERAS_FIELD_NUMBER: _ClassVar[int]
     info: SegmentInfo
     state: SegmentState
     history: _containers.RepeatedCompositeFieldContainer[HistoryPoint]
     interval_ms: int
-    def __init__(self, info: _Optional[_Union[SegmentInfo, _Mapping]] = ..., state: _Optional[_Union[SegmentState, _Mapping]] = ..., history: _Optional[_Iterable[_Union[HistoryPoint, _Mapping]]] = ..., interval_ms: _Optional[int] = ...) -> None: ...
+    cameras: _containers.RepeatedCompositeFieldContainer[CameraMeasurements]
+    def __init__(self, info: _Optional[_Union[SegmentInfo, _Mapping]] = ..., state: _Optional[_Union[SegmentState, _Mapping]] = ..., history: _Optional[_Iterable[_Union[HistoryPoint, _Mapping]]] = ..., interval_ms: _Optional[int] = ..., cameras: _Optional[_Iterable[_Union[CameraMeasurements, _Mapping]]] = ...) -> None: ...
+
+class CameraMeasurements(_message.Message):
+    __slots__ = ("device_id", "camera_id", "capture_time_ms", "measurements")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    camera_id: str
+    capture_time_ms: int
+    measurements: _telemetry_pb2.Measurements
+    def __init__(self, device_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., capture_time_ms: _Optional[int] = ..., measurements: _Optional[_Union[_telemetry_pb2.Measurements, _Mapping]] = ...) -> None: ...
+
+class GetSegmentBinsRequest(_message.Message):
+    __slots__ = ("segment_id", "from_ms", "to_ms", "bin_minutes")
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    TO_MS_FIELD_NUMBER: _ClassVar[int]
+    BIN_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    segment_id: str
+    from_ms: int
+    to_ms: int
+    bin_minutes: int
+    def __init__(self, segment_id: _Optional[str] = ..., from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ..., bin_minutes: _Optional[int] = ...) -> None: ...
+
+class MeasurementBin(_message.Message):
+    __slots__ = ("start_ms", "vehicles", "stopped", "occupancy", "cameras", "reports", "in_view", "crossings")
+    class InViewEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class CrossingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    START_MS_FIELD_NUMBER: _ClassVar[int]
+    VEHICLES_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    OCCUPANCY_FIELD_NUMBER: _ClassVar[int]
+    CAMERAS_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    IN_VIEW_FIELD_NUMBER: _ClassVar[int]
+    CROSSINGS_FIELD_NUMBER: _ClassVar[int]
+    start_ms: int
+    vehicles: float
+    stopped: float
+    occupancy: float
+    cameras: int
+    reports: int
+    in_view: _containers.ScalarMap[str, float]
+    crossings: _containers.ScalarMap[str, int]
+    def __init__(self, start_ms: _Optional[int] = ..., vehicles: _Optional[float] = ..., stopped: _Optional[float] = ..., occupancy: _Optional[float] = ..., cameras: _Optional[int] = ..., reports: _Optional[int] = ..., in_view: _Optional[_Mapping[str, float]] = ..., crossings: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class GetSegmentBinsResponse(_message.Message):
+    __slots__ = ("segment_id", "bin_ms", "bins")
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    BIN_MS_FIELD_NUMBER: _ClassVar[int]
+    BINS_FIELD_NUMBER: _ClassVar[int]
+    segment_id: str
+    bin_ms: int
+    bins: _containers.RepeatedCompositeFieldContainer[MeasurementBin]
+    def __init__(self, segment_id: _Optional[str] = ..., bin_ms: _Optional[int] = ..., bins: _Optional[_Iterable[_Union[MeasurementBin, _Mapping]]] = ...) -> None: ...
 
 class GetCityStateRequest(_message.Message):
     __slots__ = ("segment_ids", "min_level", "road_classes", "exclude_stale")

@@ -59,6 +59,11 @@ class CityServiceStub:
                 request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentRequest.SerializeToString,
                 response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentResponse.FromString,
                 _registered_method=True)
+        self.GetSegmentBins = channel.unary_unary(
+                '/roadsense.v1.CityService/GetSegmentBins',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentBinsRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentBinsResponse.FromString,
+                _registered_method=True)
         self.IngestObservations = channel.unary_unary(
                 '/roadsense.v1.CityService/IngestObservations',
                 request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.IngestObservationsRequest.SerializeToString,
@@ -111,6 +116,12 @@ class CityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetSegment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSegmentBins(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,6 +183,11 @@ def add_CityServiceServicer_to_server(servicer, server):
                     servicer.GetSegment,
                     request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentRequest.FromString,
                     response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentResponse.SerializeToString,
+            ),
+            'GetSegmentBins': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSegmentBins,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentBinsRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentBinsResponse.SerializeToString,
             ),
             'IngestObservations': grpc.unary_unary_rpc_method_handler(
                     servicer.IngestObservations,
@@ -329,6 +345,33 @@ class CityService:
             '/roadsense.v1.CityService/GetSegment',
             roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentRequest.SerializeToString,
             roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSegmentBins(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.CityService/GetSegmentBins',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentBinsRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.GetSegmentBinsResponse.FromString,
             options,
             channel_credentials,
             insecure,

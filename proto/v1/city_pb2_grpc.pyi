@@ -41,6 +41,7 @@ class CityServiceStub:
     WatchCityState: _grpc.UnaryStreamMultiCallable[_city_pb2.WatchCityStateRequest, _city_pb2.CityStateUpdate]
     ListSegments: _grpc.UnaryUnaryMultiCallable[_city_pb2.ListSegmentsRequest, _city_pb2.ListSegmentsResponse]
     GetSegment: _grpc.UnaryUnaryMultiCallable[_city_pb2.GetSegmentRequest, _city_pb2.GetSegmentResponse]
+    GetSegmentBins: _grpc.UnaryUnaryMultiCallable[_city_pb2.GetSegmentBinsRequest, _city_pb2.GetSegmentBinsResponse]
     IngestObservations: _grpc.UnaryUnaryMultiCallable[_city_pb2.IngestObservationsRequest, _city_pb2.IngestResponse]
     """Feeds (role feed or admin)."""
     IngestWeather: _grpc.UnaryUnaryMultiCallable[_city_pb2.IngestWeatherRequest, _city_pb2.IngestResponse]
@@ -63,6 +64,7 @@ class CityServiceAsyncStub(CityServiceStub):
     WatchCityState: _aio.UnaryStreamMultiCallable[_city_pb2.WatchCityStateRequest, _city_pb2.CityStateUpdate]  # type: ignore[assignment]
     ListSegments: _aio.UnaryUnaryMultiCallable[_city_pb2.ListSegmentsRequest, _city_pb2.ListSegmentsResponse]  # type: ignore[assignment]
     GetSegment: _aio.UnaryUnaryMultiCallable[_city_pb2.GetSegmentRequest, _city_pb2.GetSegmentResponse]  # type: ignore[assignment]
+    GetSegmentBins: _aio.UnaryUnaryMultiCallable[_city_pb2.GetSegmentBinsRequest, _city_pb2.GetSegmentBinsResponse]  # type: ignore[assignment]
     IngestObservations: _aio.UnaryUnaryMultiCallable[_city_pb2.IngestObservationsRequest, _city_pb2.IngestResponse]  # type: ignore[assignment]
     """Feeds (role feed or admin)."""
     IngestWeather: _aio.UnaryUnaryMultiCallable[_city_pb2.IngestWeatherRequest, _city_pb2.IngestResponse]  # type: ignore[assignment]
@@ -112,6 +114,13 @@ class CityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _city_pb2.GetSegmentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_city_pb2.GetSegmentResponse, _abc.Awaitable[_city_pb2.GetSegmentResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetSegmentBins(
+        self,
+        request: _city_pb2.GetSegmentBinsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.GetSegmentBinsResponse, _abc.Awaitable[_city_pb2.GetSegmentBinsResponse]]: ...
 
     @_abc_1.abstractmethod
     def IngestObservations(

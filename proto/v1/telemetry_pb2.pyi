@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CongestionReport(_message.Message):
-    __slots__ = ("schema_version", "device_id", "camera_id", "segment_id", "seq", "capture_time_ms", "window_start_ms", "model_version", "labels", "probabilities", "frames_in_window")
+    __slots__ = ("schema_version", "device_id", "camera_id", "segment_id", "seq", "capture_time_ms", "window_start_ms", "model_version", "labels", "probabilities", "frames_in_window", "measurements")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class CongestionReport(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     FRAMES_IN_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     device_id: str
     camera_id: str
@@ -31,7 +32,54 @@ class CongestionReport(_message.Message):
     labels: _containers.RepeatedScalarFieldContainer[str]
     probabilities: _containers.RepeatedScalarFieldContainer[float]
     frames_in_window: int
-    def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., segment_id: _Optional[str] = ..., seq: _Optional[int] = ..., capture_time_ms: _Optional[int] = ..., window_start_ms: _Optional[int] = ..., model_version: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., frames_in_window: _Optional[int] = ...) -> None: ...
+    measurements: Measurements
+    def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., segment_id: _Optional[str] = ..., seq: _Optional[int] = ..., capture_time_ms: _Optional[int] = ..., window_start_ms: _Optional[int] = ..., model_version: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., frames_in_window: _Optional[int] = ..., measurements: _Optional[_Union[Measurements, _Mapping]] = ...) -> None: ...
+
+class Measurements(_message.Message):
+    __slots__ = ("samples", "vehicles_mean", "vehicles_max", "stopped_mean", "stopped_max", "occupancy", "classes", "crossings_counted", "speed", "speed_unit", "level", "rule", "confidence", "tracks", "detector_version")
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    VEHICLES_MEAN_FIELD_NUMBER: _ClassVar[int]
+    VEHICLES_MAX_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_MEAN_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_MAX_FIELD_NUMBER: _ClassVar[int]
+    OCCUPANCY_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    CROSSINGS_COUNTED_FIELD_NUMBER: _ClassVar[int]
+    SPEED_FIELD_NUMBER: _ClassVar[int]
+    SPEED_UNIT_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TRACKS_FIELD_NUMBER: _ClassVar[int]
+    DETECTOR_VERSION_FIELD_NUMBER: _ClassVar[int]
+    samples: int
+    vehicles_mean: float
+    vehicles_max: int
+    stopped_mean: float
+    stopped_max: int
+    occupancy: float
+    classes: _containers.RepeatedCompositeFieldContainer[ClassMeasurement]
+    crossings_counted: bool
+    speed: float
+    speed_unit: str
+    level: str
+    rule: str
+    confidence: float
+    tracks: int
+    detector_version: str
+    def __init__(self, samples: _Optional[int] = ..., vehicles_mean: _Optional[float] = ..., vehicles_max: _Optional[int] = ..., stopped_mean: _Optional[float] = ..., stopped_max: _Optional[int] = ..., occupancy: _Optional[float] = ..., classes: _Optional[_Iterable[_Union[ClassMeasurement, _Mapping]]] = ..., crossings_counted: _Optional[bool] = ..., speed: _Optional[float] = ..., speed_unit: _Optional[str] = ..., level: _Optional[str] = ..., rule: _Optional[str] = ..., confidence: _Optional[float] = ..., tracks: _Optional[int] = ..., detector_version: _Optional[str] = ...) -> None: ...
+
+class ClassMeasurement(_message.Message):
+    __slots__ = ("vehicle_class", "mean_in_view", "max_in_view", "crossings")
+    VEHICLE_CLASS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_IN_VIEW_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_VIEW_FIELD_NUMBER: _ClassVar[int]
+    CROSSINGS_FIELD_NUMBER: _ClassVar[int]
+    vehicle_class: str
+    mean_in_view: float
+    max_in_view: int
+    crossings: int
+    def __init__(self, vehicle_class: _Optional[str] = ..., mean_in_view: _Optional[float] = ..., max_in_view: _Optional[int] = ..., crossings: _Optional[int] = ...) -> None: ...
 
 class DeviceStatus(_message.Message):
     __slots__ = ("schema_version", "device_id", "state", "time_ms", "agent_version", "model_version", "camera_ids")
