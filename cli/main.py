@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -18,6 +19,7 @@ from roadsense.cli.congestion import (
 )
 from roadsense.cli.edge_models import add_edge_model_commands
 from roadsense.cli.forecast import add_forecast_commands, add_forecaster_training
+from roadsense.cli.measure import add_measure_command
 from roadsense.cli.output import print_figures
 from roadsense.cli.provision import add_provision_commands
 from roadsense.cli.rollout import add_fleet_commands
@@ -66,6 +68,45 @@ def _cloud_check(args: argparse.Namespace) -> int:
             print(f"problem: {problem}")
         print("ok" if report.ok else f"{len(report.problems)} problem(s)")
     return 0 if report.ok else 1
+
+
+def _utc_ms(text: str, option: str) -> int:
+    """An ISO 8601 time (UTC when it names no zone) in ms since 1970."""
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise ConfigError(f"{option} {text!r} is not an ISO 8601 time (2026-12-07T08:00)") from err
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def _cloud_bins(args: argparse.Namespace) -> int:
+    from roadsense.cloud.config import CloudConfig
+    from roadsense.cloud.store.open import open_store
+    from roadsense.cloud.tools.bins import write_bins
+    from roadsense.core.config import load_config
+
+    config = load_config(CloudConfig, args.config).resolved(args.config.resolve().parent)
+    start, end = _utc_ms(args.start, "--from"), _utc_ms(args.end, "--to")
+    store = open_store(config.store, int(config.state.history_interval_s * 1000))
+    try:
+        city = {s.id: s for s in config.segments}
+        with contextlib.ExitStack() as files:
+            out = sys.stdout
+            if args.out is not None:
+                out = files.enter_context(args.out.open("w", encoding="utf-8", newline=""))
+            rows = write_bins(
+                store, city, segment_id=args.segment, from_ms=start, to_ms=end,
+                bin_minutes=args.bin, out=out,
+            )  # fmt: skip
+        if args.out is not None:
+            print(f"{rows} bins of {args.bin} min written to {args.out}")
+    finally:
+        store.close()
+    return 0
 
 
 def _cloud_snapshot(args: argparse.Namespace) -> int:
@@ -132,6 +173,22 @@ def _add_train_commands(commands: Any) -> None:
     add_congestion_training(train_commands)
 
 
+def _add_bins_command(cloud_commands: Any) -> None:
+    bins = cloud_commands.add_parser(
+        "bins",
+        help="a segment's measured counts per 5 or 15 minutes, as CSV",
+        description="Per bin: vehicles in view, stopped, occupancy, and per vehicle class "
+        "the vehicles in view and line crossings, added up over the segment's cameras.",
+    )
+    bins.add_argument("--config", type=Path, required=True, help="cloud TOML configuration")
+    bins.add_argument("--segment", required=True, help="segment id")
+    bins.add_argument("--from", dest="start", required=True, help="first time (ISO 8601, UTC)")
+    bins.add_argument("--to", dest="end", required=True, help="end time, excluded (ISO 8601)")
+    bins.add_argument("--bin", type=int, default=15, choices=[5, 15], help="minutes per bin")
+    bins.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
+    bins.set_defaults(handler=_cloud_bins)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree (tests walk it to check every command has help)."""
     parser = argparse.ArgumentParser(
@@ -192,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path, required=True, help="cloud TOML configuration")
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(handler=_cloud_check)
+    _add_bins_command(cloud_commands)
     token = cloud_commands.add_parser(
         "token",
         help="make a client token for the gRPC API",
@@ -268,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_models_commands,
         _add_train_commands,
         add_dataset_commands,
+        add_measure_command,
     ):
         add_commands(commands)
     return parser

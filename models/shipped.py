@@ -6,6 +6,9 @@ ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
 DEFAULT_CNN = ARTIFACT_DIR / "congestion.onnx"
 """The congestion CNN the edge runs by default (EfficientNet-Lite0, frozen, and a linear head
 trained on 21 hand-labelled cameras; its card says how, on what, and how well held out)."""
+DEFAULT_DETECTOR = ARTIFACT_DIR / "detector.onnx"
+"""The vehicle detector the edge measures with (YOLOX-Nano; card beside it: input size,
+classes, score threshold and how it was evaluated)."""
 PLACEHOLDER_CNN = ARTIFACT_DIR / "congestion-placeholder.onnx"
 """Untrained hand-set CNN (96x96, card says placeholder): a tiny fast model for tests."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from roadsense.cloud.api.queries import bin_range
 from roadsense.cloud.city.rows import MeasurementStore
@@ -35,7 +35,7 @@ COLUMNS = (
 )
 
 
-class BinStore(MeasurementStore, CityStore):
+class BinStore(MeasurementStore, CityStore, Protocol):
     """What the export reads: the bins, and the segments the store knows."""
 
 

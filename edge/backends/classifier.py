@@ -105,7 +105,7 @@ class Classifier:
 ClassifierFactory = Callable[[Path, ModelCard, dict[str, object]], Classifier]
 _REGISTRY: dict[str, ClassifierFactory] = {}
 # Backend modules, imported on demand so their optional runtimes stay optional.
-_BACKEND_MODULES = {
+BACKEND_MODULES = {
     "onnxruntime": "roadsense.edge.backends.onnxruntime",
     "tensorrt": "roadsense.edge.backends.tensorrt",
 }
@@ -125,7 +125,7 @@ def register(key: str) -> Callable[[ClassifierFactory], ClassifierFactory]:
 
 def available_backends() -> list[str]:
     """Keys a configuration may name."""
-    return sorted([*_BACKEND_MODULES, AUTO])
+    return sorted([*BACKEND_MODULES, AUTO])
 
 
 def create_classifier(
@@ -138,11 +138,11 @@ def create_classifier(
         except ModelLoadError as err:
             logger.info("classifier backend auto: not TensorRT (%s); using ONNX Runtime", err)
             return create_classifier("onnxruntime", model_path, options)
-    if key not in _BACKEND_MODULES:
+    if key not in BACKEND_MODULES:
         raise UnknownBackendError(
             f"unknown classifier backend {key!r}; known: {', '.join(available_backends())}"
         )
-    importlib.import_module(_BACKEND_MODULES[key])
+    importlib.import_module(BACKEND_MODULES[key])
     path = Path(model_path)
     card = load_card(path)
     classifier = _REGISTRY[key](path, card, dict(options or {}))
