@@ -41,6 +41,7 @@ from roadsense.core.mqtt import MqttConfig
 from roadsense.core.timeutil import now_ms
 from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.config import CameraConfig, EdgeConfig, OutboxConfig, ReportConfig
+from roadsense.edge.measure.config import MeasureConfig
 from roadsense.edge.runner import build_agent
 from roadsense.harness.broker import RunningBroker, start_broker
 from roadsense.models.series import load_series
@@ -67,7 +68,7 @@ def demo_edge_configs(agents: int, mqtt: MqttConfig, workdir: Path) -> list[Edge
                 id="cam1",
                 source=str(SAMPLE_VIDEO),
                 segment_id=f"ring-road-{i}",
-                sample_hz=4.0,
+                sample_hz=2.0,
                 loop=True,
                 roi=HIGHWAY_ROI,
             ),
@@ -75,7 +76,7 @@ def demo_edge_configs(agents: int, mqtt: MqttConfig, workdir: Path) -> list[Edge
                 id="cam2",
                 source=str(SAMPLE_VIDEO),
                 segment_id=f"ring-road-{i % agents + 1}",
-                sample_hz=4.0,
+                sample_hz=2.0,
                 loop=True,
                 roi=HIGHWAY_ROI,
             ),
@@ -87,6 +88,8 @@ def demo_edge_configs(agents: int, mqtt: MqttConfig, workdir: Path) -> list[Edge
                 reports=ReportConfig(window=4, interval_s=2.0),
                 outbox=OutboxConfig(path=workdir / f"outbox-{i}.sqlite"),
                 health_interval_s=5.0,
+                # The devices measure: vehicles, stopped vehicles and occupancy in the zone.
+                measure=MeasureConfig(enabled=True, intra_op_threads=1),
                 cameras=cameras,
             )
         )
@@ -179,13 +182,18 @@ def _table(state: city_pb2.CityState, elapsed: float, duration: float, caption: 
         f"devices online {state.devices_online} — {elapsed:.0f}/{duration:.0f} s",
         caption=caption,
     )
-    for column in ("segment", "level 0-10", "label", "cameras", "reports", "stale"):
+    columns = ("segment", "level 0-10", "label", "vehicles", "stopped", "occupancy", "cameras")
+    for column in (*columns, "reports", "stale"):
         table.add_column(column)
     for s in state.segments:
+        measured = s.measured_cameras > 0
         table.add_row(
             s.segment_id,
             f"{s.level:.1f}",
             s.label,
+            f"{s.vehicles:.1f}" if measured else "",
+            f"{s.stopped:.1f}" if measured else "",
+            f"{s.occupancy:.2f}" if measured else "",
             ", ".join(s.camera_ids),
             str(s.reports),
             "yes" if s.stale else "",
@@ -318,6 +326,9 @@ def _run(
             and watch.error is None
             and watch.updates > 0,
             "model_placeholder": all(a.classifier.card.placeholder for a in edge),
+            "measured_segments": sum(s.measured_cameras > 0 for s in state.segments),
+            "vehicles_in_view": round(sum(s.vehicles for s in state.segments), 2),
+            "stopped_in_view": round(sum(s.stopped for s in state.segments), 2),
             "dashboard_url": dashboard_url,
             **_feed_figures(cloud, feed, stub, credentials),
         }
@@ -333,6 +344,12 @@ def _run(
 
 
 def _model_line(edge: list[EdgeAgent]) -> str:
+    measured = edge[0].measured
+    if measured is not None:
+        return (
+            f"measured by detector {measured.detector.version}; levels by the rule "
+            "occupancy-stopped/1 (docs/measurement.md)"
+        )
     card = edge[0].classifier.card
     if card.placeholder:
         return f"CNN {card.name} {card.version}: PLACEHOLDER, levels are not measurements"

@@ -19,23 +19,25 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from roadsense.core.errors import OutboxWriteError
 from roadsense.core.metrics import MetricsServer
 from roadsense.core.publisher import Publisher
 from roadsense.core.roi import Roi, crop_roi
 from roadsense.core.timeutil import now_ms
 from roadsense.edge.backends.classifier import Classifier, create_classifier
+from roadsense.edge.backends.detector import Detector
 from roadsense.edge.capture.camera import CameraCapture, CapturedFrame
 from roadsense.edge.commands.handler import CommandHandler, RemoteSettings
 from roadsense.edge.config import EdgeConfig
 from roadsense.edge.forwarder import Confirmation, Forwarder
 from roadsense.edge.health import CpuMeter, InferenceTimer, camera_health, read_temperatures
+from roadsense.edge.measure.cameras import MeasuredCameras
 from roadsense.edge.metrics import serve_health_metrics
 from roadsense.edge.outbox import Outbox
+from roadsense.edge.reports import AgentStats, ReportLog
 from roadsense.edge.smoothing import ProbabilityWindow, discount_uncertain
 from roadsense.edge.status import status_message
 from roadsense.edge.updates.swap import ClassifierHandover, RecentFrames
@@ -53,22 +55,7 @@ from roadsense.proto.v1 import telemetry_pb2
 
 logger = logging.getLogger(__name__)
 
-ERROR_LOG_INTERVAL_S = 60.0
 SWAP_TIMEOUT_S = 30.0
-
-
-@dataclass
-class AgentStats:
-    """Counters of one agent run."""
-
-    frames_classified: int = 0
-    uncertain_frames: int = 0
-    classifier_calls: int = 0
-    reports_created: int = 0
-    reports_lost: int = 0
-    frames_sampled: int = 0
-    """Frames taken from the cameras for the classifier (each is classified)."""
-    model_swaps: int = 0
 
 
 class EdgeAgent:
@@ -81,6 +68,8 @@ class EdgeAgent:
         publisher: Publisher,
         outbox: Outbox,
         loader: ModelLoader | None = None,
+        *,
+        detector: Detector | None = None,
     ) -> None:
         self.file_config = config
         self.settings = RemoteSettings(config, outbox)
@@ -88,7 +77,10 @@ class EdgeAgent:
         self.publisher = publisher
         self.outbox = outbox
         self.stats = AgentStats()
+        self.reports = ReportLog(outbox, self.stats)
         self.timer = InferenceTimer()
+        self.measured = MeasuredCameras(detector, self.timer) if detector else None
+        """The measuring side, when the device measures (``[measure] enabled``)."""
         self._cpu = CpuMeter()
         self.forwarder = Forwarder(
             outbox,
@@ -108,8 +100,6 @@ class EdgeAgent:
         self._last_label: dict[str, str] = {}
         # camera → (smoothed most probable class, classified frames it has held)
         self._streak: dict[str, tuple[str, int]] = {}
-        self._outbox_state = "ok"
-        self._last_error_log = 0.0
         self._metrics: MetricsServer | None = None
         self._recent = RecentFrames(config.models.self_test_frames)
         self._handover = ClassifierHandover(SWAP_TIMEOUT_S)
@@ -197,6 +187,8 @@ class EdgeAgent:
         if self._metrics:
             self._metrics.stop()
         self.classifier.close()
+        if self.measured is not None:
+            self.measured.detector.close()
         self.outbox.close()
         logger.info("edge agent %s stopped", self.device_id)
 
@@ -297,6 +289,8 @@ class EdgeAgent:
             elif running is not None:
                 running.set_sample_hz(camera_config.sample_hz)  # may change the decode mode
             self._windows[camera_config.id].resize(config.reports.window)
+        if self.measured is not None:
+            self.measured.configure(config.cameras)
 
     def _run(self) -> None:
         next_sample: dict[str, float] = {}
@@ -325,9 +319,20 @@ class EdgeAgent:
                     next_sample[cam_id] = (math.floor(now / period) + 1) * period
             if due:
                 self.stats.frames_sampled += len(due)
-                self._classify(due)
+                if self.measured is not None:
+                    self.measured.measure(due)
+                    self.stats.frames_classified += len(due)
+                else:
+                    self._classify(due)
             interval = config.reports.interval_s
             for cam_id in periods:
+                if self.measured is not None:
+                    if self.measured.ready(cam_id) and now >= next_report.setdefault(
+                        cam_id, now + interval
+                    ):
+                        self._report_measured(cam_id)
+                        next_report[cam_id] = now + interval
+                    continue
                 window = self._windows[cam_id]
                 if not window.fresh:
                     continue
@@ -394,18 +399,20 @@ class EdgeAgent:
                 frames_in_window=frames,
             ).SerializeToString()
 
-        try:
-            self.outbox.append(congestion_topic(self.device_id, camera_id), build)
-        except OutboxWriteError as err:
-            self.stats.reports_lost += 1
-            self._outbox_state = str(err)
-            if time.monotonic() - self._last_error_log >= ERROR_LOG_INTERVAL_S:
-                self._last_error_log = time.monotonic()
-                logger.error("report lost (%d so far): %s", self.stats.reports_lost, err)
-            return
-        self._outbox_state = "ok"
-        self.stats.reports_created += 1
-        self.forwarder.notify()
+        self._append(camera_id, build)
+
+    def _report_measured(self, camera_id: str) -> None:
+        assert self.measured is not None
+        measured = self.measured
+        segment = self._segments[camera_id]
+        self._append(
+            camera_id, lambda seq: measured.report(camera_id, self.device_id, segment, seq)
+        )
+
+    def _append(self, camera_id: str, build: Callable[[int], bytes]) -> None:
+        """Store one report in the outbox (its payload built with its seq) and count it."""
+        if self.reports.append(congestion_topic(self.device_id, camera_id), build):
+            self.forwarder.notify()
 
     # Health ------------------------------------------------------------------
 
@@ -434,7 +441,7 @@ class EdgeAgent:
             outbox_oldest_age_s=round(outbox.oldest_age_s, 3),
             temperatures_c=read_temperatures(),
             model_version=self.classifier.card.version,
-            outbox_state=self._outbox_state,
+            outbox_state=self.reports.state,
             reports_lost=self.stats.reports_lost,
             snapshots_sent=self.commands.snapshots_sent,
             reports_confirmed=self.forwarder.confirmed,

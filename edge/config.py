@@ -11,6 +11,7 @@ from roadsense.core.config import ConfigModel, relative_to
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig, TlsConfig
 from roadsense.core.roi import Roi, check_regions, check_roi
+from roadsense.edge.measure.config import MeasureConfig, RuleConfig, check_line, check_zone
 from roadsense.proto.topics import is_identifier
 
 
@@ -99,6 +100,22 @@ class CameraConfig(ConfigModel):
         description="Regions pixelated in every snapshot of this camera (windows, "
         "pavements, gardens), as fractions of the frame: [[x, y, width, height], ...].",
     )
+    zone: list[tuple[float, float]] | None = Field(
+        default=None,
+        description="Road zone the measurement counts in: a polygon of 3 or more points "
+        "(x, y as fractions of the frame). Default: the region of interest, else the whole "
+        "frame. `roadsense measure CLIP --learn-zone` proposes one from the vehicles seen.",
+    )
+    counting_line: list[tuple[float, float]] | None = Field(
+        default=None,
+        description="Two points (fractions of the frame) of a line whose crossings are "
+        "counted per vehicle class; counted only at sample_hz of 5 or more.",
+    )
+    rule: RuleConfig = Field(
+        default_factory=RuleConfig,
+        description="This camera's thresholds of the level rule (defaults: fitted on the "
+        "training cameras).",
+    )
     loop: bool = Field(default=False, description="Restart a video file at its end.")
     enabled: bool = Field(default=True, description="Capture and report this camera.")
     stall_timeout_s: float = Field(
@@ -120,6 +137,18 @@ class CameraConfig(ConfigModel):
     _check_id = field_validator("id", "segment_id")(_identifier)
     _check_roi = field_validator("roi")(check_roi)
     _check_blur = field_validator("blur")(check_regions)
+
+    _check_zone = field_validator("zone")(check_zone)
+    _check_line = field_validator("counting_line")(check_line)
+
+    def measuring_zone(self) -> list[tuple[float, float]] | None:
+        """The zone the measurement counts in: the zone, else the ROI's rectangle."""
+        if self.zone is not None:
+            return self.zone
+        if self.roi is None:
+            return None
+        x, y, w, h = self.roi
+        return [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
 
 
 class ClassifierConfig(ConfigModel):
@@ -341,6 +370,9 @@ class EdgeConfig(ConfigModel):
     classifier: ClassifierConfig = Field(
         default_factory=ClassifierConfig, description="Congestion classifier."
     )
+    measure: MeasureConfig = Field(
+        default_factory=MeasureConfig, description="Vehicle measurement (the detector)."
+    )
     reports: ReportConfig = Field(default_factory=ReportConfig, description="Report cadence.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable outbox.")
     health_interval_s: float = Field(
@@ -398,6 +430,7 @@ class EdgeConfig(ConfigModel):
                         "calibration_images": rel(self.classifier.calibration_images),
                     }
                 ),
+                "measure": self.measure.model_copy(update={"model": rel(self.measure.model)}),
                 "outbox": self.outbox.model_copy(update={"path": rel(self.outbox.path)}),
                 "mqtt": self.mqtt.resolved(base),
                 "models": self.models.model_copy(

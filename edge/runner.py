@@ -9,11 +9,12 @@ from roadsense.core.paho_client import MqttPublisher
 from roadsense.core.signals import wait_for_stop_signal
 from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.backends.classifier import Classifier, create_classifier
+from roadsense.edge.backends.detector import Detector, create_detector
 from roadsense.edge.config import EdgeConfig
 from roadsense.edge.outbox import Outbox
 from roadsense.edge.status import last_will
 from roadsense.edge.updates.state import startup_model
-from roadsense.models.shipped import DEFAULT_CNN
+from roadsense.models.shipped import DEFAULT_CNN, DEFAULT_DETECTOR
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +33,18 @@ def startup_classifier(config: EdgeConfig) -> Classifier:
         return create_classifier(config.classifier.type, configured, options)
 
 
+def startup_detector(config: EdgeConfig) -> Detector | None:
+    """The vehicle detector when the device measures (``[measure] enabled``)."""
+    if not config.measure.enabled:
+        return None
+    options: dict[str, object] = {"intra_op_threads": config.measure.intra_op_threads}
+    return create_detector(config.measure.type, config.measure.model or DEFAULT_DETECTOR, options)
+
+
 def build_agent(config: EdgeConfig) -> EdgeAgent:
-    """Load the classifier, open the outbox and set up MQTT for one device."""
+    """Load the models, open the outbox and set up MQTT for one device."""
     classifier = startup_classifier(config)
+    detector = startup_detector(config)
     outbox = Outbox(config.outbox)
     publisher = MqttPublisher(
         config.mqtt,
@@ -43,7 +53,7 @@ def build_agent(config: EdgeConfig) -> EdgeAgent:
         will=last_will(config, classifier.card.version),
         max_inflight=config.outbox.max_inflight,
     )
-    return EdgeAgent(config, classifier, publisher, outbox)
+    return EdgeAgent(config, classifier, publisher, outbox, detector=detector)
 
 
 def run(config: EdgeConfig) -> None:

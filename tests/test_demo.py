@@ -46,6 +46,8 @@ def test_demo_json_reports_every_published_report_ingested(broker: str, tmp_path
     assert figures["reports_confirmed"] == figures["reports_created"]  # end to end
     assert figures["frames_classified"] > figures["reports_published"]
     assert figures["segments"] == 2
+    assert figures["measured_segments"] == 2  # the devices measure
+    assert figures["vehicles_in_view"] > 0
     assert figures["grpc_ok"] is True
     assert figures["dead_letters"] == 0
     assert figures["model_placeholder"] is False  # the trained CNN ships
