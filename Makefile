@@ -8,6 +8,10 @@ PIP    := $(BIN)/python -m pip
 # torch first and pinned: this exact build satisfies the `train` extra's range
 # from a local wheel where one exists, instead of pulling a multi-GB CUDA build.
 TORCH  := torch==2.13.0
+# `train detector` converts the ONNX detector to torch. onnx2torch asks for torchvision,
+# which does not import beside this torch (docs/pitfalls.md #7) and would pull another
+# torch: it is installed without dependencies and the training registers a stand-in.
+ONNX2TORCH := onnx2torch>=1.5.15
 MYPY_PACKAGES := $(foreach p,core cli edge cloud proto models provisioning bench harness,-p roadsense.$(p))
 
 .PHONY: demo test lint typecheck unit install install-dev mosquitto postgresql chromium gstreamer-rtsp proto clean
@@ -40,11 +44,13 @@ $(VENV)/bin/python:
 $(VENV)/.deps-all: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install --quiet $(TORCH)
 	$(PIP) install --quiet --no-build-isolation ".[all]"
+	$(PIP) install --quiet --no-deps $(ONNX2TORCH)
 	touch $@
 
 $(VENV)/.deps-dev: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install --quiet $(TORCH)
 	$(PIP) install --quiet --no-build-isolation ".[all,dev]"
+	$(PIP) install --quiet --no-deps $(ONNX2TORCH)
 	touch $@ $(VENV)/.deps-all
 
 # $(call ensure_packages,PROBE,DEBIAN PACKAGES,WHAT FOR): nothing when PROBE succeeds;

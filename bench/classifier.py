@@ -14,8 +14,6 @@ as on the edge) and torch eager (no grad); ``ratio_bN`` = ONNX Runtime / torch.
 from __future__ import annotations
 
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import onnxruntime as ort
 import torch
 
 from roadsense.bench.edge import decode_all
+from roadsense.bench.timing import images_per_second
 from roadsense.models.card import InputSpec, load_card
 from roadsense.models.preprocess import frames_to_tensor
 from roadsense.models.shipped import DEFAULT_CNN, SAMPLE_CLIP
@@ -31,16 +30,6 @@ from roadsense.models.training.congestion_train import OPSET
 from roadsense.models.training.mobilenet import MobileNetV3Small, WithSoftmax
 
 BATCHES = (1, 4, 8)
-
-
-def _rate(run: Callable[[], Any], batch: int, min_s: float) -> float:
-    run()  # warm-up
-    done = 0
-    started = time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < min_s or done == 0:
-        run()
-        done += batch
-    return done / elapsed
 
 
 def _network(architecture: str, classes: int) -> tuple[str, torch.nn.Module]:
@@ -121,8 +110,8 @@ def run_classifier_bench(
                 with torch.no_grad():
                     network(t)
 
-            onnx_rate = _rate(onnx_run, batch, min_s)
-            torch_rate = _rate(torch_run, batch, min_s)
+            onnx_rate = images_per_second(onnx_run, batch, min_s)
+            torch_rate = images_per_second(torch_run, batch, min_s)
             figures[f"onnxruntime_img_s_b{batch}"] = round(onnx_rate, 1)
             figures[f"torch_eager_img_s_b{batch}"] = round(torch_rate, 1)
             figures[f"ratio_b{batch}"] = round(onnx_rate / torch_rate, 2)

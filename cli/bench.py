@@ -9,6 +9,7 @@ from typing import Any
 
 from roadsense.cli.output import print_figures
 from roadsense.cli.rollout import add_rollout_bench
+from roadsense.core.errors import ConfigError
 
 
 def _bench_classifier(args: argparse.Namespace) -> int:
@@ -18,6 +19,17 @@ def _bench_classifier(args: argparse.Namespace) -> int:
     result = run_classifier_bench(
         args.model or DEFAULT_CNN, width=args.width, height=args.height, min_s=args.seconds
     )
+    return print_figures(result, args.json)
+
+
+def _bench_detector(args: argparse.Namespace) -> int:
+    from roadsense.bench.detector import run_detector_bench
+    from roadsense.models.shipped import DEFAULT_DETECTOR
+
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else []
+    if any(s <= 0 or s % 32 for s in sizes):
+        raise ConfigError(f"--sizes {args.sizes}: each size a positive multiple of 32")
+    result = run_detector_bench(args.model or DEFAULT_DETECTOR, sizes, min_s=args.seconds)
     return print_figures(result, args.json)
 
 
@@ -99,6 +111,24 @@ def _bench_grpc(args: argparse.Namespace) -> int:
         seconds=args.seconds,
     )
     return print_figures(result, args.json)
+
+
+def _add_detector_bench(bench_commands: Any) -> None:
+    bench_detector = bench_commands.add_parser(
+        "detector",
+        help="vehicle detector img/s beside the congestion CNN, ONNX Runtime",
+        description="Whole detector calls (letterbox, network, decoding) at batch 1 and 8 "
+        "on real frames, with the classifier's rate measured in the same run.",
+    )
+    bench_detector.add_argument("--model", type=Path, help="detector ONNX (default: shipped)")
+    bench_detector.add_argument(
+        "--sizes", help="also bench these input sizes, e.g. 416,640 (multiples of 32)"
+    )
+    bench_detector.add_argument(
+        "--seconds", type=float, default=2.0, help="least seconds timed per figure"
+    )
+    bench_detector.add_argument("--json", action="store_true", help="print one JSON object")
+    bench_detector.set_defaults(handler=_bench_detector)
 
 
 def add_bench_commands(commands: Any) -> None:
@@ -252,3 +282,4 @@ def add_bench_commands(commands: Any) -> None:
         "--seconds", type=float, default=2.0, help="least seconds timed per figure"
     )
     bench_classifier.set_defaults(handler=_bench_classifier)
+    _add_detector_bench(bench_commands)

@@ -17,6 +17,7 @@ from roadsense.cli.camera_set import (
     add_set_training_options,
     train_from_set,
 )
+from roadsense.cli.evaluate_counts import add_evaluate_counts
 from roadsense.cli.model_registry import add_registry_commands
 from roadsense.cli.output import print_figures
 
@@ -276,6 +277,7 @@ def add_models_commands(commands: Any) -> None:
     evaluate.add_argument("--json", action="store_true", help="print one JSON line")
     evaluate.set_defaults(handler=_evaluate_model)
     add_loco_command(models_commands)
+    add_evaluate_counts(models_commands)
     add_explain_command(models_commands)
     add_registry_commands(models_commands)
 

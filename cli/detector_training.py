@@ -42,11 +42,15 @@ def _train_detector(args: argparse.Namespace) -> int:
             bar.update(task, completed=epoch, description=f"fine-tuning (validation F1 {f1:.3f})")
 
         try:
-            tuned = fine_tune(args.data, settings, val_videos, args.base or SHIPPED_DETECTOR, progress)
+            tuned = fine_tune(
+                args.data, settings, val_videos, args.base or SHIPPED_DETECTOR, progress
+            )
         except ValueError as err:
             print(f"roadsense: {err}", file=sys.stderr)
             return 2
-    path = export_detector(tuned, args.out, settings, args.version, args.data_description)
+    path = export_detector(
+        tuned, args.out, settings, version=args.version, data_description=args.data_description
+    )
     return print_figures(
         {
             "model": str(path),

@@ -17,6 +17,7 @@ from roadsense.cli.congestion import (
     add_dataset_commands,
     add_models_commands,
 )
+from roadsense.cli.detector_training import add_detector_training
 from roadsense.cli.edge_models import add_edge_model_commands
 from roadsense.cli.forecast import add_forecast_commands, add_forecaster_training
 from roadsense.cli.measure import add_measure_command
@@ -171,6 +172,7 @@ def _add_train_commands(commands: Any) -> None:
     train_commands = train.add_subparsers(dest="train_command", metavar="COMMAND", required=True)
     add_forecaster_training(train_commands)
     add_congestion_training(train_commands)
+    add_detector_training(train_commands)
 
 
 def _add_bins_command(cloud_commands: Any) -> None:

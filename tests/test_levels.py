@@ -8,6 +8,7 @@ import math
 import pytest
 
 from roadsense.models.detection.levels import (
+    PRIOR,
     LabelledMeasure,
     Measure,
     Sampled,
@@ -90,15 +91,7 @@ def test_grid_rises_and_contains_the_defaults() -> None:
 
 
 def test_evaluate_counts_agreement_and_gross_per_camera_and_averages_cameras() -> None:
-    t = RuleThresholds(
-        light_occupancy=0.05,
-        moderate_occupancy=0.15,
-        heavy_occupancy=0.30,
-        jam_occupancy=0.45,
-        moderate_stopped=0.5,
-        heavy_stopped=0.3,
-        jam_stopped=0.6,
-    )
+    t = PRIOR  # light 0.05, moderate 0.15, heavy 0.30 (stopped 0.3), jam 0.45 (stopped 0.6)
     items = [
         item("a", "light", 0.10),  # light: right
         item("a", "heavy", 0.10),  # light: two off -> gross

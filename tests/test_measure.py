@@ -154,11 +154,11 @@ def test_a_zone_is_learned_from_where_vehicles_were_seen() -> None:
     [
         (0.0, 0.0, 0, "free"),
         (0.01, 1.0, 1, "light"),  # one parked car on an empty road is no congestion
-        (0.10, 0.6, 4, "moderate"),
+        (0.13, 0.6, 4, "moderate"),
         (0.20, 0.0, 8, "moderate"),
         (0.35, 0.4, 12, "heavy"),
         (0.50, 0.1, 20, "heavy"),  # dense but moving: stop-and-go
-        (0.50, 0.7, 20, "jammed"),
+        (0.50, 0.85, 20, "jammed"),
     ],
 )
 def test_the_level_rule_as_written(
@@ -276,3 +276,30 @@ def test_measure_refuses_what_it_cannot_read_in_one_line(
     assert error.startswith("roadsense: measure: ")
     assert words in error
     assert "Traceback" not in done.stderr
+
+
+def test_evaluate_counts_scores_each_boxed_camera_held_out() -> None:
+    done = roadsense_cli(
+        "models", "evaluate-counts", "--data", str(FOOTAGE), "--sample-hz", "1", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout)["counts"]
+    rows = {row["camera"]: row for row in counts["cameras"]}
+    assert set(rows) == {"tfl-03601", "tfl-07355"}
+    # 1 Hz over 25 fps clips: 10 frames of each clip (two clips of tfl-03601).
+    assert (rows["tfl-03601"]["frames"], rows["tfl-07355"]["frames"]) == (20, 10)
+    for row in rows.values():
+        assert row["threshold"] in (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+        assert 0 <= row["count_error"] < 0.5
+        assert 0.4 < row["recall_30"] <= 1
+        assert row["recall_50"] <= row["recall_30"]
+    means = counts["camera_mean"]
+    assert means["count_error"] == pytest.approx(
+        (rows["tfl-03601"]["count_error"] + rows["tfl-07355"]["count_error"]) / 2, abs=1e-3
+    )
+
+
+def test_a_cameras_rule_defaults_are_the_rules_own() -> None:
+    from roadsense.edge.measure.config import RuleConfig
+
+    assert RuleConfig().thresholds() == RuleThresholds()

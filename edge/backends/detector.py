@@ -33,9 +33,14 @@ class Detector:
 
     key: str = ""
 
-    def __init__(self, model_path: Path, card: DetectorCard) -> None:
+    def __init__(self, model_path: Path, card: DetectorCard, options: dict[str, object]) -> None:
         self.model_path = model_path
         self.card = card
+        threshold = options.get("score_threshold", card.score_threshold)
+        if not isinstance(threshold, float | int) or not 0 < threshold < 1:
+            raise ModelLoadError(f"score_threshold must be within 0..1, got {threshold!r}")
+        self.score_threshold = float(threshold)
+        """Least score of a reported box: the card's, unless an evaluation asks for less."""
 
     @property
     def version(self) -> str:
@@ -68,7 +73,7 @@ class Detector:
                 size,
                 scale,
                 frame.shape[:2],
-                score_threshold=self.card.score_threshold,
+                score_threshold=self.score_threshold,
                 nms_iou=self.card.nms_iou,
             )
             for rows, (_, scale), frame in zip(output, prepared, frames, strict=True)

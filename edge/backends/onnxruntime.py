@@ -88,7 +88,7 @@ class OnnxRuntimeDetector(Detector):
     key = "onnxruntime"
 
     def __init__(self, model_path: Path, card: DetectorCard, options: dict[str, object]) -> None:
-        super().__init__(model_path, card)
+        super().__init__(model_path, card, options)
         self._session = _session(model_path, options)
         inputs = {i.name: i.shape for i in self._session.get_inputs()}
         outputs = [o.name for o in self._session.get_outputs()]

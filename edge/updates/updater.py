@@ -63,6 +63,7 @@ from roadsense.models.shipped import DEFAULT_CNN
 from roadsense.models.signing import verify_model
 from roadsense.proto.client import ClientTls, open_channel
 from roadsense.proto.refusals import Refusal
+from roadsense.proto.v1 import fleet_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -381,10 +382,16 @@ class ModelUpdater:
             )
         tls = self._settings.grpc_tls or self._mqtt_tls
         channel = _channel(target, tls)
+        # Register the service's methods on the channel now, in this thread: grpcio
+        # crashes (SIGSEGV) when a method is first registered on a channel that another
+        # thread closes at that moment, and stop() closes it to cut a download. Later
+        # stubs of the same channel reuse these registrations.
+        fleet_pb2_grpc.FleetServiceStub(channel)
         with self._lock:
             self._channel = channel
         if self._stopping.is_set():
             channel.close()
+            raise ModelUpdateError(Refusal.DOWNLOAD, "the device is stopping")
         return channel
 
     def _load(self, onnx: Path) -> Classifier:

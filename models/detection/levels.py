@@ -271,16 +271,29 @@ def score_table(items: Sequence[LabelledMeasure], grid: Sequence[RuleThresholds]
     return ScoreTable(list(grid), cameras, agreement, gross)
 
 
-def _distance_to_defaults(thresholds: RuleThresholds) -> float:
-    defaults = RuleThresholds()
-    pairs = zip(astuple(thresholds), astuple(defaults), strict=True)
+PRIOR = RuleThresholds(
+    light_occupancy=0.05,
+    moderate_occupancy=0.15,
+    heavy_occupancy=0.30,
+    jam_occupancy=0.45,
+    moderate_stopped=0.5,
+    heavy_stopped=0.3,
+    jam_stopped=0.6,
+)
+"""The thresholds written down before any fit (image-space analogues of HCM's bands): ties
+go to the grid point nearest them. Fixed here, not the shipped defaults, so that shipping a
+fit's result as the defaults does not change what the next fit chooses."""
+
+
+def _distance_to_prior(thresholds: RuleThresholds) -> float:
+    pairs = zip(astuple(thresholds), astuple(PRIOR), strict=True)
     return float(sum(abs(float(a) - float(b)) for a, b in pairs))
 
 
 def choose(table: ScoreTable, cameras: Sequence[str]) -> int:
     """The grid index with the best mean agreement over ``cameras`` (each weighs the same);
     ties: fewer frames two or more levels off (a gross error misleads most), then the grid
-    point nearest the defaults (move the shipped values only as far as the data asks), then
+    point nearest ``PRIOR`` (move the written-down values only as far as the data asks), then
     the first in grid order."""
     columns = [table.cameras.index(c) for c in cameras]
     if not columns:
@@ -290,7 +303,7 @@ def choose(table: ScoreTable, cameras: Sequence[str]) -> int:
     top = agreement >= agreement.max() - TIE
     least = gross[top].min()
     ties = np.nonzero(top & (gross <= least + TIE))[0]
-    return int(min(ties, key=lambda g: (_distance_to_defaults(table.grid[g]), g)))
+    return int(min(ties, key=lambda g: (_distance_to_prior(table.grid[g]), g)))
 
 
 def fit_thresholds(

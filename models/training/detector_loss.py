@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 VEHICLE_IDS: tuple[int, ...] = (2, 3, 5, 7)
 """COCO car, motorcycle, bus, truck (``roadsense.models.detection.yolox.VEHICLE_CLASSES``)."""
@@ -95,6 +95,7 @@ def assign(
     obj_logit: torch.Tensor,
     vehicle_logit: torch.Tensor,
     truth: torch.Tensor,
+    *,
     points: torch.Tensor,
     strides: torch.Tensor,
     cfg: LossConfig,
@@ -171,9 +172,9 @@ def yolox_loss(
                     obj[b].detach(),
                     cls[b][:, vehicle].detach().max(-1).values,
                     targets[b],
-                    points,
-                    strides,
-                    cfg,
+                    points=points,
+                    strides=strides,
+                    cfg=cfg,
                 )
         other_here = other[b].clone()
         if positive.numel():
@@ -187,17 +188,19 @@ def yolox_loss(
                 logits.detach().max(-1).values < NO_OPINION_LOGIT, torch.zeros_like(column), column
             )
             picked = logits.gather(1, column[:, None]).squeeze(1)
-            cls_loss = cls_loss + F.binary_cross_entropy_with_logits(
+            cls_loss = cls_loss + functional.binary_cross_entropy_with_logits(
                 picked, positive_iou.clamp(min=0.0), reduction="sum"
             )
         if other_here.any():
             obj_weight[b, other_here] = 0.0
-            cls_loss = cls_loss + F.binary_cross_entropy_with_logits(
+            cls_loss = cls_loss + functional.binary_cross_entropy_with_logits(
                 cls[b, other_here][:, vehicle],
                 torch.zeros(int(other_here.sum()), len(cfg.vehicle_ids)),
                 reduction="sum",
             )
-    obj_loss = (F.binary_cross_entropy_with_logits(obj, obj_target, reduction="none") * obj_weight).sum()
+    obj_loss = (
+        functional.binary_cross_entropy_with_logits(obj, obj_target, reduction="none") * obj_weight
+    ).sum()
     norm = max(n_positive, 1)
     total = (cfg.w_box * box_loss + cfg.w_obj * obj_loss + cfg.w_cls * cls_loss) / norm
     return {

@@ -25,6 +25,7 @@ Nothing is downloaded: the base weights are the shipped artifact (or ``base``).
 from __future__ import annotations
 
 import copy
+import importlib
 import importlib.util
 import json
 import logging
@@ -42,8 +43,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional
 
 from roadsense.models.card import sha256_file
 from roadsense.models.detection.card import DetectorCard, DetectorInput
@@ -71,7 +72,7 @@ def _stand_in_torchvision() -> None:
         return
     if importlib.util.find_spec("torchvision") is not None:
         try:
-            import torchvision  # noqa: F401
+            importlib.import_module("torchvision")
         except Exception:  # a torchvision for another torch raises anything
             logger.info("torchvision does not import; onnx2torch gets a stand-in")
         else:
@@ -122,12 +123,10 @@ def load_yolox(onnx_path: str | Path = SHIPPED_DETECTOR) -> YoloxLogits:
 
     In the fx graph each level's ``Concat(box, Sigmoid(obj), Sigmoid(cls))`` loses its two
     sigmoids and becomes an output (the Reshape/Concat tail is replaced by
-    ``YoloxLogits``), and ``x * sigmoid(x)`` becomes ``F.silu`` (a fifth faster on CPU).
+    ``YoloxLogits``), and ``x * sigmoid(x)`` becomes ``functional.silu`` (a fifth faster on CPU).
     """
     _stand_in_torchvision()
-    import onnx2torch
-
-    module = onnx2torch.convert(str(onnx_path))
+    module = importlib.import_module("onnx2torch").convert(str(onnx_path))
     graph = module.graph
     output = next(n for n in graph.nodes if n.op == "output")
     final = output.args[0]
@@ -139,17 +138,21 @@ def load_yolox(onnx_path: str | Path = SHIPPED_DETECTOR) -> YoloxLogits:
             p.args[0] if p.op == "call_module" and str(p.target).startswith("Sigmoid") else p
             for p in _concat_inputs(level)
         ]
-        level.args = (parts, *level.args[1:]) if isinstance(level.args[0], list | tuple) else tuple(parts)
+        level.args = (
+            (parts, *level.args[1:]) if isinstance(level.args[0], list | tuple) else tuple(parts)
+        )
     output.args = (tuple(levels),)
     for node in list(graph.nodes):
         if node.op == "call_module" and str(node.target).startswith("Mul") and len(node.args) == 2:
             x, gate = node.args
-            if getattr(gate, "op", "") == "call_module" and str(gate.target).startswith("Sigmoid"):
-                if gate.args[0] is x:
-                    with graph.inserting_before(node):
-                        silu = graph.call_function(F.silu, (x,))
-                    node.replace_all_uses_with(silu)
-                    graph.erase_node(node)
+            is_sigmoid = getattr(gate, "op", "") == "call_module" and str(gate.target).startswith(
+                "Sigmoid"
+            )
+            if is_sigmoid and gate.args[0] is x:
+                with graph.inserting_before(node):
+                    silu = graph.call_function(functional.silu, (x,))
+                node.replace_all_uses_with(silu)
+                graph.erase_node(node)
     graph.eliminate_dead_code()
     module.recompile()
     module.delete_all_unused_submodules()
@@ -269,33 +272,44 @@ def _keep_inside(boxes: Boxes, w: float, h: float, min_share: float = 0.4) -> Bo
     clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, w)
     clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, h)
     kept = (clipped[:, 2:] - clipped[:, :2]).clip(0).prod(1) >= min_share * np.maximum(area, 1e-6)
-    return clipped[kept]
+    result: Boxes = clipped[kept]
+    return result
 
 
 def _jpeg(img: Image, quality: int) -> Image:
     encoded = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
-    return np.asarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR), np.uint8)
+    decoded: Image = np.asarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR), np.uint8)
+    return decoded
 
 
 def degrade(img: Image, rng: random.Random) -> Image:
     """What a street camera does to a frame: blur, exposure, sensor noise, JPEG, and the
     burned-in timestamp and street-name bands."""
     if rng.random() < 0.6:
-        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.2))
+        img = np.asarray(cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.2)), np.uint8)
     if rng.random() < 0.5:
-        img = cv2.convertScaleAbs(img, alpha=rng.uniform(0.7, 1.25), beta=rng.uniform(-30, 30))
+        img = np.asarray(
+            cv2.convertScaleAbs(img, alpha=rng.uniform(0.7, 1.25), beta=rng.uniform(-30, 30)),
+            np.uint8,
+        )
     if rng.random() < 0.5:
-        noise = np.random.default_rng(rng.randrange(1 << 30)).normal(0, rng.uniform(2, 8), img.shape)
-        img = np.clip(img + noise, 0, 255).astype(np.uint8)
+        noise = np.random.default_rng(rng.randrange(1 << 30)).normal(
+            0, rng.uniform(2, 8), img.shape
+        )
+        img = np.asarray(np.clip(img + noise, 0, 255), np.uint8)
     if rng.random() < 0.9:
         img = _jpeg(img, rng.randint(15, 60))
     if rng.random() < 0.4:
         h, w = img.shape[:2]
         font = h / 600 * rng.uniform(0.8, 1.4)
-        stamp = f"{rng.randint(1, 28):02d}/06/2019 {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"
+        stamp = (
+            f"{rng.randint(1, 28):02d}/06/2019 {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"
+        )
         cv2.putText(img, stamp, (3, int(h * 0.05)), cv2.FONT_HERSHEY_SIMPLEX, font, (255,) * 3, 1)
         cv2.rectangle(img, (0, int(h * 0.9)), (w, h), (0, 0, 0), -1)
-        cv2.putText(img, "High St J3", (3, int(h * 0.96)), cv2.FONT_HERSHEY_SIMPLEX, font, (255,) * 3, 1)
+        cv2.putText(
+            img, "High St J3", (3, int(h * 0.96)), cv2.FONT_HERSHEY_SIMPLEX, font, (255,) * 3, 1
+        )
     return img
 
 
@@ -316,7 +330,8 @@ def cctv_augment(img: Image, boxes: Boxes, size: int, rng: random.Random) -> tup
     frame_w = int(rng.uniform(288, 480))
     frame_h = int(frame_w / rng.uniform(1.15, 1.8))
     scale = np.array([frame_w / img.shape[1], frame_h / img.shape[0]] * 2, np.float32)
-    img = degrade(cv2.resize(img, (frame_w, frame_h), interpolation=cv2.INTER_AREA), rng)
+    small = np.asarray(cv2.resize(img, (frame_w, frame_h), interpolation=cv2.INTER_AREA), np.uint8)
+    img = degrade(small, rng)
     canvas, r = _place(img, size, rng.uniform(0.55, 1.0) if rng.random() < 0.3 else 1.0)
     boxes = boxes * scale * r
     return canvas, boxes[((boxes[:, 2:] - boxes[:, :2]) >= 2).all(1)]
@@ -325,7 +340,9 @@ def cctv_augment(img: Image, boxes: Boxes, size: int, rng: random.Random) -> tup
 def cctv_view(img: Image, boxes: Boxes, size: int) -> tuple[Image, Boxes]:
     """The validation view (deterministic): a 352x288 frame at JPEG q40, letterboxed."""
     h, w = img.shape[:2]
-    small = _jpeg(cv2.resize(img, CCTV_FRAME, interpolation=cv2.INTER_AREA), 40)
+    small = _jpeg(
+        np.asarray(cv2.resize(img, CCTV_FRAME, interpolation=cv2.INTER_AREA), np.uint8), 40
+    )
     canvas, r = _place(small, size)
     return canvas, boxes * np.array([CCTV_FRAME[0] / w * r, CCTV_FRAME[1] / h * r] * 2, np.float32)
 
@@ -437,14 +454,20 @@ class Trainer:
             p.requires_grad_(id(p) not in frozen)
         self.optimiser = torch.optim.AdamW(
             [
-                {"params": [p for p in trained if p.ndim > 1], "weight_decay": settings.weight_decay},
+                {
+                    "params": [p for p in trained if p.ndim > 1],
+                    "weight_decay": settings.weight_decay,
+                },
                 {"params": [p for p in trained if p.ndim <= 1], "weight_decay": 0.0},
             ],
             lr=settings.lr,
         )
         self._other = torch.tensor([c for c in range(80) if c not in settings.loss.vehicle_ids])
-        self._convs = _class_convs(model)
-        self._rows = [(c.weight.detach()[self._other].clone(), c.bias.detach()[self._other].clone()) for c in self._convs]  # type: ignore[union-attr]
+        self._heads = [(c.weight, c.bias) for c in _class_convs(model) if c.bias is not None]
+        self._rows = [
+            (w.detach()[self._other].clone(), b.detach()[self._other].clone())
+            for w, b in self._heads
+        ]
         self.ema = _Ema(model, settings.ema_decay)
         self.step_count = 0
 
@@ -460,13 +483,13 @@ class Trainer:
         points, strides = anchor_grid(images.shape[2], images.shape[3])
         losses = yolox_loss(self.model(images), targets, points, strides, s.loss)
         self.optimiser.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        losses["loss"].backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
         self.optimiser.step()
         with torch.no_grad():
-            for conv, (weight, bias) in zip(self._convs, self._rows, strict=True):
-                conv.weight[self._other] = weight
-                conv.bias[self._other] = bias  # type: ignore[index]
+            for (weight, bias), (weight0, bias0) in zip(self._heads, self._rows, strict=True):
+                weight[self._other] = weight0
+                bias[self._other] = bias0
         self.ema.update(self.model)
         self.step_count += 1
         return {k: float(v) for k, v in losses.items()}
@@ -485,8 +508,12 @@ def validation_sweep(
     for start in range(0, len(data), 8):
         images, boxes = collate([data[i] for i in range(start, min(start + 8, len(data)))])
         for rows, truth in zip(exporter(images).numpy(), boxes, strict=True):
-            found = decode(rows, (size, size), 1.0, (size, size), score_threshold=min(thresholds), nms_iou=0.45)
-            preds.append((found.xyxy, np.asarray(found.confidence, np.float32)))
+            found = decode(
+                rows, (size, size), 1.0, (size, size), score_threshold=min(thresholds), nms_iou=0.45
+            )
+            preds.append(
+                (np.asarray(found.xyxy, np.float32), np.asarray(found.confidence, np.float32))
+            )
             truths.append(truth.numpy())
     sweep = []
     for t in thresholds:
@@ -592,6 +619,7 @@ def export_detector(
     tuned: FineTuned,
     out: str | Path,
     settings: DetectorSettings,
+    *,
     version: str,
     data_description: str = "",
     name: str = "detector",
@@ -614,7 +642,10 @@ def export_detector(
         input_names=["images"],
         output_names=["output"],
         opset_version=17,
-        dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 1: "anchors"}},
+        dynamic_axes={
+            "images": {0: "batch", 2: "height", 3: "width"},
+            "output": {0: "batch", 1: "anchors"},
+        },
         dynamo=False,
     )
     with torch.no_grad():
@@ -675,6 +706,8 @@ def export_detector(
             "validation_sweep": tuned.validation,
         },
     )
-    path.with_suffix(".card.json").write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    path.with_suffix(".card.json").write_text(
+        card.model_dump_json(indent=2) + "\n", encoding="utf-8"
+    )
     logger.info("exported %s (score threshold %.2f)", path, card.score_threshold)
     return path

@@ -1,0 +1,120 @@
+"""Counts, boxes and stopped vehicles against hand-drawn boxes, leave one camera out.
+
+The caller runs the detector (at a low score threshold, once) and the stopped rule over
+each boxed clip and hands over, per camera, each scored frame's boxes with their scores and
+stopped flags, the truth boxes, and a scoring zone. For each held-out camera the score
+threshold is the one with the lowest count error on the other cameras; the held-out camera
+is then scored at it:
+
+- count error: sum over frames of |found - true| / sum of true, in the scoring zone
+  (the zone where the annotators boxed vehicles: far, unboxed ones would read as false);
+- recall at IoU 0.3 and 0.5 of every truth box, precision of the boxes in the zone;
+- stopped or moving: of the truth boxes found (IoU 0.3), the mean of the recall of stopped
+  and of moving ones, so that calling everything moving scores 0.5, not the moving share.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from roadsense.models.detection.cvat import FrameTruth
+from roadsense.models.detection.scoring import balanced_agreement, greedy_match, score_detections
+
+THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+"""Score thresholds a fold may choose from."""
+
+
+@dataclass(frozen=True)
+class ScoredFrame:
+    """One frame: the detector's boxes (all scores) and the truth."""
+
+    xyxy: npt.NDArray[np.float32]
+    scores: npt.NDArray[np.float32]
+    in_zone: npt.NDArray[np.bool_]
+    """Whether each found box stands in the scoring zone."""
+    stopped: npt.NDArray[np.bool_]
+    truth: FrameTruth
+    stopped_known: bool = True
+    """False for frames too early in a clip for the stopped rule (no 2 s history yet)."""
+
+
+@dataclass(frozen=True)
+class CountScores:
+    """One camera's figures at one threshold."""
+
+    frames: int
+    vehicles: int
+    count_error: float
+    recall_30: float
+    recall_50: float
+    precision_30: float
+    precision_50: float
+    stopped_agreement: float
+
+
+@dataclass(frozen=True)
+class CountFold:
+    """A held-out camera: the threshold chosen without it, and its scores."""
+
+    camera: str
+    threshold: float
+    scores: CountScores
+
+
+def score_camera(frames: Sequence[ScoredFrame], threshold: float) -> CountScores:
+    """The figures of one camera's frames with boxes scoring ``threshold`` or more."""
+    found_all, found_zone, truths = [], [], []
+    predicted_stopped: list[bool] = []
+    true_stopped: list[bool] = []
+    for frame in frames:
+        keep = frame.scores >= threshold
+        found_all.append(frame.xyxy[keep])
+        found_zone.append(frame.xyxy[keep & frame.in_zone])
+        truths.append(frame.truth.xyxy)
+        if frame.stopped_known:
+            for p, t in greedy_match(frame.xyxy[keep], frame.truth.xyxy, 0.3):
+                predicted_stopped.append(bool(frame.stopped[keep][p]))
+                true_stopped.append(bool(frame.truth.not_moving[t]))
+    everything = score_detections(found_all, truths)
+    zoned = score_detections(found_zone, truths)
+    return CountScores(
+        frames=len(frames),
+        vehicles=everything.n_true,
+        count_error=zoned.count_error,
+        recall_30=everything.recall(0.3),
+        recall_50=everything.recall(0.5),
+        precision_30=zoned.precision(0.3),
+        precision_50=zoned.precision(0.5),
+        stopped_agreement=balanced_agreement(
+            np.array(predicted_stopped, dtype=bool), np.array(true_stopped, dtype=bool)
+        ),
+    )
+
+
+def leave_one_camera_out(
+    cameras: Mapping[str, Sequence[ScoredFrame]], thresholds: Sequence[float] = THRESHOLDS
+) -> list[CountFold]:
+    """Each camera scored at the threshold with the lowest count error on the others."""
+    table = {c: {t: score_camera(f, t) for t in thresholds} for c, f in cameras.items()}
+    folds = []
+    for held_out in cameras:
+        others = [c for c in cameras if c != held_out]
+
+        def error(threshold: float, others: list[str] = others) -> float:
+            return float(np.mean([table[c][threshold].count_error for c in others]))
+
+        chosen = min(thresholds, key=error) if others else thresholds[0]
+        folds.append(CountFold(held_out, chosen, table[held_out][chosen]))
+    return folds
+
+
+def camera_mean(folds: Sequence[CountFold], field: str) -> float:
+    """The mean of a figure over the held-out cameras (a camera without it is left out)."""
+    values = [getattr(f.scores, field) for f in folds]
+    present = [v for v in values if not math.isnan(v)]
+    return float(np.mean(present)) if present else math.nan
