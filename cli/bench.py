@@ -60,6 +60,7 @@ def _bench_edge(args: argparse.Namespace) -> int:
         batch=args.batch,
         max_cameras=args.max_cameras,
         trial_s=args.trial_seconds or 6.0,
+        measure=args.measure,
     )
     return print_figures(result, args.json)
 
@@ -171,6 +172,11 @@ def add_bench_commands(commands: Any) -> None:
     )
     bench_edge.add_argument(
         "--sample-hz", type=float, default=1.0, help="rtsp: camera sample rate (default 1)"
+    )
+    bench_edge.add_argument(
+        "--measure",
+        action="store_true",
+        help="the measuring agent: detector alone vs measured frames/s, cameras at 1 Hz",
     )
     bench_edge.set_defaults(handler=_bench_edge)
     bench_ingest = bench_commands.add_parser(

@@ -51,3 +51,21 @@ def crop_roi(frame: npt.NDArray[np.uint8], roi: Roi | None) -> npt.NDArray[np.ui
     height, width = frame.shape[:2]
     left, top, right, bottom = roi_box(width, height, roi)
     return frame[top:bottom, left:right]
+
+
+Points = list[tuple[float, float]]
+"""A polygon or a line: points (x, y) as fractions of the frame."""
+
+
+def check_zone(zone: Points | None) -> Points | None:
+    """A camera's zone: 3 or more points within the frame, else ValueError saying so."""
+    if zone is not None and (len(zone) < 3 or any(not 0 <= v <= 1 for p in zone for v in p)):
+        raise ValueError("a zone is 3 or more points [x, y], fractions of the frame (0..1)")
+    return zone
+
+
+def check_line(line: Points | None) -> Points | None:
+    """A counting line: two points within the frame, else ValueError saying so."""
+    if line is not None and (len(line) != 2 or any(not 0 <= v <= 1 for p in line for v in p)):
+        raise ValueError("a counting line is two points [x, y], fractions of the frame")
+    return line

@@ -10,8 +10,8 @@ from pydantic import Field, field_validator, model_validator
 from roadsense.core.config import ConfigModel, relative_to
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig, TlsConfig
-from roadsense.core.roi import Roi, check_regions, check_roi
-from roadsense.edge.measure.config import MeasureConfig, RuleConfig, check_line, check_zone
+from roadsense.core.roi import Roi, check_line, check_regions, check_roi, check_zone
+from roadsense.edge.measure.config import MeasureConfig, RuleConfig
 from roadsense.proto.topics import is_identifier
 
 

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from roadsense.core.config import ConfigModel, load_config
 from roadsense.core.errors import ConfigError
-from roadsense.core.roi import Roi, check_regions, check_roi
+from roadsense.core.roi import Roi, check_line, check_regions, check_roi, check_zone
 from roadsense.proto.topics import is_identifier
 from roadsense.provisioning.model_key import PUBLIC_FILE
 
@@ -118,6 +118,16 @@ class ManifestCamera(ConfigModel):
         "the edge classifies only this part of each frame.",
     )
     sample_hz: float = Field(default=2.0, gt=0, le=60, description="Frames per second classified.")
+    zone: list[tuple[float, float]] | None = Field(
+        default=None,
+        description="Road zone the measurement counts in: 3 or more points [x, y] as fractions "
+        "of the frame (default: the region of interest).",
+    )
+    counting_line: list[tuple[float, float]] | None = Field(
+        default=None,
+        description="Two points [x, y] (fractions of the frame) of a line whose crossings "
+        "the device counts (at sample_hz 5 or more).",
+    )
     blur: list[Roi] = Field(
         default_factory=list,
         description="Regions pixelated in this camera's snapshots, as fractions of the frame.",
@@ -127,6 +137,8 @@ class ManifestCamera(ConfigModel):
     _check_source = field_validator("source")(check_source)
     _check_roi = field_validator("roi")(check_roi)
     _check_blur = field_validator("blur")(check_regions)
+    _check_zone = field_validator("zone")(check_zone)
+    _check_line = field_validator("counting_line")(check_line)
 
 
 class ManifestDevice(ConfigModel):
@@ -253,6 +265,10 @@ def edge_config_toml(manifest: FleetManifest, device_id: str, *, model_key: bool
             lines.append(f"roi = {_numbers(camera.roi)}")
         if camera.blur:
             lines.append(f"blur = [{', '.join(_numbers(region) for region in camera.blur)}]")
+        for key in ("zone", "counting_line"):
+            points = getattr(camera, key)
+            if points:
+                lines.append(f"{key} = [{', '.join(_numbers(point) for point in points)}]")
     return "\n".join(lines) + "\n"
 
 

@@ -235,3 +235,20 @@ def test_rollout_bench_reports_every_figure() -> None:
     assert result["beyond_window_s"] == pytest.approx(
         result["time_to_all_s"] - result["window_s"], abs=0.02
     )
+
+
+def test_the_measuring_edge_bench_counts_cameras_and_compares_with_the_detector_alone() -> None:
+    from roadsense.bench.edge import run_edge_bench
+    from roadsense.models.shipped import DEFAULT_CNN
+
+    figures = run_edge_bench(DEFAULT_CNN, max_cameras=2, trial_s=2.0, min_model_s=0.3, measure=True)
+    assert figures["detector_only_fps"] > 0
+    assert figures["cameras_at_1hz"] >= 1
+    trials = figures["camera_trials"]
+    assert [t["cameras"] for t in trials][:1] == [1]
+    assert figures["pipeline_measured_fps"] == round(
+        max(t["cameras"] * t["mean_sample_hz"] for t in trials), 1
+    )
+    assert figures["ratio"] == pytest.approx(
+        figures["pipeline_measured_fps"] / figures["detector_only_fps"], abs=0.05
+    )

@@ -18,7 +18,7 @@ from roadsense.core.paho_client import MqttPublisher
 from roadsense.edge.config import EdgeConfig
 from roadsense.harness.broker import free_port, run_mosquitto_config
 from roadsense.provisioning.ca import PASSPHRASE_ENV
-from roadsense.provisioning.manifest import load_manifest, manifest_from_csv
+from roadsense.provisioning.manifest import edge_config_toml, load_manifest, manifest_from_csv
 
 from .helpers import wait_until
 
@@ -278,3 +278,31 @@ def test_a_bundled_device_publishes_over_mtls(
     finally:
         device.stop()
         broker.stop()
+
+
+def test_a_cameras_road_zone_and_counting_line_go_from_the_manifest_to_its_device(
+    tmp_path: Path,
+) -> None:
+    measured = MANIFEST.replace(
+        'segment_id = "seg-b"\n',
+        'segment_id = "seg-b"\nsample_hz = 5.0\n'
+        "zone = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]]\n"
+        "counting_line = [[0.0, 0.75], [1.0, 0.75]]\n",
+    )
+    manifest = load_manifest(_write_manifest(tmp_path, text=measured))
+    config_file = tmp_path / "edge.toml"
+    config_file.write_text(edge_config_toml(manifest, "dev-1"), encoding="utf-8")
+    config = load_config(EdgeConfig, config_file)
+    cam2 = next(c for c in config.cameras if c.id == "cam2")
+    assert cam2.zone == [(0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)]
+    assert cam2.counting_line == [(0.0, 0.75), (1.0, 0.75)]
+    cam1 = next(c for c in config.cameras if c.id == "cam1")
+    # No zone: the measurement counts in the camera's region of interest.
+    assert cam1.zone is None
+    zone = cam1.measuring_zone()
+    assert zone is not None
+    corners = [v for point in zone for v in point]
+    assert corners == pytest.approx([0.1, 0.2, 0.9, 0.2, 0.9, 0.9, 0.1, 0.9])
+    bad = measured.replace("[[0.0, 0.75], [1.0, 0.75]]", "[[0.0, 0.75]]")
+    with pytest.raises(ConfigError, match="a counting line is two points"):
+        load_manifest(_write_manifest(tmp_path, text=bad))

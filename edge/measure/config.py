@@ -50,20 +50,3 @@ class MeasureConfig(ConfigModel):
         default=None, description="Detector ONNX with its card; the shipped one when absent."
     )
     intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime intra-op threads.")
-
-
-Points = list[tuple[float, float]]
-
-
-def check_zone(zone: Points | None) -> Points | None:
-    """A camera's zone: 3 or more points within the frame, else ValueError saying so."""
-    if zone is not None and (len(zone) < 3 or any(not 0 <= v <= 1 for p in zone for v in p)):
-        raise ValueError("a zone is 3 or more points [x, y], fractions of the frame (0..1)")
-    return zone
-
-
-def check_line(line: Points | None) -> Points | None:
-    """A counting line: two points within the frame, else ValueError saying so."""
-    if line is not None and (len(line) != 2 or any(not 0 <= v <= 1 for p in line for v in p)):
-        raise ValueError("a counting line is two points [x, y], fractions of the frame")
-    return line
