@@ -19,6 +19,8 @@ from roadsense.core.paho_client import MqttPublisher
 from roadsense.core.timeutil import now_ms
 from roadsense.models.series import load_series
 from roadsense.models.shipped import SZ_SPEEDS
+from roadsense.proto import REPORT_SCHEMA_VERSION
+from roadsense.proto.v1 import telemetry_pb2
 
 from .factories import report
 from .helpers import wait_until
@@ -90,9 +92,16 @@ class Client:
 
 
 def publish_report(
-    mqtt: MqttConfig, *, segment: str, jam: float, seq: int, capture_time_ms: int | None = None
+    mqtt: MqttConfig,
+    *,
+    segment: str,
+    jam: float,
+    seq: int,
+    capture_time_ms: int | None = None,
+    measurements: telemetry_pb2.Measurements | None = None,
 ) -> None:
-    """One congestion report over the real broker (probability ``jam`` of 'jammed')."""
+    """One congestion report over the real broker (probability ``jam`` of 'jammed'; with
+    ``measurements``, a measuring device's report of schema version 2)."""
     publisher = MqttPublisher(mqtt, client_id=f"dash-dev-{seq}")
     publisher.start()
     assert publisher.wait_connected(10.0)
@@ -103,6 +112,9 @@ def publish_report(
         probabilities=[1.0 - jam, 0, 0, 0, jam],
         capture_time_ms=capture_time_ms,
     )
+    if measurements is not None:
+        message.schema_version = REPORT_SCHEMA_VERSION
+        message.measurements.CopyFrom(measurements)
     publisher.publish("roadsense/v1/dash-dev/cam1/congestion", message.SerializeToString())
     publisher.stop()
 

@@ -11,6 +11,7 @@ from roadsense.cloud.config import CloudConfig, StateConfig
 from roadsense.cloud.dashboard.layout import network_layout
 from roadsense.cloud.dashboard.server import demo_adjacency
 from roadsense.core.timeutil import now_ms
+from roadsense.proto.v1 import telemetry_pb2
 
 from .dashboard_support import (
     Client,
@@ -127,6 +128,25 @@ def test_a_stale_segment_is_flagged(cloud_config: CloudConfig) -> None:
         assert late["state"] is None
         assert [p["level"] for p in late["history"]] == [10.0]
         assert client.request("/api/segments/nowhere")[0] == 404
+
+
+def test_the_segment_panel_shows_what_its_cameras_measured(cloud: CloudService) -> None:
+    client = _client(cloud)
+    assert client.login() == 303
+    measured = telemetry_pb2.Measurements(
+        samples=10, vehicles_mean=7.5, vehicles_max=9, stopped_mean=3.0, stopped_max=4,
+        occupancy=0.25, level="heavy", rule="occupancy-stopped/1", confidence=0.7,
+    )  # fmt: skip
+    publish_report(cloud.config.mqtt, segment="dash-ring", jam=1.0, seq=7, measurements=measured)
+    wait_for_report(cloud, 7)
+    segment = client.json("/api/segments/dash-ring")
+    state = segment["state"]
+    assert (state["vehicles"], state["stopped"], state["measured_cameras"]) == (7.5, 3.0, 1)
+    (camera,) = segment["cameras"]
+    assert camera["camera"] == "dash-dev/cam1"
+    assert (camera["vehicles"], camera["level"]) == (7.5, "heavy")
+    (bin_,) = segment["measured"]
+    assert (bin_["vehicles"], bin_["stopped"]) == (7.5, 3.0)
 
 
 def test_segment_forecast(cloud: CloudService) -> None:

@@ -15,6 +15,10 @@ from roadsense.cloud.store.interface import HistoryPoint, Store
 Json = dict[str, Any]
 
 
+MEASURED_BIN_MS = 15 * 60_000
+"""The segment panel's bins of measured vehicles."""
+
+
 def segment_state(snapshot: SegmentSnapshot) -> Json:
     """A segment's fused state, as the page and the event stream carry it."""
     return {
@@ -26,6 +30,10 @@ def segment_state(snapshot: SegmentSnapshot) -> Json:
         "cameras": list(snapshot.camera_ids),
         "stale": snapshot.stale,
         "reports": snapshot.reports,
+        "vehicles": snapshot.vehicles,
+        "stopped": snapshot.stopped,
+        "occupancy": snapshot.occupancy,
+        "measured_cameras": snapshot.measured_cameras,
     }
 
 
@@ -186,4 +194,20 @@ def segment_detail(
         ],
         "forecast": forecast,
         "forecast_unavailable": unavailable,
+        "cameras": [
+            {
+                "camera": f"{c.device_id}/{c.camera_id}",
+                "time_ms": c.capture_time_ms,
+                "vehicles": c.measured.vehicles_mean,
+                "stopped": c.measured.stopped_mean,
+                "occupancy": c.measured.occupancy,
+                "level": c.measured.level,
+                "rule": c.measured.rule,
+            }
+            for c in store.camera_measurements(segment_id)
+        ],
+        "measured": [
+            {"start_ms": b.start_ms, "vehicles": b.vehicles, "stopped": b.stopped}
+            for b in store.measurement_bins(segment_id, history_from_ms, now, MEASURED_BIN_MS)
+        ],
     }

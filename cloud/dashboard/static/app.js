@@ -207,6 +207,11 @@ async function loadSegment(id) {
     ["Level", state ? `${state.level.toFixed(1)} / 10 (${state.label})` : "no camera reports"],
     ["Stale", state && state.stale ? "STALE — no recent reports" : state ? "no" : "–"],
     ["Cameras", state && state.cameras.length ? state.cameras.join(", ") : "none"],
+    ["Measured", state && state.measured_cameras ? `${state.vehicles.toFixed(1)} vehicles, ` +
+      `${state.stopped.toFixed(1)} stopped, occupancy ${state.occupancy.toFixed(2)} ` +
+      `(${state.measured_cameras} camera${state.measured_cameras > 1 ? "s" : ""})` : "–"],
+    ...s.cameras.map((c) => [c.camera, `${c.vehicles.toFixed(1)} vehicles, ` +
+      `${c.stopped.toFixed(1)} stopped, ${c.level} by ${c.rule} at ${time(c.time_ms)}`]),
     ["Speed", lastSpeed ? `${lastSpeed.value.toFixed(1)} ${lastSpeed.unit} at ${time(lastSpeed.time_ms)}` : "–"],
     ["Last update", state ? time(state.updated_ms) : lastSpeed ? time(lastSpeed.time_ms) : "–"],
   ];
@@ -220,6 +225,13 @@ async function loadSegment(id) {
   }
   lineChart(document.getElementById("level-chart"),
     [{ points: s.history.map((p) => [p.start_ms, p.level]), cls: "line" }], [0, 10]);
+  document.getElementById("measured-status").textContent = s.measured.length
+    ? "per 15 minutes, cameras added up (line: vehicles; dashed: stopped)"
+    : "no camera of this segment measures";
+  lineChart(document.getElementById("measured-chart"), [
+    { points: s.measured.map((b) => [b.start_ms, b.vehicles]), cls: "line" },
+    { points: s.measured.map((b) => [b.start_ms, b.stopped]), cls: "forecast-line" },
+  ]);
   const f = s.forecast;
   const status = document.getElementById("forecast-status");
   const chart = document.getElementById("forecast-chart");
