@@ -116,6 +116,7 @@ def _cloud_snapshot(args: argparse.Namespace) -> int:
         request_snapshot,
         tool_account,
         write_explained,
+        write_measured,
         write_snapshot,
     )
     from roadsense.core.config import load_config
@@ -130,7 +131,13 @@ def _cloud_snapshot(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
     )
     roi = write_snapshot(still, args.out, draw_roi=args.draw_roi)
-    explained = write_explained(still, args.out, config.classify.model) if args.explain else {}
+    explained: dict[str, object] = {}
+    if args.measure:
+        if config.classify.detector is None:
+            raise ConfigError("--measure needs [classify] detector (the vehicle detector)")
+        explained = write_measured(still, args.out, config.classify.detector)
+    elif args.explain:
+        explained = write_explained(still, args.out, config.classify.model)
     facts = {
         "image": str(args.out),
         "width": still.width,
@@ -283,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--draw-roi",
         action="store_true",
         help="draw the camera's region of interest on the image (re-encoded by --out's suffix)",
+    )
+    snapshot.add_argument(
+        "--measure",
+        action="store_true",
+        help="measure the still with [classify] detector and draw the evidence: each vehicle "
+        "boxed, the camera's region outlined, the count and occupancy written on it",
     )
     snapshot.add_argument(
         "--explain",

@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from roadsense.cloud.api.auth import TokenAuthInterceptor
 from roadsense.cloud.api.classify import ImageClassifier
+from roadsense.cloud.api.measure import ImageMeasurer
 from roadsense.cloud.api.rpc import CityServicer, add_city_service
 from roadsense.cloud.city.changes import ChangeListener, DataVersionPoller
 from roadsense.cloud.city.state import CityTracker
@@ -159,6 +160,13 @@ class CloudService:
             if classify.enabled and serves_api
             else None
         )
+        self.measurer = (
+            ImageMeasurer(
+                classify.detector, classify.max_image_bytes, classify.max_pixels, classify.threads
+            )
+            if classify.enabled and classify.detector is not None and serves_api
+            else None
+        )
         self.metrics.watch(self._ingest, self.store, self.feed, self.forecasts)
         self._metrics_server: MetricsServer | None = None
         self.health = health.HealthServicer()
@@ -259,6 +267,7 @@ class CloudService:
                 max_future_ms=int(config.ingest.max_future_skew_s * 1000),
                 forecasts=self.forecasts,
                 images=self.images,
+                measurer=self.measurer,
             ),
             self.server,
         )

@@ -14,7 +14,7 @@ from roadsense.cloud.rollout.config import RolloutConfig
 from roadsense.core.config import ConfigModel, relative_to
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig
-from roadsense.models.shipped import DEFAULT_CNN, DEFAULT_FORECASTER
+from roadsense.models.shipped import DEFAULT_CNN, DEFAULT_DETECTOR, DEFAULT_FORECASTER
 
 
 class IngestConfig(ConfigModel):
@@ -215,6 +215,11 @@ class ClassifyConfig(ConfigModel):
         default=4096 * 4096, gt=0, description="Largest image accepted, in pixels."
     )
     threads: int = Field(default=1, ge=1, description="ONNX Runtime threads.")
+    detector: Path | None = Field(
+        default=DEFAULT_DETECTOR,
+        description="Vehicle detector ONNX (card beside it) that answers MeasureImage; "
+        "empty: MeasureImage is off.",
+    )
 
 
 class EnrollmentConfig(ConfigModel):

@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from roadsense.cloud.api.measure import ImageMeasurer
 from roadsense.cloud.api.rpc import CityServicer, add_city_service
 from roadsense.cloud.app import CloudService, Role
 from roadsense.cloud.city.segments import SegmentConfig
@@ -98,6 +99,7 @@ def api_channel(
     fleet_devices: frozenset[str] = frozenset(),
     tracker: CityTracker | None = None,
     feed: ChangeFeed | None = None,
+    measurer: ImageMeasurer | None = None,
 ) -> Iterator[grpc.Channel]:
     """A channel to CityService and FleetService on a real gRPC server on 127.0.0.1 port 0,
     over ``store`` (no broker, no tokens, no enrollment, no forecaster)."""
@@ -110,6 +112,7 @@ def api_channel(
             city={s.id: s for s in city},
             history_interval_ms=60_000,
             max_future_ms=30_000,
+            measurer=measurer,
         ),
         server,
     )

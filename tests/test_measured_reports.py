@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import grpc
+import numpy as np
 import pytest
 
+from roadsense.cloud.api.measure import ImageMeasurer
 from roadsense.cloud.city.rows import MeasurementBin
 from roadsense.cloud.city.segments import SegmentConfig
 from roadsense.cloud.city.state import CityTracker
@@ -21,6 +24,7 @@ from roadsense.cloud.domain import ClassFigures, Measured, Reading, Rejected
 from roadsense.cloud.ingest.decode import decode_message
 from roadsense.cloud.store.sqlite import SqliteStore
 from roadsense.core.timeutil import now_ms
+from roadsense.models.shipped import DEFAULT_DETECTOR
 from roadsense.proto import REPORT_SCHEMA_VERSION
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc, telemetry_pb2
 
@@ -327,3 +331,42 @@ def test_the_bins_export_writes_csv_and_refuses_a_bad_time(
     assert done.returncode == 2
     assert "--from 'yesterday' is not an ISO 8601 time" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_measure_image_counts_the_vehicles_in_the_zone_and_draws_the_evidence(
+    tmp_path: Path,
+) -> None:
+    clip = Path(__file__).resolve().parent.parent / "models" / "data" / "footage"
+    capture = cv2.VideoCapture(str(clip / "tfl-07355-pentonville-2019-06-28.mp4"))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
+    measurer = ImageMeasurer(DEFAULT_DETECTOR, max_image_bytes=1 << 20, max_pixels=1 << 22)
+    store = SqliteStore(tmp_path / "city.sqlite")
+    with api_channel(store, measurer=measurer) as channel:
+        stub = city_pb2_grpc.CityServiceStub(channel)
+        whole = stub.MeasureImage(city_pb2.MeasureImageRequest(image=jpeg), timeout=30)
+        assert len(whole.vehicles) > 3
+        assert {v.vehicle_class for v in whole.vehicles} <= {"car", "motorcycle", "bus", "truck"}
+        assert all(0 <= v.x1 < v.x2 <= 352 and 0 <= v.y1 < v.y2 <= 288 for v in whole.vehicles)
+        assert whole.evidence_png == b""
+        lower = [0.0, 0.5, 1.0, 0.5, 1.0, 1.0, 0.0, 1.0]
+        half = stub.MeasureImage(
+            city_pb2.MeasureImageRequest(image=jpeg, zone=lower, explain=True), timeout=30
+        )
+        # Only the vehicles standing in the lower half count.
+        assert len(half.vehicles) == sum(v.y2 - 1 >= 144 for v in whole.vehicles)
+        evidence = cv2.imdecode(np.frombuffer(half.evidence_png, np.uint8), cv2.IMREAD_COLOR)
+        assert evidence is not None
+        assert evidence.shape == frame.shape
+        assert not np.array_equal(evidence, frame)  # boxes and text drawn on it
+        for request, words in (
+            (city_pb2.MeasureImageRequest(image=b"not an image"), "not a JPEG or PNG"),
+            (city_pb2.MeasureImageRequest(image=jpeg, zone=[0.1, 0.2]), "3 or more x, y pairs"),
+        ):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.MeasureImage(request, timeout=30)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert words in (caught.value.details() or "")
+    store.close()

@@ -26,7 +26,8 @@ from roadsense.edge.config import (
 )
 from roadsense.edge.runner import build_agent
 from roadsense.models.card import load_card
-from roadsense.models.shipped import DEFAULT_CNN, PLACEHOLDER_CNN
+from roadsense.models.detection.card import load_detector_card
+from roadsense.models.shipped import DEFAULT_CNN, DEFAULT_DETECTOR, PLACEHOLDER_CNN
 from roadsense.proto.v1 import telemetry_pb2
 
 from .conftest import SAMPLE_VIDEO
@@ -230,6 +231,28 @@ def test_cli_explains_the_still_with_the_cloud_model_heat_map(
     assert image is not None
     assert image.shape == (240, 320, 3)
     assert (image[60, 20:300] > 200).all()  # the ROI's top edge, outlined in white
+
+
+@pytest.mark.integration
+def test_cli_measures_the_still_and_draws_the_evidence(
+    device: EdgeAgent, mqtt_config: MqttConfig, tmp_path: Path
+) -> None:
+    config = _cloud_toml(mqtt_config, tmp_path)
+    out = tmp_path / "cam1-measured.jpg"
+    result = roadsense_cli(
+        "cloud", "snapshot", "--config", str(config), "--device", "snap-1",
+        "--camera", "cam1", "--out", str(out), "--measure", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert facts["detector_version"] == load_detector_card(DEFAULT_DETECTOR).version
+    assert facts["vehicles"] >= 0  # the clip's road is empty at times
+    assert 0.0 <= facts["occupancy"] <= 1.0
+    image = cv2.imread(str(out))
+    assert image is not None
+    assert image.shape == (240, 320, 3)
+    # The figures are written in a black band across the top of the still.
+    assert (image[0:3].max(axis=2) < 60).mean() > 0.9
 
 
 def test_the_heat_map_is_drawn_inside_the_region_the_model_saw(tmp_path: Path) -> None:

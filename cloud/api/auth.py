@@ -48,6 +48,7 @@ METHOD_ROLES: Mapping[str, frozenset[str]] = {
     "/roadsense.v1.CityService/IngestObservations": frozenset({"feed", "admin"}),
     "/roadsense.v1.CityService/IngestWeather": frozenset({"feed", "admin"}),
     "/roadsense.v1.CityService/ClassifyImage": frozenset({"feed", "admin"}),
+    "/roadsense.v1.CityService/MeasureImage": frozenset({"feed", "admin"}),
     "/roadsense.v1.FleetService/ListDevices": frozenset({"admin"}),
     "/roadsense.v1.FleetService/GetDevice": frozenset({"admin"}),
     "/roadsense.v1.FleetService/RevokeDevice": frozenset({"admin"}),

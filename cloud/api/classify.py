@@ -49,6 +49,25 @@ class Classification:
     heat_map_png: bytes = b""
 
 
+def decode_image(data: bytes, max_image_bytes: int, max_pixels: int) -> Frame:
+    """A JPEG/PNG as a BGR frame, or ImageRejectedError saying what is wrong."""
+    if not data:
+        raise ImageRejectedError("the image is empty (0 bytes)")
+    if len(data) > max_image_bytes:
+        raise ImageRejectedError(
+            f"the image is {len(data)} bytes, more than the limit of {max_image_bytes}"
+        )
+    if not data.startswith((PNG, JPEG)):
+        raise ImageRejectedError("not a JPEG or PNG image (unknown signature)")
+    header = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    if header is not None and header.size * 64 > max_pixels:
+        raise ImageRejectedError(f"the image has more than {max_pixels} pixels")
+    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if frame is None or frame.size == 0:
+        raise ImageRejectedError("the JPEG/PNG cannot be decoded (corrupt or truncated)")
+    return np.asarray(frame, np.uint8)
+
+
 class ImageClassifier:
     """The card's ONNX model in ONNX Runtime, thread-safe, for single images."""
 
@@ -72,21 +91,7 @@ class ImageClassifier:
 
     def decode(self, data: bytes) -> np.ndarray:
         """The image as a BGR frame, or ImageRejectedError saying what is wrong."""
-        if not data:
-            raise ImageRejectedError("the image is empty (0 bytes)")
-        if len(data) > self.max_image_bytes:
-            raise ImageRejectedError(
-                f"the image is {len(data)} bytes, more than the limit of {self.max_image_bytes}"
-            )
-        if not data.startswith((PNG, JPEG)):
-            raise ImageRejectedError("not a JPEG or PNG image (unknown signature)")
-        header = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
-        if header is not None and header.size * 64 > self.max_pixels:
-            raise ImageRejectedError(f"the image has more than {self.max_pixels} pixels")
-        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if frame is None or frame.size == 0:
-            raise ImageRejectedError("the JPEG/PNG cannot be decoded (corrupt or truncated)")
-        return np.asarray(frame, np.uint8)
+        return decode_image(data, self.max_image_bytes, self.max_pixels)
 
     def classify(self, data: bytes, explain: bool = False) -> Classification:
         """Classify one image; ImageRejectedError for a bad one."""

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 
 from roadsense.cloud.api.classify import ImageClassifier
+from roadsense.cloud.api.measure import ImageMeasurer
 from roadsense.cloud.api.messages import (
     bin_message,
     camera_message,
@@ -67,8 +68,10 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
         max_future_ms: int,
         forecasts: ForecastJob | None = None,
         images: ImageClassifier | None = None,
+        measurer: ImageMeasurer | None = None,
     ) -> None:
         self._images = images
+        self._measurer = measurer
         self._max_future_ms = max_future_ms
         self._forecasts = forecasts
         self._tracker = tracker
@@ -266,6 +269,27 @@ class CityServicer(city_pb2_grpc.CityServiceServicer):
             confidence=result.confidence,
             model_version=result.model_version,
             heat_map_png=result.heat_map_png,
+        )
+
+    @unary
+    def MeasureImage(  # noqa: N802 - gRPC method name
+        self, request: city_pb2.MeasureImageRequest, context: grpc.ServicerContext
+    ) -> city_pb2.MeasureImageResponse:
+        if self._measurer is None:
+            raise NotConfiguredError("image measurement is not enabled ([classify] detector)")
+        result = self._measurer.measure(request.image, list(request.zone), request.explain)
+        return city_pb2.MeasureImageResponse(
+            vehicles=[
+                city_pb2.DetectedVehicle(
+                    x1=x1, y1=y1, x2=x2, y2=y2, vehicle_class=name, score=score
+                )
+                for (x1, y1, x2, y2), name, score in zip(
+                    result.xyxy, result.classes, result.scores, strict=True
+                )
+            ],
+            occupancy=result.occupancy,
+            detector_version=result.detector_version,
+            evidence_png=result.evidence_png,
         )
 
     @unary

@@ -382,3 +382,41 @@ class ClassifyImageResponse(_message.Message):
     model_version: str
     heat_map_png: bytes
     def __init__(self, labels: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., level: _Optional[str] = ..., confidence: _Optional[float] = ..., model_version: _Optional[str] = ..., heat_map_png: _Optional[bytes] = ...) -> None: ...
+
+class MeasureImageRequest(_message.Message):
+    __slots__ = ("image", "zone", "explain")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    zone: _containers.RepeatedScalarFieldContainer[float]
+    explain: bool
+    def __init__(self, image: _Optional[bytes] = ..., zone: _Optional[_Iterable[float]] = ..., explain: _Optional[bool] = ...) -> None: ...
+
+class DetectedVehicle(_message.Message):
+    __slots__ = ("x1", "y1", "x2", "y2", "vehicle_class", "score")
+    X1_FIELD_NUMBER: _ClassVar[int]
+    Y1_FIELD_NUMBER: _ClassVar[int]
+    X2_FIELD_NUMBER: _ClassVar[int]
+    Y2_FIELD_NUMBER: _ClassVar[int]
+    VEHICLE_CLASS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    vehicle_class: str
+    score: float
+    def __init__(self, x1: _Optional[float] = ..., y1: _Optional[float] = ..., x2: _Optional[float] = ..., y2: _Optional[float] = ..., vehicle_class: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class MeasureImageResponse(_message.Message):
+    __slots__ = ("vehicles", "occupancy", "detector_version", "evidence_png")
+    VEHICLES_FIELD_NUMBER: _ClassVar[int]
+    OCCUPANCY_FIELD_NUMBER: _ClassVar[int]
+    DETECTOR_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_PNG_FIELD_NUMBER: _ClassVar[int]
+    vehicles: _containers.RepeatedCompositeFieldContainer[DetectedVehicle]
+    occupancy: float
+    detector_version: str
+    evidence_png: bytes
+    def __init__(self, vehicles: _Optional[_Iterable[_Union[DetectedVehicle, _Mapping]]] = ..., occupancy: _Optional[float] = ..., detector_version: _Optional[str] = ..., evidence_png: _Optional[bytes] = ...) -> None: ...

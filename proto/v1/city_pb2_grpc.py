@@ -84,6 +84,11 @@ class CityServiceStub:
                 request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ClassifyImageRequest.SerializeToString,
                 response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ClassifyImageResponse.FromString,
                 _registered_method=True)
+        self.MeasureImage = channel.unary_unary(
+                '/roadsense.v1.CityService/MeasureImage',
+                request_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.MeasureImageRequest.SerializeToString,
+                response_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.MeasureImageResponse.FromString,
+                _registered_method=True)
 
 
 class CityServiceServicer:
@@ -156,6 +161,13 @@ class CityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MeasureImage(self, request, context):
+        """Measure the vehicles of one JPEG/PNG with the cloud's detector (role feed or admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +220,11 @@ def add_CityServiceServicer_to_server(servicer, server):
                     servicer.ClassifyImage,
                     request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ClassifyImageRequest.FromString,
                     response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.ClassifyImageResponse.SerializeToString,
+            ),
+            'MeasureImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.MeasureImage,
+                    request_deserializer=roadsense_dot_proto_dot_v1_dot_city__pb2.MeasureImageRequest.FromString,
+                    response_serializer=roadsense_dot_proto_dot_v1_dot_city__pb2.MeasureImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -480,6 +497,33 @@ class CityService:
             '/roadsense.v1.CityService/ClassifyImage',
             roadsense_dot_proto_dot_v1_dot_city__pb2.ClassifyImageRequest.SerializeToString,
             roadsense_dot_proto_dot_v1_dot_city__pb2.ClassifyImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MeasureImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roadsense.v1.CityService/MeasureImage',
+            roadsense_dot_proto_dot_v1_dot_city__pb2.MeasureImageRequest.SerializeToString,
+            roadsense_dot_proto_dot_v1_dot_city__pb2.MeasureImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,8 @@ class CityServiceStub:
     admin). A JPEG/PNG in, calibrated probabilities out; INVALID_ARGUMENT names an empty,
     oversized or undecodable image.
     """
+    MeasureImage: _grpc.UnaryUnaryMultiCallable[_city_pb2.MeasureImageRequest, _city_pb2.MeasureImageResponse]
+    """Measure the vehicles of one JPEG/PNG with the cloud's detector (role feed or admin)."""
 
 @_typing.type_check_only
 class CityServiceAsyncStub(CityServiceStub):
@@ -75,6 +77,8 @@ class CityServiceAsyncStub(CityServiceStub):
     admin). A JPEG/PNG in, calibrated probabilities out; INVALID_ARGUMENT names an empty,
     oversized or undecodable image.
     """
+    MeasureImage: _aio.UnaryUnaryMultiCallable[_city_pb2.MeasureImageRequest, _city_pb2.MeasureImageResponse]  # type: ignore[assignment]
+    """Measure the vehicles of one JPEG/PNG with the cloud's detector (role feed or admin)."""
 
 class CityServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -155,5 +159,13 @@ class CityServiceServicer(metaclass=_abc_1.ABCMeta):
         admin). A JPEG/PNG in, calibrated probabilities out; INVALID_ARGUMENT names an empty,
         oversized or undecodable image.
         """
+
+    @_abc_1.abstractmethod
+    def MeasureImage(
+        self,
+        request: _city_pb2.MeasureImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_city_pb2.MeasureImageResponse, _abc.Awaitable[_city_pb2.MeasureImageResponse]]:
+        """Measure the vehicles of one JPEG/PNG with the cloud's detector (role feed or admin)."""
 
 def add_CityServiceServicer_to_server(servicer: CityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

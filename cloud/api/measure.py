@@ -1,0 +1,118 @@
+"""The vehicle detector as a cloud service (``CityService.MeasureImage``): for a still
+from a camera without an edge box, or to check what a device measured. One JPEG/PNG in,
+the vehicles in its road zone out, and on request the evidence drawn over it. Same
+detector card, letterbox and decoding as the edge (``roadsense.models.detection``); one
+still has no history, so nothing is called stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from roadsense.cloud.api.classify import decode_image
+from roadsense.core.errors import ModelLoadError, RequestError
+from roadsense.models.detection.card import load_detector_card
+from roadsense.models.detection.still import draw_vehicles
+from roadsense.models.detection.yolox import decode, letterbox
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageMeasurement:
+    """What the service answers for one image."""
+
+    xyxy: list[tuple[float, float, float, float]]
+    classes: list[str]
+    scores: list[float]
+    occupancy: float
+    detector_version: str
+    evidence_png: bytes = b""
+
+
+class ImageMeasurer:
+    """The card's detector in ONNX Runtime, thread-safe, for single images."""
+
+    def __init__(
+        self, model: Path, max_image_bytes: int, max_pixels: int, threads: int = 1
+    ) -> None:
+        self.card = load_detector_card(model)
+        self.max_image_bytes = max_image_bytes
+        self.max_pixels = max_pixels
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._session = ort.InferenceSession(
+                str(model), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime raises its own untyped errors
+            raise ModelLoadError(f"{model}: ONNX Runtime cannot load the model: {err}") from err
+        self._lock = threading.Lock()
+        logger.info("image measurement serves detector %s", self.card.version)
+
+    def measure(
+        self, data: bytes, zone: Sequence[float] = (), explain: bool = False
+    ) -> ImageMeasurement:
+        """The vehicles of one image in ``zone`` (x, y pairs, fractions of the frame; empty:
+        the whole frame); RequestError for a bad image or zone."""
+        frame = decode_image(data, self.max_image_bytes, self.max_pixels)
+        height, width = frame.shape[:2]
+        mask = np.ones((height, width), dtype=bool)
+        polygon = None
+        if zone:
+            if len(zone) < 6 or len(zone) % 2 or any(not 0 <= v <= 1 for v in zone):
+                raise RequestError("zone: 3 or more x, y pairs, each a fraction of the frame")
+            polygon = np.asarray(zone, dtype=np.float64).reshape(-1, 2) * (width, height)
+            canvas = np.zeros((height, width), dtype=np.uint8)
+            cv2.fillPoly(canvas, [np.round(polygon).astype(np.int32)], 1)
+            mask = canvas.astype(bool)
+        size = (self.card.input.height, self.card.input.width)
+        tensor, scale = letterbox(frame, *size)
+        with self._lock:
+            (output,) = self._session.run(
+                [self.card.output_name], {self.card.input.name: tensor[None]}
+            )
+        found = decode(
+            np.asarray(output, np.float32)[0],
+            size,
+            scale,
+            (height, width),
+            score_threshold=self.card.score_threshold,
+            nms_iou=self.card.nms_iou,
+        )
+        boxes = found.xyxy.astype(np.float32)
+        x = np.clip(((boxes[:, 0] + boxes[:, 2]) / 2).astype(int), 0, width - 1)
+        y = np.clip((boxes[:, 3] - 1).astype(int), 0, height - 1)
+        inside = mask[y, x] if len(boxes) else np.zeros(0, dtype=bool)
+        boxes = boxes[inside]
+        names = [str(n) for n in np.asarray(found.data["class_name"])[inside]]
+        scores = [float(s) for s in np.asarray(found.confidence)[inside]]
+        cover = np.zeros((height, width), dtype=bool)
+        for x1, y1, x2, y2 in np.round(boxes).astype(int):
+            cover[max(y1, 0) : y2, max(x1, 0) : x2] = True
+        occupancy = float((cover & mask).sum() / max(int(mask.sum()), 1))
+        evidence = b""
+        if explain:
+            picture = draw_vehicles(
+                frame, boxes, names, zone=polygon,
+                text=f"{len(names)} vehicles, occupancy {occupancy:.2f}",
+            )  # fmt: skip
+            ok, encoded = cv2.imencode(".png", picture)
+            evidence = encoded.tobytes() if ok else b""
+        return ImageMeasurement(
+            xyxy=[tuple(float(v) for v in b) for b in boxes],  # type: ignore[misc]
+            classes=names,
+            scores=scores,
+            occupancy=round(occupancy, 4),
+            detector_version=self.card.version,
+            evidence_png=evidence,
+        )
