@@ -24,8 +24,8 @@ def _train_detector(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
+    from roadsense.models.training.detector_torch import SHIPPED_DETECTOR
     from roadsense.models.training.detector_train import (
-        SHIPPED_DETECTOR,
         DetectorSettings,
         export_detector,
         fine_tune,
