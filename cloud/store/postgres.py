@@ -22,11 +22,10 @@ from roadsense.cloud.domain import Reading
 from roadsense.cloud.store.interface import BatchResult
 from roadsense.cloud.store.open import redacted
 from roadsense.cloud.store.postgres_migrations import POSTGRES_MIGRATIONS, migrate_postgres
-from roadsense.cloud.store.session import Row
+from roadsense.cloud.store.session import Row, Upsert
 from roadsense.cloud.store.sql import (
     REPORT_COLUMNS,
     SqlStore,
-    Upsert,
     first_of_each,
     report_row,
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 Row = tuple[Any, ...]
@@ -41,3 +42,46 @@ class Sessions(abc.ABC):
     @abc.abstractmethod
     def _write(self) -> AbstractContextManager[SqlSession]:
         """A session in one write transaction: committed on success, rolled back on error."""
+
+
+def greater(table: str, column: str) -> str:
+    """The larger of a stored column and the value proposed for it (both engines' syntax)."""
+    return (
+        f"CASE WHEN excluded.{column} > {table}.{column} "
+        f"THEN excluded.{column} ELSE {table}.{column} END"
+    )
+
+
+@dataclass(frozen=True)
+class Upsert:
+    """An INSERT ... ON CONFLICT of many rows, each key at most once: one statement per row
+    (``per_row``), or on PostgreSQL one statement for all of them (``all_rows``)."""
+
+    table: str
+    columns: tuple[tuple[str, str], ...]
+    """(name, PostgreSQL type) of each column, in the rows' order."""
+    on_conflict: str
+
+    @property
+    def per_row(self) -> str:
+        """The statement for one row (``?`` placeholders)."""
+        marks = ", ".join("?" * len(self.columns))
+        return f"INSERT INTO {self.table} ({self._names}) VALUES ({marks}) {self.on_conflict}"
+
+    @property
+    def all_rows(self) -> str:
+        """The statement for all rows, one PostgreSQL array per column (binary parameters)."""
+        arrays = ", ".join(f"%b::{kind}[]" for _, kind in self.columns)
+        return (
+            f"INSERT INTO {self.table} ({self._names}) SELECT * FROM unnest({arrays}) "
+            f"{self.on_conflict}"
+        )
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The PostgreSQL type of each column."""
+        return tuple(kind for _, kind in self.columns)
+
+    @property
+    def _names(self) -> str:
+        return ", ".join(name for name, _ in self.columns)

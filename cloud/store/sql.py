@@ -15,7 +15,6 @@ import functools
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from roadsense.cloud.city.rows import MeasurementRows, insert_measurements
@@ -40,7 +39,7 @@ from roadsense.cloud.store.interface import (
     Store,
 )
 from roadsense.cloud.store.migrations import message_sha256
-from roadsense.cloud.store.session import Row, SqlSession
+from roadsense.cloud.store.session import Row, SqlSession, Upsert, greater
 
 SEGMENT_CHUNK = 500
 """Segments read per query when only some are wanted."""
@@ -58,58 +57,15 @@ INSERT_REPORTS = (
 )
 
 
-def _greater(table: str, column: str) -> str:
-    """The larger of a stored column and the value proposed for it (both engines' syntax)."""
-    return (
-        f"CASE WHEN excluded.{column} > {table}.{column} "
-        f"THEN excluded.{column} ELSE {table}.{column} END"
-    )
-
-
-@dataclass(frozen=True)
-class Upsert:
-    """An INSERT ... ON CONFLICT of many rows, each key at most once: one statement per row
-    (``per_row``), or on PostgreSQL one statement for all of them (``all_rows``)."""
-
-    table: str
-    columns: tuple[tuple[str, str], ...]
-    """(name, PostgreSQL type) of each column, in the rows' order."""
-    on_conflict: str
-
-    @property
-    def per_row(self) -> str:
-        """The statement for one row (``?`` placeholders)."""
-        marks = ", ".join("?" * len(self.columns))
-        return f"INSERT INTO {self.table} ({self._names}) VALUES ({marks}) {self.on_conflict}"
-
-    @property
-    def all_rows(self) -> str:
-        """The statement for all rows, one PostgreSQL array per column (binary parameters)."""
-        arrays = ", ".join(f"%b::{kind}[]" for _, kind in self.columns)
-        return (
-            f"INSERT INTO {self.table} ({self._names}) SELECT * FROM unnest({arrays}) "
-            f"{self.on_conflict}"
-        )
-
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        """The PostgreSQL type of each column."""
-        return tuple(kind for _, kind in self.columns)
-
-    @property
-    def _names(self) -> str:
-        return ", ".join(name for name, _ in self.columns)
-
-
 SEEN_DEVICES = Upsert(
     "devices",
     (("device_id", "text"), ("online", "integer"), ("last_seen_ms", "bigint")),
-    f"ON CONFLICT (device_id) DO UPDATE SET last_seen_ms = {_greater('devices', 'last_seen_ms')}",
+    f"ON CONFLICT (device_id) DO UPDATE SET last_seen_ms = {greater('devices', 'last_seen_ms')}",
 )
 UPSERT_STATUS = f"""INSERT INTO devices (device_id, online, last_seen_ms, agent_version,
     model_version, camera_ids) VALUES (?, ?, ?, ?, ?, ?)
    ON CONFLICT (device_id) DO UPDATE SET online = excluded.online,
-    last_seen_ms = {_greater("devices", "last_seen_ms")},
+    last_seen_ms = {greater("devices", "last_seen_ms")},
     agent_version = excluded.agent_version,
     model_version = excluded.model_version, camera_ids = excluded.camera_ids"""
 # A repeat of the same message (topic and payload) for the same problem counts up.
@@ -117,7 +73,7 @@ INSERT_REJECTED = f"""INSERT INTO dead_letters (received_ms, topic, reason, payl
     message_sha256, last_received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
    ON CONFLICT (message_sha256, code) DO UPDATE
    SET repeats = dead_letters.repeats + 1, reason = excluded.reason,
-    last_received_ms = {_greater("dead_letters", "last_received_ms")}"""
+    last_received_ms = {greater("dead_letters", "last_received_ms")}"""
 # The WHERE: ingest workers sharing a store never move a segment back to an older state.
 SAVE_SEGMENTS = Upsert(
     "segments",
