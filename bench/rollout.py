@@ -201,10 +201,23 @@ def _measure(
     with grpc.insecure_channel(cloud.address) as channel:
         started = time.perf_counter()
         status = fleet_pb2_grpc.FleetServiceStub(channel).StartRollout(request, timeout=30)
-        _wait(lambda: all(d.version == NEW for d in fleet), 300.0, "not all devices swapped")
+        controller = cloud.rollouts
+        assert controller is not None
+
+        def swapped() -> bool:
+            # A rollout that failed or rolled back never brings every device over: say
+            # why at once instead of waiting out the timeout.
+            if all(d.version == NEW for d in fleet):
+                return True
+            rollout = controller.view().rollout
+            if rollout.state in ("failed", "rolled_back"):
+                raise RoadSenseError(
+                    f"bench rollout: the rollout {rollout.state}: {rollout.reason}"
+                )
+            return False
+
+        _wait(swapped, 300.0, "not all devices swapped")
         time_to_all = time.perf_counter() - started
-    controller = cloud.rollouts
-    assert controller is not None
     _wait(lambda: controller.view().rollout.state == "done", 30.0, "the rollout did not finish")
     view = controller.view()
     return {

@@ -232,11 +232,14 @@ def test_a_new_sample_rate_changes_the_decode_mode(server: RtspServer) -> None:
     try:
         assert wait_until(lambda: camera.status().keyframe_hz > 0, 20.0)
         assert camera.status().decode_mode == "keyframes"
+        # Counted from here: on a loaded box the server may refuse the first opening
+        # (503 when its pipeline fails to preroll), which the camera rightly retries.
+        reconnects = camera.status().reconnects
         camera.set_sample_hz(5.0)  # what a remote config command does
         assert wait_until(lambda: camera.status().decode_mode == "all", 10.0)
         camera.set_sample_hz(0.5)
         assert wait_until(lambda: camera.status().decode_mode == "keyframes", 10.0)
-        assert camera.status().reconnects == 0
+        assert camera.status().reconnects == reconnects  # the stream was not reopened
     finally:
         camera.stop()
 
@@ -248,6 +251,9 @@ def test_keyframes_that_stop_coming_fall_back_to_decoding_every_frame(server: Rt
         _camera(url, sample_hz=0.5, stall_timeout_s=15.0, capture=PYAV | {"keyframes": "always"})
     )
     try:
+        # First it streams keyframes only (a camera that has not opened yet reports
+        # "all" and no reconnection counts an open that failed: neither proves a fallback).
+        assert wait_until(lambda: auto.status().decode_mode == "keyframes", 30.0), auto.status()
         # 10 s of stream after its only keyframe: auto reopens it decoding everything ...
         assert wait_until(lambda: auto.status().reconnects >= 1, 25.0)
         # (reopening can take a while on a loaded box: the server prepares one
