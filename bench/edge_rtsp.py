@@ -224,7 +224,13 @@ def run_rtsp_bench(
 
             def attempt(n: int, mode: Literal["auto", "never"] = mode) -> bool:
                 for _ in range(STALL_ATTEMPTS):
-                    figures = one_trial(n, mode)
+                    try:
+                        figures = one_trial(n, mode)
+                    except CaptureError as err:
+                        # The server refused its primer (a shared media that failed to
+                        # preroll answers 503 to every client): the source, not the box.
+                        figures = {"cameras": n, "mode": mode, "sustained": False}
+                        figures["stalled"] = [f"server: {err}"]
                     trials.append(figures)
                     if not figures["stalled"]:
                         return bool(figures["sustained"])

@@ -79,11 +79,6 @@ def serve(args: argparse.Namespace) -> int:
     server.set_address(args.host)
     server.set_service(str(args.port))
     server.set_backlog(256)  # many cameras connect at once (the default is 5)
-    # One thread per client connection (the default pool has one thread for them all):
-    # a DESCRIBE waits on the thread while its media prerolls, and a send to a client
-    # that reads slowly waits there too; on a loaded box that left every other client
-    # unanswered past its timeout, or answered 503 (docs/limits.md).
-    server.get_thread_pool().set_max_threads(-1)
     mounts = server.get_mount_points()
     for mount in args.mount:
         path, _, files = mount.partition("=")
