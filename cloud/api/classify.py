@@ -68,6 +68,19 @@ def decode_image(data: bytes, max_image_bytes: int, max_pixels: int) -> Frame:
     return np.asarray(frame, np.uint8)
 
 
+def cpu_session(model: Path, threads: int) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session for single images, spinning off (the API's threads)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(
+            str(model), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as err:  # onnxruntime raises its own untyped errors
+        raise ModelLoadError(f"{model}: ONNX Runtime cannot load the model: {err}") from err
+
+
 class ImageClassifier:
     """The card's ONNX model in ONNX Runtime, thread-safe, for single images."""
 
@@ -77,15 +90,7 @@ class ImageClassifier:
         self.card = load_card(model)
         self.max_image_bytes = max_image_bytes
         self.max_pixels = max_pixels
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._session = ort.InferenceSession(
-                str(model), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as err:  # onnxruntime raises its own untyped errors
-            raise ModelLoadError(f"{model}: ONNX Runtime cannot load the model: {err}") from err
+        self._session = cpu_session(model, threads)
         self._lock = threading.Lock()
         logger.info("image classification serves %s %s", self.card.name, self.card.version)
 

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
-from roadsense.cloud.api.classify import decode_image
-from roadsense.core.errors import ModelLoadError, RequestError
+from roadsense.cloud.api.classify import cpu_session, decode_image
+from roadsense.core.errors import RequestError
 from roadsense.models.detection.card import load_detector_card
 from roadsense.models.detection.still import draw_vehicles
 from roadsense.models.detection.yolox import decode, letterbox
@@ -47,15 +46,7 @@ class ImageMeasurer:
         self.card = load_detector_card(model)
         self.max_image_bytes = max_image_bytes
         self.max_pixels = max_pixels
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._session = ort.InferenceSession(
-                str(model), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as err:  # onnxruntime raises its own untyped errors
-            raise ModelLoadError(f"{model}: ONNX Runtime cannot load the model: {err}") from err
+        self._session = cpu_session(model, threads)
         self._lock = threading.Lock()
         logger.info("image measurement serves detector %s", self.card.version)
 
