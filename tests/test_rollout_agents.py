@@ -30,7 +30,16 @@ from .rollout_support import FAST, RolloutFleet, rollout_fleet
 
 pytestmark = pytest.mark.integration
 SHIPPED = load_card(PLACEHOLDER_CNN).version
-WINDOW = FAST.model_copy(update={"window_s": 6.0, "apply_timeout_s": 60.0, "min_reports": 8})
+WINDOW = FAST.model_copy(
+    update={
+        "window_s": 6.0,
+        "apply_timeout_s": 60.0,
+        "min_reports": 8,
+        # In-process agents' millisecond p95s differ by up to 1.7x for the same model on two
+        # busy cores (a CI run failed a good canary at 1.5x); the slow variant is ~30x.
+        "thresholds": FAST.thresholds.model_copy(update={"max_latency_ratio": 3.0}),
+    }
+)
 
 
 def _agents(fleet: RolloutFleet, count: int) -> list[EdgeAgent]:
