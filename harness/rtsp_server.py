@@ -63,14 +63,16 @@ def encode(args: argparse.Namespace) -> int:
 
 
 def _launch_line(files: list[str]) -> str:
-    demuxed = [f'filesrc location="{f}" ! matroskademux ! h264parse ! c.' for f in files]
     # config-interval=-1: SPS/PPS before every keyframe, so a client that joins
     # late, or a stream whose size changes, can always decode the next keyframe.
-    return (
-        "( concat name=c ! rtph264pay name=pay0 pt=96 config-interval=-1 "
-        + " ".join(demuxed)
-        + " )"
-    )
+    payloader = "rtph264pay name=pay0 pt=96 config-interval=-1"
+    if len(files) == 1:
+        # One file needs no concat: concat before matroskademux now and then failed
+        # to preroll (a not-linked error, or a stall that held every client of the
+        # server; docs/limits.md), so it is kept to the mounts that change size.
+        return f'( filesrc location="{files[0]}" ! matroskademux ! h264parse ! {payloader} )'
+    demuxed = [f'filesrc location="{f}" ! matroskademux ! h264parse ! c.' for f in files]
+    return f"( concat name=c ! {payloader} " + " ".join(demuxed) + " )"
 
 
 def serve(args: argparse.Namespace) -> int:

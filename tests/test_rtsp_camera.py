@@ -38,7 +38,7 @@ PYAV = {"type": "pyav", "open_timeout_s": 15.0}
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The shipped clip as 1080p H.264 (20 s), and 3 s pieces at 1080p and 360p."""
+    """The shipped clip as 1080p H.264 (20 s), 3 s at 1080p and 360p, and 9 s at 360p."""
     reason = missing_gstreamer()
     if reason:
         pytest.fail(f"{reason}; `make test` installs it")
@@ -59,20 +59,18 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "main": encode("main", "1080p", 20),
         "big": encode("big", "1080p", 3),
         "small": encode("small", "360p", 3),
+        "small_long": encode("small-long", "360p", 9),
         "long_gop": encode("long-gop", "360p", 16, gop=20 * FPS),  # one keyframe, at 0 s
     }
 
 
 @pytest.fixture
 def server(clips: dict[str, Path]) -> Iterator[RtspServer]:
-    """An RTSP server on a free port: /cam (1080p), /small (360p), /resize (1080p, then 360p)."""
+    """An RTSP server on a free port: /cam (1080p), /small (360p), /long-gop (360p)."""
     rtsp = RtspServer(
         {
             "/cam": [clips["main"]],
-            "/small": [clips["small"], clips["small"], clips["small"]],
-            # A long 360p tail: the stream must not end (and be reopened) before the test
-            # has seen the new size on the connection that carried the old one.
-            "/resize": [clips["big"], clips["small"], clips["small"], clips["small"]],
+            "/small": [clips["small_long"]],
             "/long-gop": [clips["long_gop"]],
         }
     )
@@ -177,14 +175,16 @@ def test_the_effective_rate_is_what_the_gop_allows(server: RtspServer) -> None:
     assert decoded >= arrived - 5
 
 
-def test_a_stream_that_changes_resolution_mid_way(server: RtspServer) -> None:
-    # gst-rtsp-server 1.22 now and then stalls a loaded client past the read timeout,
-    # and the camera then rightly reconnects (docs/limits.md): one connection in
-    # three attempts must carry both sizes.
+def test_a_stream_that_changes_resolution_mid_way(clips: dict[str, Path]) -> None:
+    # A stream of two files (1080p, then a long 360p tail, so that it does not end and
+    # get reopened before the new size is seen) needs the server's concat, which fails
+    # to prepare about one client in ten (docs/limits.md): each try gets its own
+    # server, and one connection in three tries must carry both sizes.
     wanted = ([(1080, 1920, 3), (360, 640, 3)], False)
     outcomes: list[tuple[list[tuple[int, ...]], bool]] = []
     while len(outcomes) < 3 and wanted not in outcomes:
-        outcomes.append(_sizes_on_one_connection(server))
+        with RtspServer({"/resize": [clips["big"], clips["small_long"]]}) as server:
+            outcomes.append(_sizes_on_one_connection(server))
     assert wanted in outcomes, outcomes
 
 
