@@ -92,6 +92,13 @@ def test_a_bad_model_stops_at_the_canary_and_is_rolled_back(
         assert reason in failed.reason
         # Everyone ends on the old model: the canaries that took it were sent it back.
         assert wait_until(lambda: set(fleet.versions().values()) == {"1.0"})
+        # The cloud's row follows once the device's answer to the rollback is in.
+        assert wait_until(
+            lambda: (
+                {d.state for d in fleet.status().devices if d.stage == 0}
+                <= {"refused", "rolled_back"}
+            )
+        )
         final = fleet.wait_for_state("failed")
         rows = {d.device_id: d for d in final.devices}
         for device in fleet.devices:
@@ -103,12 +110,6 @@ def test_a_bad_model_stops_at_the_canary_and_is_rolled_back(
             else:
                 assert device.counters.bytes_downloaded == 0
                 assert row.state == "waiting"
-        assert wait_until(
-            lambda: (
-                {d.state for d in fleet.status().devices if d.stage == 0}
-                <= {"refused", "rolled_back"}
-            )
-        )
         assert [e.to_state for e in final.events][-1] == "failed"
         assert final.events[-1].actor == "controller"
 
