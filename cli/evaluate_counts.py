@@ -58,9 +58,9 @@ def _measure_clip(detector: Detector, clip: Path, sample_hz: float) -> list[Scor
     """Every sampled frame of a boxed clip: boxes (all scores), stopped flags, truth."""
 
     from roadsense.edge.measure.window import CameraMeter
-    from roadsense.edge.measure.zone import in_zone, learn_zone, zone_mask
     from roadsense.models.detection.counts import ScoredFrame
     from roadsense.models.detection.cvat import parse_cvat
+    from roadsense.models.detection.zone import in_zone, learn_zone, zone_mask
 
     truth, shape = parse_cvat(clip.with_suffix(".cvat.xml"))
     # Score counts where the annotators boxed: the zone their boxes cover.

@@ -28,7 +28,7 @@ from roadsense.models.shipped import DEFAULT_DETECTOR
 if TYPE_CHECKING:  # the measuring stack loads only when the command runs
     from roadsense.edge.backends.detector import Detector
     from roadsense.edge.measure.window import Sample
-    from roadsense.edge.measure.zone import Polygon
+    from roadsense.models.detection.zone import Polygon
     from roadsense.models.preprocess import Frame
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -234,7 +234,7 @@ def _is_url(target: str) -> bool:
 def run_measure(args: argparse.Namespace) -> int:
     """The ``measure`` command."""
     from roadsense.edge.backends.detector import create_detector
-    from roadsense.edge.measure.zone import learn_zone
+    from roadsense.models.detection.zone import learn_zone
 
     if args.sample_hz <= 0:
         raise MeasureInputError(f"--sample-hz must be positive, not {args.sample_hz}")

@@ -43,11 +43,13 @@ def _edge_toml(path: Path, device: str, port: int) -> None:
 
 
 def _start_agent(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "roadsense.cli", "edge", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # The agent's log goes beside its config: a failure names the file to read.
+    with (config.parent / "agent.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "roadsense.cli", "edge", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
 def _stored(cloud: CloudService, device: str) -> list[int]:

@@ -18,11 +18,11 @@ import supervision as sv
 from roadsense.edge.backends.detector import Detector, create_detector
 from roadsense.edge.measure.tracking import LagStoppedRule, StoppedSettings
 from roadsense.edge.measure.window import CameraMeter
-from roadsense.edge.measure.zone import in_zone, learn_zone, occupancy, zone_mask
 from roadsense.models.detection.cvat import parse_cvat
 from roadsense.models.detection.rule import RuleThresholds, level, level_shares
 from roadsense.models.detection.scoring import score_detections
 from roadsense.models.detection.yolox import VEHICLE_CLASSES, decode
+from roadsense.models.detection.zone import in_zone, learn_zone, occupancy, zone_mask
 from roadsense.models.shipped import DEFAULT_DETECTOR
 from roadsense.proto.v1 import telemetry_pb2
 

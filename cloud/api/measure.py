@@ -21,6 +21,7 @@ from roadsense.core.errors import RequestError
 from roadsense.models.detection.card import load_detector_card
 from roadsense.models.detection.still import draw_vehicles
 from roadsense.models.detection.yolox import decode, letterbox
+from roadsense.models.detection.zone import in_zone, occupancy, to_pixels, zone_mask
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +58,12 @@ class ImageMeasurer:
         the whole frame); RequestError for a bad image or zone."""
         frame = decode_image(data, self.max_image_bytes, self.max_pixels)
         height, width = frame.shape[:2]
-        mask = np.ones((height, width), dtype=bool)
         polygon = None
         if zone:
             if len(zone) < 6 or len(zone) % 2 or any(not 0 <= v <= 1 for v in zone):
                 raise RequestError("zone: 3 or more x, y pairs, each a fraction of the frame")
-            polygon = np.asarray(zone, dtype=np.float64).reshape(-1, 2) * (width, height)
-            canvas = np.zeros((height, width), dtype=np.uint8)
-            cv2.fillPoly(canvas, [np.round(polygon).astype(np.int32)], 1)
-            mask = canvas.astype(bool)
+            polygon = [(float(x), float(y)) for x, y in zip(zone[::2], zone[1::2], strict=True)]
+        mask = zone_mask(polygon, (height, width))
         size = (self.card.input.height, self.card.input.width)
         tensor, scale = letterbox(frame, *size)
         with self._lock:
@@ -81,21 +79,17 @@ class ImageMeasurer:
             nms_iou=self.card.nms_iou,
         )
         boxes = found.xyxy.astype(np.float32)
-        x = np.clip(((boxes[:, 0] + boxes[:, 2]) / 2).astype(int), 0, width - 1)
-        y = np.clip((boxes[:, 3] - 1).astype(int), 0, height - 1)
-        inside = mask[y, x] if len(boxes) else np.zeros(0, dtype=bool)
+        inside = in_zone(boxes, mask)
         boxes = boxes[inside]
         names = [str(n) for n in np.asarray(found.data["class_name"])[inside]]
         scores = [float(s) for s in np.asarray(found.confidence)[inside]]
-        cover = np.zeros((height, width), dtype=bool)
-        for x1, y1, x2, y2 in np.round(boxes).astype(int):
-            cover[max(y1, 0) : y2, max(x1, 0) : x2] = True
-        occupancy = float((cover & mask).sum() / max(int(mask.sum()), 1))
+        covered = occupancy(mask, boxes)
         evidence = b""
         if explain:
             picture = draw_vehicles(
-                frame, boxes, names, zone=polygon,
-                text=f"{len(names)} vehicles, occupancy {occupancy:.2f}",
+                frame, boxes, names,
+                zone=to_pixels(polygon, (height, width)) if polygon else None,
+                text=f"{len(names)} vehicles, occupancy {covered:.2f}",
             )  # fmt: skip
             ok, encoded = cv2.imencode(".png", picture)
             evidence = encoded.tobytes() if ok else b""
@@ -103,7 +97,7 @@ class ImageMeasurer:
             xyxy=[tuple(float(v) for v in b) for b in boxes],  # type: ignore[misc]
             classes=names,
             scores=scores,
-            occupancy=round(occupancy, 4),
+            occupancy=round(covered, 4),
             detector_version=self.card.version,
             evidence_png=evidence,
         )

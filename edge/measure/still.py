@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from roadsense.edge.measure.window import Sample
-from roadsense.edge.measure.zone import Polygon, to_pixels
 from roadsense.models.detection.still import draw_vehicles
+from roadsense.models.detection.zone import Polygon, to_pixels
 from roadsense.models.preprocess import Frame
 
 

@@ -30,7 +30,8 @@ from roadsense.edge.measure.tracking import (
     make_tracker,
     track_ids,
 )
-from roadsense.edge.measure.zone import (
+from roadsense.models.detection.rule import LEVELS, RULE_NAME, RuleThresholds, level, level_shares
+from roadsense.models.detection.zone import (
     LineCounter,
     Polygon,
     in_zone,
@@ -38,7 +39,6 @@ from roadsense.edge.measure.zone import (
     to_pixels,
     zone_mask,
 )
-from roadsense.models.detection.rule import LEVELS, RULE_NAME, RuleThresholds, level, level_shares
 from roadsense.proto.v1 import telemetry_pb2
 
 VEHICLE_CLASSES = ("car", "motorcycle", "bus", "truck")

@@ -17,7 +17,7 @@ Why these metrics: the congestion rule consumes *counts*, *occupancy* and the
 
 Which truth counts is decided by the caller (``FrameTruth.filtered``); the policy used
 in the experiments is stated in REPORT.md. Predictions can be restricted to a scoring
-zone with ``in_zone`` so unannotated regions do not count as false positives.
+zone with ``zone.in_zone`` so unannotated regions do not count as false positives.
 """
 
 from __future__ import annotations
@@ -104,16 +104,6 @@ def score_detections(
         for thr in iou_thresholds:
             s.tp[thr] += len(greedy_match(p, t, thr))
     return s
-
-
-def in_zone(boxes: Boxes, mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """True where the box's bottom-centre (ground contact point) lies in a raster mask."""
-    if len(boxes) == 0:
-        return np.zeros(0, dtype=bool)
-    h, w = mask.shape
-    x = np.clip(((boxes[:, 0] + boxes[:, 2]) / 2).astype(int), 0, w - 1)
-    y = np.clip((boxes[:, 3] - 1).astype(int), 0, h - 1)
-    return np.asarray(mask[y, x], dtype=bool)
 
 
 def balanced_agreement(pred_stopped: NDArray[np.bool_], true_stopped: NDArray[np.bool_]) -> float:
