@@ -77,6 +77,13 @@ NEWEST_PER_CAMERA = f"""SELECT {MEASUREMENT_COLUMNS} FROM measurements m
        WHERE device_id = m.device_id AND camera_id = m.camera_id AND segment_id = m.segment_id)
    ORDER BY device_id, camera_id"""
 
+NEWEST_CLASSES_PER_CAMERA = """SELECT device_id, seq, vehicle_class, mean_in_view, max_in_view,
+   crossings FROM measured_classes c
+   WHERE segment_id = ? AND capture_time_ms = (
+       SELECT MAX(capture_time_ms) FROM measurements
+       WHERE device_id = c.device_id AND camera_id = c.camera_id AND segment_id = c.segment_id)
+   ORDER BY device_id, seq, vehicle_class"""
+
 
 @dataclass(frozen=True)
 class MeasurementBin:
@@ -204,18 +211,11 @@ class MeasurementRows(Sessions):
     def camera_measurements(self, segment_id: str) -> list[CameraMeasurement]:
         with self._read() as db:
             rows = db.rows(NEWEST_PER_CAMERA, [segment_id])
-            keys = [(str(r[0]), int(r[1])) for r in rows]
             classes: dict[tuple[str, int], list[ClassFigures]] = {}
-            for device_id, seq in keys:
-                for c in db.rows(
-                    "SELECT vehicle_class, mean_in_view, max_in_view, crossings "
-                    "FROM measured_classes WHERE device_id = ? AND seq = ? "
-                    "ORDER BY vehicle_class",
-                    [device_id, seq],
-                ):
-                    classes.setdefault((device_id, seq), []).append(
-                        ClassFigures(str(c[0]), float(c[1]), int(c[2]), int(c[3]))
-                    )
+            for c in db.rows(NEWEST_CLASSES_PER_CAMERA, [segment_id]):
+                classes.setdefault((str(c[0]), int(c[1])), []).append(
+                    ClassFigures(str(c[2]), float(c[3]), int(c[4]), int(c[5]))
+                )
         return [
             CameraMeasurement(
                 device_id=str(r[0]),
