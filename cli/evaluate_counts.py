@@ -34,12 +34,23 @@ LOW_SCORE = 0.05
 STOPPED_HISTORY_S = 2.0
 
 
+def _clip_fps(clip: Path) -> float:
+    """The clip's frame rate as its container states it (25 when it states none)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(clip))
+    try:
+        return float(capture.get(cv2.CAP_PROP_FPS) or 25.0)
+    finally:
+        capture.release()
+
+
 def _frames(clip: Path, sample_hz: float) -> Iterator[tuple[int, float, npt.NDArray[np.uint8]]]:
     import cv2
     import numpy as np
 
+    fps = _clip_fps(clip)
     capture = cv2.VideoCapture(str(clip))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     step = max(1, round(fps / sample_hz))
     index = 0
     try:
@@ -145,9 +156,8 @@ def _levels(args: argparse.Namespace, detector: Detector) -> dict[str, Any]:
         x, y, w, h = data.cameras[clip.camera].roi
         meter = CameraMeter(args.sample_hz, zone=[(x, y), (x + w, y), (x + w, y + h), (x, y + h)])
         mine = samples.setdefault(file, [])
+        fps[file] = _clip_fps(args.footage / file)
         frames = list(_frames(args.footage / file, args.sample_hz))
-        if len(frames) > 1:
-            fps[file] = frames[1][0] / frames[1][1] if frames[1][1] else 25.0
         for start in range(0, len(frames), detector.max_batch):
             batch = frames[start : start + detector.max_batch]
             for (index, t_s, image), found in zip(
@@ -163,7 +173,7 @@ def _levels(args: argparse.Namespace, detector: Detector) -> dict[str, Any]:
                 r.file,
                 frame,
                 r.label,
-                window_measure(samples[r.file], frame, frame / fps.get(r.file, 25.0)),
+                window_measure(samples[r.file], frame, frame / fps[r.file]),
             )
             for r in ranges
             for frame in range(r.first_frame, r.last_frame + 1)

@@ -33,7 +33,6 @@ if TYPE_CHECKING:  # the measuring stack loads only when the command runs
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 URL_SECONDS = 30.0
-NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://")
 
 
 class MeasureInputError(RoadSenseError):
@@ -228,6 +227,8 @@ def _levels(samples: list[Sample]) -> list[str]:
 
 
 def _is_url(target: str) -> bool:
+    from roadsense.edge.capture.video import NETWORK_SCHEMES
+
     return target.lower().startswith(NETWORK_SCHEMES)
 
 
