@@ -52,6 +52,11 @@ def _start_agent(config: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def _log_tail(log: Path, lines: int = 40) -> str:
+    """The end of an agent's log, for the message of a failed assertion."""
+    return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
 def _stored(cloud: CloudService, device: str) -> list[int]:
     return [seq for d, seq in cloud.store.report_keys() if d == device]
 
@@ -89,7 +94,7 @@ def test_outage_and_sigkill_lose_nothing_and_duplicate_nothing(
             counters = dict(outbox.execute("SELECT name, value FROM counters").fetchall())
             pending = outbox.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         assigned = counters["next_seq"] - 1
-        assert pending == 0
+        assert pending == 0, _log_tail(config.parent / "agent.log")
         assert counters["dropped"] == 0
         everything = set(range(1, assigned + 1))
         assert wait_until(lambda: set(_stored(cloud, device)) == everything, 30.0)
