@@ -8,6 +8,10 @@
    through the edge's own cache (build time), loaded a second time from the
    cache (load time), largest |probability difference| against ONNX Runtime
    CPU, and img/s by batch size.
+4. The vehicle detector (``--detector``): ONNX Runtime on the CPU as the
+   reference, then its TensorRT fp16 engine the same way: build and cached
+   load times, the share of the reference's boxes it finds at IoU 0.5 with the
+   same class, the vehicles per frame it adds or misses, and img/s at 1 and 8.
 
 Whatever is not installed is reported as skipped with the reason. Prints a
 Markdown table, then one JSON line with every figure.
@@ -33,7 +37,7 @@ import onnxruntime as ort
 from roadsense.models.calibration import apply_temperature
 from roadsense.models.card import ModelCard, load_card
 from roadsense.models.preprocess import Frame, frames_to_tensor
-from roadsense.models.shipped import DEFAULT_CNN, SAMPLE_CLIP
+from roadsense.models.shipped import DEFAULT_CNN, DEFAULT_DETECTOR, SAMPLE_CLIP
 
 BATCHES = (1, 8, 32)
 
@@ -131,6 +135,67 @@ def _tensorrt(
     return (probabilities, maps), figures
 
 
+def _detector_checks(model: Path, frames: list[Frame], seconds: float) -> dict[str, Any]:
+    """The detector on ONNX Runtime CPU (reference) and as a TensorRT fp16 engine."""
+    import supervision as sv
+
+    from roadsense.edge.backends.detector import create_detector
+
+    sample = frames[:8]
+    cpu = create_detector("onnxruntime", model)
+    reference = cpu.detect(sample)
+    figures: dict[str, Any] = {
+        "input": f"{cpu.card.input.width}x{cpu.card.input.height}",
+        "reference_boxes": sum(len(d) for d in reference),
+        "ort_cpu_img_s": {f"b{b}": _rate(lambda n: cpu.detect(frames[:n]), b, seconds)
+                          for b in (1, 8)},
+    }  # fmt: skip
+    cpu.close()
+    from roadsense.edge.backends.tensorrt import IMPORT_ERROR, TensorRtDetector
+
+    if IMPORT_ERROR:
+        figures["tensorrt"] = f"skipped: {IMPORT_ERROR}"
+        return figures
+    with tempfile.TemporaryDirectory(prefix="roadsense-engines-") as engines:
+        options: dict[str, object] = {"precision": "fp16", "engine_dir": engines}
+        try:
+            from roadsense.models.detection.card import load_detector_card
+
+            card = load_detector_card(model)
+            started = time.perf_counter()
+            TensorRtDetector(model, card, options).close()
+            build_s = time.perf_counter() - started
+            started = time.perf_counter()
+            engine = TensorRtDetector(model, card, options)
+            load_s = time.perf_counter() - started
+            found = engine.detect(sample)
+            matched = 0
+            for ours, theirs in zip(found, reference, strict=True):
+                if len(ours) and len(theirs):
+                    iou = sv.box_iou_batch(theirs.xyxy, ours.xyxy)
+                    same = np.equal.outer(np.asarray(theirs.class_id), np.asarray(ours.class_id))
+                    matched += int(((iou >= 0.5) & same).any(axis=1).sum())
+            figures["tensorrt"] = {
+                "build_s": round(build_s, 1),
+                "cached_load_s": round(load_s, 2),
+                "cached_second": not engine.built,
+                "fp16_found_of_reference_boxes": round(
+                    matched / max(figures["reference_boxes"], 1), 3
+                ),
+                "fp16_count_diff_per_frame": round(
+                    sum(abs(len(a) - len(b)) for a, b in zip(found, reference, strict=True))
+                    / len(sample),
+                    2,
+                ),
+                "img_s": {f"b{b}": _rate(lambda n: engine.detect(frames[:n]), b, seconds)
+                          for b in (1, 8)},
+            }  # fmt: skip
+            engine.close()
+        except Exception as err:
+            figures["tensorrt"] = f"failed: {err}"
+    return figures
+
+
 def _gpu_name() -> str:
     try:
         out = subprocess.run(
@@ -150,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, default=DEFAULT_CNN, help="ONNX with card")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per figure")
+    parser.add_argument(
+        "--detector", type=Path, default=DEFAULT_DETECTOR, help="detector ONNX with card"
+    )
     args = parser.parse_args(argv)
     card = load_card(args.model)
     frames = _frames(max(BATCHES))
@@ -195,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
                 report["tensorrt"] = trt
             except Exception as err:
                 report["tensorrt"] = f"failed: {err}"
+    try:
+        report["detector"] = _detector_checks(args.detector, frames, args.seconds)
+    except Exception as err:
+        report["detector"] = f"failed: {err}"
     print("| check | figure |")
     print("| --- | --- |")
     for key, value in report.items():

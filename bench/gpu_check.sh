@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GPU check of the congestion CNN (ONNX Runtime CUDA vs CPU; TensorRT fp16 engine
-# build, cache, parity and throughput), in one go, under 8 minutes.
+# GPU check of the congestion CNN and the vehicle detector (ONNX Runtime CUDA vs CPU;
+# TensorRT fp16 engines: build, cache, parity and throughput), in one go, under 8 minutes.
 #
 #   bash bench/gpu_check.sh [--model MODEL.onnx] [--seconds 3]
 #

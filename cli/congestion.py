@@ -130,10 +130,18 @@ def _dataset_frames(args: argparse.Namespace) -> int:
 
 
 def _build_engine(args: argparse.Namespace) -> int:
-    from roadsense.edge.backends.tensorrt import TensorRtOptions, cuda_runtime, ensure_engine
-    from roadsense.models.card import load_card
+    from roadsense.edge.backends.engines import EngineCard, TensorRtOptions, ensure_engine
+    from roadsense.edge.backends.tensorrt import cuda_runtime
+    from roadsense.models.card import card_path_for, load_card
+    from roadsense.models.detection.card import load_detector_card
 
-    card = load_card(args.model)
+    try:
+        kind = json.loads(card_path_for(args.model).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        kind = None  # loading the classifier's card names the problem
+    card: EngineCard = (
+        load_detector_card(args.model) if kind == "detector" else load_card(args.model)
+    )
     options = TensorRtOptions(
         precision=args.precision,
         engine_dir=args.engine_dir,
@@ -239,7 +247,9 @@ def add_models_commands(commands: Any) -> None:
         description="Parse the ONNX, build an fp32/fp16/int8 engine with the card's batch "
         "range as optimisation profile, and cache it under a key of (ONNX sha256, TensorRT "
         "version, GPU and compute capability, precision, batch range). An engine already "
-        "cached for exactly that key is reused. Needs TensorRT and pycuda.",
+        "cached for exactly that key is reused. The congestion classifier or the vehicle "
+        "detector (its card says which; the detector takes fp32 or fp16). Needs TensorRT and "
+        "pycuda.",
     )
     build.add_argument("--model", type=Path, required=True, help="ONNX with its card beside it")
     build.add_argument(

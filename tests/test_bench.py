@@ -220,6 +220,10 @@ def test_gpu_check_script_runs_and_says_what_it_skipped() -> None:
     if "CUDAExecutionProvider" not in figures["providers"]:
         assert figures["ort_cuda"].startswith("skipped:")
     assert isinstance(figures["tensorrt"], dict) or figures["tensorrt"].startswith("skipped:")
+    detector = figures["detector"]
+    assert detector["reference_boxes"] > 0
+    assert set(detector["ort_cpu_img_s"]) == {"b1", "b8"}
+    assert isinstance(detector["tensorrt"], dict) or detector["tensorrt"].startswith("skipped:")
 
 
 def test_rollout_bench_reports_every_figure() -> None:

@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from roadsense.cli.main import main
 from roadsense.core.errors import ModelLoadError
 from roadsense.edge.backends.classifier import Classifier, create_classifier
-from roadsense.edge.backends.tensorrt import TensorRtClassifier, engine_key
+from roadsense.edge.backends.engines import engine_key
+from roadsense.edge.backends.tensorrt import TensorRtClassifier
 from roadsense.edge.config import CameraConfig, ClassifierConfig, EdgeConfig, ModelUpdateConfig
 from roadsense.edge.runner import startup_classifier
 from roadsense.edge.updates.download import partial_path

@@ -21,16 +21,14 @@ import pytest
 
 from roadsense.core.errors import ModelLoadError
 from roadsense.edge.backends.classifier import available_backends, create_classifier
+from roadsense.edge.backends.engines import Calibration, DeviceInfo, EngineCard, EngineRunner
 from roadsense.edge.backends.tensorrt import (
     IMPORT_ERROR,
-    Calibration,
-    DeviceInfo,
-    EngineRunner,
     TensorRtClassifier,
     TensorRtUnavailableError,
     cuda_runtime,
 )
-from roadsense.models.card import ModelCard, load_card
+from roadsense.models.card import load_card
 from roadsense.models.engine import EngineCache, EngineKey, Precision
 from roadsense.models.preprocess import Frame
 from roadsense.models.shipped import PLACEHOLDER_CNN
@@ -42,7 +40,7 @@ ORIN = DeviceInfo(gpu_name="Orin", compute_capability="8.7", tensorrt_version="1
 
 
 class FakeRunner:
-    def __init__(self, model: Path, card: ModelCard, input_hw: tuple[int, int]) -> None:
+    def __init__(self, model: Path, card: EngineCard, input_hw: tuple[int, int]) -> None:
         self._session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
         self._card = card
         self._hw = input_hw
@@ -81,14 +79,14 @@ class FakeRuntime:
     def build(
         self,
         onnx_path: Path,
-        card: ModelCard,
+        card: EngineCard,
         precision: Precision,
         calibration: Calibration | None,
     ) -> bytes:
         self.builds.append((precision, calibration))
         return f"engine {precision} {self.info.tensorrt_version}".encode()
 
-    def load(self, engine: bytes, card: ModelCard) -> EngineRunner:
+    def load(self, engine: bytes, card: EngineCard) -> EngineRunner:
         assert engine.startswith(b"engine ")
         hw = self.input_hw or (card.input.height, card.input.width)
         return FakeRunner(self.model, card, hw)

@@ -1,39 +1,42 @@
-"""TensorRT classifier backend: the only module that imports ``tensorrt`` and ``pycuda``.
+"""TensorRT backends of the classifier and the detector: the only module that imports
+``tensorrt`` and ``pycuda``.
 
-At start the backend works out the engine key (ONNX sha256 from the card,
-TensorRT version, GPU name and compute capability, precision, batch range),
-loads the cached engine built for exactly that key, or builds one once and
-caches it (``models/engine.py``); an engine built for another TensorRT or GPU
-is never loaded. Inference uses the TensorRT >= 8.5 named-tensor API
-(``num_io_tensors``, ``set_input_shape``, ``set_tensor_address``,
-``execute_async_v3``), so the same code runs on JetPack 5 (TensorRT 8.5/8.6)
-and JetPack 6 (TensorRT 10): page-locked host buffers and device buffers sized
-for the largest batch, one CUDA stream, asynchronous copies, and any batch
-within the engine's optimisation profile.
-
-The GPU-facing parts sit behind the small ``Runtime`` protocol, so the
-decisions (key, cache, build-or-load, checks against the card) are tested on
-machines without a GPU; the real runtime is exercised by ``bench/gpu_check.sh``.
+The engine decisions (key, cache, build-or-load, checks against the card) are in
+``roadsense.edge.backends.engines``; this module holds the two backends and the real
+runtime. Inference uses the TensorRT >= 8.5 named-tensor API (``num_io_tensors``,
+``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``), so the same code runs
+on JetPack 5 (TensorRT 8.5/8.6) and JetPack 6 (TensorRT 10): page-locked host buffers and
+device buffers sized for the largest batch, one CUDA stream, asynchronous copies, and any
+batch within the engine's optimisation profile. The real runtime is exercised by
+``bench/gpu_check.sh``; the tests run the backends on a fake one.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import os
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from roadsense.core.errors import ModelLoadError
 from roadsense.edge.backends.classifier import Classifier, register
+from roadsense.edge.backends.detector import Detector, register_detector
+from roadsense.edge.backends.engines import (
+    Calibration,
+    DeviceInfo,
+    EngineCard,
+    EngineRunner,
+    Runtime,
+    TensorRtOptions,
+    check_engine,
+    ensure_engine,
+)
 from roadsense.models.card import ModelCard
-from roadsense.models.engine import PRECISIONS, EngineCache, EngineKey, Precision
-from roadsense.models.preprocess import Frame, frames_to_tensor
+from roadsense.models.detection.card import DetectorCard
+from roadsense.models.engine import Precision
 
 # Only NVIDIA machines have these; everything else must run without them.
 cuda: Any = None
@@ -48,195 +51,9 @@ except ImportError as err:  # pragma: no cover - depends on the machine
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
 
 class TensorRtUnavailableError(ModelLoadError):
     """TensorRT or pycuda cannot be imported, or there is no CUDA GPU."""
-
-
-def default_engine_dir() -> Path:
-    """Engines live in the user's cache, not beside a model that may be read-only."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "roadsense" / "engines"
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    """The GPU and TensorRT an engine would be built for."""
-
-    gpu_name: str
-    compute_capability: str
-    tensorrt_version: str
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """INT8 calibration: frames from a folder, preprocessed as the card says."""
-
-    images: Path
-    cache_file: Path
-    card: ModelCard
-    batch: int = 8
-
-    def batches(self) -> Iterator[npt.NDArray[np.float32]]:
-        """NCHW float32 batches of the folder's images."""
-        import cv2
-
-        files = sorted(p for p in self.images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise ModelLoadError(f"{self.images}: no images to calibrate INT8 with")
-        for start in range(0, len(files), self.batch):
-            frames: list[Frame] = []
-            for path in files[start : start + self.batch]:
-                image = cv2.imread(str(path))
-                if image is None:
-                    raise ModelLoadError(f"{path}: not an image OpenCV can read")
-                frames.append(np.asarray(image, dtype=np.uint8))
-            yield frames_to_tensor(frames, self.card.input)
-
-
-class EngineRunner(Protocol):
-    """A deserialised engine, ready to run."""
-
-    def io(self) -> dict[str, tuple[str, tuple[int, ...]]]:
-        """Tensor name -> ('input' | 'output', shape with -1 for dynamic dims)."""
-
-    def batch_range(self, input_name: str) -> tuple[int, int]:
-        """(min, max) batch of the optimisation profile."""
-
-    def run(self, batch: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
-        """Every output tensor (probabilities, and the activation map where the model has
-        one) by name, for a batch within the range."""
-
-    def close(self) -> None:
-        """Free device memory."""
-
-
-class Runtime(Protocol):
-    """What the backend needs from TensorRT and CUDA."""
-
-    def device(self) -> DeviceInfo:
-        """The GPU in use and the TensorRT version."""
-
-    def build(
-        self,
-        onnx_path: Path,
-        card: ModelCard,
-        precision: Precision,
-        calibration: Calibration | None,
-    ) -> bytes:
-        """Parse the ONNX and build a serialised engine for the card's batch range."""
-
-    def load(self, engine: bytes, card: ModelCard) -> EngineRunner:
-        """Deserialise an engine and allocate its buffers."""
-
-
-@dataclass(frozen=True)
-class TensorRtOptions:
-    """Backend options from the edge configuration."""
-
-    precision: Precision = "fp16"
-    engine_dir: Path | None = None
-    build: bool = True
-    calibration_images: Path | None = None
-
-    @classmethod
-    def parse(cls, options: dict[str, object]) -> TensorRtOptions:
-        """Options dict (from the edge config) -> checked options."""
-        precision = options.get("precision", "fp16")
-        if precision not in PRECISIONS:
-            raise ModelLoadError(f"precision must be one of {', '.join(PRECISIONS)}")
-        engine_dir = options.get("engine_dir")
-        calibration = options.get("calibration_images")
-        build = options.get("build_engine", True)
-        if not isinstance(build, bool):
-            raise ModelLoadError("build_engine must be true or false")
-        return cls(
-            precision=precision,
-            engine_dir=Path(str(engine_dir)) if engine_dir else None,
-            build=build,
-            calibration_images=Path(str(calibration)) if calibration else None,
-        )
-
-
-def engine_key(card: ModelCard, device: DeviceInfo, precision: Precision) -> EngineKey:
-    """The cache key of this model on this device."""
-    return EngineKey(
-        onnx_sha256=card.onnx_sha256,
-        tensorrt_version=device.tensorrt_version,
-        gpu_name=device.gpu_name,
-        compute_capability=device.compute_capability,
-        precision=precision,
-        min_batch=card.min_batch,
-        max_batch=card.max_batch,
-    )
-
-
-def ensure_engine(
-    model_path: Path,
-    card: ModelCard,
-    options: TensorRtOptions,
-    runtime: Runtime,
-) -> tuple[Path, bool]:
-    """The engine for this model on this device: (path, whether it was built now)."""
-    device = runtime.device()
-    key = engine_key(card, device, options.precision)
-    cache = EngineCache(options.engine_dir or default_engine_dir())
-    name = model_path.stem
-    found = cache.lookup(key, name)
-    if found is not None:
-        return found, False
-    for path, why in cache.stale_engines(key, name):
-        logger.info("not reusing %s, built for another setup (%s)", path.name, "; ".join(why))
-    if not options.build:
-        raise ModelLoadError(
-            f"no TensorRT engine of {model_path.name} for {device.gpu_name} "
-            f"(sm {device.compute_capability}, TensorRT {device.tensorrt_version}, "
-            f"{options.precision}) in {cache.root}; build it with `roadsense models "
-            "build-engine` or allow build_engine"
-        )
-    calibration = None
-    if options.precision == "int8":
-        if options.calibration_images is None:
-            raise ModelLoadError("int8 needs calibration_images (a folder of frames)")
-        calibration = Calibration(
-            options.calibration_images,
-            cache.root / f"{name}-{card.onnx_sha256[:12]}.calibration",
-            card,
-        )
-    logger.warning(
-        "building the TensorRT %s engine of %s for %s; this takes minutes, once: it is "
-        "cached in %s",
-        options.precision,
-        model_path.name,
-        device.gpu_name,
-        cache.root,
-    )
-    engine = runtime.build(model_path, card, options.precision, calibration)
-    return cache.store(key, name, engine), True
-
-
-def check_engine(runner: EngineRunner, card: ModelCard, source: Path) -> None:
-    """Refuse an engine whose tensors do not match the card."""
-    io = runner.io()
-    spec = card.input
-    if io.get(spec.name, ("", ()))[0] != "input":
-        raise ModelLoadError(f"{source}: engine has no input {spec.name!r} (has {sorted(io)})")
-    if list(io[spec.name][1][1:]) != [3, spec.height, spec.width]:
-        raise ModelLoadError(
-            f"{source}: engine input shape {io[spec.name][1]} does not match the card "
-            f"(N, 3, {spec.height}, {spec.width})"
-        )
-    for name in (card.output_name, card.cam_output_name):
-        if name is not None and io.get(name, ("", ()))[0] != "output":
-            raise ModelLoadError(f"{source}: engine has no output {name!r}")
-    low, high = runner.batch_range(spec.name)
-    if low > card.min_batch or high < card.max_batch:
-        raise ModelLoadError(
-            f"{source}: engine profile batches {low}..{high}, card needs "
-            f"{card.min_batch}..{card.max_batch}"
-        )
 
 
 class TensorRtClassifier(Classifier):
@@ -256,7 +73,8 @@ class TensorRtClassifier(Classifier):
         self._runtime = runtime or cuda_runtime()
         self.engine_path, self.built = ensure_engine(model_path, card, settings, self._runtime)
         self._runner = self._runtime.load(self.engine_path.read_bytes(), card)
-        check_engine(self._runner, card, self.engine_path)
+        outputs = [card.output_name, *([card.cam_output_name] if card.cam_output_name else [])]
+        check_engine(self._runner, card, self.engine_path, outputs)
         warmup = np.zeros((card.input.height, card.input.width, 3), dtype=np.uint8)
         self.classify([warmup])
 
@@ -272,6 +90,40 @@ class TensorRtClassifier(Classifier):
 @register(TensorRtClassifier.key)
 def _create(model_path: Path, card: ModelCard, options: dict[str, object]) -> Classifier:
     return TensorRtClassifier(model_path, card, options)
+
+
+class TensorRtDetector(Detector):
+    """Runs the detector card's model as a TensorRT engine built for this device (fp16 or
+    fp32; int8 calibration is the classifier's)."""
+
+    key = "tensorrt"
+
+    def __init__(
+        self,
+        model_path: Path,
+        card: DetectorCard,
+        options: dict[str, object],
+        runtime: Runtime | None = None,
+    ) -> None:
+        super().__init__(model_path, card, options)
+        settings = TensorRtOptions.parse(options)
+        self._runtime = runtime or cuda_runtime()
+        self.engine_path, self.built = ensure_engine(model_path, card, settings, self._runtime)
+        self._runner = self._runtime.load(self.engine_path.read_bytes(), card)
+        check_engine(self._runner, card, self.engine_path, [card.output_name])
+        self.detect([np.zeros((card.input.height, card.input.width, 3), dtype=np.uint8)])
+
+    def _infer(self, tensor: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return np.asarray(self._runner.run(tensor)[self.card.output_name], dtype=np.float32)
+
+    def close(self) -> None:
+        """Free the engine's device memory."""
+        self._runner.close()
+
+
+@register_detector(TensorRtDetector.key)
+def _create_detector(model_path: Path, card: DetectorCard, options: dict[str, object]) -> Detector:
+    return TensorRtDetector(model_path, card, options)
 
 
 # The real runtime: TensorRT + pycuda --------------------------------------------
@@ -303,7 +155,7 @@ class _CudaRuntime:  # pragma: no cover - runs on NVIDIA machines only (bench/gp
     def build(
         self,
         onnx_path: Path,
-        card: ModelCard,
+        card: EngineCard,
         precision: Precision,
         calibration: Calibration | None,
     ) -> bytes:
@@ -313,7 +165,7 @@ class _CudaRuntime:  # pragma: no cover - runs on NVIDIA machines only (bench/gp
         finally:
             self._context.pop()
 
-    def load(self, engine: bytes, card: ModelCard) -> EngineRunner:
+    def load(self, engine: bytes, card: EngineCard) -> EngineRunner:
         self._context.push()
         try:
             runtime = trt.Runtime(self._logger)
@@ -326,7 +178,7 @@ class _CudaRuntime:  # pragma: no cover - runs on NVIDIA machines only (bench/gp
 
 
 def _build(  # pragma: no cover - GPU only
-    logger_: Any, onnx_path: Path, card: ModelCard, precision: Precision, calibration: Any
+    logger_: Any, onnx_path: Path, card: EngineCard, precision: Precision, calibration: Any
 ) -> bytes:
     builder = trt.Builder(logger_)
     major = int(str(trt.__version__).split(".")[0])
@@ -393,7 +245,7 @@ def _calibrator(calibration: Calibration, max_shape: tuple[int, ...]) -> Any:  #
 class _CudaRunner:  # pragma: no cover - GPU only
     """Buffers for the largest batch, one stream, named-tensor execution."""
 
-    def __init__(self, engine: Any, card: ModelCard, context: Any) -> None:
+    def __init__(self, engine: Any, card: EngineCard, context: Any) -> None:
         self._engine = engine
         self._card = card
         self._cuda_context = context
