@@ -26,8 +26,8 @@ from roadsense.bench.timing import images_per_second
 from roadsense.models.card import InputSpec, load_card
 from roadsense.models.preprocess import frames_to_tensor
 from roadsense.models.shipped import DEFAULT_CNN, SAMPLE_CLIP
-from roadsense.models.training.congestion_train import OPSET
-from roadsense.models.training.mobilenet import MobileNetV3Small, WithSoftmax
+from roadsense.models.training.congestion.mobilenet import MobileNetV3Small, WithSoftmax
+from roadsense.models.training.congestion.train import OPSET
 
 BATCHES = (1, 4, 8)
 
@@ -35,12 +35,12 @@ BATCHES = (1, 4, 8)
 def _network(architecture: str, classes: int) -> tuple[str, torch.nn.Module]:
     """The card's architecture in torch, the ImageNet backbone where installed."""
     if architecture.startswith("EfficientNet-Lite0"):
-        from roadsense.models.training.efficientnet_lite import (
+        from roadsense.models.training.congestion.efficientnet_lite import (
             PretrainedWeightsError,
             pretrained_lite0,
         )
-        from roadsense.models.training.export_lite import CongestionWithMap
-        from roadsense.models.training.head import LinearHead
+        from roadsense.models.training.congestion.export_lite import CongestionWithMap
+        from roadsense.models.training.congestion.head import LinearHead
 
         zeros = np.zeros
         head = LinearHead(
@@ -56,7 +56,7 @@ def _network(architecture: str, classes: int) -> tuple[str, torch.nn.Module]:
             # the same numbers (random weights are the fallback without the package).
             backbone = pretrained_lite0()
         except PretrainedWeightsError:
-            from roadsense.models.training.efficientnet_lite import EfficientNetLite0
+            from roadsense.models.training.congestion.efficientnet_lite import EfficientNetLite0
 
             backbone = EfficientNetLite0().eval()
         return "EfficientNet-Lite0", CongestionWithMap(backbone, head).eval()

@@ -25,10 +25,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from roadsense.models.forecast_features import step_features, time_slots, window_inputs
-from roadsense.models.series import Series
-from roadsense.models.training.forecast_export import export_onnx
-from roadsense.models.training.forecaster import ForecasterSettings, GruForecaster
+from roadsense.models.forecast.features import step_features, time_slots, window_inputs
+from roadsense.models.forecast.series import Series
+from roadsense.models.training.forecast.export import export_onnx
+from roadsense.models.training.forecast.forecaster import ForecasterSettings, GruForecaster
 
 STEPS = 24
 

@@ -125,7 +125,7 @@ def add_dataset_agreement(dataset_commands: Any) -> None:
 
 
 def _lite_settings(args: argparse.Namespace) -> Any:
-    from roadsense.models.training.lite_train import LiteSettings
+    from roadsense.models.training.congestion.lite_train import LiteSettings
 
     copies = getattr(args, "composite_copies", 0)
     if copies < 0:
@@ -143,7 +143,7 @@ def _lite_settings(args: argparse.Namespace) -> Any:
 def _evaluate_loco(args: argparse.Namespace) -> int:
     import json
 
-    from roadsense.models.training.lite_train import evaluate_loco
+    from roadsense.models.training.congestion.lite_train import evaluate_loco
 
     report = evaluate_loco(
         args.data,
@@ -198,7 +198,7 @@ def train_from_set(args: argparse.Namespace) -> int:
     """`train congestion --data SET`: the EfficientNet-Lite0 classifier."""
     import json
 
-    from roadsense.models.training.lite_train import train_lite
+    from roadsense.models.training.congestion.lite_train import train_lite
 
     loco = json.loads(args.loco_report.read_text(encoding="utf-8")) if args.loco_report else None
     path = train_lite(
@@ -215,7 +215,7 @@ def train_from_set(args: argparse.Namespace) -> int:
 
 def adapt_from_images(args: argparse.Namespace) -> int:
     """`train congestion --adapt MODEL --images DIR`."""
-    from roadsense.models.training.adapt import adapt_model
+    from roadsense.models.training.congestion.adapt import adapt_model
 
     path = adapt_model(
         args.adapt,

@@ -39,7 +39,7 @@ def _train_congestion(args: argparse.Namespace) -> int:
         evaluation_classes,
         load_images,
     )
-    from roadsense.models.training.congestion_train import CnnSettings, export_cnn, train_cnn
+    from roadsense.models.training.congestion.train import CnnSettings, export_cnn, train_cnn
 
     width, height = args.width or 160, args.height or 128
     settings = CnnSettings(width=width, height=height, epochs=args.epochs, seed=args.seed)

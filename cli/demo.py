@@ -44,7 +44,7 @@ from roadsense.edge.config import CameraConfig, EdgeConfig, OutboxConfig, Report
 from roadsense.edge.measure.config import MeasureConfig
 from roadsense.edge.runner import build_agent
 from roadsense.harness.broker import RunningBroker, start_broker
-from roadsense.models.series import load_series
+from roadsense.models.forecast.series import load_series
 from roadsense.models.shipped import SAMPLE_CLIP as SAMPLE_VIDEO
 from roadsense.models.shipped import SZ_SPEEDS, SZ_WEATHER
 from roadsense.proto.client import open_channel

@@ -24,8 +24,8 @@ def _train_detector(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from roadsense.models.training.detector_torch import SHIPPED_DETECTOR
-    from roadsense.models.training.detector_train import (
+    from roadsense.models.shipped import DEFAULT_DETECTOR
+    from roadsense.models.training.detector.train import (
         DetectorSettings,
         export_detector,
         fine_tune,
@@ -43,7 +43,7 @@ def _train_detector(args: argparse.Namespace) -> int:
 
         try:
             tuned = fine_tune(
-                args.data, settings, val_videos, args.base or SHIPPED_DETECTOR, progress
+                args.data, settings, val_videos, args.base or DEFAULT_DETECTOR, progress
             )
         except ValueError as err:
             print(f"roadsense: {err}", file=sys.stderr)

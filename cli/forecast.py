@@ -16,7 +16,7 @@ def _load_series(args: argparse.Namespace) -> Any:
     """The series named by --speeds/--weather/--start/--interval-min; None after a usage error."""
     from datetime import datetime
 
-    from roadsense.models.series import load_series
+    from roadsense.models.forecast.series import load_series
 
     try:
         start = datetime.fromisoformat(args.start) if args.start else None
@@ -34,7 +34,7 @@ def _load_series(args: argparse.Namespace) -> Any:
 
 def _forecast_inputs(args: argparse.Namespace) -> tuple[Any, Any] | None:
     """(series, settings) from the shared forecasting arguments; None after a usage error."""
-    from roadsense.models.training.forecaster import ForecasterSettings
+    from roadsense.models.training.forecast.forecaster import ForecasterSettings
 
     try:
         horizons = tuple(int(h) for h in args.horizons.split(","))
@@ -63,8 +63,8 @@ def _train_forecaster(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from roadsense.models.training.forecast_eval import evaluate
-    from roadsense.models.training.forecast_export import train_and_export
+    from roadsense.models.training.forecast.evaluate import evaluate
+    from roadsense.models.training.forecast.export import train_and_export
 
     inputs = _forecast_inputs(args)
     if inputs is None:
@@ -95,7 +95,7 @@ def _forecast_evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from roadsense.models.training.forecast_eval import evaluate
+    from roadsense.models.training.forecast.evaluate import evaluate
 
     inputs = _forecast_inputs(args)
     if inputs is None:

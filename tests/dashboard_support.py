@@ -17,7 +17,7 @@ from roadsense.cloud.forecast.feeds import ObservationRecord
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.core.timeutil import now_ms
-from roadsense.models.series import load_series
+from roadsense.models.forecast.series import load_series
 from roadsense.models.shipped import SZ_SPEEDS
 from roadsense.proto import REPORT_SCHEMA_VERSION
 from roadsense.proto.v1 import telemetry_pb2

@@ -14,11 +14,11 @@ from roadsense.core.roi import roi_box
 from roadsense.edge.backends.classifier import create_classifier
 from roadsense.models.explain import heat_on_frame, mass_inside
 from roadsense.models.footage.multicamera import labelled_frames, read_labelled_set
-from roadsense.models.training import loco
-from roadsense.models.training.efficientnet_lite import pretrained_lite0
-from roadsense.models.training.export_lite import export_lite
-from roadsense.models.training.features import extract_features, lite_input_spec
-from roadsense.models.training.lite_train import LiteSettings
+from roadsense.models.training.congestion import loco
+from roadsense.models.training.congestion.efficientnet_lite import pretrained_lite0
+from roadsense.models.training.congestion.export_lite import export_lite
+from roadsense.models.training.congestion.features import extract_features, lite_input_spec
+from roadsense.models.training.congestion.lite_train import LiteSettings
 
 from .helpers import roadsense_cli
 

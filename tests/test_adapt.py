@@ -12,10 +12,10 @@ import pytest
 
 from roadsense.edge.backends.classifier import create_classifier
 from roadsense.models.card import load_card
-from roadsense.models.training.adapt import head_from_onnx
-from roadsense.models.training.efficientnet_lite import pretrained_lite0
-from roadsense.models.training.export_lite import export_lite
-from roadsense.models.training.features import lite_input_spec
+from roadsense.models.training.congestion.adapt import head_from_onnx
+from roadsense.models.training.congestion.efficientnet_lite import pretrained_lite0
+from roadsense.models.training.congestion.export_lite import export_lite
+from roadsense.models.training.congestion.features import lite_input_spec
 
 from .helpers import roadsense_cli
 from .test_lite_classifier import CLASSES, _random_head

@@ -16,8 +16,8 @@ from roadsense.edge.backends.classifier import create_classifier
 from roadsense.models.card import load_card
 from roadsense.models.image_sets import DatasetError, class_names, classification_report
 from roadsense.models.preprocess import Frame, frames_to_tensor
-from roadsense.models.training.congestion_train import CnnSettings, input_spec
-from roadsense.models.training.mobilenet import MobileNetV3Small
+from roadsense.models.training.congestion.mobilenet import MobileNetV3Small
+from roadsense.models.training.congestion.train import CnnSettings, input_spec
 
 from .conftest import SAMPLE_VIDEO
 from .helpers import roadsense_cli

@@ -20,15 +20,15 @@ if importlib.util.find_spec("onnx2torch") is None:
 from roadsense.cli.detector_training import add_detector_training
 from roadsense.edge.backends.detector import create_detector
 from roadsense.models.detection.card import load_detector_card
-from roadsense.models.training.detector_data import (
+from roadsense.models.training.detector.data import (
     RoadBoxes,
     collate,
     read_yolo_folder,
     source_video,
     split_by_video,
 )
-from roadsense.models.training.detector_torch import load_yolox
-from roadsense.models.training.detector_train import (
+from roadsense.models.training.detector.network import load_yolox
+from roadsense.models.training.detector.train import (
     DetectorSettings,
     Trainer,
 )

@@ -16,7 +16,7 @@ from roadsense.models.evaluation import (
     split_point,
     windows,
 )
-from roadsense.models.series import SeriesError, load_series
+from roadsense.models.forecast.series import SeriesError, load_series
 from roadsense.models.shipped import SZ_SPEEDS, SZ_WEATHER
 
 

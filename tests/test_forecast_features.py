@@ -12,10 +12,10 @@ import pytest
 
 from roadsense.core.errors import ModelLoadError
 from roadsense.models.card import card_path_for
-from roadsense.models.forecast_features import FeatureSpec, step_features, time_slots, window_inputs
-from roadsense.models.forecast_profile import daily_profile
-from roadsense.models.forecast_runtime import OnnxForecaster
-from roadsense.models.series import SeriesError, load_series
+from roadsense.models.forecast.features import FeatureSpec, step_features, time_slots, window_inputs
+from roadsense.models.forecast.profile import daily_profile
+from roadsense.models.forecast.runtime import OnnxForecaster
+from roadsense.models.forecast.series import SeriesError, load_series
 from roadsense.models.shipped import DEFAULT_FORECASTER
 
 

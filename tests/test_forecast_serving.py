@@ -21,8 +21,8 @@ from roadsense.cloud.tools.export import export_series
 from roadsense.cloud.tools.replay import ReplayTarget, replay
 from roadsense.core.timeutil import now_ms
 from roadsense.models.card import card_path_for
-from roadsense.models.forecast_runtime import OnnxForecaster
-from roadsense.models.series import Series, load_series
+from roadsense.models.forecast.runtime import OnnxForecaster
+from roadsense.models.forecast.series import Series, load_series
 from roadsense.models.shipped import DEFAULT_FORECASTER, SZ_SPEEDS, SZ_WEATHER
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 

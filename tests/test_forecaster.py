@@ -11,9 +11,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from roadsense.models.series import Series
-from roadsense.models.training.forecast_eval import evaluate
-from roadsense.models.training.forecaster import ForecasterSettings, GruForecaster
+from roadsense.models.forecast.series import Series
+from roadsense.models.training.forecast.evaluate import evaluate
+from roadsense.models.training.forecast.forecaster import ForecasterSettings, GruForecaster
 
 from .helpers import roadsense_cli
 
@@ -210,13 +210,13 @@ def test_shipped_forecaster_card_matches_its_model() -> None:
 
 
 def test_shipped_forecaster_runs_on_a_feed_built_from_its_card() -> None:
-    from roadsense.models.forecast_features import (
+    from roadsense.models.forecast.features import (
         FeatureSpec,
         step_features,
         time_slots,
         window_inputs,
     )
-    from roadsense.models.series import load_series
+    from roadsense.models.forecast.series import load_series
     from roadsense.models.shipped import DEFAULT_FORECASTER, SZ_SPEEDS, SZ_WEATHER
 
     card = json.loads(DEFAULT_FORECASTER.with_suffix(".card.json").read_text())

@@ -21,9 +21,9 @@ from roadsense.models.footage.multicamera import (
     read_labelled_set,
 )
 from roadsense.models.loco_report import second_labeller_figures
-from roadsense.models.training import lite_train, loco
-from roadsense.models.training.features import FeatureSet
-from roadsense.models.training.head import fit_head
+from roadsense.models.training.congestion import lite_train, loco
+from roadsense.models.training.congestion.features import FeatureSet
+from roadsense.models.training.congestion.head import fit_head
 
 from .helpers import roadsense_cli
 from .test_lite_classifier import _synthetic

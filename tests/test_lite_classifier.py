@@ -19,11 +19,11 @@ from roadsense.models.calibration import apply_temperature
 from roadsense.models.card import load_card
 from roadsense.models.congestion_labels import CONGESTION_LABELS
 from roadsense.models.loco_report import camera_interval, selective_figures
-from roadsense.models.training import lite_train, loco
-from roadsense.models.training.efficientnet_lite import EfficientNetLite0
-from roadsense.models.training.export_lite import CongestionWithMap, export_lite
-from roadsense.models.training.features import FeatureSet, lite_input_spec
-from roadsense.models.training.head import LinearHead, fit_head, sample_weights
+from roadsense.models.training.congestion import lite_train, loco
+from roadsense.models.training.congestion.efficientnet_lite import EfficientNetLite0
+from roadsense.models.training.congestion.export_lite import CongestionWithMap, export_lite
+from roadsense.models.training.congestion.features import FeatureSet, lite_input_spec
+from roadsense.models.training.congestion.head import LinearHead, fit_head, sample_weights
 
 from .test_tensorrt_backend import FakeRuntime, _frames
 
@@ -150,9 +150,9 @@ def test_stage_pooling_exports_a_map_whose_mean_is_the_class_score(tmp_path: Pat
     import onnxruntime as ort
 
     from roadsense.models.preprocess import frames_to_tensor
-    from roadsense.models.training.efficientnet_lite import STAGE_FEATURES
-    from roadsense.models.training.export_lite import ExportError
-    from roadsense.models.training.features import pooled_features
+    from roadsense.models.training.congestion.efficientnet_lite import STAGE_FEATURES
+    from roadsense.models.training.congestion.export_lite import ExportError
+    from roadsense.models.training.congestion.features import pooled_features
 
     torch.manual_seed(0)
     backbone = EfficientNetLite0().eval()

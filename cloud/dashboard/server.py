@@ -35,7 +35,7 @@ from roadsense.cloud.ingest.subscriber import IngestCounters
 from roadsense.cloud.store.interface import Store
 from roadsense.core.errors import RoadSenseError
 from roadsense.core.timeutil import now_ms
-from roadsense.models.series import load_series
+from roadsense.models.forecast.series import load_series
 from roadsense.models.shipped import SZ_ADJACENCY, SZ_SPEEDS
 
 logger = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from roadsense.cloud.leader import LeaderLock, Leadership
 from roadsense.core.errors import ModelLoadError, StoreError
 from roadsense.core.timeutil import now_ms
 from roadsense.models.card import card_path_for
-from roadsense.models.forecast_runtime import OnnxForecaster
+from roadsense.models.forecast.runtime import OnnxForecaster
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from roadsense.cloud.config import CloudConfig
 from roadsense.cloud.store.migrations import MIGRATIONS
 from roadsense.cloud.store.open import redacted
 from roadsense.core.errors import ModelLoadError, StoreError
-from roadsense.models.forecast_runtime import OnnxForecaster
+from roadsense.models.forecast.runtime import OnnxForecaster
 
 
 @dataclass

@@ -29,7 +29,7 @@ import grpc
 from roadsense.cloud.forecast.feeds import MAX_BATCH
 from roadsense.core.errors import RoadSenseError
 from roadsense.core.timeutil import now_ms
-from roadsense.models.series import Series
+from roadsense.models.forecast.series import Series
 from roadsense.proto.client import ClientTls, bearer, open_channel
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc
 

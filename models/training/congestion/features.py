@@ -24,7 +24,11 @@ from roadsense.models.card import InputSpec
 from roadsense.models.footage.camera_augment import camera_view
 from roadsense.models.footage.multicamera import LabelledFrame
 from roadsense.models.preprocess import Frame, frames_to_tensor
-from roadsense.models.training.efficientnet_lite import EfficientNetLite0, Pooling, pooled
+from roadsense.models.training.congestion.efficientnet_lite import (
+    EfficientNetLite0,
+    Pooling,
+    pooled,
+)
 
 logger = logging.getLogger(__name__)
 

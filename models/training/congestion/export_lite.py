@@ -31,7 +31,7 @@ from torch.nn import functional
 
 from roadsense.models.card import InputSpec, ModelCard, card_path_for, sha256_file
 from roadsense.models.preprocess import Frame, frames_to_tensor
-from roadsense.models.training.efficientnet_lite import (
+from roadsense.models.training.congestion.efficientnet_lite import (
     LAST_STRIDE,
     POOLED_CHANNELS,
     STAGE_STRIDES,
@@ -39,7 +39,7 @@ from roadsense.models.training.efficientnet_lite import (
     Pooling,
     pooled,
 )
-from roadsense.models.training.head import LinearHead
+from roadsense.models.training.congestion.head import LinearHead
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 ``OnnxForecaster`` loads ``forecaster.onnx`` with the card beside it
 (``forecaster.card.json``, pinned by sha256), turns one input window of raw
 values into the network's inputs with the same code training used
-(``forecast_features``) and forecasts every segment it knows in one batched
+(``features``) and forecasts every segment it knows in one batched
 call.
 """
 
@@ -23,7 +23,7 @@ import onnxruntime as ort
 
 from roadsense.core.errors import ModelLoadError
 from roadsense.models.card import card_path_for, sha256_file
-from roadsense.models.forecast_features import (
+from roadsense.models.forecast.features import (
     FeatureSpec,
     step_features,
     time_slots,

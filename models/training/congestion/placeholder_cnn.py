@@ -8,7 +8,8 @@ that energy over the frames of a calibration clip. It exercises the whole
 pipeline with output that moves with the scene; its card says
 ``placeholder: true`` and its reports must not be read as measurements.
 
-    python -m roadsense.models.training.placeholder_cnn --video clip.avi --out models/artifacts
+    python -m roadsense.models.training.congestion.placeholder_cnn \
+        --video clip.avi --out models/artifacts
 
 Needs the ``train`` extra (torch, onnx) and OpenCV.
 """

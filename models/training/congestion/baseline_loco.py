@@ -1,4 +1,4 @@
-"""The from-scratch baseline (MobileNetV3-Small, ``congestion_train``) under camera folds.
+"""The from-scratch baseline (MobileNetV3-Small, ``train``) under camera folds.
 
 Fine-tuning a whole network per fold is what the frozen backbone avoids, so the baseline
 uses k folds by camera (k >= 5) rather than one fold per camera: each fold's cameras are
@@ -21,8 +21,8 @@ import numpy as np
 from roadsense.models.footage.multicamera import LabelledFrame
 from roadsense.models.image_sets import ImageSet
 from roadsense.models.loco_report import camera_figures, camera_interval, camera_mean
-from roadsense.models.training.congestion_train import CnnSettings, predict, train_cnn
-from roadsense.models.training.loco import Progress, camera_folds, split
+from roadsense.models.training.congestion.loco import Progress, camera_folds, split
+from roadsense.models.training.congestion.train import CnnSettings, predict, train_cnn
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from roadsense.core.roi import Roi, crop_roi
 from roadsense.models.card import load_card
 from roadsense.models.footage.multicamera import LabelledFrame
 from roadsense.models.image_sets import evaluation_classes, load_images
-from roadsense.models.training.efficientnet_lite import Pooling, pretrained_lite0
-from roadsense.models.training.export_lite import export_lite
-from roadsense.models.training.features import extract_features
-from roadsense.models.training.head import Family, LinearHead, adapt_head
+from roadsense.models.training.congestion.efficientnet_lite import Pooling, pretrained_lite0
+from roadsense.models.training.congestion.export_lite import export_lite
+from roadsense.models.training.congestion.features import extract_features
+from roadsense.models.training.congestion.head import Family, LinearHead, adapt_head
 
 logger = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from roadsense.models.loco_report import (
     second_labeller_figures,
     selective_figures,
 )
-from roadsense.models.training.features import FeatureSet
-from roadsense.models.training.head import (
+from roadsense.models.training.congestion.features import FeatureSet
+from roadsense.models.training.congestion.head import (
     FAMILIES,
     Family,
     LinearHead,

@@ -6,8 +6,12 @@ from dataclasses import replace
 from typing import Any
 
 from roadsense.models.evaluation import historical_average, persistence, score, split_point, windows
-from roadsense.models.series import Series
-from roadsense.models.training.forecaster import ForecasterSettings, GruForecaster, Progress
+from roadsense.models.forecast.series import Series
+from roadsense.models.training.forecast.forecaster import (
+    ForecasterSettings,
+    GruForecaster,
+    Progress,
+)
 
 
 def slice_series(series: Series, start: int, stop: int) -> Series:

@@ -5,7 +5,7 @@ exists so benchmarks can show how the edge pipeline behaves with a classifier
 as expensive as a real one (224x224 input, depthwise-separable blocks), before
 the trained congestion CNN ships.
 
-    python -m roadsense.models.training.standin_cnn --out /tmp/standin
+    python -m roadsense.models.training.congestion.standin_cnn --out /tmp/standin
 
 Needs the ``train`` extra (torch, onnx).
 """
@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from roadsense.models.card import ModelCard, card_path_for, sha256_file
-from roadsense.models.training.placeholder_cnn import INPUT as PLACEHOLDER_INPUT
-from roadsense.models.training.placeholder_cnn import LABELS, OPSET
+from roadsense.models.training.congestion.placeholder_cnn import INPUT as PLACEHOLDER_INPUT
+from roadsense.models.training.congestion.placeholder_cnn import LABELS, OPSET
 
 # The placeholder's preprocessing at MobileNet's input size.
 INPUT = PLACEHOLDER_INPUT.model_copy(update={"width": 224, "height": 224})

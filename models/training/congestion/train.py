@@ -35,7 +35,7 @@ import torch
 from roadsense.models.card import InputSpec, ModelCard, card_path_for, sha256_file
 from roadsense.models.image_sets import ImageSet, classification_report, reindex
 from roadsense.models.preprocess import Frame, frames_to_tensor
-from roadsense.models.training.mobilenet import MobileNetV3Small, WithSoftmax
+from roadsense.models.training.congestion.mobilenet import MobileNetV3Small, WithSoftmax
 
 logger = logging.getLogger(__name__)
 

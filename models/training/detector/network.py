@@ -22,9 +22,9 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-logger = logging.getLogger(__name__)
+from roadsense.models.shipped import DEFAULT_DETECTOR
 
-SHIPPED_DETECTOR = Path(__file__).resolve().parents[1] / "artifacts" / "detector.onnx"
+logger = logging.getLogger(__name__)
 
 
 def _stand_in_torchvision() -> None:
@@ -82,7 +82,7 @@ def _concat_inputs(node: Any) -> list[Any]:
     return list(node.args[0]) if isinstance(node.args[0], list | tuple) else list(node.args)
 
 
-def load_yolox(onnx_path: str | Path = SHIPPED_DETECTOR) -> YoloxLogits:
+def load_yolox(onnx_path: str | Path = DEFAULT_DETECTOR) -> YoloxLogits:
     """The YOLOX ONNX as a torch module returning logits (for the loss).
 
     In the fx graph each level's ``Concat(box, Sigmoid(obj), Sigmoid(cls))`` loses its two

@@ -14,7 +14,7 @@ contract, so ``roadsense.models.detection.yolox`` decodes it unchanged.
   288-480 px wide frame, blur, noise, JPEG q15-60, burned-in text, letterbox.
 - Training: backbone frozen (unfreezing it made validation worse: BatchNorm is folded
   into the convolutions, so nothing regularises it), AdamW, cosine, EMA weights; the 76
-  non-vehicle class rows are restored after every step. Loss: ``detector_loss``.
+  non-vehicle class rows are restored after every step. Loss: ``loss``.
 - Export: ONNX opset 17, dynamic batch and size, checked against torch with ONNX
   Runtime, with a ``DetectorCard`` whose score threshold is the one with the lowest
   count error on the validation videos (the project's selection rule).
@@ -41,15 +41,15 @@ from roadsense.models.card import sha256_file
 from roadsense.models.detection.card import DetectorCard, DetectorInput
 from roadsense.models.detection.scoring import score_detections
 from roadsense.models.detection.yolox import decode
-from roadsense.models.training.detector_data import (
+from roadsense.models.shipped import DEFAULT_DETECTOR
+from roadsense.models.training.detector.data import (
     RoadBoxes,
     collate,
     read_yolo_folder,
     split_by_video,
 )
-from roadsense.models.training.detector_loss import LossConfig, anchor_grid, yolox_loss
-from roadsense.models.training.detector_torch import (
-    SHIPPED_DETECTOR,
+from roadsense.models.training.detector.loss import LossConfig, anchor_grid, yolox_loss
+from roadsense.models.training.detector.network import (
     YoloxExport,
     YoloxLogits,
     backbone_params,
@@ -215,7 +215,7 @@ def fine_tune(
     data: str | Path,
     settings: DetectorSettings,
     val_videos: Sequence[str] | None = None,
-    base: str | Path = SHIPPED_DETECTOR,
+    base: str | Path = DEFAULT_DETECTOR,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> FineTuned:
     """Fine-tune ``base`` on the YOLO boxes under ``data``; keep the EMA weights of the

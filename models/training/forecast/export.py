@@ -4,7 +4,7 @@ The card says everything a server needs without torch: input window, horizons,
 interval, normalisation, feature layout, weather coding, time-of-day slots,
 segment order (the embedding index), both outputs, evaluation figures and the
 data's provenance. A server builds the feed with
-``forecast_features.window_inputs(...).feed()`` from values, observed flags,
+``roadsense.models.forecast.features.window_inputs(...).feed()`` from values, observed flags,
 times, weather and this card.
 """
 
@@ -20,8 +20,12 @@ import onnxruntime as ort
 import torch
 
 from roadsense.models.card import sha256_file
-from roadsense.models.series import Series
-from roadsense.models.training.forecaster import ForecasterSettings, GruForecaster, Progress
+from roadsense.models.forecast.series import Series
+from roadsense.models.training.forecast.forecaster import (
+    ForecasterSettings,
+    GruForecaster,
+    Progress,
+)
 
 OPSET = 17
 INPUT_NAMES = ["steps", "segment", "base", "slots"]

@@ -29,17 +29,20 @@ from roadsense.models.footage.multicamera import (
     read_labelled_set,
 )
 from roadsense.models.loco_report import table
-from roadsense.models.training.baseline_loco import baseline_camera_folds
-from roadsense.models.training.congestion_train import CnnSettings
-from roadsense.models.training.efficientnet_lite import (
+from roadsense.models.training.congestion.baseline_loco import baseline_camera_folds
+from roadsense.models.training.congestion.efficientnet_lite import (
     POOLED_CHANNELS,
     Pooling,
     pretrained_lite0,
 )
-from roadsense.models.training.export_lite import export_lite
-from roadsense.models.training.features import FeatureSet, extract_features, lite_input_spec
-from roadsense.models.training.head import Weighting
-from roadsense.models.training.loco import (
+from roadsense.models.training.congestion.export_lite import export_lite
+from roadsense.models.training.congestion.features import (
+    FeatureSet,
+    extract_features,
+    lite_input_spec,
+)
+from roadsense.models.training.congestion.head import Weighting
+from roadsense.models.training.congestion.loco import (
     HeadSettings,
     Progress,
     SecondLabels,
@@ -47,6 +50,7 @@ from roadsense.models.training.loco import (
     fit,
     leave_one_camera_out,
 )
+from roadsense.models.training.congestion.train import CnnSettings
 
 logger = logging.getLogger(__name__)
 

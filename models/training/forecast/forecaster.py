@@ -35,15 +35,15 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from roadsense.models.forecast_features import (
+from roadsense.models.forecast.features import (
     FeatureSpec,
     WindowInputs,
     step_features,
     time_slots,
     window_inputs,
 )
-from roadsense.models.forecast_profile import daily_profile
-from roadsense.models.series import Series
+from roadsense.models.forecast.profile import daily_profile
+from roadsense.models.forecast.series import Series
 
 Array = npt.NDArray[np.float64]
 Progress = Callable[[int, int, float], None]

@@ -1,0 +1,2 @@
+"""The forecaster at serving time, without torch: series, features, per-segment profile
+and the ONNX runtime (``runtime`` first)."""

@@ -1,0 +1,2 @@
+"""Training, evaluation and export of the GRU traffic-flow forecaster (``forecaster``
+first)."""
