@@ -112,8 +112,8 @@ def _cloud_bins(args: argparse.Namespace) -> int:
 
 def _cloud_snapshot(args: argparse.Namespace) -> int:
     from roadsense.cloud.config import CloudConfig
+    from roadsense.cloud.fleet.snapshots import request_snapshot
     from roadsense.cloud.tools.snapshot import (
-        request_snapshot,
         tool_account,
         write_explained,
         write_measured,

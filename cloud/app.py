@@ -29,6 +29,7 @@ from roadsense.cloud.city.changes import ChangeListener, DataVersionPoller
 from roadsense.cloud.city.state import CityTracker
 from roadsense.cloud.city.watch import ChangeFeed
 from roadsense.cloud.config import CloudConfig, GrpcTlsConfig
+from roadsense.cloud.dashboard.evidence import evidence_stills
 from roadsense.cloud.dashboard.server import CityParts, DashboardServer
 from roadsense.cloud.fleet.enrollment import FleetIdentity
 from roadsense.cloud.fleet.rpc import FleetServicer
@@ -217,6 +218,7 @@ class CloudService:
                     ingest=self._ingest or NoIngest(),
                     forecasts=self.forecasts,
                     city={s.id: s for s in config.segments},
+                    evidence=evidence_stills(config, self.measurer),
                 ),
             )
             if config.dashboard.enabled and serves_api

@@ -271,6 +271,29 @@ class DashboardConfig(ConfigModel):
     history_hours: float = Field(
         default=3.0, gt=0, description="How far back the charts and the city index reach."
     )
+    evidence: bool = Field(
+        default=False,
+        description="Offer each measuring camera's evidence still in the segment panel: the "
+        "dashboard asks the device for a snapshot (refused unless the device's [privacy] "
+        "allows snapshots; its privacy regions come pixelated) and draws the vehicles that "
+        "[classify] detector finds in the camera's region of interest.",
+    )
+    evidence_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="How long to wait for a device's still."
+    )
+    cert_file: Path | None = Field(
+        default=None,
+        description="Client certificate of the dashboard's own broker account, for evidence "
+        "stills; needed when [mqtt.tls] uses a client certificate (the ingest's would "
+        "displace the ingest).",
+    )
+    key_file: Path | None = Field(default=None, description="Private key of cert_file.")
+
+    @model_validator(mode="after")
+    def _account(self) -> DashboardConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both cert_file and key_file, or neither")
+        return self
 
 
 class CloudConfig(ConfigModel):
@@ -375,6 +398,17 @@ class CloudConfig(ConfigModel):
                 "store": self.store.model_copy(update={"path": rel(self.store.path)}),
                 "grpc": self.grpc.model_copy(update={"tls": tls}),
                 "forecast": self.forecast.model_copy(update={"model": rel(self.forecast.model)}),
-                "classify": self.classify.model_copy(update={"model": rel(self.classify.model)}),
+                "classify": self.classify.model_copy(
+                    update={
+                        "model": rel(self.classify.model),
+                        "detector": rel(self.classify.detector),
+                    }
+                ),
+                "dashboard": self.dashboard.model_copy(
+                    update={
+                        "cert_file": rel(self.dashboard.cert_file),
+                        "key_file": rel(self.dashboard.key_file),
+                    }
+                ),
             }
         )

@@ -79,3 +79,19 @@ log_type warning
 log_type notice
 """
 """Every RoadSense Mosquitto config ends its global part with these."""
+
+
+def own_account(
+    config: MqttConfig, cert_file: Path | None, key_file: Path | None
+) -> MqttConfig | None:
+    """``config`` for a cloud process with a broker account of its own (the rollout
+    controller, the dashboard's evidence stills): its client certificate in place of the
+    ingest's. None when the broker takes client certificates and no own one is given: on
+    the ingest's, whose CN is its client id, the process would displace the ingest."""
+    tls = config.tls
+    if tls is None or tls.cert_file is None:
+        return config
+    if cert_file is None:
+        return None
+    own = tls.model_copy(update={"cert_file": cert_file, "key_file": key_file})
+    return config.model_copy(update={"tls": own})

@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from roadsense.cloud.app import CloudService
 from roadsense.cloud.config import CloudConfig
 from roadsense.cloud.rollout.records import Rollout, RolloutDevice, RolloutEvent
+from roadsense.core.mqtt import MqttConfig
 from roadsense.core.timeutil import now_ms
 
 from .dashboard_support import (
@@ -26,7 +27,8 @@ from .dashboard_support import (
     publish_report,
     wait_for_report,
 )
-from .helpers import running_cloud
+from .helpers import running_cloud, wait_until
+from .test_dashboard_evidence import evidence_agent, evidence_config
 
 pytestmark = pytest.mark.integration
 
@@ -106,6 +108,26 @@ def test_live_updates_and_forecast_chart(page: Page, cloud: CloudService) -> Non
     expect(page.locator("#segment-facts")).to_contain_text(road)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+
+def test_a_measuring_cameras_evidence_still_on_request(
+    page: Page, cloud_config: CloudConfig, mqtt_config: MqttConfig, tmp_path: Path
+) -> None:
+    with running_cloud(evidence_config(cloud_config)) as service:
+        agent = evidence_agent(mqtt_config, tmp_path, allow=True, measure=True)
+        try:
+            assert wait_until(lambda: bool(service.store.camera_measurements("dash-main")), 30.0)
+            _log_in(page, service)
+            page.locator('#network .segment[data-segment="dash-main"]').click()
+            expect(page.locator("#segment-facts")).to_contain_text("ev-1/cam1")
+            page.locator("#evidence-cameras button", has_text="ev-1/cam1").click()
+            expect(page.locator("#evidence-status")).to_contain_text("vehicles", timeout=20_000)
+            expect(page.locator("#evidence")).to_be_visible()
+            expect(page.locator("#evidence-status")).to_contain_text("vehicles in its region")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-evidence.png"), full_page=True)
+        finally:
+            agent.stop()
 
 
 def test_connection_lost_banner(page: Page, cloud: CloudService) -> None:

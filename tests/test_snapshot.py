@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from roadsense.cloud.tools.snapshot import request_snapshot, tool_account, write_explained
+from roadsense.cloud.fleet.snapshots import request_snapshot
+from roadsense.cloud.tools.snapshot import tool_account, write_explained
 from roadsense.core.errors import CommandError, ConfigError
 from roadsense.core.mqtt import MqttConfig, TlsConfig
 from roadsense.edge.agent import EdgeAgent

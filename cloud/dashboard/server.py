@@ -27,16 +27,18 @@ from roadsense.cloud.city.segments import SegmentConfig
 from roadsense.cloud.city.state import CityTracker
 from roadsense.cloud.city.watch import ChangeFeed
 from roadsense.cloud.config import DashboardConfig
+from roadsense.cloud.dashboard.evidence import EvidenceStills
 from roadsense.cloud.dashboard.layout import NetworkLayout, load_adjacency, network_layout
 from roadsense.cloud.dashboard.views import city_summary, segment_detail, segment_state
 from roadsense.cloud.domain import SegmentSnapshot
 from roadsense.cloud.forecast.job import ForecastJob
 from roadsense.cloud.ingest.subscriber import IngestCounters
 from roadsense.cloud.store.interface import Store
-from roadsense.core.errors import RoadSenseError
+from roadsense.core.errors import CommandError, RequestError, RoadSenseError
 from roadsense.core.timeutil import now_ms
 from roadsense.models.forecast.series import load_series
 from roadsense.models.shipped import SZ_ADJACENCY, SZ_SPEEDS
+from roadsense.proto.topics import is_identifier
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class CityParts:
     ingest: IngestCounters
     forecasts: ForecastJob | None
     city: Mapping[str, SegmentConfig]
+    evidence: EvidenceStills | None = None
 
 
 def _static(name: str) -> bytes:
@@ -156,6 +159,7 @@ class DashboardServer:
                 web.get("/api/network", self._network),
                 web.get("/api/city", self._city),
                 web.get("/api/segments/{segment_id}", self._segment),
+                web.get("/api/evidence/{device_id}/{camera_id}", self._evidence),
                 web.get("/api/events", self._events),
             ]
         )
@@ -310,7 +314,40 @@ class DashboardServer:
         )
         if body is None:
             return web.json_response({"error": f"no segment {segment_id!r}"}, status=404)
+        body["evidence"] = self._parts.evidence is not None
         return web.json_response(body)
+
+    async def _evidence(self, request: web.Request) -> web.StreamResponse:
+        """A camera's still now, its vehicles boxed (PNG); JSON naming the problem else."""
+        stills = self._parts.evidence
+        if stills is None:
+            return web.json_response(
+                {"error": "evidence stills are off on this cloud ([dashboard] evidence, with "
+                 "[classify] detector)"},
+                status=404,
+            )  # fmt: skip
+        device_id, camera_id = request.match_info["device_id"], request.match_info["camera_id"]
+        for name, value in (("device", device_id), ("camera", camera_id)):
+            if not is_identifier(value):
+                return web.json_response({"error": f"not a {name} id: {value!r}"}, status=400)
+        try:
+            evidence = await asyncio.get_running_loop().run_in_executor(
+                None, stills.take, device_id, camera_id
+            )
+        except (CommandError, RequestError) as err:
+            return web.json_response({"error": str(err)}, status=502)
+        return web.Response(
+            body=evidence.png,
+            content_type="image/png",
+            headers={
+                "Cache-Control": "no-store",
+                "X-Vehicles": str(evidence.vehicles),
+                "X-Occupancy": f"{evidence.occupancy:.4f}",
+                "X-Detector-Version": evidence.detector_version,
+                "X-Capture-Time-Ms": str(evidence.capture_time_ms),
+                "X-Blurred-Regions": str(evidence.blurred_regions),
+            },
+        )
 
     # Live -----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from roadsense.cloud.fleet.rows import FleetStore
 from roadsense.cloud.leader import LeaderLock
 from roadsense.cloud.rollout.controller import RolloutController
 from roadsense.cloud.store.interface import Store
+from roadsense.core.mqtt import own_account
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.provisioning.manifest import load_manifest
 
@@ -40,23 +41,14 @@ def build_controller(
     rollout = config.rollout
     if not rollout.enabled:
         return None
-    mqtt = config.mqtt
-    tls = mqtt.tls
-    if tls is not None and tls.cert_file is not None:
-        if rollout.cert_file is None:
-            logger.warning(
-                "rollouts are off: the broker takes client certificates, and the controller "
-                "needs an account of its own ([rollout] cert_file/key_file; on the ingest's "
-                "certificate it would displace the ingest)"
-            )
-            return None
-        mqtt = mqtt.model_copy(
-            update={
-                "tls": tls.model_copy(
-                    update={"cert_file": rollout.cert_file, "key_file": rollout.key_file}
-                )
-            }
+    mqtt = own_account(config.mqtt, rollout.cert_file, rollout.key_file)
+    if mqtt is None:
+        logger.warning(
+            "rollouts are off: the broker takes client certificates, and the controller "
+            "needs an account of its own ([rollout] cert_file/key_file; on the ingest's "
+            "certificate it would displace the ingest)"
         )
+        return None
     client_id = rollout.client_id or f"{config.ingest.client_id}-rollout"
     commands = MqttPublisher(mqtt, client_id, config.ingest.username)
     return RolloutController(store, rollout, commands, fleet_of(config, store), leader=leader)

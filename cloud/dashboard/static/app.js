@@ -37,6 +37,51 @@ async function getJson(url) {
   return response.json();
 }
 
+// Evidence stills: on request only (each asks the device for a snapshot, which the
+// device refuses unless its privacy settings allow snapshots).
+let evidenceFor = null;
+function showEvidenceButtons(s) {
+  const status = document.getElementById("evidence-status");
+  const buttons = document.getElementById("evidence-cameras");
+  const image = document.getElementById("evidence");
+  if (evidenceFor !== s.id) { image.hidden = true; image.removeAttribute("src"); }
+  evidenceFor = s.id;
+  buttons.replaceChildren();
+  if (!s.evidence) { status.textContent = "evidence stills are off on this cloud"; return; }
+  if (!s.cameras.length) { status.textContent = "no camera of this segment measures"; return; }
+  if (image.hidden) status.textContent = "a still of a camera, its vehicles boxed, on request";
+  for (const c of s.cameras) {
+    const button = document.createElement("button");
+    button.textContent = c.camera;
+    button.addEventListener("click", () => loadEvidence(s.id, c.camera));
+    buttons.append(button);
+  }
+}
+async function loadEvidence(segmentId, camera) {
+  const status = document.getElementById("evidence-status");
+  const image = document.getElementById("evidence");
+  const [device, cam] = camera.split("/");
+  status.textContent = `asking ${camera} for a still…`;
+  const response = await fetch(`/api/evidence/${encodeURIComponent(device)}/${encodeURIComponent(cam)}`,
+    { credentials: "same-origin" });
+  if (response.status === 401) { window.location = "/login"; return; }
+  if (evidenceFor !== segmentId) return; // the panel moved on to another segment
+  if (!response.ok) {
+    let why = String(response.status);
+    try { why = (await response.json()).error; } catch (e) { /* not JSON */ }
+    status.textContent = `${camera}: ${why}`;
+    image.hidden = true;
+    return;
+  }
+  const h = (name) => response.headers.get(name);
+  if (image.src) URL.revokeObjectURL(image.src);
+  image.src = URL.createObjectURL(await response.blob());
+  image.hidden = false;
+  status.textContent = `${camera} at ${time(Number(h("X-Capture-Time-Ms")))}: ` +
+    `${h("X-Vehicles")} vehicles in its region, occupancy ${Number(h("X-Occupancy")).toFixed(2)} ` +
+    `(detector ${h("X-Detector-Version")}; one still: nothing called stopped)`;
+}
+
 function drawLegend() {
   const legend = document.getElementById("legend");
   legend.replaceChildren();
@@ -232,6 +277,7 @@ async function loadSegment(id) {
     { points: s.measured.map((b) => [b.start_ms, b.vehicles]), cls: "line" },
     { points: s.measured.map((b) => [b.start_ms, b.stopped]), cls: "forecast-line" },
   ]);
+  showEvidenceButtons(s);
   const f = s.forecast;
   const status = document.getElementById("forecast-status");
   const chart = document.getElementById("forecast-chart");
