@@ -44,13 +44,13 @@ $(VENV)/bin/python:
 $(VENV)/.deps-all: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install --quiet $(TORCH)
 	$(PIP) install --quiet --no-build-isolation ".[all]"
-	$(PIP) install --quiet --no-deps $(ONNX2TORCH)
+	$(PIP) install --quiet --no-deps "$(ONNX2TORCH)"
 	touch $@
 
 $(VENV)/.deps-dev: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install --quiet $(TORCH)
 	$(PIP) install --quiet --no-build-isolation ".[all,dev]"
-	$(PIP) install --quiet --no-deps $(ONNX2TORCH)
+	$(PIP) install --quiet --no-deps "$(ONNX2TORCH)"
 	touch $@ $(VENV)/.deps-all
 
 # $(call ensure_packages,PROBE,DEBIAN PACKAGES,WHAT FOR): nothing when PROBE succeeds;
