@@ -49,8 +49,8 @@ def _frames(clip: Path, sample_hz: float) -> Iterator[tuple[int, float, npt.NDAr
     import cv2
     import numpy as np
 
-    fps = _clip_fps(clip)
     capture = cv2.VideoCapture(str(clip))
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 25.0)
     step = max(1, round(fps / sample_hz))
     index = 0
     try:

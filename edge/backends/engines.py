@@ -263,3 +263,18 @@ def check_engine(
             f"{source}: engine profile batches {low}..{high}, card needs "
             f"{card.min_batch}..{card.max_batch}"
         )
+
+
+def open_engine(
+    model_path: Path,
+    card: EngineCard,
+    options: dict[str, object],
+    runtime: Runtime,
+    outputs: Sequence[str],
+) -> tuple[EngineRunner, Path, bool]:
+    """What every TensorRT backend does at start: read its options, find or build the
+    engine, load it and check it against the card. (runner, engine path, built now)."""
+    path, built = ensure_engine(model_path, card, TensorRtOptions.parse(options), runtime)
+    runner = runtime.load(path.read_bytes(), card)
+    check_engine(runner, card, path, outputs)
+    return runner, path, built

@@ -30,9 +30,7 @@ from roadsense.edge.backends.engines import (
     EngineCard,
     EngineRunner,
     Runtime,
-    TensorRtOptions,
-    check_engine,
-    ensure_engine,
+    open_engine,
 )
 from roadsense.models.card import ModelCard
 from roadsense.models.detection.card import DetectorCard
@@ -69,12 +67,10 @@ class TensorRtClassifier(Classifier):
         runtime: Runtime | None = None,
     ) -> None:
         super().__init__(model_path, card)
-        settings = TensorRtOptions.parse(options)
-        self._runtime = runtime or cuda_runtime()
-        self.engine_path, self.built = ensure_engine(model_path, card, settings, self._runtime)
-        self._runner = self._runtime.load(self.engine_path.read_bytes(), card)
         outputs = [card.output_name, *([card.cam_output_name] if card.cam_output_name else [])]
-        check_engine(self._runner, card, self.engine_path, outputs)
+        self._runner, self.engine_path, self.built = open_engine(
+            model_path, card, options, runtime or cuda_runtime(), outputs
+        )
         warmup = np.zeros((card.input.height, card.input.width, 3), dtype=np.uint8)
         self.classify([warmup])
 
@@ -106,11 +102,9 @@ class TensorRtDetector(Detector):
         runtime: Runtime | None = None,
     ) -> None:
         super().__init__(model_path, card, options)
-        settings = TensorRtOptions.parse(options)
-        self._runtime = runtime or cuda_runtime()
-        self.engine_path, self.built = ensure_engine(model_path, card, settings, self._runtime)
-        self._runner = self._runtime.load(self.engine_path.read_bytes(), card)
-        check_engine(self._runner, card, self.engine_path, [card.output_name])
+        self._runner, self.engine_path, self.built = open_engine(
+            model_path, card, options, runtime or cuda_runtime(), [card.output_name]
+        )
         self.detect([np.zeros((card.input.height, card.input.width, 3), dtype=np.uint8)])
 
     def _infer(self, tensor: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
