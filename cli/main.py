@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from roadsense.cli.bench import add_bench_commands
-from roadsense.cli.congestion import (
+from roadsense.cli.edge_models import add_edge_model_commands
+from roadsense.cli.measure import add_measure_command
+from roadsense.cli.models.congestion import (
     add_congestion_training,
     add_dataset_commands,
     add_models_commands,
 )
-from roadsense.cli.detector_training import add_detector_training
-from roadsense.cli.edge_models import add_edge_model_commands
-from roadsense.cli.forecast import add_forecast_commands, add_forecaster_training
-from roadsense.cli.measure import add_measure_command
+from roadsense.cli.models.detector_training import add_detector_training
+from roadsense.cli.models.forecast import add_forecast_commands, add_forecaster_training
 from roadsense.cli.output import print_figures
 from roadsense.cli.provision import add_provision_commands
 from roadsense.cli.rollout import add_fleet_commands

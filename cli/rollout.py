@@ -32,13 +32,6 @@ def parse_canary(text: str) -> tuple[float, int]:
     return 0.0, int(number)
 
 
-def _read(path: Path, option: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise RequestError(f"{option} {path}: {err.strerror}") from err
-
-
 def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
     import grpc
 
@@ -50,11 +43,10 @@ def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
         raise RequestError("give both --cert-file and --key-file, or neither")
     tls = None
     if args.ca_file is not None:
-        tls = ClientTls(_read(args.ca_file, "--ca-file"))
-        if args.cert_file is not None:
-            tls = ClientTls(
-                tls.ca_pem, _read(args.cert_file, "--cert-file"), _read(args.key_file, "--key-file")
-            )
+        try:
+            tls = ClientTls.read(args.ca_file, args.cert_file, args.key_file)
+        except OSError as err:
+            raise RequestError(f"{err.filename}: cannot read: {err.strerror}") from err
     elif args.cert_file is not None:
         raise RequestError("--cert-file needs --ca-file (TLS towards the API)")
     metadata = bearer(token)

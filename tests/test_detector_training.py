@@ -17,7 +17,7 @@ import torch
 if importlib.util.find_spec("onnx2torch") is None:
     pytest.skip("onnx2torch (the train extra) is not installed", allow_module_level=True)
 
-from roadsense.cli.detector_training import add_detector_training
+from roadsense.cli.models.detector_training import add_detector_training
 from roadsense.edge.backends.detector import create_detector
 from roadsense.models.detection.card import load_detector_card
 from roadsense.models.training.detector.data import (

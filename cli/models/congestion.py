@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from roadsense.cli.camera_set import (
+from roadsense.cli.models.camera_set import (
     adapt_from_images,
     add_dataset_agreement,
     add_dataset_check,
@@ -17,8 +17,8 @@ from roadsense.cli.camera_set import (
     add_set_training_options,
     train_from_set,
 )
-from roadsense.cli.evaluate_counts import add_evaluate_counts
-from roadsense.cli.model_registry import add_registry_commands
+from roadsense.cli.models.evaluate_counts import add_evaluate_counts
+from roadsense.cli.models.model_registry import add_registry_commands
 from roadsense.cli.output import print_figures
 
 

@@ -1,0 +1,1 @@
+"""The model commands: `dataset`, `models`, `train` and `forecast` (code under ``models/``)."""
