@@ -23,17 +23,25 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
-import types
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import annotated_types
 from pydantic import BaseModel
-from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 DOCS = Path(__file__).resolve().parent
+# The sibling module, however this file is loaded (as a script, or by path from the tests).
+sys.path.insert(0, str(DOCS))
+from config_fields import (  # noqa: E402
+    field_default,
+    field_range,
+    list_of_models,
+    model_variants,
+    sections,
+    shipped,
+    type_name,
+)
+
 COMMAND = "python docs/generate.py"
 """How to regenerate the pages (from the repository root, in the project's venv)."""
 
@@ -80,7 +88,7 @@ def _default(action: argparse.Action) -> str:
     if action.required or default in (None, False, argparse.SUPPRESS) or default == []:
         return "required" if action.required and action.option_strings else ""
     if isinstance(default, Path) and default.is_absolute():
-        return f"`{_shipped(default)}`"
+        return f"`{shipped(default)}`"
     return f"`{default}`"
 
 
@@ -164,157 +172,6 @@ def cli_reference() -> str:
 # The configuration ------------------------------------------------------------------------
 
 
-def _optional(annotation: object) -> tuple[object, bool]:
-    """(the annotation without None, whether None was allowed)."""
-    args = typing.get_args(annotation)
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType) and type(None) in args:
-        rest = tuple(a for a in args if a is not type(None))
-        return (rest[0] if len(rest) == 1 else typing.Union[rest]), True  # noqa: UP007
-    return annotation, False
-
-
-def _is_model(annotation: object) -> bool:
-    return inspect.isclass(annotation) and issubclass(annotation, BaseModel)
-
-
-def _strip_annotated(annotation: object) -> object:
-    while typing.get_origin(annotation) is typing.Annotated:
-        annotation = typing.get_args(annotation)[0]
-    return annotation
-
-
-def _model_variants(annotation: object) -> list[type[BaseModel]]:
-    """The models a field may hold: one, or each member of a (discriminated) union."""
-    annotation = _strip_annotated(_optional(annotation)[0])
-    if _is_model(annotation):
-        return [typing.cast(type[BaseModel], annotation)]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        members = [_strip_annotated(a) for a in typing.get_args(annotation)]
-        if all(_is_model(m) for m in members):
-            return [typing.cast(type[BaseModel], m) for m in members]
-    return []
-
-
-def _list_of_models(annotation: object) -> type[BaseModel] | None:
-    annotation = _strip_annotated(_optional(annotation)[0])
-    if typing.get_origin(annotation) is list:
-        (item,) = typing.get_args(annotation)
-        if _is_model(item):
-            return typing.cast(type[BaseModel], item)
-    return None
-
-
-def _type_name(annotation: object) -> str:
-    annotation = _strip_annotated(annotation)
-    inner, optional = _optional(annotation)
-    if optional:
-        return f"{_type_name(inner)} (optional)"
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is typing.Literal:
-        return " or ".join(f'"{a}"' if isinstance(a, str) else str(a) for a in args)
-    if origin is list:
-        return f"list of {_type_name(args[0])}"
-    if origin is tuple:
-        return "[" + ", ".join(_type_name(a) for a in args) + "]"
-    if origin is dict:
-        return f"table of {_type_name(args[0])} to {_type_name(args[1])}"
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in args)
-    if annotation is Path:
-        return "path"
-    if inspect.isclass(annotation):
-        return {"str": "string", "int": "integer", "bool": "boolean"}.get(
-            annotation.__name__, annotation.__name__
-        )
-    return str(annotation)
-
-
-def _shipped(value: Path) -> str:
-    """A path inside the installed package, written the same on every machine."""
-    import roadsense.models
-
-    root = Path(roadsense.models.__file__).resolve().parent.parent
-    try:
-        return "<package>/" + value.resolve().relative_to(root).as_posix()
-    except ValueError:
-        return str(value)
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Path):
-        return f'"{_shipped(value)}"' if value.is_absolute() else f'"{value}"'
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, int) and abs(value) >= 10_000:
-        return f"{value:_}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, BaseModel):
-        return "its defaults"
-    return str(value)
-
-
-def _field_default(field: FieldInfo) -> str:
-    if field.is_required():
-        return "required"
-    if field.default_factory is not None:
-        factory = typing.cast(Callable[[], object], field.default_factory)
-        if _is_model(factory):
-            return "its defaults"
-        return f"`{_toml(factory())}`"
-    if field.default is None or field.default is PydanticUndefined:
-        return "absent"
-    return f"`{_toml(field.default)}`"
-
-
-_BOUNDS: tuple[tuple[type[object], str, str], ...] = (
-    (annotated_types.Gt, "gt", "> "),
-    (annotated_types.Ge, "ge", "≥ "),
-    (annotated_types.Lt, "lt", "< "),
-    (annotated_types.Le, "le", "≤ "),
-    (annotated_types.MinLen, "min_length", "at least {} entries"),
-    (annotated_types.MaxLen, "max_length", "at most {} entries"),
-)
-
-
-def _field_range(field: FieldInfo) -> str:
-    parts: list[str] = []
-    for item in field.metadata:
-        for kind, attribute, text in _BOUNDS:
-            if isinstance(item, kind):
-                value = getattr(item, attribute)
-                parts.append(text.format(value) if "{}" in text else f"{text}{value}")
-    return ", ".join(parts)
-
-
-def _sections(
-    model: type[BaseModel], header: str, prefix: str = ""
-) -> Iterator[tuple[str, type[BaseModel], str]]:
-    """(TOML header, model, note) of ``model`` and of every section nested in it."""
-    yield header, model, ""
-    for name, field in model.model_fields.items():
-        key = f"{prefix}.{name}" if prefix else name
-        item = _list_of_models(field.annotation)
-        if item is not None:
-            yield from _sections(item, f"[[{key}]]", key)
-            continue
-        variants = _model_variants(field.annotation)
-        for variant in variants:
-            note = ""
-            if len(variants) > 1:
-                tag = variant.model_fields.get("type")
-                note = f"`type = {_toml(tag.default)}`" if tag and not tag.is_required() else ""
-                if tag is not None and tag.is_required():
-                    args = typing.get_args(tag.annotation)
-                    note = f"`type = {_toml(args[0])}`" if args else ""
-            for sub_header, sub_model, sub_note in _sections(variant, f"[{key}]", key):
-                yield sub_header, sub_model, sub_note or note
-
-
 def _section_table(header: str, model: type[BaseModel], note: str) -> str:
     name = f"`{header}`" if header.startswith("[") else header
     title = f"### {name}" + (f" with {note}" if note else "")
@@ -322,14 +179,14 @@ def _section_table(header: str, model: type[BaseModel], note: str) -> str:
     lines = [title, "", _cell(doc), ""] if doc else [title, ""]
     rows = []
     for name, field in model.model_fields.items():
-        if _list_of_models(field.annotation) or _model_variants(field.annotation):
-            kind = "sections" if _list_of_models(field.annotation) else "section"
+        if list_of_models(field.annotation) or model_variants(field.annotation):
+            kind = "sections" if list_of_models(field.annotation) else "section"
             type_text = f"{kind} (below)"
         else:
-            type_text = _type_name(field.annotation)
+            type_text = type_name(field.annotation)
         rows.append(
-            f"| `{name}` | {_cell(type_text)} | {_cell(_field_default(field))} "
-            f"| {_cell(_field_range(field))} | {_cell(field.description or '')} |"
+            f"| `{name}` | {_cell(type_text)} | {_cell(field_default(field))} "
+            f"| {_cell(field_range(field))} | {_cell(field.description or '')} |"
         )
     lines += ["| key | type | default | range | description |", "| --- | --- | --- | --- | --- |"]
     return "\n".join([*lines, *rows, ""])
@@ -343,7 +200,7 @@ def _config_part(title: str, model: type[BaseModel], file: str, sample: str) -> 
         f"[`{sample}`](../{sample}).",
         "",
     ]
-    for header, section, note in _sections(model, f"Top level of `{file}`"):
+    for header, section, note in sections(model, f"Top level of `{file}`"):
         lines.append(_section_table(header, section, note))
     return "\n".join(lines)
 
