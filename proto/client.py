@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -48,6 +49,17 @@ class ClientTls:
     def __post_init__(self) -> None:
         if (self.cert_pem is None) != (self.key_pem is None):
             raise ValueError("a client certificate needs its key, and a key its certificate")
+
+    @classmethod
+    def read(
+        cls, ca_file: Path, cert_file: Path | None = None, key_file: Path | None = None
+    ) -> ClientTls:
+        """The PEM files from disk: the CA, and the client's certificate and key when both are
+        given. An ``OSError`` names the file that could not be read (``filename``)."""
+        ca = ca_file.read_bytes()
+        if cert_file is None or key_file is None:
+            return cls(ca)
+        return cls(ca, cert_file.read_bytes(), key_file.read_bytes())
 
 
 def open_channel(address: str, tls: ClientTls | None = None) -> grpc.Channel:

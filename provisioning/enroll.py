@@ -87,10 +87,9 @@ def enroll(
                 "give --ca-file (the fleet CA) to trust the cloud, or --insecure"
             )
         try:
-            root = ca_file.read_bytes()
+            channel = open_channel(server, ClientTls.read(ca_file))
         except OSError as err:
             raise ProvisioningError(f"{ca_file}: cannot read: {err.strerror}") from err
-        channel = open_channel(server, ClientTls(root))
     key, csr = make_csr(device_id)
     with channel:
         response = request_certificate(channel, token, csr)

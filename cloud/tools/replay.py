@@ -106,10 +106,10 @@ class _Client:
     def __init__(self, target: ReplayTarget) -> None:
         if target.ca_file is not None:
             try:
-                root = target.ca_file.read_bytes()
+                tls = ClientTls.read(target.ca_file)
             except OSError as err:
                 raise ReplayError(f"{target.ca_file}: cannot read CA: {err.strerror}") from err
-            self._channel = open_channel(target.address, ClientTls(root))
+            self._channel = open_channel(target.address, tls)
         else:
             self._channel = open_channel(target.address)
         self._stub = city_pb2_grpc.CityServiceStub(self._channel)

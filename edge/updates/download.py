@@ -10,6 +10,7 @@ signed sha256, before the release is moved whole into ``<folder>/<version>/``. T
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -29,11 +30,13 @@ from roadsense.core.errors import (
     ModelHashError,
     ModelSignatureError,
     ModelSizeError,
+    ModelUpdateError,
 )
 from roadsense.core.files import fsync_dir
 from roadsense.edge.commands.remote import decode_command
 from roadsense.models.card import ModelCard, card_path_for, sha256_file
 from roadsense.models.signing import is_model_version, verify_model
+from roadsense.proto.refusals import Refusal
 from roadsense.proto.v1 import fleet_pb2, fleet_pb2_grpc, telemetry_pb2
 
 logger = logging.getLogger(__name__)
@@ -289,3 +292,46 @@ def download_model(
         held,
     )
     return DownloadedModel(onnx, card_path_for(onnx), held, fetched)
+
+
+def check_room(folder: Path, offer: ModelOffer, min_free_bytes: int) -> None:
+    """Refuse (``disk``) an offer whose missing bytes would leave under ``min_free_bytes``
+    free on the models' disk (the bytes a cut download left count as held)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = partial_path(folder, offer.version)
+        held = partial.stat().st_size if partial.exists() else 0
+        free = shutil.disk_usage(folder).free
+    except OSError as err:
+        raise ModelUpdateError(Refusal.DISK, f"{folder}: {err.strerror}") from err
+    needed = max(offer.size - held, 0)
+    if free - needed < min_free_bytes:
+        raise ModelUpdateError(
+            Refusal.DISK,
+            f"model {offer.version} needs {needed} more bytes; {free} are free on "
+            f"{folder} and {min_free_bytes} must stay free",
+        )
+
+
+def download_for_update(
+    channel: grpc.Channel, offer: ModelOffer, public_key: bytes, folder: Path
+) -> DownloadedModel:
+    """``download_model`` for a rollout: each failure becomes the refusal the device answers
+    the cloud with (``proto/refusals.py``)."""
+    try:
+        return download_model(channel, offer, public_key, folder)
+    except ModelHashError as err:
+        raise ModelUpdateError(Refusal.SHA256, str(err)) from err
+    except ModelCardError as err:
+        raise ModelUpdateError(Refusal.CARD, str(err)) from err
+    except ModelSignatureError as err:
+        raise ModelUpdateError(Refusal.SIGNATURE, str(err)) from err
+    except ModelSizeError as err:
+        raise ModelUpdateError(Refusal.SIZE, str(err)) from err
+    except ModelDownloadError as err:
+        raise ModelUpdateError(Refusal.DOWNLOAD, str(err)) from err
+    except OSError as err:
+        full = err.errno == errno.ENOSPC
+        raise ModelUpdateError(
+            Refusal.DISK, f"{folder}: {'disk full' if full else err.strerror}"
+        ) from err

@@ -13,11 +13,9 @@ answered on ``reply/model`` with ok or a reason whose prefix says which check fa
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -26,15 +24,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from roadsense.core.errors import (
-    ModelCardError,
-    ModelDownloadError,
-    ModelHashError,
-    ModelLoadError,
-    ModelSignatureError,
-    ModelSizeError,
-    ModelUpdateError,
-)
+from roadsense.core.errors import ModelLoadError, ModelSignatureError, ModelUpdateError
 from roadsense.core.mqtt import TlsConfig
 from roadsense.edge.backends.classifier import Classifier
 from roadsense.edge.config import EdgeConfig
@@ -42,8 +32,8 @@ from roadsense.edge.updates.download import (
     DownloadedModel,
     ModelOffer,
     ModelUpdateCommand,
-    download_model,
-    partial_path,
+    check_room,
+    download_for_update,
     read_model_update,
 )
 from roadsense.edge.updates.selftest import SelfTestResult, self_test
@@ -333,39 +323,10 @@ class ModelUpdater:
         return {"self_test": result.as_json(), "swap_pause_ms": round(pause_ms, 3)}
 
     def _download(self, offer: ModelOffer, address: str) -> DownloadedModel:
-        folder = self._folder
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            partial = partial_path(folder, offer.version)
-            held = partial.stat().st_size if partial.exists() else 0
-            free = shutil.disk_usage(folder).free
-        except OSError as err:
-            raise ModelUpdateError(Refusal.DISK, f"{folder}: {err.strerror}") from err
-        needed = max(offer.size - held, 0)
-        if free - needed < self._settings.min_free_bytes:
-            raise ModelUpdateError(
-                Refusal.DISK,
-                f"model {offer.version} needs {needed} more bytes; {free} are free on "
-                f"{folder} and {self._settings.min_free_bytes} must stay free",
-            )
+        check_room(self._folder, offer, self._settings.min_free_bytes)
         channel = self._open_channel(address)
         try:
-            downloaded = download_model(channel, offer, self._public_key, folder)
-        except ModelHashError as err:
-            raise ModelUpdateError(Refusal.SHA256, str(err)) from err
-        except ModelCardError as err:
-            raise ModelUpdateError(Refusal.CARD, str(err)) from err
-        except ModelSignatureError as err:
-            raise ModelUpdateError(Refusal.SIGNATURE, str(err)) from err
-        except ModelSizeError as err:
-            raise ModelUpdateError(Refusal.SIZE, str(err)) from err
-        except ModelDownloadError as err:
-            raise ModelUpdateError(Refusal.DOWNLOAD, str(err)) from err
-        except OSError as err:
-            full = err.errno == errno.ENOSPC
-            raise ModelUpdateError(
-                Refusal.DISK, f"{folder}: {'disk full' if full else err.strerror}"
-            ) from err
+            downloaded = download_for_update(channel, offer, self._public_key, self._folder)
         finally:
             with self._lock:
                 self._channel = None
@@ -464,13 +425,8 @@ def _channel(target: str, tls: TlsConfig | None) -> grpc.Channel:
     if tls is None:
         return open_channel(target)
     try:
-        ca = tls.ca_file.read_bytes()
-        cert = tls.cert_file.read_bytes() if tls.cert_file else None
-        key = tls.key_file.read_bytes() if tls.key_file else None
+        return open_channel(target, ClientTls.read(tls.ca_file, tls.cert_file, tls.key_file))
     except OSError as err:
         raise ModelUpdateError(
             Refusal.CONFIG, f"{err.filename}: cannot read the TLS file: {err.strerror}"
         ) from err
-    if cert is None or key is None:
-        return open_channel(target, ClientTls(ca))
-    return open_channel(target, ClientTls(ca, cert, key))
