@@ -38,7 +38,7 @@ from roadsense.edge.measure.cameras import MeasuredCameras
 from roadsense.edge.metrics import serve_health_metrics
 from roadsense.edge.outbox import Outbox
 from roadsense.edge.reports import AgentStats, ReportLog
-from roadsense.edge.smoothing import ProbabilityWindow, discount_uncertain
+from roadsense.edge.smoothing import SmoothedCameras, discount_uncertain
 from roadsense.edge.status import status_message
 from roadsense.edge.updates.swap import ClassifierHandover, RecentFrames
 from roadsense.edge.updates.updater import ModelLoader, ModelUpdater
@@ -93,13 +93,8 @@ class EdgeAgent:
         )
         self.cameras: dict[str, CameraCapture] = {}
         self._rois: dict[str, Roi | None] = {}
-        self._windows = {
-            c.id: ProbabilityWindow(self.config.reports.window) for c in config.cameras
-        }
+        self._smoothed = SmoothedCameras([c.id for c in config.cameras], config.reports.window)
         self._segments = {c.id: c.segment_id for c in config.cameras}
-        self._last_label: dict[str, str] = {}
-        # camera → (smoothed most probable class, classified frames it has held)
-        self._streak: dict[str, tuple[str, int]] = {}
         self._metrics: MetricsServer | None = None
         self._recent = RecentFrames(config.models.self_test_frames)
         self._handover = ClassifierHandover(SWAP_TIMEOUT_S)
@@ -255,11 +250,10 @@ class EdgeAgent:
         """Each fresh window is reported under the old model's version first, then cleared:
         a report never mixes two models' probabilities (their labels may differ)."""
         old = self.classifier
-        for camera_id, window in self._windows.items():
+        for camera_id, window in self._smoothed.windows.items():
             if window.fresh and len(window):
-                self._report(camera_id, window)
-            window.clear()
-        self._streak.clear()
+                self._report(camera_id)
+        self._smoothed.clear()
         self.classifier = classifier
         self._recent.clear()
         self.stats.model_swaps += 1
@@ -288,7 +282,7 @@ class EdgeAgent:
                 del self.cameras[camera_config.id]
             elif running is not None:
                 running.set_sample_hz(camera_config.sample_hz)  # may change the decode mode
-            self._windows[camera_config.id].resize(config.reports.window)
+            self._smoothed.windows[camera_config.id].resize(config.reports.window)
         if self.measured is not None:
             self.measured.configure(config.cameras)
 
@@ -333,21 +327,11 @@ class EdgeAgent:
                         self._report_measured(cam_id)
                         next_report[cam_id] = now + interval
                     continue
-                window = self._windows[cam_id]
-                if not window.fresh:
+                if not self._smoothed.fresh(cam_id):
                     continue
-                if cam_id not in self._last_label:
-                    # The first report of a camera goes out as soon as its window is full.
-                    urgent = len(window) >= config.reports.window
-                else:
-                    label, held = self._streak.get(cam_id, ("", 0))
-                    urgent = (
-                        config.reports.on_level_change
-                        and label != self._last_label[cam_id]
-                        and held >= config.reports.change_confirm_frames
-                    )
+                urgent = self._smoothed.urgent(cam_id, config.reports)
                 if urgent or now >= next_report.setdefault(cam_id, now + interval):
-                    self._report(cam_id, window)
+                    self._report(cam_id)
                     next_report[cam_id] = now + interval
             if now >= next_health:
                 self._publish_health()
@@ -370,18 +354,11 @@ class EdgeAgent:
             for frame, calibrated in zip(batch, probabilities, strict=True):
                 row, uncertain = discount_uncertain(calibrated, floor)
                 self.stats.uncertain_frames += uncertain
-                window = self._windows[frame.camera_id]
-                window.add(frame.capture_time_ms, row)
-                label = self.classifier.labels[int(window.mean().argmax())]
-                previous, held = self._streak.get(frame.camera_id, ("", 0))
-                self._streak[frame.camera_id] = (label, held + 1 if label == previous else 1)
+                labels = self.classifier.labels
+                self._smoothed.add(frame.camera_id, frame.capture_time_ms, row, labels)
 
-    def _report(self, camera_id: str, window: ProbabilityWindow) -> None:
-        start_ms, end_ms = window.span_ms()
-        probabilities = window.mean()
-        frames = len(window)
-        window.fresh = False
-        self._last_label[camera_id] = self.classifier.labels[int(probabilities.argmax())]
+    def _report(self, camera_id: str) -> None:
+        smoothed = self._smoothed.take(camera_id, self.classifier.labels)
         segment = self._segments[camera_id]
 
         def build(seq: int) -> bytes:
@@ -391,12 +368,12 @@ class EdgeAgent:
                 camera_id=camera_id,
                 segment_id=segment,
                 seq=seq,
-                capture_time_ms=end_ms,
-                window_start_ms=start_ms,
+                capture_time_ms=smoothed.end_ms,
+                window_start_ms=smoothed.start_ms,
                 model_version=self.classifier.card.version,
                 labels=self.classifier.labels,
-                probabilities=[float(p) for p in probabilities],
-                frames_in_window=frames,
+                probabilities=[float(p) for p in smoothed.probabilities],
+                frames_in_window=smoothed.frames,
             ).SerializeToString()
 
         self._append(camera_id, build)

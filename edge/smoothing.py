@@ -1,11 +1,16 @@
-"""Per-camera smoothing: the mean class probabilities of the last K frames."""
+"""Per-camera smoothing: the mean class probabilities of the last K frames, and when a
+classifying camera's report is due."""
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from roadsense.edge.config import ReportConfig
 
 
 class ProbabilityWindow:
@@ -58,3 +63,69 @@ def discount_uncertain(
         return probabilities, False
     uniform = np.full_like(probabilities, 1.0 / len(probabilities))
     return uniform, True
+
+
+@dataclass(frozen=True)
+class Smoothed:
+    """What one report of a classifying camera carries."""
+
+    start_ms: int
+    end_ms: int
+    probabilities: npt.NDArray[np.float32]
+    frames: int
+
+
+class SmoothedCameras:
+    """Each classifying camera's window, the level it last reported and how long its
+    smoothed level has held (a change is reported at once once it has held long enough)."""
+
+    def __init__(self, camera_ids: Iterable[str], size: int) -> None:
+        self.windows = {camera_id: ProbabilityWindow(size) for camera_id in camera_ids}
+        self._last_label: dict[str, str] = {}
+        # camera → (smoothed most probable class, classified frames it has held)
+        self._streak: dict[str, tuple[str, int]] = {}
+
+    def add(
+        self,
+        camera_id: str,
+        capture_time_ms: int,
+        row: npt.NDArray[np.float32],
+        labels: list[str],
+    ) -> None:
+        """One classified frame of ``camera_id``."""
+        window = self.windows[camera_id]
+        window.add(capture_time_ms, row)
+        label = labels[int(window.mean().argmax())]
+        previous, held = self._streak.get(camera_id, ("", 0))
+        self._streak[camera_id] = (label, held + 1 if label == previous else 1)
+
+    def fresh(self, camera_id: str) -> bool:
+        """A frame arrived since the camera's last report."""
+        return self.windows[camera_id].fresh
+
+    def urgent(self, camera_id: str, reports: ReportConfig) -> bool:
+        """Report now, before the interval: the camera's first full window, or a changed
+        level that has held ``change_confirm_frames``."""
+        if camera_id not in self._last_label:
+            return len(self.windows[camera_id]) >= reports.window
+        label, held = self._streak.get(camera_id, ("", 0))
+        return (
+            reports.on_level_change
+            and label != self._last_label[camera_id]
+            and held >= reports.change_confirm_frames
+        )
+
+    def take(self, camera_id: str, labels: list[str]) -> Smoothed:
+        """The camera's report, taken: the window is no longer fresh."""
+        window = self.windows[camera_id]
+        start_ms, end_ms = window.span_ms()
+        probabilities = window.mean()
+        window.fresh = False
+        self._last_label[camera_id] = labels[int(probabilities.argmax())]
+        return Smoothed(start_ms, end_ms, probabilities, len(window))
+
+    def clear(self) -> None:
+        """Forget every window and streak (a new model's labels may differ)."""
+        for window in self.windows.values():
+            window.clear()
+        self._streak.clear()
