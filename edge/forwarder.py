@@ -11,7 +11,8 @@ thread; they are queued and applied to the outbox here, many per transaction.
 
 With a ``Confirmation`` the broker's PUBACK is not the end: the report stays
 until the cloud confirms it committed it (``confirmed``), and one that waits
-too long is published again, sharing the backlog's rate. Without one, the
+too long is published again, sharing the backlog's rate; so is, at once, one that
+a previous run left unconfirmed. Without one, the
 PUBACK removes the report.
 """
 
@@ -73,6 +74,7 @@ class Forwarder:
         self._confirmed = 0
         self._resent = 0
         self._epoch_pending = True
+        self._first_epoch = True
         self._live_from = 1
         self._live_cursor = 0
         self._backlog_cursor = 0
@@ -192,8 +194,13 @@ class Forwarder:
                 return
             self._epoch_pending = False
         if self._confirmation is not None:
-            # The broker may have come back without what it acknowledged before.
-            self._outbox.resend_unconfirmed_by(now_ms() + int(self._confirmation.timeout_s * 1000))
+            # The broker may have come back without what it acknowledged before. On the
+            # first connection of this process, the last one may have died between taking
+            # the cloud's confirmation off the wire and applying it: what still awaits one
+            # is published again at once (the cloud confirms a repeat and stores it once).
+            wait_ms = 0 if self._first_epoch else int(self._confirmation.timeout_s * 1000)
+            self._outbox.resend_unconfirmed_by(now_ms() + wait_ms)
+        self._first_epoch = False
         with self._lock:
             self._live_from = live_from
             self._live_cursor = live_from - 1

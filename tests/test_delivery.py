@@ -125,6 +125,29 @@ def test_the_forwarder_removes_only_what_the_cloud_confirms_and_sends_the_rest_a
         forwarder.stop()
 
 
+def test_a_restart_publishes_what_the_last_run_left_unconfirmed_at_once(tmp_path: Path) -> None:
+    # The last run took the cloud's confirmation off the wire and died before applying it:
+    # its reports wait 10 minutes for a resend, which a new process must not wait for.
+    outbox = outbox_of(tmp_path, 3)
+    outbox.mark_published([1, 2], now_ms(), timeout_ms=600_000, max_ms=600_000)
+    publisher = MemoryPublisher()
+    publisher.start()
+    forwarder = Forwarder(outbox, publisher, 10, 1000, Confirmation(600.0, 600.0))
+    forwarder.start()
+    try:
+        assert wait_until(lambda: sorted(published_seqs(publisher)) == [1, 2, 3], 5.0)
+        assert wait_until(lambda: forwarder.resent == 2, 5.0)
+        # A later reconnection of the same process waits the confirmation timeout again.
+        assert wait_until(lambda: outbox.stats().awaiting_cloud == 3)
+        forwarder.connected()
+        time.sleep(0.5)
+        assert sorted(published_seqs(publisher)) == [1, 2, 3]
+        forwarder.confirm([(1, 3)])
+        assert wait_until(lambda: outbox.pending_count() == 0)
+    finally:
+        forwarder.stop()
+
+
 def test_every_committed_report_is_confirmed_to_its_own_device_dead_letters_too() -> None:
     good = report(device="dev-1", seq=4).SerializeToString()
     bad = report(device="dev-1", seq=5, probabilities=[0.9, 0.9, 0.0, 0.0, 0.0])
