@@ -16,14 +16,17 @@ from roadsense.models.footage.multicamera import (
     CAMERAS_FILE,
     CLIPS_FILE,
     COMPOSITES_FILE,
+    COUNTS_FILE,
     LABELS_FILE,
     composite_frames,
     labelled_frames,
     median_background,
+    read_hand_counts,
     read_labelled_set,
 )
 
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "data" / "footage"
+TFL_06600 = "tfl-06600-cromwell-earlscourt-2019-05-24.mp4"
 
 
 def test_the_shipped_set_reads_and_every_camera_has_a_region() -> None:
@@ -43,6 +46,38 @@ def test_tfl_regions_leave_out_the_burned_in_text_bands() -> None:
         _, top, _, bottom = roi_box(352, 288, camera.roi)
         assert top >= 0.18 * 288 - 1, camera.id  # timestamp, camera number, logo
         assert bottom <= 0.92 * 288 + 1, camera.id  # street name
+
+
+def test_the_shipped_hand_counts_cover_every_camera_without_boxes() -> None:
+    data = read_labelled_set(SHIPPED)
+    counts = read_hand_counts(SHIPPED / COUNTS_FILE, data.clips)
+    boxed = {"tfl-03601", "tfl-07355"}
+    assert {c.camera for c in counts} == set(data.cameras) - boxed
+    assert len(counts) == 57
+    assert sum(c.vehicles for c in counts) == 600
+    # Every uncertain count says why.
+    assert all(c.note for c in counts if c.uncertain)
+
+
+COUNTS_HEADER = "file,camera,frame,vehicles,uncertain,note\n"
+
+
+@pytest.mark.parametrize(
+    ("row", "error"),
+    [
+        ("nowhere.mp4,tfl-06600,1,3,0,", r"counts.csv:2: clip 'nowhere.mp4' is not in clips.csv"),
+        (f"{TFL_06600},tfl-06608,1,3,0,", r"counts.csv:2: .* camera 'tfl-06600', not 'tfl-06608'"),
+        (f"{TFL_06600},tfl-06600,246,3,0,", r"counts.csv:2: frame 246 is past the clip's 246"),
+        (f"{TFL_06600},tfl-06600,1,3,maybe,", r"counts.csv:2: uncertain must be 0 or 1"),
+        (f"{TFL_06600},tfl-06600,1,-3,0,", r"counts.csv:2: vehicles"),
+        (f"{TFL_06600},tfl-06600,1,3,0,\n{TFL_06600},tfl-06600,1,4,0,", r"counts.csv:3: .* twice"),
+    ],
+)
+def test_a_bad_hand_count_is_refused_with_its_line(tmp_path: Path, row: str, error: str) -> None:
+    data = read_labelled_set(SHIPPED)
+    (tmp_path / COUNTS_FILE).write_text(COUNTS_HEADER + row + "\n")
+    with pytest.raises(FootageError, match=error):
+        read_hand_counts(tmp_path / COUNTS_FILE, data.clips)
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -148,7 +183,6 @@ def test_the_shipped_composites_are_free_medians_of_listed_clips() -> None:
 
 
 COMPOSITES_HEADER = "# labelled_by: test\n# method: test\nfile,method,label\n"
-TFL_06600 = "tfl-06600-cromwell-earlscourt-2019-05-24.mp4"
 
 
 @pytest.mark.parametrize(

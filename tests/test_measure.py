@@ -8,6 +8,7 @@ detector was never trained on any of these cameras.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -297,9 +298,29 @@ def test_evaluate_counts_scores_each_boxed_camera_held_out() -> None:
     assert means["count_error"] == pytest.approx(
         (rows["tfl-03601"]["count_error"] + rows["tfl-07355"]["count_error"]) / 2, abs=1e-3
     )
+    # The other 19 cameras, counted by hand, at the detector's own threshold.
+    hand = json.loads(done.stdout)["hand_counts"]
+    assert (hand["frames"], hand["threshold"]) == (57, 0.15)
+    cameras = hand["all_frames"]["cameras"]
+    assert len(cameras) == 19
+    assert sum(c["vehicles"] for c in cameras) == 600
+    for row in cameras:
+        assert row["count_error"] >= abs(row["bias"]) - 1e-3
+    assert 0 < hand["all_frames"]["camera_mean"]["count_error"] < 0.4
 
 
 def test_a_cameras_rule_defaults_are_the_rules_own() -> None:
     from roadsense.edge.measure.config import RuleConfig
 
     assert RuleConfig().thresholds() == RuleThresholds()
+
+
+def test_hand_counts_score_the_error_and_the_bias_apart() -> None:
+    from roadsense.models.detection.counts import hand_count_scores
+
+    # (true, found): misses and false boxes cancel in the bias, not in the error.
+    scores = hand_count_scores("cam", [(10, 8), (4, 6), (6, 6)])
+    assert (scores.frames, scores.vehicles, scores.found) == (3, 20, 20)
+    assert scores.count_error == pytest.approx(4 / 20)
+    assert scores.bias == 0
+    assert math.isnan(hand_count_scores("empty", [(0, 2)]).count_error)

@@ -1,7 +1,9 @@
 """``roadsense models evaluate-counts``: the measurement against hand-drawn boxes and labels.
 
 Counts, boxes and stopped vehicles are scored on the CVAT-boxed clips of the footage,
-leave one camera out (``roadsense.models.detection.counts``); with ``--levels`` the
+leave one camera out (``roadsense.models.detection.counts``); counts alone on the frames
+counted by hand (``counts.csv``: the cameras without boxes, at the detector's own
+threshold, in each camera's region of interest as the levels' meter); with ``--levels`` the
 measured level is scored leave one camera out against both labellers of the 21 cameras
 (``roadsense.models.detection.levels``). The detector runs as on the edge: the same
 backend, the same meter (zone, tracker, stopped rule).
@@ -136,6 +138,84 @@ def _counts(args: argparse.Namespace, detector: Detector) -> dict[str, Any]:
     }
 
 
+def _counted_frames(clip: Path, wanted: set[int]) -> dict[int, npt.NDArray[np.uint8]]:
+    """The decoded frames of ``clip`` whose 0-based index is in ``wanted``."""
+    import cv2
+    import numpy as np
+
+    capture = cv2.VideoCapture(str(clip))
+    found: dict[int, npt.NDArray[np.uint8]] = {}
+    index = 0
+    try:
+        while len(found) < len(wanted):
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if index in wanted:
+                found[index] = np.asarray(frame, dtype=np.uint8)
+            index += 1
+    finally:
+        capture.release()
+    missing = sorted(wanted - set(found))
+    if missing:
+        raise RoadSenseError(f"{clip}: cannot decode frame(s) {missing} counted by hand")
+    return found
+
+
+def _hand_counts(args: argparse.Namespace, detector: Detector) -> dict[str, Any] | None:
+    """The count error on the frames counted by hand; None when the set has no counts."""
+    import numpy as np
+
+    from roadsense.models.detection.counts import hand_count_scores
+    from roadsense.models.detection.zone import in_zone, zone_mask
+    from roadsense.models.footage.multicamera import (
+        COUNTS_FILE,
+        read_hand_counts,
+        read_labelled_set,
+    )
+
+    path = args.footage / COUNTS_FILE
+    if not path.is_file():
+        return None
+    data = read_labelled_set(args.footage)
+    counts = read_hand_counts(path, data.clips)
+    threshold = detector.card.score_threshold
+    pairs: dict[str, list[tuple[int, int]]] = {}
+    certain: dict[str, list[tuple[int, int]]] = {}
+    for file in sorted({c.file for c in counts}):
+        mine = [c for c in counts if c.file == file]
+        images = _counted_frames(args.footage / file, {c.frame for c in mine})
+        x, y, w, h = data.cameras[mine[0].camera].roi
+        for count, found in zip(
+            mine, detector.detect([images[c.frame] for c in mine]), strict=True
+        ):
+            shape = images[count.frame].shape[:2]
+            mask = zone_mask([(x, y), (x + w, y), (x + w, y + h), (x, y + h)], shape)
+            kept = np.asarray(found.confidence) >= threshold
+            inside = in_zone(found.xyxy[kept].astype(np.float32), mask)
+            pair = (count.vehicles, int(inside.sum()))
+            pairs.setdefault(count.camera, []).append(pair)
+            if not count.uncertain:
+                certain.setdefault(count.camera, []).append(pair)
+
+    def summary(per_camera: dict[str, list[tuple[int, int]]]) -> dict[str, Any]:
+        rows = [hand_count_scores(camera, p) for camera, p in sorted(per_camera.items())]
+        return {
+            "cameras": [_rounded(asdict(r)) for r in rows],
+            "camera_mean": {
+                name: round(float(np.nanmean([getattr(r, name) for r in rows])), 3)
+                for name in ("count_error", "bias")
+            },
+        }
+
+    return {
+        "threshold": threshold,
+        "frames": len(counts),
+        "all_frames": summary(pairs),
+        "certain_frames": summary(certain),
+    }
+
+
 def _rounded(values: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 3) if isinstance(v, float) and not math.isnan(v) else v
             for k, v in values.items()}  # fmt: skip
@@ -206,6 +286,9 @@ def _evaluate_counts(args: argparse.Namespace) -> int:
     detector = create_detector(args.backend, args.model, options)
     try:
         report: dict[str, Any] = {"counts": _counts(args, detector)}
+        hand = _hand_counts(args, detector)
+        if hand is not None:
+            report["hand_counts"] = hand
         if args.levels:
             report["levels"] = _levels(args, detector)
     finally:
@@ -220,6 +303,15 @@ def _evaluate_counts(args: argparse.Namespace) -> int:
             f"  {row['camera']:24s} count error {row['count_error']:.3f}  recall@0.3 "
             f"{row['recall_30']:.3f}  @0.5 {row['recall_50']:.3f}  precision@0.3 "
             f"{row['precision_30']:.3f}  stopped/moving {row['stopped_agreement']}"
+        )
+    if "hand_counts" in report:
+        hand = report["hand_counts"]
+        means, sure = hand["all_frames"]["camera_mean"], hand["certain_frames"]["camera_mean"]
+        print(
+            f"counted by hand ({hand['frames']} frames, {len(hand['all_frames']['cameras'])} "
+            f"cameras, threshold {hand['threshold']:g}): count error {means['count_error']:.3f}, "
+            f"bias {means['bias']:+.3f}; frames counted with certainty: "
+            f"{sure['count_error']:.3f}, {sure['bias']:+.3f}"
         )
     if "levels" in report:
         means = report["levels"]["camera_mean"]
@@ -237,7 +329,8 @@ def add_evaluate_counts(models_commands: Any) -> None:
         help="score the measurement on hand-boxed clips (and levels), leave one camera out",
         description="Per-frame count error, recall and precision at IoU 0.3 and 0.5, and "
         "stopped/moving agreement on the CVAT-boxed clips, each camera scored at the score "
-        "threshold chosen on the others; with --levels, the measured level against both "
+        "threshold chosen on the others; the count error on the frames counted by hand "
+        "(counts.csv) of the other cameras; with --levels, the measured level against both "
         "labellers of the 21 cameras.",
     )
     evaluate.add_argument("--model", type=Path, default=DEFAULT_DETECTOR, help="detector ONNX")

@@ -11,6 +11,10 @@ is then scored at it:
 - recall at IoU 0.3 and 0.5 of every truth box, precision of the boxes in the zone;
 - stopped or moving: of the truth boxes found (IoU 0.3), the mean of the recall of stopped
   and of moving ones, so that calling everything moving scores 0.5, not the moving share.
+
+Cameras counted by hand (single frames, no boxes) are scored on counts alone
+(``hand_count_scores``): the count error as above, and the bias (found - true) / true,
+which says whether the detector misses vehicles or adds some.
 """
 
 from __future__ import annotations
@@ -118,3 +122,24 @@ def camera_mean(folds: Sequence[CountFold], field: str) -> float:
     values = [getattr(f.scores, field) for f in folds]
     present = [v for v in values if not math.isnan(v)]
     return float(np.mean(present)) if present else math.nan
+
+
+@dataclass(frozen=True)
+class HandCountScores:
+    """One camera's counts against a person's, at the detector's own threshold."""
+
+    camera: str
+    frames: int
+    vehicles: int
+    found: int
+    count_error: float
+    bias: float
+
+
+def hand_count_scores(camera: str, pairs: Sequence[tuple[int, int]]) -> HandCountScores:
+    """(true, found) per frame of one camera → its count error and bias."""
+    true = sum(t for t, _ in pairs)
+    found = sum(f for _, f in pairs)
+    error = sum(abs(f - t) for t, f in pairs) / true if true else math.nan
+    bias = (found - true) / true if true else math.nan
+    return HandCountScores(camera, len(pairs), true, found, error, bias)

@@ -10,6 +10,8 @@ being comments:
 - ``labels.csv``: ``file,first_frame,last_frame,label``: hand-labelled frame ranges
   (0-based, inclusive); its comments must say who labelled it (``# labelled_by:``) and how
   (``# method:``);
+- ``counts.csv`` (optional): ``file,camera,frame,vehicles,uncertain,note``: vehicles counted
+  by hand in single frames of cameras without boxes (the count error's truth there);
 - ``composites.csv`` (optional): ``file,method,label``: training-only images made from a
   clip where a level is rare; ``median`` is the temporal median of the clip (moving
   vehicles vanish, the empty road stays), kept only where a person checked that the result
@@ -45,10 +47,12 @@ CAMERAS_FILE = "cameras.csv"
 CLIPS_FILE = "clips.csv"
 LABELS_FILE = "labels.csv"
 COMPOSITES_FILE = "composites.csv"
+COUNTS_FILE = "counts.csv"
 CAMERA_COLUMNS = ("camera", "roi_x", "roi_y", "roi_width", "roi_height", "view")
 CLIP_COLUMNS = ("file", "camera", "frames", "sha256", "licence")
 LABEL_COLUMNS = ("file", "first_frame", "last_frame", "label")
 COMPOSITE_COLUMNS = ("file", "method", "label")
+COUNT_COLUMNS = ("file", "camera", "frame", "vehicles", "uncertain", "note")
 COMPOSITE_METHODS = ("median",)
 REQUIRED_COMMENTS = ("labelled_by", "method")
 MEDIAN_STEP = 2
@@ -352,3 +356,44 @@ def labelled_frames(
             )
     logger.info("%d labelled frames from %d clips", len(out), len(data.clips))
     return out
+
+
+@dataclass(frozen=True)
+class HandCount:
+    """The vehicles a person counted in one frame of a clip (``counts.csv``)."""
+
+    file: str
+    camera: str
+    frame: int
+    vehicles: int
+    uncertain: bool
+    """The counter thought the count could be off by more than two."""
+    note: str
+
+
+def read_hand_counts(path: Path, clips: dict[str, Clip]) -> list[HandCount]:
+    """Hand counts; a clip not listed, a camera that is not the clip's, a frame past the end
+    of its clip or a frame counted twice is refused with ``file:line``."""
+    counts: list[HandCount] = []
+    seen: set[tuple[str, int]] = set()
+    for line, row in _rows(path, COUNT_COLUMNS):
+        where = f"{path}:{line}"
+        clip = clips.get(row["file"])
+        if clip is None:
+            raise FootageError(f"{where}: clip {row['file']!r} is not in {CLIPS_FILE}")
+        if row["camera"] != clip.camera:
+            raise FootageError(
+                f"{where}: clip {row['file']!r} is of camera {clip.camera!r}, not {row['camera']!r}"
+            )
+        frame = whole_number(row["frame"], where, "frame")
+        if frame >= clip.frames:
+            raise FootageError(f"{where}: frame {frame} is past the clip's {clip.frames} frames")
+        if (row["file"], frame) in seen:
+            raise FootageError(f"{where}: frame {frame} of {row['file']!r} counted twice")
+        seen.add((row["file"], frame))
+        if row["uncertain"] not in ("0", "1"):
+            raise FootageError(f"{where}: uncertain must be 0 or 1, got {row['uncertain']!r}")
+        vehicles = whole_number(row["vehicles"], where, "vehicles")
+        uncertain = row["uncertain"] == "1"
+        counts.append(HandCount(row["file"], clip.camera, frame, vehicles, uncertain, row["note"]))
+    return counts
