@@ -144,7 +144,7 @@ class CameraHealth(_message.Message):
     def __init__(self, camera_id: _Optional[str] = ..., state: _Optional[str] = ..., frames_captured: _Optional[int] = ..., last_frame_ms: _Optional[int] = ..., fps: _Optional[float] = ..., sample_hz: _Optional[float] = ..., reconnects: _Optional[int] = ..., problem: _Optional[str] = ..., frames_used: _Optional[int] = ..., decode_mode: _Optional[str] = ..., keyframe_hz: _Optional[float] = ..., effective_sample_hz: _Optional[float] = ..., stream_fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., snapshot_state: _Optional[str] = ...) -> None: ...
 
 class DeviceHealth(_message.Message):
-    __slots__ = ("schema_version", "device_id", "time_ms", "uptime_s", "cameras", "frames_classified", "reports_created", "reports_acknowledged", "outbox_pending", "outbox_dropped", "backend", "inference_p50_ms", "inference_p95_ms", "mean_batch_size", "outbox_bytes", "outbox_oldest_age_s", "temperatures_c", "model_version", "outbox_state", "reports_lost", "snapshots_sent", "reports_confirmed", "outbox_awaiting_cloud", "process_cpu_share", "cpu_count", "frames_uncertain", "previous_model_version", "model_update_error")
+    __slots__ = ("schema_version", "device_id", "time_ms", "uptime_s", "cameras", "frames_classified", "reports_created", "reports_acknowledged", "outbox_pending", "outbox_dropped", "backend", "inference_p50_ms", "inference_p95_ms", "mean_batch_size", "outbox_bytes", "outbox_oldest_age_s", "temperatures_c", "model_version", "outbox_state", "reports_lost", "snapshots_sent", "reports_confirmed", "outbox_awaiting_cloud", "process_cpu_share", "cpu_count", "frames_uncertain", "previous_model_version", "model_update_error", "detector_version", "previous_detector_version")
     class TemperaturesCEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -180,6 +180,8 @@ class DeviceHealth(_message.Message):
     FRAMES_UNCERTAIN_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_UPDATE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    DETECTOR_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_DETECTOR_VERSION_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     device_id: str
     time_ms: int
@@ -208,7 +210,9 @@ class DeviceHealth(_message.Message):
     frames_uncertain: int
     previous_model_version: str
     model_update_error: str
-    def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., uptime_s: _Optional[float] = ..., cameras: _Optional[_Iterable[_Union[CameraHealth, _Mapping]]] = ..., frames_classified: _Optional[int] = ..., reports_created: _Optional[int] = ..., reports_acknowledged: _Optional[int] = ..., outbox_pending: _Optional[int] = ..., outbox_dropped: _Optional[int] = ..., backend: _Optional[str] = ..., inference_p50_ms: _Optional[float] = ..., inference_p95_ms: _Optional[float] = ..., mean_batch_size: _Optional[float] = ..., outbox_bytes: _Optional[int] = ..., outbox_oldest_age_s: _Optional[float] = ..., temperatures_c: _Optional[_Mapping[str, float]] = ..., model_version: _Optional[str] = ..., outbox_state: _Optional[str] = ..., reports_lost: _Optional[int] = ..., snapshots_sent: _Optional[int] = ..., reports_confirmed: _Optional[int] = ..., outbox_awaiting_cloud: _Optional[int] = ..., process_cpu_share: _Optional[float] = ..., cpu_count: _Optional[int] = ..., frames_uncertain: _Optional[int] = ..., previous_model_version: _Optional[str] = ..., model_update_error: _Optional[str] = ...) -> None: ...
+    detector_version: str
+    previous_detector_version: str
+    def __init__(self, schema_version: _Optional[int] = ..., device_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., uptime_s: _Optional[float] = ..., cameras: _Optional[_Iterable[_Union[CameraHealth, _Mapping]]] = ..., frames_classified: _Optional[int] = ..., reports_created: _Optional[int] = ..., reports_acknowledged: _Optional[int] = ..., outbox_pending: _Optional[int] = ..., outbox_dropped: _Optional[int] = ..., backend: _Optional[str] = ..., inference_p50_ms: _Optional[float] = ..., inference_p95_ms: _Optional[float] = ..., mean_batch_size: _Optional[float] = ..., outbox_bytes: _Optional[int] = ..., outbox_oldest_age_s: _Optional[float] = ..., temperatures_c: _Optional[_Mapping[str, float]] = ..., model_version: _Optional[str] = ..., outbox_state: _Optional[str] = ..., reports_lost: _Optional[int] = ..., snapshots_sent: _Optional[int] = ..., reports_confirmed: _Optional[int] = ..., outbox_awaiting_cloud: _Optional[int] = ..., process_cpu_share: _Optional[float] = ..., cpu_count: _Optional[int] = ..., frames_uncertain: _Optional[int] = ..., previous_model_version: _Optional[str] = ..., model_update_error: _Optional[str] = ..., detector_version: _Optional[str] = ..., previous_detector_version: _Optional[str] = ...) -> None: ...
 
 class CameraSettings(_message.Message):
     __slots__ = ("camera_id", "sample_hz", "enabled", "roi")
@@ -261,7 +265,7 @@ class SnapshotCommand(_message.Message):
     def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., max_width: _Optional[int] = ...) -> None: ...
 
 class ModelUpdate(_message.Message):
-    __slots__ = ("schema_version", "request_id", "version", "size", "sha256", "card_sha256", "signature", "grpc_address", "rollout_id")
+    __slots__ = ("schema_version", "request_id", "version", "size", "sha256", "card_sha256", "signature", "grpc_address", "rollout_id", "kind")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -271,6 +275,7 @@ class ModelUpdate(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     request_id: str
     version: str
@@ -280,7 +285,8 @@ class ModelUpdate(_message.Message):
     signature: bytes
     grpc_address: str
     rollout_id: str
-    def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., version: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., card_sha256: _Optional[str] = ..., signature: _Optional[bytes] = ..., grpc_address: _Optional[str] = ..., rollout_id: _Optional[str] = ...) -> None: ...
+    kind: str
+    def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., version: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., card_sha256: _Optional[str] = ..., signature: _Optional[bytes] = ..., grpc_address: _Optional[str] = ..., rollout_id: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class Snapshot(_message.Message):
     __slots__ = ("schema_version", "device_id", "camera_id", "request_id", "capture_time_ms", "jpeg", "width", "height", "roi", "blurred_regions")
