@@ -1,14 +1,15 @@
-"""The edge agent: cameras → batched CNN → smoothing → outbox → MQTT.
+"""The edge agent: cameras → batched CNN → outbox → MQTT.
 
-Every camera is sampled at its own rate; frames due from all cameras go to
-the classifier in one batch (up to the model's max batch). Each camera's
-probabilities are smoothed over a window and reported every interval, and at
-once when the most probable class changes. Reports enter the durable outbox
-first; the forwarder publishes them. Settings changed by a remote ``config``
-command are applied by the inference loop and persisted in the outbox file. Commands
-(``edge/commands/handler.py``) are answered on the MQTT client's thread; a ``model``
-command goes to the model updater (``edge/updates/updater.py``), whose new model the
-inference loop swaps in between two classifier batches.
+Every camera is sampled at its own rate; frames due from all cameras go to one model in
+one batch (up to its max batch): the vehicle detector when the device measures
+(``edge/measure/cameras.py``: counts, stopped vehicles, occupancy, the level by the rule),
+else the scene classifier (``edge/classified.py``: probabilities smoothed over a window).
+Each camera is reported every interval (a classifying camera also at once when its level
+changes). Reports enter the durable outbox first; the forwarder publishes them. Settings
+changed by a remote ``config`` command are applied by the inference loop and persisted in
+the outbox file. Commands (``edge/commands/handler.py``) are answered on the MQTT client's
+thread; a ``model`` command goes to the updater of its kind (``edge/updates/updater.py``),
+whose new model the inference loop swaps in between two batches.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from typing import Any
 
 from roadsense.core.metrics import MetricsServer
 from roadsense.core.publisher import Publisher
-from roadsense.core.roi import Roi, crop_roi
 from roadsense.core.timeutil import now_ms
-from roadsense.edge.backends.classifier import Classifier, create_classifier
+from roadsense.edge.backends.classifier import Classifier
 from roadsense.edge.backends.detector import Detector
 from roadsense.edge.capture.camera import CameraCapture, CapturedFrame
+from roadsense.edge.classified import ClassifiedCameras
 from roadsense.edge.commands.handler import CommandHandler, RemoteSettings
 from roadsense.edge.config import EdgeConfig
 from roadsense.edge.forwarder import Confirmation, Forwarder
@@ -38,12 +39,13 @@ from roadsense.edge.measure.cameras import MeasuredCameras
 from roadsense.edge.metrics import serve_health_metrics
 from roadsense.edge.outbox import Outbox
 from roadsense.edge.reports import AgentStats, ReportLog
-from roadsense.edge.smoothing import SmoothedCameras, discount_uncertain
 from roadsense.edge.status import status_message
-from roadsense.edge.updates.swap import ClassifierHandover, RecentFrames
-from roadsense.edge.updates.updater import ModelLoader, ModelUpdater
+from roadsense.edge.updates.slots import classifier_slot, detector_slot
+from roadsense.edge.updates.swap import ModelHandover, RecentFrames
+from roadsense.edge.updates.updater import ModelUpdater, route_update
 from roadsense.models.preprocess import Frame
 from roadsense.proto import SCHEMA_VERSION
+from roadsense.proto.model_kinds import CONGESTION, DETECTOR
 from roadsense.proto.topics import (
     ack_topic,
     command_filter,
@@ -67,19 +69,24 @@ class EdgeAgent:
         classifier: Classifier,
         publisher: Publisher,
         outbox: Outbox,
-        loader: ModelLoader | None = None,
+        loader: Callable[[Path], Classifier] | None = None,
         *,
         detector: Detector | None = None,
     ) -> None:
         self.file_config = config
         self.settings = RemoteSettings(config, outbox)
-        self.classifier = classifier
         self.publisher = publisher
         self.outbox = outbox
         self.stats = AgentStats()
         self.reports = ReportLog(outbox, self.stats)
         self.timer = InferenceTimer()
-        self.measured = MeasuredCameras(detector, self.timer) if detector else None
+        self.classified = ClassifiedCameras(classifier, config, self.timer, self.stats)
+        """The classifying side (every device; it reports when the device does not measure)."""
+        self.measured = (
+            MeasuredCameras(detector, self.timer, RecentFrames(config.models.self_test_frames))
+            if detector
+            else None
+        )
         """The measuring side, when the device measures (``[measure] enabled``)."""
         self._cpu = CpuMeter()
         self.forwarder = Forwarder(
@@ -92,14 +99,19 @@ class EdgeAgent:
             else None,
         )
         self.cameras: dict[str, CameraCapture] = {}
-        self._rois: dict[str, Roi | None] = {}
-        self._smoothed = SmoothedCameras([c.id for c in config.cameras], config.reports.window)
         self._segments = {c.id: c.segment_id for c in config.cameras}
         self._metrics: MetricsServer | None = None
-        self._recent = RecentFrames(config.models.self_test_frames)
-        self._handover = ClassifierHandover(SWAP_TIMEOUT_S)
-        self.updater = ModelUpdater(config, self, loader or _same_backend(config, classifier))
-        self.commands = CommandHandler(self.settings, publisher, self._still, self.updater.submit)
+        self._handover = ModelHandover(SWAP_TIMEOUT_S)
+        self._detector_handover = ModelHandover(SWAP_TIMEOUT_S)
+        self._update_error = ""
+        self.updater = ModelUpdater(config, classifier_slot(config, self, loader), self.reply_model)
+        self.detector_updater = (
+            ModelUpdater(config, detector_slot(config, self), self.reply_model)
+            if self.measured is not None
+            else None
+        )
+        """The detector's updater, when the device measures."""
+        self.commands = CommandHandler(self.settings, publisher, self._still, self.submit_model)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"agent-{config.device_id}", daemon=True
@@ -121,6 +133,11 @@ class EdgeAgent:
     def device_id(self) -> str:
         """This device's id."""
         return self.file_config.device_id
+
+    @property
+    def classifier(self) -> Classifier:
+        """The scene classifier in force."""
+        return self.classified.classifier
 
     @property
     def config(self) -> EdgeConfig:
@@ -149,6 +166,8 @@ class EdgeAgent:
         self.publisher.start()
         self._thread.start()
         self.updater.start()
+        if self.detector_updater is not None:
+            self.detector_updater.start()
 
     def stop_capture(self) -> None:
         """Stop cameras and inference; reports already made keep flowing."""
@@ -170,6 +189,8 @@ class EdgeAgent:
         """Stop everything; unacknowledged reports stay in the outbox for next time."""
         self._stop.set()  # also ends an update's wait for recent frames
         self.updater.stop()
+        if self.detector_updater is not None:
+            self.detector_updater.stop()
         self.stop_capture()
         offline = status_message(
             self.device_id,
@@ -224,14 +245,20 @@ class EdgeAgent:
 
     # Model updates (called by the updater's thread) ----------------------------
 
+    def submit_model(self, payload: bytes) -> None:
+        """A ModelUpdate (MQTT thread), for the updater of its kind."""
+        updaters = {CONGESTION: self.updater, DETECTOR: self.detector_updater}
+        route_update(payload, {k: u for k, u in updaters.items() if u}, self.reply_model)
+
     def reply_model(self, request_id: str, ok: bool, error: str, settings: dict[str, Any]) -> None:
         """Answer a ModelUpdate on reply/model; settings_json names the model in force."""
+        self._update_error = error
         self.commands.reply("model", request_id, ok=ok, error=error, settings=json.dumps(settings))
         self._publish_health()  # the version in force and the last update's outcome
 
     def recent_frames(self, count: int, wait_s: float) -> list[Frame]:
         """Up to ``count`` of the frames last classified, cropped as the classifier saw them."""
-        return self._recent.take(count, wait_s, self._stop)
+        return self.classified.recent.take(count, wait_s, self._stop)
 
     def swap_classifier(self, candidate: Classifier) -> float:
         """Have the inference loop put ``candidate`` in force between two batches; the
@@ -242,27 +269,46 @@ class EdgeAgent:
         self._publish_birth()  # the retained status names the model in force
         return pause_ms
 
+    @property
+    def detector(self) -> Detector:
+        """The detector in force (a measuring device's)."""
+        assert self.measured is not None
+        return self.measured.detector
+
+    def recent_measured_frames(self, count: int, wait_s: float) -> list[Frame]:
+        """Up to ``count`` of the whole frames last measured."""
+        assert self.measured is not None
+        return self.measured.recent.take(count, wait_s, self._stop)
+
+    def swap_detector(self, candidate: Detector) -> float:
+        """Have the inference loop put ``candidate`` in force between two batches; the time
+        in ms the loop spent on it."""
+        step = None if self._thread.is_alive() else self._take_new_detector
+        return self._detector_handover.hand_over(candidate, step)
+
+    def _take_new_detector(self) -> None:
+        self._detector_handover.take(self._put_detector_in_force)
+
+    def _put_detector_in_force(self, detector: Detector) -> None:
+        """Each camera's window so far is reported under the old detector first: a report
+        never mixes two detectors' counts."""
+        assert self.measured is not None
+        for camera_id in self._segments:
+            if self.measured.ready(camera_id):
+                self._report_measured(camera_id)
+        old = self.measured.swap(detector)
+        logger.info("detector %s swapped in for %s between two batches", detector.version, old)
+
     def _take_new_model(self) -> None:
         """Swap in the waiting classifier (inference loop, between two batches)."""
         self._handover.take(self._put_in_force)
 
     def _put_in_force(self, classifier: Classifier) -> None:
-        """Each fresh window is reported under the old model's version first, then cleared:
-        a report never mixes two models' probabilities (their labels may differ)."""
-        old = self.classifier
-        for camera_id, window in self._smoothed.windows.items():
-            if window.fresh and len(window):
-                self._report(camera_id)
-        self._smoothed.clear()
-        self.classifier = classifier
-        self._recent.clear()
-        self.stats.model_swaps += 1
-        logger.info(
-            "model %s swapped in for %s between two batches",
-            classifier.card.version,
-            old.card.version,
-        )
-        old.close()
+        """Each fresh window is reported under the old model's version first: a report never
+        mixes two models' probabilities (their labels may differ)."""
+        for camera_id in self.classified.fresh_cameras():
+            self._report(camera_id)
+        self.classified.swap(classifier)
 
     # Inference loop ----------------------------------------------------------
 
@@ -270,7 +316,7 @@ class EdgeAgent:
         """Start enabled cameras, stop disabled ones, resize windows, take the regions of
         interest (loop thread)."""
         config = self.config
-        self._rois = {camera.id: camera.roi for camera in config.cameras}
+        self.classified.configure(config.cameras, config.reports.window)
         for camera_config in config.cameras:
             running = self.cameras.get(camera_config.id)
             if camera_config.enabled and running is None:
@@ -282,7 +328,6 @@ class EdgeAgent:
                 del self.cameras[camera_config.id]
             elif running is not None:
                 running.set_sample_hz(camera_config.sample_hz)  # may change the decode mode
-            self._smoothed.windows[camera_config.id].resize(config.reports.window)
         if self.measured is not None:
             self.measured.configure(config.cameras)
 
@@ -294,6 +339,8 @@ class EdgeAgent:
         while not self._stop.is_set():
             if self._handover.waiting:
                 self._take_new_model()
+            if self._detector_handover.waiting:
+                self._take_new_detector()
             config = self.config
             if config is not applied:
                 self._reconcile_cameras()
@@ -317,7 +364,7 @@ class EdgeAgent:
                     self.measured.measure(due)
                     self.stats.frames_classified += len(due)
                 else:
-                    self._classify(due)
+                    self.classified.classify(due)
             interval = config.reports.interval_s
             for cam_id in periods:
                 if self.measured is not None:
@@ -327,9 +374,9 @@ class EdgeAgent:
                         self._report_measured(cam_id)
                         next_report[cam_id] = now + interval
                     continue
-                if not self._smoothed.fresh(cam_id):
+                if not self.classified.smoothed.fresh(cam_id):
                     continue
-                urgent = self._smoothed.urgent(cam_id, config.reports)
+                urgent = self.classified.smoothed.urgent(cam_id, config.reports)
                 if urgent or now >= next_report.setdefault(cam_id, now + interval):
                     self._report(cam_id)
                     next_report[cam_id] = now + interval
@@ -339,44 +386,9 @@ class EdgeAgent:
             wake = min([*(next_sample.get(c, now) for c in periods), next_health])
             self._stop.wait(min(max(wake - time.monotonic(), 0.005), 0.25))
 
-    def _classify(self, frames: list[CapturedFrame]) -> None:
-        step = self.classifier.max_batch
-        for start in range(0, len(frames), step):
-            batch = frames[start : start + step]
-            began = time.perf_counter()
-            images = [crop_roi(f.image, self._rois.get(f.camera_id)) for f in batch]
-            probabilities = self.classifier.classify(images)
-            self._recent.add(images)
-            self.timer.record((time.perf_counter() - began) * 1000, len(batch))
-            self.stats.classifier_calls += 1
-            self.stats.frames_classified += len(batch)
-            floor = self.file_config.classifier.uncertain_below
-            for frame, calibrated in zip(batch, probabilities, strict=True):
-                row, uncertain = discount_uncertain(calibrated, floor)
-                self.stats.uncertain_frames += uncertain
-                labels = self.classifier.labels
-                self._smoothed.add(frame.camera_id, frame.capture_time_ms, row, labels)
-
     def _report(self, camera_id: str) -> None:
-        smoothed = self._smoothed.take(camera_id, self.classifier.labels)
         segment = self._segments[camera_id]
-
-        def build(seq: int) -> bytes:
-            return telemetry_pb2.CongestionReport(
-                schema_version=SCHEMA_VERSION,
-                device_id=self.device_id,
-                camera_id=camera_id,
-                segment_id=segment,
-                seq=seq,
-                capture_time_ms=smoothed.end_ms,
-                window_start_ms=smoothed.start_ms,
-                model_version=self.classifier.card.version,
-                labels=self.classifier.labels,
-                probabilities=[float(p) for p in smoothed.probabilities],
-                frames_in_window=smoothed.frames,
-            ).SerializeToString()
-
-        self._append(camera_id, build)
+        self._append(camera_id, self.classified.take_report(camera_id, self.device_id, segment))
 
     def _report_measured(self, camera_id: str) -> None:
         assert self.measured is not None
@@ -427,20 +439,14 @@ class EdgeAgent:
             cpu_count=self._cpu.cores,
             frames_uncertain=self.stats.uncertain_frames,
             previous_model_version=self.updater.previous_version,
-            model_update_error=self.updater.last_error,
+            model_update_error=self._update_error,
+            detector_version=self.measured.detector.version if self.measured else "",
+            previous_detector_version=(
+                self.detector_updater.previous_version if self.detector_updater else ""
+            ),
         )
 
     def _publish_health(self) -> None:
         if self.publisher.is_connected():
             payload = self.health().SerializeToString()
             self.publisher.publish(health_topic(self.device_id), payload, qos=1)
-
-
-def _same_backend(config: EdgeConfig, classifier: Classifier) -> ModelLoader:
-    """Load further models with the backend the running one uses (options as configured)."""
-    options = config.classifier.backend_options()
-
-    def load(onnx: Path) -> Classifier:
-        return create_classifier(classifier.key, onnx, options)
-
-    return load

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 from roadsense.core.errors import ModelLoadError
 from roadsense.core.paho_client import MqttPublisher
@@ -13,32 +16,49 @@ from roadsense.edge.backends.detector import Detector, create_detector
 from roadsense.edge.config import EdgeConfig
 from roadsense.edge.outbox import Outbox
 from roadsense.edge.status import last_will
+from roadsense.edge.updates.slots import DETECTOR_FOLDER
 from roadsense.edge.updates.state import startup_model
 from roadsense.models.shipped import DEFAULT_CNN, DEFAULT_DETECTOR
 
 logger = logging.getLogger(__name__)
 
 
-def startup_classifier(config: EdgeConfig) -> Classifier:
-    """The classifier of the model in force (models/state.json), else the configured one."""
-    configured = config.classifier.model or DEFAULT_CNN
-    model = startup_model(config.models.folder, configured)
-    options = config.classifier.backend_options()
+M = TypeVar("M")
+
+
+def _in_force(folder: Path, configured: Path, load: Callable[[Path], M]) -> M:
+    """The model in force (``folder``'s state.json), else the configured one, loaded."""
+    model = startup_model(folder, configured)
     try:
-        return create_classifier(config.classifier.type, model, options)
+        return load(model)
     except ModelLoadError as err:
         if model == configured:
             raise
         logger.warning("cannot start on %s (%s); starting on the configured model", model, err)
-        return create_classifier(config.classifier.type, configured, options)
+        return load(configured)
+
+
+def startup_classifier(config: EdgeConfig) -> Classifier:
+    """The classifier of the model in force (models/state.json), else the configured one."""
+    options = config.classifier.backend_options()
+    return _in_force(
+        config.models.folder,
+        config.classifier.model or DEFAULT_CNN,
+        lambda onnx: create_classifier(config.classifier.type, onnx, options),
+    )
 
 
 def startup_detector(config: EdgeConfig) -> Detector | None:
-    """The vehicle detector when the device measures (``[measure] enabled``)."""
+    """The vehicle detector when the device measures (``[measure] enabled``): the one in
+    force (models/detector/state.json), else the configured one."""
     if not config.measure.enabled:
         return None
     options: dict[str, object] = {"intra_op_threads": config.measure.intra_op_threads}
-    return create_detector(config.measure.type, config.measure.model or DEFAULT_DETECTOR, options)
+    return _in_force(
+        config.models.folder / DETECTOR_FOLDER,
+        config.measure.model or DEFAULT_DETECTOR,
+        lambda onnx: create_detector(config.measure.type, onnx, options),
+    )
 
 
 def build_agent(config: EdgeConfig) -> EdgeAgent:

@@ -21,7 +21,8 @@ from roadsense.edge.backends.engines import engine_key
 from roadsense.edge.backends.tensorrt import TensorRtClassifier
 from roadsense.edge.config import CameraConfig, ClassifierConfig, EdgeConfig, ModelUpdateConfig
 from roadsense.edge.runner import startup_classifier
-from roadsense.edge.updates.download import partial_path
+from roadsense.edge.updates.download import partial_path, read_model_update
+from roadsense.edge.updates.slots import classifier_slot
 from roadsense.edge.updates.state import (
     STATE_FILE,
     HeldModel,
@@ -140,7 +141,7 @@ def _updater(
         models=ModelUpdateConfig(folder=tmp_path / "models", public_key_file=key_file),
         cameras=[CameraConfig(id="cam1", source=str(SAMPLE_VIDEO), segment_id="seg")],
     )
-    return ModelUpdater(config, agent, loader)
+    return ModelUpdater(config, classifier_slot(config, agent, loader), agent.reply_model)
 
 
 def _run(updater: ModelUpdater, *payloads: bytes) -> None:
@@ -150,7 +151,7 @@ def _run(updater: ModelUpdater, *payloads: bytes) -> None:
     try:
         assert updater.wait_idle(60)
         for payload in payloads:
-            updater.submit(payload)
+            updater.submit(read_model_update(payload))
             assert updater.wait_idle(60)
     finally:
         updater.stop()
@@ -296,7 +297,7 @@ def test_updates_that_queued_up_apply_only_the_last_and_answer_the_others(
         b"\xff junk",
         _signed_update(key, last, "last"),
     ):
-        updater.submit(payload)
+        updater.submit(read_model_update(payload))
     _run(updater)
     assert [(r[0], r[1], r[2].split(":")[0]) for r in agent.replies] == [
         ("", False, "command"),

@@ -114,7 +114,7 @@ def test_a_swap_loses_no_frame_or_report_and_a_rollback_downloads_nothing(
     agent.start()
     try:
         assert wait_until(lambda: agent.stats.reports_created >= 4)
-        agent.updater.submit(fleet.update("2.0.0", "req-1", rollout_id="r-1"))
+        agent.submit_model(fleet.update("2.0.0", "req-1", rollout_id="r-1"))
         assert wait_until(lambda: len(_replies(publisher, "dev-1")) == 1, 60)
         (reply,) = _replies(publisher, "dev-1")
         assert (reply.ok, reply.error, reply.request_id, reply.command) == (
@@ -135,7 +135,7 @@ def test_a_swap_loses_no_frame_or_report_and_a_rollback_downloads_nothing(
 
         # Back to the placeholder, as a rollback does: it is held, so nothing is fetched.
         calls = len(fleet.servicer.calls)
-        agent.updater.submit(fleet.update(OLD, "req-2", rollout_id="r-1"))
+        agent.submit_model(fleet.update(OLD, "req-2", rollout_id="r-1"))
         assert wait_until(lambda: len(_replies(publisher, "dev-1")) == 2, 60)
         back = _replies(publisher, "dev-1")[1]
         assert back.ok, back.error

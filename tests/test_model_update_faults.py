@@ -259,7 +259,7 @@ def test_a_device_short_of_disk_refuses_before_downloading_and_stays(
     agent = EdgeAgent(config, startup_classifier(config), publisher, Outbox(config.outbox))
     agent.start()
     try:
-        agent.updater.submit(fleet.update("2.0.0", "req-full"))
+        agent.submit_model(fleet.update("2.0.0", "req-full"))
         assert agent.updater.wait_idle(30)
         assert agent.classifier.card.version == OLD
         assert agent.health().model_update_error.startswith("disk: ")

@@ -46,6 +46,11 @@ class Classifier:
         return list(self.card.labels)
 
     @property
+    def version(self) -> str:
+        """The model's version (its card's)."""
+        return self.card.version
+
+    @property
     def max_batch(self) -> int:
         """Largest batch one ``classify`` call takes."""
         return self.card.max_batch

@@ -18,6 +18,7 @@ from roadsense.edge.capture.camera import CapturedFrame
 from roadsense.edge.config import CameraConfig
 from roadsense.edge.health import InferenceTimer
 from roadsense.edge.measure.window import CameraMeter
+from roadsense.edge.updates.swap import RecentFrames
 from roadsense.models.detection.rule import LEVELS
 from roadsense.proto import REPORT_SCHEMA_VERSION
 from roadsense.proto.v1 import telemetry_pb2
@@ -48,8 +49,12 @@ def _settings(camera: CameraConfig) -> tuple[object, ...]:
 class MeasuredCameras:
     """Measures the cameras of one device and builds their reports."""
 
-    def __init__(self, detector: Detector, timer: InferenceTimer) -> None:
+    def __init__(
+        self, detector: Detector, timer: InferenceTimer, recent: RecentFrames | None = None
+    ) -> None:
         self.detector = detector
+        self.recent = recent or RecentFrames(0)
+        """The whole frames last measured (a new detector's self-test runs on them)."""
         self._timer = timer
         self._cameras: dict[str, _Camera] = {}
         self.frames_measured = 0
@@ -81,6 +86,7 @@ class MeasuredCameras:
             images = [f.image for f in batch]
             began = time.perf_counter()
             found = self.detector.detect(images)
+            self.recent.add(images)
             self._timer.record((time.perf_counter() - began) * 1000, len(batch))
             for frame, image, detections in zip(batch, images, found, strict=True):
                 camera = self._cameras[frame.camera_id]
@@ -88,6 +94,15 @@ class MeasuredCameras:
                 camera.first_ms = camera.first_ms or frame.capture_time_ms
                 camera.last_ms = frame.capture_time_ms
             self.frames_measured += len(batch)
+
+    def swap(self, detector: Detector) -> str:
+        """Put ``detector`` in force (inference loop, between two batches) and close the old
+        one; its version. The frames kept for a self-test were the old one's: forgotten."""
+        old = self.detector
+        self.detector = detector
+        self.recent.clear()
+        old.close()
+        return old.version
 
     def ready(self, camera_id: str) -> bool:
         """Whether the camera has samples to report."""

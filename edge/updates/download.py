@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -35,7 +36,9 @@ from roadsense.core.errors import (
 from roadsense.core.files import fsync_dir
 from roadsense.edge.commands.remote import decode_command
 from roadsense.models.card import ModelCard, card_path_for, sha256_file
+from roadsense.models.detection.card import DetectorCard
 from roadsense.models.signing import is_model_version, verify_model
+from roadsense.proto.model_kinds import CONGESTION, DETECTOR, card_kind, model_kind
 from roadsense.proto.refusals import Refusal
 from roadsense.proto.v1 import fleet_pb2, fleet_pb2_grpc, telemetry_pb2
 
@@ -54,6 +57,8 @@ class ModelOffer:
     sha256: str
     card_sha256: str
     signature: bytes
+    kind: str = CONGESTION
+    """Which of the device's models the release replaces (``proto/model_kinds.py``)."""
 
 
 @dataclass(frozen=True)
@@ -98,9 +103,14 @@ def read_model_update(payload: bytes) -> ModelUpdateCommand:
         return replace(known, problem=f"model version {command.version[:64]!r} is not a version")
     if len(command.signature) != 64:
         return replace(known, problem="a ModelUpdate needs the release's 64-byte Ed25519 signature")
+    try:
+        kind = model_kind(command.kind)
+    except ValueError as err:
+        return replace(known, problem=str(err))
     offer = ModelOffer(
-        command.version, command.size, command.sha256, command.card_sha256, command.signature
-    )
+        command.version, command.size, command.sha256, command.card_sha256, command.signature,
+        kind,
+    )  # fmt: skip
     return replace(known, offer=offer)
 
 
@@ -208,15 +218,21 @@ def _fetch_card(
     return bytes(data)
 
 
-def _check_card(offer: ModelOffer, data: bytes) -> ModelCard:
+def _check_card(offer: ModelOffer, data: bytes) -> ModelCard | DetectorCard:
     if hashlib.sha256(data).hexdigest() != offer.card_sha256:
         raise ModelCardError(
             f"model {offer.version}: the card's sha256 is not the signed one (tampered)"
         )
+    card: ModelCard | DetectorCard
     try:
-        card = ModelCard.model_validate_json(data)
-    except ValidationError as err:
+        kind = card_kind(json.loads(data))
+        card = (DetectorCard if kind == DETECTOR else ModelCard).model_validate_json(data)
+    except (ValueError, AttributeError, ValidationError) as err:
         raise ModelCardError(f"model {offer.version}: the card is not valid") from err
+    if kind != offer.kind:
+        raise ModelCardError(
+            f"model {offer.version}: the card is of a {kind} model, not of a {offer.kind} model"
+        )
     if card.onnx_sha256 != offer.sha256 or card.version != offer.version:
         raise ModelCardError(f"model {offer.version}: the card describes another model")
     if Path(card.onnx_file).name != card.onnx_file or not card.onnx_file.endswith(".onnx"):
@@ -224,7 +240,9 @@ def _check_card(offer: ModelOffer, data: bytes) -> ModelCard:
     return card
 
 
-def _install(folder: Path, offer: ModelOffer, partial: Path, card: ModelCard, data: bytes) -> Path:
+def _install(
+    folder: Path, offer: ModelOffer, partial: Path, card: ModelCard | DetectorCard, data: bytes
+) -> Path:
     """Move the verified release into ``folder/<version>/`` in one rename."""
     target = folder / offer.version
     staging = folder / f".{offer.version}.staging"

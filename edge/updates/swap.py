@@ -1,6 +1,6 @@
-"""What the inference loop shares with the model updater's thread: the frames it classified
-last (the self-test runs on them) and the handover of a new classifier, which the loop
-puts in force between two batches."""
+"""What the inference loop shares with a model updater's thread: the frames it ran the model
+on last (the self-test runs on them) and the handover of a new model, which the loop puts
+in force between two batches."""
 
 from __future__ import annotations
 
@@ -8,22 +8,23 @@ import collections
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from roadsense.core.errors import ModelUpdateError
-from roadsense.edge.backends.classifier import Classifier
 from roadsense.models.preprocess import Frame
 from roadsense.proto.refusals import Refusal
 
 
 class RecentFrames:
-    """The last frames the classifier saw (cropped to their region of interest)."""
+    """The last frames a model saw (the classifier's cropped to their region of interest,
+    the detector's whole)."""
 
     def __init__(self, keep: int) -> None:
         self._frames: collections.deque[Frame] = collections.deque(maxlen=keep)
         self._lock = threading.Lock()
 
     def add(self, frames: list[Frame]) -> None:
-        """Frames just classified (inference loop)."""
+        """Frames the model just ran on (inference loop)."""
         with self._lock:
             self._frames.extend(frames)
 
@@ -44,14 +45,14 @@ class RecentFrames:
 
 
 class _Request:
-    def __init__(self, classifier: Classifier) -> None:
-        self.classifier = classifier
+    def __init__(self, model: Any) -> None:
+        self.model = model
         self.done = threading.Event()
         self.pause_ms = 0.0
 
 
-class ClassifierHandover:
-    """Hands a classifier from the updater's thread to the inference loop."""
+class ModelHandover:
+    """Hands a model from an updater's thread to the inference loop."""
 
     def __init__(self, timeout_s: float) -> None:
         self._timeout_s = timeout_s
@@ -60,10 +61,10 @@ class ClassifierHandover:
 
     @property
     def waiting(self) -> bool:
-        """A classifier waits to be put in force (read by the loop between batches)."""
+        """A model waits to be put in force (read by the loop between batches)."""
         return self._request is not None
 
-    def hand_over(self, candidate: Classifier, run_loop_step: Callable[[], None] | None) -> float:
+    def hand_over(self, candidate: Any, run_loop_step: Callable[[], None] | None) -> float:
         """Wait until the loop took ``candidate``; the ms it paused for it. With no loop
         running, ``run_loop_step`` takes it at once. ModelUpdateError('swap') on timeout."""
         request = _Request(candidate)
@@ -83,13 +84,13 @@ class ClassifierHandover:
         request.done.wait()  # taken just now
         return request.pause_ms
 
-    def take(self, put_in_force: Callable[[Classifier], None]) -> None:
-        """Put the waiting classifier in force with ``put_in_force`` (inference loop)."""
+    def take(self, put_in_force: Callable[[Any], None]) -> None:
+        """Put the waiting model in force with ``put_in_force`` (inference loop)."""
         with self._lock:
             request, self._request = self._request, None
         if request is None:
             return
         began = time.perf_counter()
-        put_in_force(request.classifier)
+        put_in_force(request.model)
         request.pause_ms = (time.perf_counter() - began) * 1000
         request.done.set()

@@ -1,12 +1,14 @@
 """The device's side of a model rollout: act on ``ModelUpdate`` commands, one at a time.
 
-A command is taken off the MQTT network thread into a queue; a worker thread checks the
-signature first (with the fleet's public key), then uses the release when the device
-already holds those bytes (no byte downloaded: this is how the cloud rolls a device
-back) or downloads it over gRPC as this device (mutual TLS), resuming after the bytes a
-cut or a SIGKILL left. The new model is loaded beside the running one (a TensorRT engine
-is built then, under its cache key), self-tested on recent frames, and handed to the
-inference loop, which swaps it in between two classifier batches. Only then does
+One updater per model the device runs (``ModelSlot``: the congestion classifier, and the
+vehicle detector of a measuring device); the agent hands each command to the updater of
+the kind it names. A command is taken off the MQTT network thread into a queue; a worker
+thread checks the signature first (with the fleet's public key), then uses the release
+when the device already holds those bytes (no byte downloaded: this is how the cloud rolls
+a device back) or downloads it over gRPC as this device (mutual TLS), resuming after the
+bytes a cut or a SIGKILL left. The new model is loaded beside the running one (a TensorRT
+engine is built then, under its cache key), self-tested on recent frames, and handed to
+the inference loop, which swaps it in between two batches. Only then does the slot's
 ``state.json`` name it current, with the model it replaced as previous. Every command is
 answered on ``reply/model`` with ok or a reason whose prefix says which check failed.
 """
@@ -18,15 +20,14 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 
 from roadsense.core.errors import ModelLoadError, ModelSignatureError, ModelUpdateError
 from roadsense.core.mqtt import TlsConfig
-from roadsense.edge.backends.classifier import Classifier
 from roadsense.edge.config import EdgeConfig
 from roadsense.edge.updates.download import (
     DownloadedModel,
@@ -36,7 +37,8 @@ from roadsense.edge.updates.download import (
     download_for_update,
     read_model_update,
 )
-from roadsense.edge.updates.selftest import SelfTestResult, self_test
+from roadsense.edge.updates.selftest import SelfTestResult
+from roadsense.edge.updates.slots import ModelSlot, Reply, UpdatableModel
 from roadsense.edge.updates.state import (
     HeldModel,
     ModelState,
@@ -47,11 +49,9 @@ from roadsense.edge.updates.state import (
     remove_leftovers,
     save_state,
 )
-from roadsense.models.card import load_card
-from roadsense.models.preprocess import Frame
-from roadsense.models.shipped import DEFAULT_CNN
 from roadsense.models.signing import verify_model
 from roadsense.proto.client import ClientTls, open_channel
+from roadsense.proto.model_kinds import CONGESTION
 from roadsense.proto.refusals import Refusal
 from roadsense.proto.v1 import fleet_pb2_grpc
 
@@ -60,54 +60,36 @@ logger = logging.getLogger(__name__)
 UPDATE_NICENESS = 10
 """Added to the update thread's niceness (Linux: per thread)."""
 
-ModelLoader = Callable[[Path], Classifier]
-"""Loads an ONNX (its card beside it) with the backend the device runs."""
-
-
-class SwapHost(Protocol):
-    """What the updater needs from the agent."""
-
-    @property
-    def classifier(self) -> Classifier:
-        """The classifier in force."""
-
-    def recent_frames(self, count: int, wait_s: float) -> list[Frame]:
-        """Up to ``count`` recent frames as the classifier saw them (waiting up to
-        ``wait_s`` for that many just after a start)."""
-
-    def swap_classifier(self, candidate: Classifier) -> float:
-        """Put ``candidate`` in force between two batches; the loop's pause in ms.
-        ModelUpdateError('swap') when the loop did not take it."""
-
-    def reply_model(self, request_id: str, ok: bool, error: str, settings: dict[str, Any]) -> None:
-        """Publish the CommandReply of a ModelUpdate."""
-
 
 class ModelUpdater:
     """Applies ModelUpdate commands in a worker thread, one after the other."""
 
-    def __init__(self, config: EdgeConfig, host: SwapHost, loader: ModelLoader) -> None:
+    def __init__(self, config: EdgeConfig, slot: ModelSlot, reply: Reply) -> None:
         self._settings = config.models
         self._mqtt_tls = config.mqtt.tls
-        self._folder = config.models.folder
-        self._host = host
-        self._loader = loader
+        self._slot = slot
+        self._folder = slot.folder
+        self._reply = reply
         remove_leftovers(self._folder)
         self._state = load_state(self._folder)
-        self._in_force = self._model_in_force(host.classifier)
-        self._configured_onnx = config.classifier.model or DEFAULT_CNN
-        self._queue: queue.Queue[bytes | None] = queue.Queue()
+        self._in_force = self._model_in_force(slot.running)
+        self._queue: queue.Queue[ModelUpdateCommand | None] = queue.Queue()
         self._stopping = threading.Event()
         self._channel: grpc.Channel | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(
-            target=self._run, name=f"model-updates-{config.device_id}", daemon=True
+            target=self._run, name=f"{slot.kind}-updates-{config.device_id}", daemon=True
         )
         self.last_error = ""
         """The reply error of the last update; empty when it was applied."""
         self.bytes_downloaded = 0
         """Model bytes received from the cloud by this run."""
         self._public_key = b""
+
+    @property
+    def kind(self) -> str:
+        """The model kind this updater replaces (``proto/model_kinds.py``)."""
+        return self._slot.kind
 
     @property
     def previous_version(self) -> str:
@@ -118,12 +100,13 @@ class ModelUpdater:
         """Start the worker; an update a restart cut short is taken up again first."""
         if self._state.pending:
             logger.info("resuming the model update cut short by the last stop")
-            self._queue.put(self._state.pending)
+            self._queue.put(read_model_update(self._state.pending))
         self._thread.start()
 
-    def submit(self, payload: bytes) -> None:
-        """Queue a ModelUpdate (called on the MQTT network thread: returns at once)."""
-        self._queue.put(payload)
+    def submit(self, update: ModelUpdateCommand) -> None:
+        """Queue a ModelUpdate of this updater's kind, decoded once by the caller (called on
+        the MQTT network thread: returns at once)."""
+        self._queue.put(update)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the worker; a download in progress is cut (its bytes stay for next time)."""
@@ -158,19 +141,18 @@ class ModelUpdater:
             try:
                 if None in batch or self._stopping.is_set():
                     return
-                self._handle_batch([payload for payload in batch if payload is not None])
+                self._handle_batch([update for update in batch if update is not None])
             except Exception:  # a bug: keep taking commands, and say so loudly
                 logger.exception("model update worker failed on a command")
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    def _handle_batch(self, batch: list[bytes]) -> None:
+    def _handle_batch(self, updates: list[ModelUpdateCommand]) -> None:
         """Apply only the last valid update of a batch (the state the cloud asked for
         last: on a metered link, a model it replaced is not worth fetching). Earlier ones
         of the same release share its outcome (a resent command); the others are answered
         'superseded'."""
-        updates = [read_model_update(payload) for payload in batch]
         valid = [u for u in updates if u.offer is not None]
         for update in updates:
             if update.offer is None:
@@ -183,7 +165,7 @@ class ModelUpdater:
             if outcome is not None and update.release == latest.release:
                 ok, error, details = outcome
                 settings = self._summary(update.rollout_id, update.version, details)
-                self._host.reply_model(update.request_id, ok, error, settings)
+                self._reply(update.request_id, ok, error, settings)
             elif not self._stopping.is_set():
                 self._supersede(update, latest)
 
@@ -194,7 +176,7 @@ class ModelUpdater:
             "one is applied",
         )
         logger.info("model update %s (%s) %s", update.request_id, update.version, error)
-        self._host.reply_model(
+        self._reply(
             update.request_id,
             False,
             str(error),
@@ -219,6 +201,10 @@ class ModelUpdater:
         try:
             if update.offer is None:
                 raise ModelUpdateError(Refusal.COMMAND, update.problem)
+            if update.offer.kind != self.kind:
+                raise ModelUpdateError(
+                    Refusal.COMMAND, f"a {update.offer.kind} update reached the {self.kind} updater"
+                )
             self._verify(update.offer)
             self._save(self._state.with_changes(pending=update.payload))
             details = self._apply(update.offer, update.grpc_address)
@@ -230,7 +216,7 @@ class ModelUpdater:
         if error:
             logger.warning("model update %s (%s) refused: %s", request_id, requested, error)
         settings = self._summary(rollout_id, requested, details)
-        self._host.reply_model(request_id, error is None, str(error or ""), settings)
+        self._reply(request_id, error is None, str(error or ""), settings)
         # A cut download stays pending: the next start resumes it after the bytes held.
         if (error is None or error.reason is not Refusal.DOWNLOAD) and self._state.pending:
             try:
@@ -304,7 +290,7 @@ class ModelUpdater:
         candidates = (
             self._state.current,
             self._state.previous,
-            _configured_model(self._configured_onnx),
+            self._configured_model(),
             in_force,
         )
         return [m for m in candidates if m is not None]
@@ -316,7 +302,7 @@ class ModelUpdater:
             result = self._self_test(candidate, returning)
             if self._stopping.is_set():  # taken up again at the next start
                 raise ModelUpdateError(Refusal.SWAP, "the device is stopping")
-            pause_ms = self._host.swap_classifier(candidate)
+            pause_ms = self._slot.swap(candidate)
         except BaseException:
             candidate.close()
             raise
@@ -355,27 +341,27 @@ class ModelUpdater:
             raise ModelUpdateError(Refusal.DOWNLOAD, "the device is stopping")
         return channel
 
-    def _load(self, onnx: Path) -> Classifier:
+    def _load(self, onnx: Path) -> UpdatableModel:
         try:
-            return self._loader(onnx)
+            return self._slot.load(onnx)
         except ModelLoadError as err:
             raise ModelUpdateError(Refusal.LOAD, str(err)) from err
 
-    def _self_test(self, candidate: Classifier, returning: bool) -> SelfTestResult:
-        running = self._host.classifier
+    def _self_test(self, candidate: UpdatableModel, returning: bool) -> SelfTestResult:
+        running = self._slot.running
         # A second instance of the running model, timed beside the new one on this thread
         # (a TensorRT context is not shared between threads).
         try:
-            baseline = self._loader(running.model_path)
+            baseline = self._slot.load(running.model_path)
         except ModelLoadError as err:
             raise ModelUpdateError(
                 Refusal.SELF_TEST, f"the running model cannot be loaded to compare with: {err}"
             ) from err
         try:
-            frames = self._host.recent_frames(
+            frames = self._slot.recent_frames(
                 self._settings.self_test_frames, self._settings.frames_wait_s
             )
-            return self_test(
+            return self._slot.test(
                 candidate,
                 baseline,
                 frames,
@@ -387,6 +373,7 @@ class ModelUpdater:
 
     def _save(self, state: ModelState) -> None:
         try:
+            self._folder.mkdir(parents=True, exist_ok=True)
             save_state(self._folder, state)
         except OSError as err:
             raise ModelUpdateError(
@@ -394,22 +381,22 @@ class ModelUpdater:
             ) from err
         self._state = state
 
-    def _model_in_force(self, classifier: Classifier) -> HeldModel:
-        for model in (self._state.current, self._state.previous):
-            if model is not None and model.onnx == classifier.model_path:
-                return model
-        card = classifier.card  # checked against the bytes when it was loaded
-        return HeldModel(card.version, classifier.model_path, card.onnx_sha256)
+    def _model_in_force(self, model: UpdatableModel) -> HeldModel:
+        for held in (self._state.current, self._state.previous):
+            if held is not None and held.onnx == model.model_path:
+                return held
+        version, sha256 = self._slot.card_of(model.model_path)  # checked when it was loaded
+        return HeldModel(version, model.model_path, sha256)
 
-
-def _configured_model(onnx: Path) -> HeldModel | None:
-    """The model the configuration names (or the shipped one): held on every device."""
-    try:
-        card = load_card(onnx)
-    except ModelLoadError as err:
-        logger.warning("the configured model cannot serve a rollback: %s", err)
-        return None
-    return HeldModel(card.version, onnx, card.onnx_sha256)
+    def _configured_model(self) -> HeldModel | None:
+        """The model the configuration names (or the shipped one): held on every device."""
+        onnx = self._slot.configured_onnx
+        try:
+            version, sha256 = self._slot.card_of(onnx)
+        except ModelLoadError as err:
+            logger.warning("the configured %s model cannot serve a rollback: %s", self.kind, err)
+            return None
+        return HeldModel(version, onnx, sha256)
 
 
 def _lower_priority() -> None:
@@ -430,3 +417,18 @@ def _channel(target: str, tls: TlsConfig | None) -> grpc.Channel:
         raise ModelUpdateError(
             Refusal.CONFIG, f"{err.filename}: cannot read the TLS file: {err.strerror}"
         ) from err
+
+
+def route_update(payload: bytes, updaters: Mapping[str, ModelUpdater], reply: Reply) -> None:
+    """Decode a ModelUpdate once and queue it with the updater of its kind (a malformed one
+    with the classifier's, which answers what is wrong); a kind this device does not run is
+    refused at once (``config``)."""
+    update = read_model_update(payload)
+    kind = update.offer.kind if update.offer is not None else CONGESTION
+    updater = updaters.get(kind)
+    if updater is not None:
+        updater.submit(update)
+        return
+    error = ModelUpdateError(Refusal.CONFIG, f"this device runs no {kind} model")
+    settings = {"rollout_id": update.rollout_id or None, "requested_version": update.version}
+    reply(update.request_id, False, str(error), settings)
