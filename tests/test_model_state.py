@@ -134,11 +134,15 @@ def _updater(
     loader: Any,
     key_file: Path | None,
     configured: Path | None = None,
+    *,
+    latency_factor: float = 2.0,
 ) -> ModelUpdater:
     config = EdgeConfig(
         device_id="dev-1",
         classifier=ClassifierConfig(model=configured),
-        models=ModelUpdateConfig(folder=tmp_path / "models", public_key_file=key_file),
+        models=ModelUpdateConfig(
+            folder=tmp_path / "models", public_key_file=key_file, latency_factor=latency_factor
+        ),
         cameras=[CameraConfig(id="cam1", source=str(SAMPLE_VIDEO), segment_id="seg")],
     )
     return ModelUpdater(config, classifier_slot(config, agent, loader), agent.reply_model)
@@ -170,7 +174,9 @@ def test_a_tensorrt_device_builds_the_new_engine_before_the_swap(tmp_path: Path)
     key = Ed25519PrivateKey.generate()
     (tmp_path / "model-signing.pub").write_bytes(public_pem(key))
     agent = FakeAgent(load(PLACEHOLDER_CNN), _frames(6), engines=engines)
-    updater = _updater(tmp_path, agent, load, tmp_path / "model-signing.pub")
+    # Not a latency test: the release is another network than the placeholder, and a timed
+    # ratio on a loaded machine refused it once (p95 37 ms against 10 ms).
+    updater = _updater(tmp_path, agent, load, tmp_path / "model-signing.pub", latency_factor=100)
     release = _install(tmp_path / "models", "2.0")  # held already: nothing to download
     _run(updater, _signed_update(key, release, "req-trt"))
     ((request_id, ok, error, settings),) = agent.replies
@@ -288,7 +294,8 @@ def test_updates_that_queued_up_apply_only_the_last_and_answer_the_others(
         return create_classifier("onnxruntime", onnx)
 
     agent = FakeAgent(create_classifier("onnxruntime", PLACEHOLDER_CNN), _frames(4))
-    updater = _updater(tmp_path, agent, load, tmp_path / "model-signing.pub")
+    # Not a latency test (another network than the placeholder): no timed ratio to judge.
+    updater = _updater(tmp_path, agent, load, tmp_path / "model-signing.pub", latency_factor=100)
     first, last = _install(tmp_path / "models", "2.0"), _install(tmp_path / "models", "3.0")
     # As for a device coming back online: the broker hands over what waited, at once.
     for payload in (
