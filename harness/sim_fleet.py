@@ -2,12 +2,14 @@
 
 Each device is a real MQTT client (QoS 1, its own client id) that publishes a birth
 status, congestion reports and health naming its model, and acts on ``cmd/model`` as the
-agent does: a version it holds applies at once; another is downloaded over the real
-``FleetService.DownloadModel`` and verified (``roadsense.edge.updates.download``), then
-"loaded" with the behaviour the test gives that version (refusal, latency, levels), and
-the answer goes out as a CommandReply on ``reply/model``. The swap happens between two
-frames under the frame lock, so no frame or report is skipped; the device counts any
-that are (frames whose slot passed while swapping, reports without a PUBACK).
+agent does (a measuring device, given a detector version, sends measured reports and takes
+updates of kind ``detector`` too): a version it holds applies at once; another is
+downloaded over the real ``FleetService.DownloadModel`` and verified
+(``roadsense.edge.updates.download``), then "loaded" with the behaviour the test gives
+that version (refusal, latency, levels, vehicles), and the answer goes out as a
+CommandReply on ``reply/model``. The swap happens between two frames under the frame
+lock, so no frame or report is skipped; the device counts any that are (frames whose slot
+passed while swapping, reports without a PUBACK).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from roadsense.core.publisher import LastWill
 from roadsense.core.timeutil import now_ms
 from roadsense.edge.updates.download import download_model, parse_model_update
 from roadsense.models.congestion_labels import CONGESTION_LABELS
-from roadsense.models.shipped import DEFAULT_CNN
-from roadsense.proto import SCHEMA_VERSION
+from roadsense.models.shipped import DEFAULT_CNN, DEFAULT_DETECTOR
+from roadsense.proto import REPORT_SCHEMA_VERSION, SCHEMA_VERSION
+from roadsense.proto.model_kinds import DETECTOR
 from roadsense.proto.topics import (
     command_topic,
     congestion_topic,
@@ -46,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 LABELS = list(CONGESTION_LABELS)
 PLACEHOLDER_CARD = DEFAULT_CNN.parent / "congestion-placeholder.card.json"
+DETECTOR_CARD = DEFAULT_DETECTOR.with_suffix(".card.json")
 
 
 def write_release(folder: Path, version: str, size: int = 300_000, name: str = "city") -> Path:
@@ -65,6 +69,22 @@ def write_release(folder: Path, version: str, size: int = 300_000, name: str = "
     return onnx
 
 
+def write_detector_release(folder: Path, version: str, size: int = 300_000) -> Path:
+    """``folder/detector.onnx`` (random bytes) with a valid detector card beside it, ready
+    for ``models publish``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx = folder / "detector.onnx"
+    onnx.write_bytes(os.urandom(size))
+    card = json.loads(DETECTOR_CARD.read_text(encoding="utf-8"))
+    card.update(
+        version=version,
+        onnx_file=onnx.name,
+        onnx_sha256=hashlib.sha256(onnx.read_bytes()).hexdigest(),
+    )
+    onnx.with_suffix(".card.json").write_text(json.dumps(card, indent=1), encoding="utf-8")
+    return onnx
+
+
 @dataclass(frozen=True)
 class Behaviour:
     """How a simulated device behaves on one model version."""
@@ -75,6 +95,10 @@ class Behaviour:
     uncertain_share: float = 0.05
     class_weights: tuple[float, ...] = (0.4, 0.3, 0.2, 0.07, 0.03)
     """Weights of the five congestion classes the device's reports show."""
+    vehicles_mean: float = 6.0
+    """A measuring device's vehicles in view per sample (on average, with noise)."""
+    stopped_share: float = 0.2
+    """Of them, the share stopped."""
 
 
 @dataclass
@@ -110,19 +134,23 @@ class SimulatedDevice:
         health_s: float = 1.0,
         seed: int = 0,
         download_token: str = "",
+        detector_version: str = "",
     ) -> None:
         """``download_token``: a bearer token for DownloadModel (a cloud with tokens and no
-        device certificates); empty on an open API."""
+        device certificates); empty on an open API. ``detector_version``: the detector of
+        a measuring device (its reports are measured); empty: the device classifies."""
         self._metadata = (("authorization", f"Bearer {download_token}"),) if download_token else ()
         self.device_id = device_id
         self.version = model_version
         self.previous = ""
+        self.detector = detector_version
+        self.previous_detector = ""
         self.counters = DeviceCounters()
         self._mqtt = mqtt
         self._grpc_address = grpc_address
         self._public_key = public_key
         self._folder = folder
-        self._held = {model_version}
+        self._held = {model_version, detector_version} - {""}
         self.behaviours = behaviours
         """Version → how this device behaves on it (the default Behaviour when absent)."""
         self._frame_s = 1 / frame_hz
@@ -231,24 +259,33 @@ class SimulatedDevice:
             with self._count_lock:
                 self.counters.bytes_downloaded += got.fetched
             self._held.add(offer.version)
+        detector = offer.kind == DETECTOR
         refusal = self.behaviour(offer.version).refuse
+        if detector and not self.detector:
+            refusal = "config: this device runs no detector model"
         if refusal:
-            self._reply(request_id, False, refusal, rollout_id)
+            self._reply(request_id, False, refusal, rollout_id, detector)
             return
-        if offer.version != self.version:
+        in_force = self.detector if detector else self.version
+        if offer.version != in_force:
             with self._frame_lock:  # between two frames: none waits, none is skipped
-                self.previous, self.version = self.version, offer.version
+                if detector:
+                    self.previous_detector, self.detector = self.detector, offer.version
+                else:
+                    self.previous, self.version = self.version, offer.version
             with self._count_lock:
                 self.counters.swaps += 1
                 self.counters.applied.append((offer.version, now_ms()))
             self._send_health()
-        self._reply(request_id, True, "", rollout_id)
+        self._reply(request_id, True, "", rollout_id, detector)
 
-    def _reply(self, request_id: str, ok: bool, error: str, rollout_id: str) -> None:
+    def _reply(
+        self, request_id: str, ok: bool, error: str, rollout_id: str, detector: bool = False
+    ) -> None:
         assert self._client is not None
-        settings = {
-            "model_version": self.version,
-            "previous_version": self.previous,
+        settings = {  # as the agent's updater of that kind answers
+            "model_version": self.detector if detector else self.version,
+            "previous_version": self.previous_detector if detector else self.previous,
             "rollout_id": rollout_id,
         }
         reply = telemetry_pb2.CommandReply(
@@ -267,8 +304,8 @@ class SimulatedDevice:
         next_at = time.monotonic()
         while not self._stop.is_set():
             with self._frame_lock:
-                behaviour = self.behaviour(self.version)
-                version = self.version
+                version = self.detector or self.version
+                behaviour = self.behaviour(version)
             with self._count_lock:
                 self.counters.frames += 1
                 if self._random.random() < behaviour.uncertain_share:
@@ -305,12 +342,35 @@ class SimulatedDevice:
             probabilities=probabilities,
             frames_in_window=self._frames_per_report,
         )
+        if self.detector:
+            report.schema_version = REPORT_SCHEMA_VERSION
+            report.measurements.CopyFrom(self._measurements(version, behaviour, band))
         with self._count_lock:
             self.counters.reports_created += 1
         self._client.publish(
             congestion_topic(self.device_id, "cam1"),
             report.SerializeToString(),
             on_ack=self._acked,
+        )
+
+    def _measurements(
+        self, version: str, behaviour: Behaviour, band: int
+    ) -> telemetry_pb2.Measurements:
+        """A measuring device's window: vehicles around the behaviour's mean, its stopped
+        share of them, the level of the report's band."""
+        vehicles = max(0.0, self._random.gauss(behaviour.vehicles_mean, 0.5))
+        return telemetry_pb2.Measurements(
+            samples=self._frames_per_report,
+            vehicles_mean=vehicles,
+            vehicles_max=round(vehicles) + 1,
+            stopped_mean=vehicles * behaviour.stopped_share,
+            stopped_max=round(vehicles * behaviour.stopped_share) + 1,
+            occupancy=min(1.0, vehicles / 40),
+            level=LABELS[band],
+            rule="occupancy-stopped/1",
+            confidence=0.8,
+            tracks=round(vehicles) + 2,
+            detector_version=version,
         )
 
     def _acked(self) -> None:
@@ -324,7 +384,7 @@ class SimulatedDevice:
     def _send_health(self) -> None:
         assert self._client is not None
         with self._frame_lock:
-            version = self.version
+            version = self.detector or self.version
         behaviour = self.behaviour(version)
         with self._count_lock:
             frames, unsure = self.counters.frames, self.counters.frames_uncertain
@@ -341,6 +401,8 @@ class SimulatedDevice:
             backend="sim",
             inference_p50_ms=behaviour.p95_ms * 0.7,
             inference_p95_ms=behaviour.p95_ms * (0.95 + 0.1 * self._random.random()),
-            model_version=version,
+            model_version=self.version,
+            detector_version=self.detector,
+            previous_detector_version=self.previous_detector,
         )
         self._client.publish(health_topic(self.device_id), health.SerializeToString())
