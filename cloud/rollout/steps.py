@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from roadsense.cloud.releases.delivery import model_update
 from roadsense.cloud.rollout.config import RolloutConfig
+from roadsense.cloud.rollout.kinds import release_kind, running_version
 from roadsense.cloud.rollout.records import (
     DeviceState,
     Rollout,
@@ -86,8 +87,12 @@ class RolloutSteps:
             sent.append(self.publish(rollout, wanted, now))
         return sent
 
-    def refresh(self, devices: list[RolloutDevice], now: int) -> list[RolloutDevice]:
-        """Devices whose health shows the wanted version are done, reply or not."""
+    def refresh(
+        self, rollout: Rollout, devices: list[RolloutDevice], now: int
+    ) -> list[RolloutDevice]:
+        """Devices whose health shows the wanted version of the rollout's kind in force are
+        done, reply or not."""
+        kind = release_kind(self._store, rollout.model_version)
         changed, out = [], []
         for row in devices:
             seen = row
@@ -95,7 +100,7 @@ class RolloutSteps:
                 newest = self._store.device_health(
                     row.device_id, row.sent_ms, EVER, newest_only=True
                 )
-                version = _health(newest[0]).model_version if newest else ""
+                version = running_version(_health(newest[0]), kind) if newest else ""
                 if version and version != row.reported_version:
                     seen = replace(row, reported_version=version, updated_ms=now)
                     if version == row.want_version:
