@@ -3,6 +3,7 @@ rows (health, measured reports) and an in-memory command publisher, on a clock o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import json_format
 
-from roadsense.cloud.domain import HealthRecord, StatusUpdate, Telemetry
+from roadsense.cloud.domain import HealthRecord, Measured, Reading, StatusUpdate, Telemetry
 from roadsense.cloud.releases.registry import publish_model
 from roadsense.cloud.rollout.config import RolloutConfig
 from roadsense.cloud.rollout.controller import RolloutController
@@ -45,6 +46,7 @@ class DetectorFleet:
     public_key: bytes
     registry: Path
     now: list[int] = field(default_factory=lambda: [T0])
+    seq: int = 0
 
     def health(self, device: str, model: str = "1.0", detector: str = "det-1.0") -> None:
         """A health message from ``device`` received now, naming its models in force."""
@@ -59,6 +61,31 @@ class DetectorFleet:
 
     def write(self, records: Sequence[Telemetry]) -> None:
         self.store.write_batch(records, lambda readings: [])
+
+    def measured(self, device: str, at_ms: Sequence[int], vehicles: float, stopped: float) -> None:
+        """Measured reports of ``device`` captured at ``at_ms``, each with these means."""
+        figures = Measured(4, vehicles, 9, stopped, 3, 0.2, "light", "occupancy-stopped/1", 0.8)
+        readings: list[Telemetry] = []
+        for t in at_ms:
+            self.seq += 1
+            readings.append(
+                Reading(
+                    device_id=device,
+                    camera_id="cam1",
+                    segment_id=f"seg-{device}",
+                    seq=self.seq,
+                    capture_time_ms=t,
+                    window_start_ms=t - 5000,
+                    received_ms=t,
+                    model_version="1.0",
+                    labels=("free", "heavy"),
+                    probabilities=(0.9, 0.1),
+                    frames_in_window=4,
+                    level=2.5,
+                    measured=figures,
+                )
+            )
+        self.write(readings)
 
     def updates(self) -> list[tuple[str, telemetry_pb2.ModelUpdate]]:
         """Every ModelUpdate sent so far, with the topic it went to."""
@@ -219,3 +246,71 @@ def test_a_detector_rollout_starts_only_when_every_detector_can_be_sent_back(
     assert fleet.controller.begin("det-2.0", actor="ops", canary_devices=1).rollout.state == (
         "canary"
     )
+
+
+def _watch_the_canary(fleet: DetectorFleet, canary_vehicles: float) -> str:
+    """A detector rollout whose canary sees ``canary_vehicles`` in view where every device
+    saw 4.0 (a quarter of them stopped) before the rollout and the control still does;
+    the controller's verdict at the end of the window. Returns the canary's id."""
+    history = [T0 - 300_000 + i * 10_000 for i in range(6)]
+    for device in DEVICES:
+        fleet.measured(device, history, vehicles=4.0, stopped=1.0)
+    view = fleet.controller.begin("det-2.0", actor="ops", canary_devices=1)
+    canary = view.devices[0].device_id
+    fleet.now[0] = T0 + 1000
+    fleet.health(canary, detector="det-2.0")
+    fleet.controller.tick()  # applied: the window opens now
+    window = [T0 + 5000 + i * 10_000 for i in range(6)]
+    for device in DEVICES:
+        if device == canary:
+            fleet.measured(device, window, vehicles=canary_vehicles, stopped=1.0)
+        else:
+            fleet.measured(device, window, vehicles=4.0, stopped=1.0)
+    fleet.now[0] = T0 + 1000 + 60_000
+    fleet.controller.tick()
+    return canary
+
+
+def test_a_detector_that_counts_twice_the_vehicles_fails_its_canary(
+    fleet: DetectorFleet,
+) -> None:
+    canary = _watch_the_canary(fleet, canary_vehicles=8.0)
+    view = fleet.controller.view()
+    assert view.rollout.state == "failed"
+    assert view.rollout.reason == (
+        "canary outside thresholds: vehicles in view changed by +100% against their history, "
+        "the control's by +0% (limit ±25%); 1 device(s) sent their previous model back"
+    )
+    evaluation = json.loads(view.rollout.evaluation_json)
+    assert evaluation["verdict"] == "fail"
+    assert (evaluation["canary"]["vehicle_change"], evaluation["control"]["vehicle_change"]) == (
+        1.0,
+        0.0,
+    )
+    assert (evaluation["canary"]["stopped_change"], evaluation["control"]["stopped_change"]) == (
+        -0.125,  # a quarter of 4 stopped before; the same 1 of 8 now
+        0.0,
+    )
+    figures = {d["device_id"]: d for d in evaluation["devices"]}
+    assert (figures[canary]["vehicles"], figures[canary]["vehicles_before"]) == (8.0, 4.0)
+    assert figures[canary]["level_shift"] == 0.0
+    # The canary is sent its previous detector back, as a detector; the control nothing.
+    (_, first), (topic, back) = fleet.updates()
+    assert topic == command_topic(canary, "model")
+    assert (back.kind, back.version) == (DETECTOR, "det-1.0")
+    assert back.request_id != first.request_id
+
+
+def test_a_detector_that_counts_as_the_old_one_is_promoted(fleet: DetectorFleet) -> None:
+    canary = _watch_the_canary(fleet, canary_vehicles=4.4)
+    view = fleet.controller.view()
+    assert view.rollout.state == "promoting"
+    assert view.rollout.reason.startswith("canary within thresholds: ")
+    assert "vehicles change 0.1 vs 0, stopped share change -0.0227 vs 0; stage 1" in (
+        view.rollout.reason
+    )
+    promoted = fleet.updates()[1:]
+    assert sorted(topic for topic, _ in promoted) == [
+        command_topic(d, "model") for d in DEVICES if d != canary
+    ]
+    assert {(u.kind, u.version) for _, u in promoted} == {(DETECTOR, "det-2.0")}

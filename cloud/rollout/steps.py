@@ -20,10 +20,17 @@ from roadsense.cloud.rollout.records import (
     RolloutState,
 )
 from roadsense.cloud.rollout.rows import RolloutStore
-from roadsense.cloud.rollout.verdict import DeviceFigures, Verdict, compare, device_figures
+from roadsense.cloud.rollout.verdict import (
+    DeviceFigures,
+    MeasuredMeans,
+    Verdict,
+    compare,
+    device_figures,
+)
 from roadsense.cloud.rollout.verdict import parse_health as _health
 from roadsense.core.errors import RolloutError
 from roadsense.core.publisher import Publisher
+from roadsense.proto.model_kinds import DETECTOR
 from roadsense.proto.refusals import Refusal, refusal_of
 from roadsense.proto.topics import command_topic
 
@@ -294,16 +301,25 @@ class RolloutSteps:
         config = self._config
         window_end = window_start + int(config.window_s * 1000)
         history_from = rollout.created_ms - int(config.history_s * 1000)
+        measuring = release_kind(self._store, rollout.model_version) == DETECTOR
         canary, control, baseline = [], [], []
 
         def figures(device: str) -> DeviceFigures:
+            store = self._store
+            measured: MeasuredMeans | None = None
+            history: MeasuredMeans = ()
+            if measuring:
+                measured = store.device_measured(device, window_start, window_end)
+                history = store.device_measured(device, history_from, rollout.created_ms)
             return device_figures(
                 device,
-                health=self._store.device_health(device, window_start, window_end),
-                levels=self._store.device_levels(device, window_start, window_end),
-                history_levels=self._store.device_levels(device, history_from, rollout.created_ms),
+                health=store.device_health(device, window_start, window_end),
+                levels=store.device_levels(device, window_start, window_end),
+                history_levels=store.device_levels(device, history_from, rollout.created_ms),
                 window_s=config.window_s,
                 min_reports=config.min_reports,
+                measured=measured,
+                history_measured=history,
             )
 
         for row in devices:
@@ -356,8 +372,11 @@ def _summary(verdict: Verdict) -> str:
         ("reports_per_min", "reports/min"),
         ("uncertain_share", "uncertain"),
         ("level_shift", "JSD"),
+        ("vehicle_change", "vehicles change"),
+        ("stopped_change", "stopped share change"),
     ):
-        parts.append(f"{label} {_fmt(a[key])} vs {_fmt(b[key])}")
+        if key in a:  # the measured figures: of a detector rollout only
+            parts.append(f"{label} {_fmt(a[key])} vs {_fmt(b[key])}")
     return ", ".join(parts)
 
 
