@@ -164,8 +164,11 @@ def test_publish_a_detector_and_list_the_kind_of_each_release(
     classifier = write_release(tmp_path / "export", "2.1.0")
     detector = write_detector_release(tmp_path / "detector", "1.1.0-nano")
     capsys.readouterr()
-    assert _run(capsys, "models", "publish", str(classifier), "--version", "2.1.0",
-                "--cloud-config", str(config))[0] == 0  # fmt: skip
+    code, out, _ = _run(capsys, "models", "publish", str(classifier), "--version", "2.1.0",
+                        "--cloud-config", str(config))  # fmt: skip
+    assert code == 0
+    size = classifier.stat().st_size
+    assert out.startswith(f"published city 2.1.0 ({CONGESTION}): {size} bytes, sha256 ")
     code, out, err = _run(
         capsys, "models", "publish", str(detector), "--version", "1.1.0-nano",
         "--cloud-config", str(config), "--json",

@@ -74,7 +74,7 @@ def _publish(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": True, **_release_json(model)}))
     else:
         print(
-            f"published {model.kind} model {model.name} {model.version}: {model.size} bytes, "
+            f"published {model.name} {model.version} ({model.kind}): {model.size} bytes, "
             f"sha256 {model.sha256[:12]}…, signed; in {config.models.registry_dir}"
         )
     return 0
