@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -213,6 +213,32 @@ def test_a_classifier_rollout_still_reads_the_classifier_version(fleet: Detector
     fleet.health(canary, model="2.0", detector="det-1.0")
     fleet.controller.tick()
     assert fleet.controller.view().devices[0].state == "applied"
+
+
+def test_a_detector_rollout_leaves_a_classifier_rollout_pending_sends_alone(
+    fleet: DetectorFleet,
+) -> None:
+    onnx = write_release(fleet.registry.parent / "export" / "2.0", "2.0", size=1000)
+    key = Ed25519PrivateKey.generate()
+    publish_model(fleet.store, fleet.registry, onnx, "2.0", key, now_ms=2, published_by="t")
+    classifier = fleet.controller.begin("2.0", actor="ops", canary_devices=1).rollout
+    canary = fleet.controller.view(classifier.rollout_id).devices[0].device_id
+    # The classifier's rollout ended with its canary still to answer (it was away).
+    assert fleet.store.update_rollout(replace(classifier, state="done"), "canary")
+    fleet.now[0] += 1000
+    detector = fleet.controller.begin("det-2.0", actor="ops", device_ids=[canary], canary_devices=1)
+
+    def rows() -> tuple[str, str]:
+        first = fleet.controller.view(classifier.rollout_id).devices[0]
+        second = fleet.controller.view(detector.rollout.rollout_id).devices[0]
+        return first.state, second.state
+
+    assert rows() == ("sent", "sent")  # not superseded: the detector is another model
+    # One health message answers both, each read of its own model.
+    fleet.now[0] += 1000
+    fleet.health(canary, model="2.0", detector="det-2.0")
+    fleet.controller.tick()
+    assert rows() == ("applied", "applied")
 
 
 def test_a_detector_rollout_starts_only_when_every_detector_can_be_sent_back(
