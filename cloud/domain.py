@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from roadsense.proto.model_kinds import CONGESTION
+
 LEVELS = ("free", "light", "moderate", "heavy", "jammed")
 """The levels a camera's rule names, from free flow to jammed."""
 VEHICLE_CLASSES = ("car", "motorcycle", "bus", "truck")
@@ -173,6 +175,8 @@ class PublishedModel:
     """The fleet key's Ed25519 signature of (sha256, size, version, card sha256)."""
     published_ms: int
     published_by: str
+    kind: str = CONGESTION
+    """Which of a device's models it is (``roadsense.proto.model_kinds``), from its card."""
 
 
 Telemetry = Reading | StatusUpdate | HealthRecord | Rejected

@@ -1,12 +1,14 @@
 """Model releases for the registry and rollout tests: ONNX files with a valid card beside
-them, either random bytes (the registry never parses them) or small real models built with
-the ``onnx`` helper API (good, wrong input shape, NaN outputs, much slower)."""
+them, either random bytes (the registry never parses them), small real models built with
+the ``onnx`` helper API (good, wrong input shape, NaN outputs, much slower), or the shipped
+vehicle detector under another version."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from roadsense.models.shipped import DEFAULT_CNN
+from roadsense.models.shipped import DEFAULT_CNN, DEFAULT_DETECTOR
 
 PLACEHOLDER_CARD = DEFAULT_CNN.parent / "congestion-placeholder.card.json"
 SIDE = 96
@@ -43,6 +45,23 @@ def write_release(folder: Path, version: str, size: int = 300_000, name: str = "
     onnx_path = folder / f"{name}.onnx"
     onnx_path.write_bytes(os.urandom(size))
     write_card(onnx_path, version, name)
+    return onnx_path
+
+
+def write_detector_release(folder: Path, version: str, **changes: Any) -> Path:
+    """``folder/detector.onnx``: the shipped detector, its card made to name ``version``
+    (and ``changes``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx_path = folder / DEFAULT_DETECTOR.name
+    shutil.copyfile(DEFAULT_DETECTOR, onnx_path)
+    card = json.loads(DEFAULT_DETECTOR.with_suffix(".card.json").read_text(encoding="utf-8"))
+    card.update(
+        version=version,
+        onnx_file=onnx_path.name,
+        onnx_sha256=hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        **changes,
+    )
+    onnx_path.with_suffix(".card.json").write_text(json.dumps(card, indent=1), encoding="utf-8")
     return onnx_path
 
 

@@ -6,18 +6,23 @@ import json
 import stat
 from pathlib import Path
 
+import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from roadsense.cli.main import main
 from roadsense.cloud.domain import PublishedModel
+from roadsense.cloud.store.migrations import MIGRATIONS
+from roadsense.cloud.store.postgres_migrations import POSTGRES_MIGRATIONS, migrate_postgres
 from roadsense.core.errors import ModelSignatureError
+from roadsense.core.sqlite import migrate, open_database
 from roadsense.models.card import sha256_file
 from roadsense.models.signing import sign_model, verify_model
+from roadsense.proto.model_kinds import CONGESTION, DETECTOR
 from roadsense.provisioning.ca import PASSPHRASE_ENV, CertificateAuthority
 from roadsense.provisioning.model_key import model_key_files, public_pem
 
-from .model_releases import write_release
+from .model_releases import write_detector_release, write_release
 from .stores import StoreTarget
 
 PASSPHRASE = "fleet passphrase for tests"
@@ -54,15 +59,47 @@ def test_the_store_keeps_each_version_once(store_target: StoreTarget) -> None:
         assert not store.add_model(again)
         second = PublishedModel("1.1", "city", "city.onnx", 12, SHA, CARD_SHA, b"\x03" * 64, 7, "a")
         assert store.add_model(second)
-        assert store.models() == [first, second]
+        detector = PublishedModel(
+            "d1", "vehicles", "detector.onnx", 13, SHA, CARD_SHA, b"\x04" * 64, 8, "a", DETECTOR
+        )
+        assert store.add_model(detector)
+        assert store.models() == [first, second, detector]
         assert store.model("1.0") == first
+        assert store.model("d1") == detector
         assert store.model("9.9") is None
     finally:
         store.close()
-    assert store_target.rows("SELECT version, size FROM model_releases ORDER BY version") == [
-        ("1.0", 10),
-        ("1.1", 12),
+    assert store_target.rows("SELECT version, size, kind FROM model_releases ORDER BY version") == [
+        ("1.0", 10, CONGESTION),
+        ("1.1", 12, CONGESTION),
+        ("d1", 13, DETECTOR),
     ]
+
+
+def test_releases_published_before_kinds_are_classifiers(store_target: StoreTarget) -> None:
+    # Stores from before detectors hold classifier releases only: the registry refused others.
+    values = ["0.9", "city", "city.onnx", 10, SHA, CARD_SHA, "01" * 64, 5, "a"]
+    insert = (
+        "INSERT INTO model_releases (version, name, onnx_file, size, sha256, card_sha256, "
+        "signature, published_ms, published_by) VALUES ({})"
+    )
+    if store_target.kind == "sqlite":
+        db = open_database(store_target.config.path)
+        migrate(db, [m for m in MIGRATIONS if m.name != "0012_detector_rollouts"])
+        db.execute(insert.format(", ".join("?" * len(values))), values)
+        db.conn.commit()
+        db.close()
+    else:
+        assert store_target.config.postgres_url is not None
+        with psycopg.connect(store_target.config.postgres_url) as conn:
+            migrate_postgres(conn, POSTGRES_MIGRATIONS[:-1])
+            conn.execute(insert.format(", ".join(["%s"] * len(values))), values)
+    store = store_target.open()
+    try:
+        (old,) = store.models()
+    finally:
+        store.close()
+    assert (old.version, old.kind, old.signature) == ("0.9", CONGESTION, b"\x01" * 64)
 
 
 @pytest.fixture
@@ -117,6 +154,83 @@ def test_publish_stores_signs_and_lists(
     code, out, _ = _run(capsys, "models", "list", "--cloud-config", str(config))
     assert "2.1.0" in out.splitlines()[1]
     assert release["sha256"][:12] in out
+
+
+def test_publish_a_detector_and_list_the_kind_of_each_release(
+    fleet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, public_file = model_key_files(fleet)
+    config = _cloud_toml(tmp_path, fleet)
+    classifier = write_release(tmp_path / "export", "2.1.0")
+    detector = write_detector_release(tmp_path / "detector", "1.1.0-nano")
+    capsys.readouterr()
+    code, out, _ = _run(capsys, "models", "publish", str(classifier), "--version", "2.1.0",
+                        "--cloud-config", str(config))  # fmt: skip
+    assert code == 0
+    size = classifier.stat().st_size
+    assert out.startswith(f"published city 2.1.0 ({CONGESTION}): {size} bytes, sha256 ")
+    code, out, err = _run(
+        capsys, "models", "publish", str(detector), "--version", "1.1.0-nano",
+        "--cloud-config", str(config), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    release = json.loads(out)
+    assert (release["kind"], release["name"], release["onnx_file"]) == (
+        DETECTOR,
+        "vehicles",
+        "detector.onnx",
+    )
+    stored = tmp_path / "registry" / "1.1.0-nano" / "detector.onnx"
+    assert stored.read_bytes() == detector.read_bytes()
+    card = stored.with_suffix(".card.json")
+    assert json.loads(card.read_text())["kind"] == DETECTOR
+    assert release["card_sha256"] == sha256_file(card)
+    verify_model(
+        bytes.fromhex(release["signature"]), public_file.read_bytes(),
+        release["sha256"], release["size"], "1.1.0-nano", release["card_sha256"],
+    )  # fmt: skip
+    code, out, _ = _run(capsys, "models", "list", "--cloud-config", str(config), "--json")
+    assert [(m["version"], m["kind"]) for m in json.loads(out)["models"]] == [
+        ("2.1.0", CONGESTION),
+        ("1.1.0-nano", DETECTOR),
+    ]
+    code, out, _ = _run(capsys, "models", "list", "--cloud-config", str(config))
+    header, *rows = out.splitlines()
+    assert header.split()[:3] == ["version", "kind", "name"]
+    assert [row.split()[:3] for row in rows] == [
+        ["2.1.0", CONGESTION, "city"],
+        ["1.1.0-nano", DETECTOR, "vehicles"],
+    ]
+
+
+def test_a_card_of_an_unknown_or_wrong_kind_is_refused_in_one_line(
+    fleet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _cloud_toml(tmp_path, fleet)
+
+    def refused(onnx: Path, version: str) -> str:
+        return _refusal(capsys, "models", "publish", str(onnx), "--version", version,
+                        "--cloud-config", str(config))  # fmt: skip
+
+    tracker = write_detector_release(tmp_path / "tracker", "1.0", kind="tracker")
+    assert refused(tracker, "1.0") == (
+        f"roadsense: error: {tracker.with_suffix('.card.json')}: unknown model kind "
+        "'tracker'; known: congestion, detector"
+    )
+    # A detector card is checked as a detector's: here a score no detector reports.
+    sure = write_detector_release(tmp_path / "sure", "1.1", score_threshold=1.5)
+    assert "score_threshold" in refused(sure, "1.1")
+    # A classifier's card that claims to be a detector's lacks what a detector's says.
+    claims = write_release(tmp_path / "claims", "1.2")
+    card = json.loads(claims.with_suffix(".card.json").read_text())
+    claims.with_suffix(".card.json").write_text(json.dumps({**card, "kind": DETECTOR}))
+    assert "nms_iou" in refused(claims, "1.2")
+    # And the detector's version must be the card's, as a classifier's.
+    detector = write_detector_release(tmp_path / "detector", "1.3")
+    assert "says version '1.3', not '1.4'" in refused(detector, "1.4")
+    assert sorted(p.name for p in (tmp_path / "registry").iterdir()) == []
+    _, out, _ = _run(capsys, "models", "list", "--cloud-config", str(config), "--json")
+    assert json.loads(out)["models"] == []
 
 
 def _refusal(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

@@ -211,7 +211,13 @@ def test_check_and_serve_on_postgres_urls(postgres: RunningPostgres, tmp_path: P
     result = roadsense_cli("cloud", "check", "--config", str(good), "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     facts = json.loads(result.stdout)
-    pending = ["0001_city_schema", "0002_model_registry", "0003_rollouts", "0004_measurements"]
+    pending = [
+        "0001_city_schema",
+        "0002_model_registry",
+        "0003_rollouts",
+        "0004_measurements",
+        "0005_detector_rollouts",
+    ]
     assert (facts["store"], facts["migrations_pending"]) == (url, pending)
     open_store(StoreConfig(url=url)).close()
     facts = json.loads(roadsense_cli("cloud", "check", "--config", str(good), "--json").stdout)

@@ -3,7 +3,9 @@ DownloadModel), signed releases, and simulated devices that speak the agent's co
 
 from __future__ import annotations
 
+import hashlib
 import json
+import queue
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,10 +14,17 @@ import pytest
 
 from roadsense.cloud.api.auth import AuthConfig, TokenConfig, hash_token
 from roadsense.cloud.config import CloudConfig
+from roadsense.core.paho_client import MqttPublisher
+from roadsense.core.timeutil import now_ms
 from roadsense.harness.sim_fleet import Behaviour
-from roadsense.proto.v1 import fleet_pb2
+from roadsense.models.signing import verify_model
+from roadsense.proto import SCHEMA_VERSION
+from roadsense.proto.model_kinds import DETECTOR
+from roadsense.proto.topics import command_topic, health_topic
+from roadsense.proto.v1 import fleet_pb2, telemetry_pb2
 
 from .helpers import wait_until
+from .model_releases import write_detector_release
 from .rollout_support import FAST, RELEASE_BYTES, rollout_fleet
 
 pytestmark = pytest.mark.integration
@@ -192,6 +201,63 @@ def test_start_refusals_name_what_is_wrong(cloud_config: CloudConfig, tmp_path: 
         with pytest.raises(grpc.RpcError) as caught:
             fleet.status()
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_detector_update_goes_out_signed_and_its_health_shows_it_applied(
+    cloud_config: CloudConfig, tmp_path: Path
+) -> None:
+    # The simulated devices answer classifier updates only: this device is the test's own
+    # MQTT client, which says which detector it runs in its health and takes the update.
+    detectors = {
+        v: write_detector_release(tmp_path / "detectors" / v, v) for v in ("det-1.0", "det-2.0")
+    }
+    with rollout_fleet(cloud_config, tmp_path, versions=("1.0",), files=detectors) as fleet:
+        device_id = fleet.device_name(1)
+        updates: queue.Queue[bytes] = queue.Queue()
+        device = MqttPublisher(fleet.cloud.config.mqtt, device_id)
+        device.subscribe(command_topic(device_id, "model"), lambda _, payload: updates.put(payload))
+        device.start()
+        try:
+            assert device.wait_connected(10.0)
+
+            def health(detector: str) -> None:
+                message = telemetry_pb2.DeviceHealth(
+                    schema_version=SCHEMA_VERSION, device_id=device_id, time_ms=now_ms(),
+                    model_version="1.0", detector_version=detector,
+                )  # fmt: skip
+                device.publish(health_topic(device_id), message.SerializeToString())
+
+            health("det-1.0")
+            store = fleet.cloud.store
+            assert wait_until(lambda: bool(store.device_health(device_id, 0, 2**62)))
+            started = fleet.start([device_id], model_version="det-2.0", canary_devices=1)
+            assert started.reason.startswith("detector rollout: 1 canary of 1 devices")
+            assert started.devices[0].previous_version == "det-1.0"
+            update = telemetry_pb2.ModelUpdate.FromString(updates.get(timeout=10))
+            assert (update.kind, update.version, update.rollout_id) == (
+                DETECTOR,
+                "det-2.0",
+                started.rollout_id,
+            )
+            verify_model(
+                update.signature, fleet.public_key, update.sha256, update.size, update.version,
+                update.card_sha256,
+            )  # fmt: skip
+            # What the update names is what DownloadModel serves: the detector and its card.
+            for part, expected in (
+                (fleet_pb2.MODEL_PART_ONNX, update.sha256),
+                (fleet_pb2.MODEL_PART_CARD, update.card_sha256),
+            ):
+                request = fleet_pb2.DownloadModelRequest(version="det-2.0", part=part)
+                data = b"".join(c.data for c in fleet.stub.DownloadModel(request, timeout=30))
+                assert hashlib.sha256(data).hexdigest() == expected
+            assert json.loads(data)["kind"] == DETECTOR
+            # Its health naming det-2.0 as the detector in force: the canary applied it.
+            health("det-2.0")
+            assert wait_until(lambda: fleet.status().devices[0].state == "applied")
+            assert fleet.status().devices[0].reported_version == "det-2.0"
+        finally:
+            device.stop()
 
 
 ADMIN, READER, FEED = "admin-token-rollout", "reader-token-rollout", "feed-token-rollout"

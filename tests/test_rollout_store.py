@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from roadsense.cloud.domain import HealthRecord, Reading, Telemetry
+from roadsense.cloud.domain import HealthRecord, Measured, Reading, Telemetry
 from roadsense.cloud.rollout.records import Rollout, RolloutDevice, RolloutEvent, RolloutState
 from roadsense.cloud.rollout.rows import ROLLOUT_COLUMNS
 
@@ -112,5 +112,29 @@ def test_health_and_levels_of_one_device_by_time(store_target: StoreTarget) -> N
         assert store.device_levels("dev-a", 100, 200) == [2.5]
         assert sorted(store.device_levels("dev-a", 0, 1000)) == [2.5, 7.5]
         assert store.device_levels("dev-c", 0, 1000) == []
+    finally:
+        store.close()
+
+
+def test_measured_vehicles_and_stopped_of_one_device_by_time(store_target: StoreTarget) -> None:
+    def measured(
+        device: str, seq: int, capture_ms: int, vehicles: float, stopped: float
+    ) -> Reading:
+        figures = Measured(4, vehicles, 9, stopped, 3, 0.2, "light", "occupancy-stopped/1", 0.8)
+        return replace(_reading(device, seq, capture_ms, 2.5), measured=figures)
+
+    store = store_target.open()
+    try:
+        records: list[Telemetry] = [
+            measured("dev-a", 1, 100, 4.0, 1.0),
+            measured("dev-a", 2, 200, 6.5, 0.5),
+            _reading("dev-a", 3, 150, 5.0),  # a classifying camera measures nothing
+            measured("dev-b", 1, 150, 9.0, 9.0),
+        ]
+        store.write_batch(records, lambda readings: [])
+        assert sorted(store.device_measured("dev-a", 0, 1000)) == [(4.0, 1.0), (6.5, 0.5)]
+        assert store.device_measured("dev-a", 100, 200) == [(4.0, 1.0)]
+        assert store.device_measured("dev-a", 101, 1000) == [(6.5, 0.5)]
+        assert store.device_measured("dev-c", 0, 1000) == []
     finally:
         store.close()

@@ -13,9 +13,13 @@ from roadsense.cloud.rollout.config import RolloutThresholds
 from roadsense.cloud.rollout.plan import canary_size, plan_devices
 from roadsense.cloud.rollout.verdict import (
     DeviceFigures,
+    MeasuredFigures,
     compare,
+    device_figures,
     jensen_shannon,
     level_distribution,
+    measured_figures,
+    stopped_share,
 )
 from roadsense.core.config import load_config
 from roadsense.core.errors import ConfigError, RequestError
@@ -59,6 +63,86 @@ def test_compare_names_each_figure_outside_its_threshold() -> None:
     assert compare([DeviceFigures("d", None, None, None, None)], control, limits).ok
 
 
+WINDOW = [(4.0, 1.0), (6.0, 2.0), (5.0, 0.0)]
+"""(vehicles in view, stopped) of a device's measured reports in the window."""
+HISTORY = [(2.0, 0.0), (4.0, 1.0), (6.0, 1.0), (4.0, 2.0)]
+
+
+def test_measured_figures_against_the_device_own_history() -> None:
+    assert stopped_share(WINDOW) == 3 / 15
+    assert stopped_share(HISTORY) == 4 / 16
+    assert stopped_share([(0.0, 0.0)]) is None  # an empty road has no stopped share
+    figures = measured_figures(WINDOW, HISTORY, min_reports=3)
+    assert figures == MeasuredFigures(5.0, 4.0, 0.2, 0.25)
+    assert figures.vehicle_change == 0.25  # a quarter more vehicles than before
+    assert figures.stopped_change == pytest.approx(-0.05)
+    # Too few measured reports in the window (or in its history): nothing to compare.
+    assert measured_figures(WINDOW, HISTORY, min_reports=4) == MeasuredFigures(
+        None, None, None, None
+    )
+    assert measured_figures(WINDOW, HISTORY[:2], min_reports=3).vehicle_change is None
+    empty_before = measured_figures(WINDOW, [(0.0, 0.0)] * 3, min_reports=3)
+    assert (empty_before.vehicle_change, empty_before.stopped_change) == (None, None)
+    # A detector rollout's device figures carry them; a classifier rollout's do not.
+    measured = device_figures(
+        "d", health=[], levels=[], history_levels=[], window_s=60.0, min_reports=3,
+        measured=WINDOW, history_measured=HISTORY,
+    )  # fmt: skip
+    assert measured.measured == figures
+    assert measured.as_json() == {
+        "device_id": "d", "p95_ms": None, "reports_per_min": None, "uncertain_share": None,
+        "level_shift": None, "vehicles": 5.0, "vehicles_before": 4.0, "vehicle_change": 0.25,
+        "stopped_share": 0.2, "stopped_share_before": 0.25, "stopped_change": -0.05,
+    }  # fmt: skip
+    classifier = device_figures(
+        "d", health=[], levels=[], history_levels=[], window_s=60.0, min_reports=3
+    )
+    assert classifier.measured is None
+    assert set(classifier.as_json()) == {
+        "device_id", "p95_ms", "reports_per_min", "uncertain_share", "level_shift"
+    }  # fmt: skip
+
+
+def _measuring(vehicles: float = 5.0, stopped: float = 0.2) -> DeviceFigures:
+    """A device whose vehicles and stopped share went from 5.0 and 0.2 to these."""
+    return DeviceFigures("d", 9.0, 60.0, 0.05, 0.02, MeasuredFigures(vehicles, 5.0, stopped, 0.2))
+
+
+def test_compare_holds_a_detector_canary_to_the_control_drift_either_way() -> None:
+    limits = RolloutThresholds()
+    control = [_measuring(5.5, 0.25), _measuring(5.5, 0.25)]  # +10%, +0.05: the day's drift
+    same = compare([_measuring(6.5, 0.3)], control, limits)  # +30%, +0.10
+    assert same.ok
+    assert (same.canary["vehicle_change"], same.control["vehicle_change"]) == (0.3, 0.1)
+    assert (same.canary["stopped_change"], same.control["stopped_change"]) == (0.1, 0.05)
+    more = compare([_measuring(8.0)], control, limits)
+    assert more.failures == [
+        "vehicles in view changed by +60% against their history, the control's by +10% (limit ±25%)"
+    ]
+    fewer = compare([_measuring(4.0)], control, limits)
+    assert fewer.failures == [
+        "vehicles in view changed by -20% against their history, the control's by +10% (limit ±25%)"
+    ]
+    queued = compare([_measuring(5.5, 0.5)], control, limits)
+    assert queued.failures == [
+        "stopped share changed by +0.30 against its history, the control's by +0.05 (limit ±0.15)"
+    ]
+    # Without control figures, against no drift; without canary figures, nothing to judge.
+    alone = compare([_measuring(5.0, 0.0)], [], limits)
+    assert alone.failures == [
+        "stopped share changed by -0.20 against its history, the control's by +0.00 (limit ±0.15)"
+    ]
+    unknown = DeviceFigures("d", 9.0, 60.0, 0.05, 0.02, MeasuredFigures(None, None, None, None))
+    assert compare([unknown], control, limits).ok
+    # The thresholds are the operator's.
+    strict = RolloutThresholds(max_vehicle_shift=0.1, max_stopped_shift=0.01)
+    assert len(compare([_measuring(6.5, 0.3)], control, strict).failures) == 2
+    # A classifier rollout's verdict has no measured figures at all.
+    assert set(compare([_figures(9.0)], [_figures(9.0)], limits).canary) == {
+        "p95_ms", "reports_per_min", "uncertain_share", "level_shift"
+    }  # fmt: skip
+
+
 def test_canary_size_and_stages() -> None:
     assert canary_size(50, 10.0, None) == 5
     assert canary_size(3, 10.0, None) == 1
@@ -96,6 +180,8 @@ def test_canary_option() -> None:
         ("window_s = 0", "rollout.window_s"),
         ("cert_file = 'x.pem'", "give both cert_file and key_file"),
         ("thresholds = { max_latency_ratio = 0.5 }", "rollout.thresholds.max_latency_ratio"),
+        ("thresholds = { max_stopped_shift = 2 }", "rollout.thresholds.max_stopped_shift"),
+        ("thresholds = { max_vehicle_shift = -1 }", "rollout.thresholds.max_vehicle_shift"),
         ("tresholds = { }", "rollout.tresholds: unknown key"),
     ],
 )

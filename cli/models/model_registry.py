@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from roadsense.core.errors import ProvisioningError
+from roadsense.proto.model_kinds import CONGESTION, DETECTOR, MODEL_KINDS
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -22,6 +23,7 @@ def _config(args: argparse.Namespace) -> Any:
 def _release_json(model: Any) -> dict[str, Any]:
     return {
         "version": model.version,
+        "kind": model.kind,
         "name": model.name,
         "onnx_file": model.onnx_file,
         "size": model.size,
@@ -72,7 +74,7 @@ def _publish(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": True, **_release_json(model)}))
     else:
         print(
-            f"published {model.name} {model.version}: {model.size} bytes, "
+            f"published {model.name} {model.version} ({model.kind}): {model.size} bytes, "
             f"sha256 {model.sha256[:12]}…, signed; in {config.models.registry_dir}"
         )
     return 0
@@ -93,10 +95,13 @@ def _list(args: argparse.Namespace) -> int:
     if not models:
         print("no models published")
         return 0
-    print(f"{'version':<24} {'name':<20} {'bytes':>10} {'sha256':<13} {'published':<26} by")
+    print(
+        f"{'version':<24} {'kind':<10} {'name':<20} {'bytes':>10} {'sha256':<13} "
+        f"{'published':<26} by"
+    )
     for m in models:
         print(
-            f"{m.version:<24} {m.name:<20} {m.size:>10} {m.sha256[:12]:<13} "
+            f"{m.version:<24} {m.kind:<10} {m.name:<20} {m.size:>10} {m.sha256[:12]:<13} "
             f"{_when(m.published_ms):<26} {m.published_by}"
         )
     return 0
@@ -109,10 +114,16 @@ def add_registry_commands(models_commands: Any) -> None:
         help="store an ONNX and its card in the cloud's registry, signed with the fleet key",
         description="Copy MODEL and its card into the registry folder of the cloud config "
         "([models] registry_dir) under VERSION, and record its sha256, size and card sha256 "
-        "with the fleet's model-signing signature in the cloud's store. The card must match "
-        "the ONNX and name VERSION; a version is published once.",
+        "with the fleet's model-signing signature in the cloud's store. The model is a "
+        f"{CONGESTION} classifier, or a vehicle detector when its card says "
+        f'"kind": "{DETECTOR}"; the card must match the ONNX and name VERSION; a version is '
+        "published once.",
     )
-    publish.add_argument("model", type=Path, help="ONNX file, its card (.card.json) beside it")
+    publish.add_argument(
+        "model",
+        type=Path,
+        help="ONNX file (classifier or detector), its card (.card.json) beside it",
+    )
     publish.add_argument("--version", required=True, help="release version (the card's)")
     publish.add_argument(
         "--cloud-config", type=Path, required=True, help="cloud TOML configuration"
@@ -134,8 +145,8 @@ def add_registry_commands(models_commands: Any) -> None:
     listing = models_commands.add_parser(
         "list",
         help="show the models published in the cloud's registry",
-        description="One row per published release: version, name, size, sha256, when and "
-        "by whom it was published.",
+        description=f"One row per published release: version, kind ({' or '.join(MODEL_KINDS)}), "
+        "name, size, sha256, when and by whom it was published.",
     )
     listing.add_argument(
         "--cloud-config", type=Path, required=True, help="cloud TOML configuration"

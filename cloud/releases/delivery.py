@@ -92,7 +92,8 @@ def release_chunks(
 def model_update(
     model: PublishedModel, request_id: str, *, grpc_address: str = "", rollout_id: str = ""
 ) -> telemetry_pb2.ModelUpdate:
-    """The command that tells a device to fetch ``model`` (on its cmd/model topic)."""
+    """The command that tells a device to fetch ``model`` (on its cmd/model topic) and put
+    it in force as its model of the release's kind."""
     return telemetry_pb2.ModelUpdate(
         schema_version=SCHEMA_VERSION,
         request_id=request_id,
@@ -103,4 +104,5 @@ def model_update(
         signature=model.signature,
         grpc_address=grpc_address,
         rollout_id=rollout_id,
+        kind=model.kind,
     )

@@ -4,17 +4,25 @@ A release is a folder ``<registry_dir>/<version>/`` holding the ONNX and its car
 row in the store with the ONNX's sha256 and size, the card's sha256 and the fleet key's
 signature of all four (``roadsense.models.signing``). Devices fetch releases by version
 only: the file a version names comes from its row, never from the request.
+
+A release is a congestion classifier or a vehicle detector: its card says which
+(``roadsense.proto.model_kinds.card_kind``) and is checked by that kind's loader. The kind
+is stored in the release's row, not read again from the card in the folder, because the
+rollout controller knows releases only through the store (``RolloutStore.model``), on any
+replica, whether or not it can see the registry folder; and the card in the folder is
+covered by the signature already, so the row says nothing the signed card does not.
 """
 
 from __future__ import annotations
 
 import getpass
 import hashlib
+import json
 import logging
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,11 +30,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from roadsense.cloud.domain import PublishedModel
 from roadsense.cloud.releases.rows import ReleaseStore
-from roadsense.core.errors import ModelRegistryError, NotFoundError, RequestError
-from roadsense.models.card import card_path_for, load_card, sha256_file
+from roadsense.core.errors import ModelLoadError, ModelRegistryError, NotFoundError, RequestError
+from roadsense.models.card import ModelCard, card_path_for, load_card, sha256_file
+from roadsense.models.detection.card import DetectorCard, load_detector_card
 from roadsense.models.signing import is_model_version, sign_model
+from roadsense.proto.model_kinds import CONGESTION, DETECTOR, card_kind
 
 logger = logging.getLogger(__name__)
+
+CARD_LOADERS: dict[str, Callable[[Path], ModelCard | DetectorCard]] = {
+    CONGESTION: load_card,
+    DETECTOR: load_detector_card,
+}
+"""How each kind's card is checked against its ONNX (sha256 included)."""
 
 
 def publisher_name() -> str:
@@ -63,6 +79,26 @@ def _stage(onnx: Path, registry_dir: Path, version: str) -> Path:
     return staging
 
 
+def _release_card(staged: Path, given: Path) -> tuple[str, ModelCard | DetectorCard]:
+    """The kind of the card beside the staged copy of ``given`` (an ONNX), and the card,
+    checked by its kind's loader against the copied bytes; errors name the given files."""
+    card_file = card_path_for(given)
+    try:
+        data = json.loads(card_path_for(staged).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelRegistryError(f"{card_file}: cannot read the model card: {err}") from err
+    if not isinstance(data, dict):
+        raise ModelRegistryError(f"{card_file}: the model card is not a JSON object")
+    try:
+        kind = card_kind(data)
+    except ValueError as err:
+        raise ModelRegistryError(f"{card_file}: {err}") from err
+    try:
+        return kind, CARD_LOADERS[kind](staged)
+    except ModelLoadError as err:  # the staging folder is gone once this is read
+        raise ModelRegistryError(str(err).replace(str(staged.parent), str(given.parent))) from err
+
+
 def publish_model(
     store: ReleaseStore,
     registry_dir: Path,
@@ -73,7 +109,8 @@ def publish_model(
     now_ms: int,
     published_by: str,
 ) -> PublishedModel:
-    """Store ``onnx`` and its card as release ``version`` and record it signed."""
+    """Store ``onnx`` and its card (a classifier's or a detector's) as release ``version``
+    and record it signed, with the card's kind."""
     if not is_model_version(version):
         raise ModelRegistryError(
             f"version {version[:80]!r}: use 1-64 letters, digits, '.', '_', '+', '-'"
@@ -87,7 +124,7 @@ def publish_model(
     target = registry_dir / version
     try:
         staged = staging / onnx.name
-        card = load_card(staged)  # the copied bytes against their card's sha256
+        kind, card = _release_card(staged, onnx)
         if card.version != version:
             raise ModelRegistryError(
                 f"{card_path_for(onnx)} says version {card.version!r}, not {version!r}: "
@@ -104,6 +141,7 @@ def publish_model(
             signature=b"",
             published_ms=now_ms,
             published_by=published_by,
+            kind=kind,
         )
         signature = sign_model(key, model.sha256, model.size, version, model.card_sha256)
         model = replace(model, signature=signature)
@@ -115,7 +153,9 @@ def publish_model(
     if not store.add_model(model):
         shutil.rmtree(target, ignore_errors=True)
         raise ModelRegistryError(f"model version {version} was published meanwhile")
-    logger.info("published model %s (%s, %d bytes)", version, model.sha256[:12], model.size)
+    logger.info(
+        "published %s model %s (%s, %d bytes)", kind, version, model.sha256[:12], model.size
+    )
     return model
 
 

@@ -12,11 +12,12 @@ from roadsense.cloud.domain import PublishedModel
 from roadsense.cloud.store.session import Sessions, SqlSession
 
 COLUMNS = (
-    "version, name, onnx_file, size, sha256, card_sha256, signature, published_ms, published_by"
+    "version, name, onnx_file, size, sha256, card_sha256, signature, published_ms, "
+    "published_by, kind"
 )
 # A version is published once: a second publish changes nothing and reports it.
 INSERT = (
-    f"INSERT INTO model_releases ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO model_releases ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (version) DO NOTHING"
 )
 SELECT = f"SELECT {COLUMNS} FROM model_releases"
@@ -37,6 +38,7 @@ def insert_model(db: SqlSession, model: PublishedModel) -> bool:
                 model.signature.hex(),
                 model.published_ms,
                 model.published_by,
+                model.kind,
             ],
         )
         > 0
@@ -54,6 +56,7 @@ def _model(row: tuple[Any, ...]) -> PublishedModel:
         signature=bytes.fromhex(str(row[6])),
         published_ms=int(row[7]),
         published_by=str(row[8]),
+        kind=str(row[9]),
     )
 
 

@@ -45,6 +45,21 @@ class RolloutThresholds(ConfigModel):
         description="Most the canary's mean Jensen-Shannon divergence (base 2, 0..1) of each "
         "device's level distribution against its own history may exceed the control's.",
     )
+    max_vehicle_shift: float = Field(
+        default=0.25,
+        ge=0,
+        description="Detector rollouts: most the canary's mean relative change of vehicles in "
+        "view (each device's window against its own history) may differ from the control's, "
+        "either way (0.25 = 25 points).",
+    )
+    max_stopped_shift: float = Field(
+        default=0.15,
+        ge=0,
+        le=1,
+        description="Detector rollouts: most the canary's mean change of the stopped share "
+        "(stopped vehicles over vehicles in view, each device's window against its own "
+        "history) may differ from the control's, either way (absolute, 0.15 = 15 points).",
+    )
 
 
 class RolloutConfig(ConfigModel):
@@ -94,7 +109,8 @@ class RolloutConfig(ConfigModel):
         default=10,
         ge=1,
         description="Fewest reports a device needs in the window (and in its history) to "
-        "count towards report rate and level shift.",
+        "count towards report rate and level shift; of a detector rollout, fewest measured "
+        "reports to count towards the vehicle and stopped shifts.",
     )
     stages_percent: list[float] = Field(
         default_factory=lambda: [100.0],

@@ -9,6 +9,11 @@ control's (``roadsense.cloud.rollout.verdict``); within thresholds the stages fo
 of them the canaries get their previous version back and the rollout is marked failed
 with the measured reason. Every transition is an event: who, when, from, to, why.
 
+A rollout replaces the devices' model of its release's kind, the congestion classifier or
+the vehicle detector (``roadsense.cloud.rollout.kinds``): the ModelUpdate names the kind,
+and which version a device runs, what a rollback sends back and when it applied are read
+of that model.
+
 A device that refuses a model keeps the one it runs (the agent's contract), so a rollback
 only has to send the previous version of devices that took the new one; a device that
 holds a version applies it without downloading it again.
@@ -28,6 +33,7 @@ from google.protobuf.message import DecodeError
 
 from roadsense.cloud.leader import LeaderLock, Leadership
 from roadsense.cloud.rollout.config import RolloutConfig
+from roadsense.cloud.rollout.kinds import release_kind, running_version
 from roadsense.cloud.rollout.plan import canary_size, plan_devices
 from roadsense.cloud.rollout.records import (
     ACTIVE_STATES,
@@ -43,6 +49,7 @@ from roadsense.core.errors import NotFoundError, RequestError, RoadSenseError, R
 from roadsense.core.publisher import Publisher
 from roadsense.core.timeutil import now_ms
 from roadsense.models.signing import is_model_version
+from roadsense.proto.model_kinds import CONGESTION
 from roadsense.proto.topics import parse_reply_topic, reply_filter
 from roadsense.proto.v1 import telemetry_pb2
 
@@ -60,13 +67,16 @@ class RolloutView:
     events: list[RolloutEvent]
 
 
-def current_versions(store: RolloutStore, devices: Iterable[str]) -> dict[str, str]:
-    """The model each device last said it runs (health, else its birth message; '')."""
-    born = {d.device_id: d.model_version for d in store.devices()}
+def current_versions(
+    store: RolloutStore, devices: Iterable[str], kind: str = CONGESTION
+) -> dict[str, str]:
+    """The ``kind`` model each device last said it runs ('': not known): from health, and
+    for the classifier else from its birth message (which names no detector)."""
+    born = {d.device_id: d.model_version for d in store.devices()} if kind == CONGESTION else {}
     versions = {}
     for device in devices:
         newest = store.device_health(device, 0, EVER, newest_only=True)
-        version = _health(newest[0]).model_version if newest else ""
+        version = running_version(_health(newest[0]), kind) if newest else ""
         versions[device] = version or born.get(device, "")
     return versions
 
@@ -150,8 +160,8 @@ class RolloutController:
             raise NotFoundError(f"no published model {model_version!r} (see `models list`)")
         targets = self._targets(device_ids, site)
         canaries = canary_size(len(targets), canary_percent, canary_devices)
-        current = current_versions(self._store, targets)
-        self._check_rollback_possible(current, model_version)
+        current = current_versions(self._store, targets, model.kind)
+        self._check_rollback_possible(current, model_version, model.kind)
         now = self._clock()
         rollout_id = f"r{now}-{uuid.uuid4().hex[:6]}"
         online = {d.device_id for d in self._store.devices() if d.online}
@@ -169,6 +179,8 @@ class RolloutController:
             f"{canaries} canary of {len(targets)} devices, then stages "
             f"{', '.join(f'{s:g}%' for s in self._config.stages_percent)} of the rest"
         )
+        if model.kind != CONGESTION:  # the classifier's rollouts read as they always did
+            reason = f"{model.kind} rollout: {reason}"
         rollout = Rollout(
             rollout_id, model_version, "canary", percent, 0, now, now, actor, now, reason
         )
@@ -180,7 +192,7 @@ class RolloutController:
                     f"rollout {active.rollout_id if active else '?'} is still active: "
                     "pause, roll back or let it finish before starting another"
                 )
-            self._supersede(rollout_id, planned, now)
+            self._supersede(rollout_id, model.kind, planned, now)
             sent = self._steps.send_stage(rollout, self._store.rollout_devices(rollout_id), 0, now)
             self._store.save_rollout_devices(sent)
         logger.info("rollout %s of %s started by %s: %s", rollout_id, model_version, actor, reason)
@@ -273,7 +285,7 @@ class RolloutController:
                     d.state in PENDING for d in devices
                 ):
                     continue
-                devices = self._steps.refresh(devices, now)
+                devices = self._steps.refresh(rollout, devices, now)
                 if rollout.state != "paused":
                     devices = self._steps.resend(rollout, devices, now)
                 if rollout.state == "canary":
@@ -301,11 +313,12 @@ class RolloutController:
             raise RolloutError("the fleet has no devices to roll out to")
         return sorted(fleet)
 
-    def _check_rollback_possible(self, current: Mapping[str, str], target: str) -> None:
+    def _check_rollback_possible(self, current: Mapping[str, str], target: str, kind: str) -> None:
+        what = "model" if kind == CONGESTION else f"{kind} model"
         unknown = sorted(d for d, v in current.items() if not v)
         if unknown:
             raise RolloutError(
-                f"{len(unknown)} device(s) have not reported their model yet "
+                f"{len(unknown)} device(s) have not reported their {what} yet "
                 f"({', '.join(unknown[:5])}): a rollback could not send it back; wait for "
                 "their health or leave them out with --devices"
             )
@@ -315,8 +328,18 @@ class RolloutController:
         if missing:
             holders = sorted(d for d, v in current.items() if v in missing)
             raise RolloutError(
-                f"devices {', '.join(holders[:5])} run model(s) {', '.join(missing)}, not "
+                f"devices {', '.join(holders[:5])} run {what}(s) {', '.join(missing)}, not "
                 "published: publish them (`models publish`) so a rollback can send them back"
+            )
+        # A rollback sends the previous version as the rollout's kind: it must be one.
+        other = sorted(
+            {v for v in current.values() if v != target and release_kind(self._store, v) != kind}
+        )
+        if other:
+            raise RolloutError(
+                f"model(s) {', '.join(other)} that devices run as their {what} are published "
+                f"as {', '.join(sorted({release_kind(self._store, v) for v in other}))}, not "
+                f"{kind}: a rollback could not send them back"
             )
 
     def _active(self) -> Rollout | None:
@@ -334,11 +357,12 @@ class RolloutController:
             raise NotFoundError(f"no rollout {rollout_id[:64]!r}")
         return rollout
 
-    def _supersede(self, newer: str, planned: Sequence[RolloutDevice], now: int) -> None:
-        """A new rollout decides its devices' model: older rollouts stop re-sending to them."""
+    def _supersede(self, newer: str, kind: str, planned: Sequence[RolloutDevice], now: int) -> None:
+        """A new rollout decides its devices' model of its kind: older rollouts of that kind
+        stop re-sending to them (those of the other model carry on)."""
         ids = {d.device_id for d in planned}
         for older in self._store.rollouts():
-            if older.rollout_id == newer:
+            if older.rollout_id == newer or release_kind(self._store, older.model_version) != kind:
                 continue
             taken = [
                 replace(d, state="superseded", updated_ms=now)

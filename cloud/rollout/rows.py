@@ -217,9 +217,22 @@ def select_levels(db: SqlSession, device_id: str, from_ms: int, to_ms: int) -> l
     return [float(r[0]) for r in rows]
 
 
+def select_measured(
+    db: SqlSession, device_id: str, from_ms: int, to_ms: int
+) -> list[tuple[float, float]]:
+    """(vehicles in view, stopped) means of a device's measured reports captured within
+    [from_ms, to_ms)."""
+    rows = db.rows(
+        "SELECT vehicles_mean, stopped_mean FROM measurements WHERE device_id = ? "
+        "AND capture_time_ms >= ? AND capture_time_ms < ?",
+        [device_id, from_ms, to_ms],
+    )
+    return [(float(v), float(s)) for v, s in rows]
+
+
 class RolloutStore(Protocol):
     """Rollouts, their devices and transitions, and what a verdict reads of the fleet (its
-    devices, their health and levels) and of the releases."""
+    devices, their health, levels and measurements) and of the releases."""
 
     def devices(self) -> list[DeviceRecord]:
         """The device registry."""
@@ -266,6 +279,12 @@ class RolloutStore(Protocol):
 
     def device_levels(self, device_id: str, from_ms: int, to_ms: int) -> list[float]:
         """Congestion levels of a device's reports captured within [from_ms, to_ms)."""
+
+    def device_measured(
+        self, device_id: str, from_ms: int, to_ms: int
+    ) -> list[tuple[float, float]]:
+        """(vehicles in view, stopped) means of a device's measured reports (schema 2)
+        captured within [from_ms, to_ms)."""
 
 
 class RolloutRows(Sessions):
@@ -320,3 +339,9 @@ class RolloutRows(Sessions):
     def device_levels(self, device_id: str, from_ms: int, to_ms: int) -> list[float]:
         with self._read() as db:
             return select_levels(db, device_id, from_ms, to_ms)
+
+    def device_measured(
+        self, device_id: str, from_ms: int, to_ms: int
+    ) -> list[tuple[float, float]]:
+        with self._read() as db:
+            return select_measured(db, device_id, from_ms, to_ms)

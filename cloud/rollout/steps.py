@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from roadsense.cloud.releases.delivery import model_update
 from roadsense.cloud.rollout.config import RolloutConfig
+from roadsense.cloud.rollout.kinds import release_kind, running_version
 from roadsense.cloud.rollout.records import (
     DeviceState,
     Rollout,
@@ -19,10 +20,17 @@ from roadsense.cloud.rollout.records import (
     RolloutState,
 )
 from roadsense.cloud.rollout.rows import RolloutStore
-from roadsense.cloud.rollout.verdict import DeviceFigures, Verdict, compare, device_figures
+from roadsense.cloud.rollout.verdict import (
+    DeviceFigures,
+    MeasuredMeans,
+    Verdict,
+    compare,
+    device_figures,
+)
 from roadsense.cloud.rollout.verdict import parse_health as _health
 from roadsense.core.errors import RolloutError
 from roadsense.core.publisher import Publisher
+from roadsense.proto.model_kinds import DETECTOR
 from roadsense.proto.refusals import Refusal, refusal_of
 from roadsense.proto.topics import command_topic
 
@@ -86,8 +94,12 @@ class RolloutSteps:
             sent.append(self.publish(rollout, wanted, now))
         return sent
 
-    def refresh(self, devices: list[RolloutDevice], now: int) -> list[RolloutDevice]:
-        """Devices whose health shows the wanted version are done, reply or not."""
+    def refresh(
+        self, rollout: Rollout, devices: list[RolloutDevice], now: int
+    ) -> list[RolloutDevice]:
+        """Devices whose health shows the wanted version of the rollout's kind in force are
+        done, reply or not."""
+        kind = release_kind(self._store, rollout.model_version)
         changed, out = [], []
         for row in devices:
             seen = row
@@ -95,7 +107,7 @@ class RolloutSteps:
                 newest = self._store.device_health(
                     row.device_id, row.sent_ms, EVER, newest_only=True
                 )
-                version = _health(newest[0]).model_version if newest else ""
+                version = running_version(_health(newest[0]), kind) if newest else ""
                 if version and version != row.reported_version:
                     seen = replace(row, reported_version=version, updated_ms=now)
                     if version == row.want_version:
@@ -289,16 +301,25 @@ class RolloutSteps:
         config = self._config
         window_end = window_start + int(config.window_s * 1000)
         history_from = rollout.created_ms - int(config.history_s * 1000)
+        measuring = release_kind(self._store, rollout.model_version) == DETECTOR
         canary, control, baseline = [], [], []
 
         def figures(device: str) -> DeviceFigures:
+            store = self._store
+            measured: MeasuredMeans | None = None
+            history: MeasuredMeans = ()
+            if measuring:
+                measured = store.device_measured(device, window_start, window_end)
+                history = store.device_measured(device, history_from, rollout.created_ms)
             return device_figures(
                 device,
-                health=self._store.device_health(device, window_start, window_end),
-                levels=self._store.device_levels(device, window_start, window_end),
-                history_levels=self._store.device_levels(device, history_from, rollout.created_ms),
+                health=store.device_health(device, window_start, window_end),
+                levels=store.device_levels(device, window_start, window_end),
+                history_levels=store.device_levels(device, history_from, rollout.created_ms),
                 window_s=config.window_s,
                 min_reports=config.min_reports,
+                measured=measured,
+                history_measured=history,
             )
 
         for row in devices:
@@ -351,8 +372,11 @@ def _summary(verdict: Verdict) -> str:
         ("reports_per_min", "reports/min"),
         ("uncertain_share", "uncertain"),
         ("level_shift", "JSD"),
+        ("vehicle_change", "vehicles change"),
+        ("stopped_change", "stopped share change"),
     ):
-        parts.append(f"{label} {_fmt(a[key])} vs {_fmt(b[key])}")
+        if key in a:  # the measured figures: of a detector rollout only
+            parts.append(f"{label} {_fmt(a[key])} vs {_fmt(b[key])}")
     return ", ".join(parts)
 
 

@@ -12,6 +12,7 @@ from sqlite_utils import Database
 
 from roadsense.cloud.city.rows import MEASUREMENT_SCHEMA
 from roadsense.core.sqlite import Migration
+from roadsense.proto.model_kinds import CONGESTION
 
 
 def _schema_v1(db: Database) -> None:
@@ -198,6 +199,21 @@ def _measurements(db: Database) -> None:
         db.execute(statement.format(TEXT="TEXT NOT NULL", INT="INTEGER NOT NULL", REAL="REAL"))
 
 
+def _detector_rollouts(db: Database) -> None:
+    for statement in DETECTOR_ROLLOUT_SCHEMA:
+        db.execute(statement.format(TEXT="TEXT NOT NULL"))
+
+
+DETECTOR_ROLLOUT_SCHEMA = (
+    # Releases published before this were all classifiers: the registry refused others.
+    f"ALTER TABLE model_releases ADD COLUMN kind {{TEXT}} DEFAULT '{CONGESTION}'",
+    # A detector rollout's verdict reads one device's recent measurements at a time.
+    "CREATE INDEX measurements_device_time ON measurements (device_id, capture_time_ms)",
+)
+"""Each release's kind (``roadsense.proto.model_kinds``), and what a detector rollout's
+verdict reads, in both stores' types."""
+
+
 MIGRATIONS = [
     Migration("0001_city_schema", _schema_v1),
     Migration("0002_dead_letter_codes", _dead_letter_codes),
@@ -210,4 +226,5 @@ MIGRATIONS = [
     Migration("0009_model_registry", _model_registry),
     Migration("0010_rollouts", _rollouts),
     Migration("0011_measurements", _measurements),
+    Migration("0012_detector_rollouts", _detector_rollouts),
 ]

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from roadsense.cloud.city.rows import MEASUREMENT_SCHEMA
-from roadsense.cloud.store.migrations import ROLLOUT_SCHEMA
+from roadsense.cloud.store.migrations import DETECTOR_ROLLOUT_SCHEMA, ROLLOUT_SCHEMA
 from roadsense.core.timeutil import now_ms
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,9 @@ POSTGRES_MIGRATIONS = [
     PostgresMigration("0002_model_registry", _MODEL_REGISTRY),
     PostgresMigration("0003_rollouts", _ROLLOUTS),
     PostgresMigration("0004_measurements", _MEASUREMENTS),
+    PostgresMigration(
+        "0005_detector_rollouts", tuple(s.format(TEXT=TEXT) for s in DETECTOR_ROLLOUT_SCHEMA)
+    ),
 ]
 
 
