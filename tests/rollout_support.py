@@ -54,9 +54,13 @@ class RolloutFleet:
         token = self.token if token is None else token
         return (("authorization", f"Bearer {token}"),) if token else ()
 
-    def start_devices(self, count: int, version: str = "1.0", **kwargs: object) -> None:
+    def start_devices(
+        self, count: int, version: str = "1.0", *, detector: str = "", **kwargs: object
+    ) -> None:
+        """``count`` devices on classifier ``version`` (measuring with ``detector``, if any)."""
         for i in range(count):
-            device = self.device(self.device_name(len(self.devices) + 1), version, seed=i)
+            name = self.device_name(len(self.devices) + 1)
+            device = self.device(name, version, seed=i, detector=detector)
             device.start(**kwargs)  # type: ignore[arg-type]
         self.wait_for_health([d.device_id for d in self.devices])
 
@@ -68,7 +72,9 @@ class RolloutFleet:
         self.device_ids.add(name)
         return name
 
-    def device(self, device_id: str, version: str = "1.0", seed: int = 0) -> SimulatedDevice:
+    def device(
+        self, device_id: str, version: str = "1.0", seed: int = 0, detector: str = ""
+    ) -> SimulatedDevice:
         device = SimulatedDevice(
             device_id,
             self.cloud.config.mqtt,
@@ -82,6 +88,7 @@ class RolloutFleet:
             health_s=0.5,
             seed=seed,
             download_token=self.token,
+            detector_version=detector,
         )
         self.devices.append(device)
         return device
@@ -120,6 +127,9 @@ class RolloutFleet:
 
     def versions(self) -> dict[str, str]:
         return {d.device_id: d.version for d in self.devices}
+
+    def detectors(self) -> dict[str, str]:
+        return {d.device_id: d.detector for d in self.devices}
 
     _channel: grpc.Channel = field(init=False, repr=False)
 

@@ -206,8 +206,8 @@ def test_start_refusals_name_what_is_wrong(cloud_config: CloudConfig, tmp_path: 
 def test_a_detector_update_goes_out_signed_and_its_health_shows_it_applied(
     cloud_config: CloudConfig, tmp_path: Path
 ) -> None:
-    # The simulated devices answer classifier updates only: this device is the test's own
-    # MQTT client, which says which detector it runs in its health and takes the update.
+    # The wire itself: this device is the test's own MQTT client, which says which detector
+    # it runs in its health and takes the update as bytes.
     detectors = {
         v: write_detector_release(tmp_path / "detectors" / v, v) for v in ("det-1.0", "det-2.0")
     }
@@ -258,6 +258,37 @@ def test_a_detector_update_goes_out_signed_and_its_health_shows_it_applied(
             assert fleet.status().devices[0].reported_version == "det-2.0"
         finally:
             device.stop()
+
+
+@pytest.mark.parametrize(
+    ("new", "outcome"),
+    [(Behaviour(), "done"), (Behaviour(vehicles_mean=12.0), "failed")],
+    ids=["counts-alike", "counts-twice"],
+)
+def test_a_detector_rollout_is_judged_on_what_the_devices_measure(
+    cloud_config: CloudConfig, tmp_path: Path, new: Behaviour, outcome: str
+) -> None:
+    # Measuring devices see 6 vehicles a sample on det-1.0; det-2.0 either sees as many or
+    # twice as many (vehicles the old detector and the control do not see).
+    detectors = {
+        v: write_detector_release(tmp_path / "detectors" / v, v) for v in ("det-1.0", "det-2.0")
+    }
+    behaviours = {"det-2.0": new}
+    with rollout_fleet(
+        cloud_config, tmp_path, versions=("1.0",), files=detectors, behaviours=behaviours
+    ) as fleet:
+        fleet.start_devices(4, detector="det-1.0")
+        started = fleet.start(model_version="det-2.0", canary_percent=50)
+        assert started.reason.startswith("detector rollout: 2 canary of 4 devices")
+        final = fleet.wait_for_state(outcome, timeout_s=90)
+        if outcome == "done":
+            assert wait_until(lambda: set(fleet.detectors().values()) == {"det-2.0"})
+        else:
+            assert "vehicles" in final.reason
+            # The canaries got det-1.0 back as their detector; nobody else was touched.
+            assert wait_until(lambda: set(fleet.detectors().values()) == {"det-1.0"})
+        # The classifier was never part of it.
+        assert set(fleet.versions().values()) == {"1.0"}
 
 
 ADMIN, READER, FEED = "admin-token-rollout", "reader-token-rollout", "feed-token-rollout"
