@@ -21,8 +21,8 @@ from roadsense.core.mqtt import MqttConfig
 from roadsense.harness.broker import RunningBroker, mosquitto_binary, start_mosquitto
 from roadsense.harness.postgres import RunningPostgres, postgres_bin, start_postgres
 
-from .helpers import running_cloud
-from .stores import StoreTarget, postgres_target, sqlite_target
+from .support.helpers import running_cloud
+from .support.stores import StoreTarget, postgres_target, sqlite_target
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_VIDEO = REPO / "edge" / "samples" / "highway_video03.avi"

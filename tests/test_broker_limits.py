@@ -12,7 +12,7 @@ from roadsense.core.mqtt import MqttConfig
 from roadsense.core.paho_client import connect_async, create_client
 from roadsense.harness.broker import start_mosquitto
 
-from .helpers import wait_until
+from .support.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -26,9 +26,9 @@ from roadsense.models.shipped import DEFAULT_CNN
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc, fleet_pb2, fleet_pb2_grpc
 
 from .conftest import SAMPLE_VIDEO
-from .factories import report
-from .helpers import wait_until
-from .netproxy import FlakyLink
+from .support.factories import report
+from .support.helpers import wait_until
+from .support.netproxy import FlakyLink
 
 pytestmark = pytest.mark.integration
 RPC_TIMEOUT_S = 5.0

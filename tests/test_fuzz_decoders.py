@@ -30,8 +30,8 @@ from roadsense.core.timeutil import now_ms
 from roadsense.proto import SCHEMA_VERSION
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc, fleet_pb2, fleet_pb2_grpc, telemetry_pb2
 
-from .factories import report, status
-from .helpers import api_channel
+from .support.factories import report, status
+from .support.helpers import api_channel
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from roadsense.harness.broker import RunningBroker, free_port
 from roadsense.proto.v1 import city_pb2, city_pb2_grpc, fleet_pb2, fleet_pb2_grpc
 
 from .conftest import SAMPLE_VIDEO
-from .helpers import stop_process
+from .support.helpers import stop_process
 
 pytestmark = pytest.mark.integration
 
