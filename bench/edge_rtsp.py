@@ -37,6 +37,7 @@ from roadsense.core.errors import CaptureError
 from roadsense.core.publisher import MemoryPublisher
 from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.backends.classifier import Classifier, create_classifier
+from roadsense.edge.backends.detector import Detector, create_detector
 from roadsense.edge.config import (
     CameraConfig,
     EdgeConfig,
@@ -44,9 +45,10 @@ from roadsense.edge.config import (
     PyAvCaptureConfig,
     ReportConfig,
 )
+from roadsense.edge.measure.config import MeasureConfig
 from roadsense.edge.outbox import Outbox
 from roadsense.harness.rtsp import RtspServer, encode_clip, missing_gstreamer, primed
-from roadsense.models.shipped import SAMPLE_CLIP
+from roadsense.models.shipped import DEFAULT_DETECTOR, SAMPLE_CLIP
 from roadsense.proto.v1.telemetry_pb2 import CameraHealth
 
 logger = logging.getLogger(__name__)
@@ -119,12 +121,14 @@ def _trial(
     sample_hz: float,
     trial_s: float,
     workdir: Path,
+    detector: Detector | None = None,
 ) -> dict[str, Any]:
     config = EdgeConfig(
         device_id="bench-rtsp",
         reports=ReportConfig(window=4, interval_s=5.0),
         outbox=OutboxConfig(path=workdir / f"{mode}-{cameras}.sqlite", delivery="broker"),
         health_interval_s=3600,
+        measure=MeasureConfig(enabled=detector is not None),
         cameras=[
             CameraConfig(
                 id=f"cam{i}",
@@ -137,7 +141,8 @@ def _trial(
             for i in range(cameras)
         ],
     )
-    agent = EdgeAgent(config, classifier, MemoryPublisher(), Outbox(config.outbox))
+    outbox = Outbox(config.outbox)
+    agent = EdgeAgent(config, classifier, MemoryPublisher(), outbox, detector=detector)
     agent.start()
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -200,12 +205,16 @@ def run_rtsp_bench(
     max_cameras: int = 64,
     trial_s: float = 10.0,
     clip_seconds: float = 0.0,
+    measure: bool = False,
 ) -> dict[str, Any]:
-    """Cameras sustained at ``sample_hz`` with keyframe decoding and with decode-all."""
+    """Cameras sustained at ``sample_hz`` with keyframe decoding and with decode-all; with
+    ``measure``, cameras measured by the shipped detector (zone, tracker, stopped rule and
+    reports on) instead of classified."""
     reason = missing_gstreamer()
     if reason:
         raise CaptureError(f"the RTSP benchmark needs GStreamer's RTSP server: {reason}")
     classifier = create_classifier("onnxruntime", model)
+    detector = create_detector("onnxruntime", DEFAULT_DETECTOR) if measure else None
     trials: list[dict[str, Any]] = []
     best: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="roadsense-bench-rtsp-") as tmp:
@@ -267,11 +276,14 @@ def run_rtsp_bench(
                         sample_hz=sample_hz,
                         trial_s=trial_s,
                         workdir=workdir,
+                        detector=detector,
                     )
                 return figures
 
             best[mode] = largest_passing(attempt, max_cameras)
     classifier.close()
+    if detector is not None:
+        detector.close()
 
     def cpu_at_best(mode: str) -> float | None:
         runs = [
@@ -284,6 +296,7 @@ def run_rtsp_bench(
     keyframes, decode_all = best["auto"], best["never"]
     return {
         "source": "rtsp",
+        "model": f"detector {detector.version}" if detector else f"classifier {classifier.version}",
         "resolution": resolution,
         "sample_hz": sample_hz,
         "stream": f"H.264 {resolution} {STREAM_FPS} fps, keyframe every {gop} frames "

@@ -47,8 +47,12 @@ def test_edge_bench_reports_every_figure() -> None:
     assert result["model_placeholder"] is True
 
 
-def test_rtsp_edge_bench_compares_keyframes_with_decode_all() -> None:
-    result = run_rtsp_bench(PLACEHOLDER_CNN, max_cameras=1, trial_s=1.0, clip_seconds=8)
+@pytest.mark.parametrize("measure", [False, True], ids=["classifying", "measuring"])
+def test_rtsp_edge_bench_compares_keyframes_with_decode_all(measure: bool) -> None:
+    result = run_rtsp_bench(
+        PLACEHOLDER_CNN, max_cameras=1, trial_s=1.0, clip_seconds=8, measure=measure
+    )
+    assert result["model"].startswith("detector " if measure else "classifier ")
     trials = result["trials"]
     assert [(t["mode"], t["cameras"]) for t in trials] == [("auto", 1), ("never", 1)]
     assert trials[0]["decode_modes"] == ["keyframes"]
