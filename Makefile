@@ -35,7 +35,7 @@ typecheck:
 	$(BIN)/mypy --config-file pyproject.toml tests
 
 unit:
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
