@@ -14,7 +14,7 @@ TORCH  := torch==2.13.0
 ONNX2TORCH := onnx2torch>=1.5.15
 MYPY_PACKAGES := $(foreach p,core cli edge cloud proto models provisioning bench harness,-p roadsense.$(p))
 
-.PHONY: demo test lint typecheck unit install install-dev mosquitto postgresql chromium gstreamer-rtsp proto clean
+.PHONY: demo test lint typecheck unit unit-half-1 unit-half-2 install install-dev mosquitto postgresql chromium gstreamer-rtsp proto clean
 
 demo: $(VENV)/.deps-all
 	$(PIP) install --quiet --no-deps --no-build-isolation .
@@ -23,9 +23,10 @@ demo: $(VENV)/.deps-all
 test: $(VENV)/.deps-dev mosquitto postgresql chromium gstreamer-rtsp
 	$(PIP) install --quiet --no-deps --no-build-isolation .
 	$(MAKE) --no-print-directory lint
-	# mypy keeps a core busy for a minute while the tests mostly wait on brokers, servers
-	# and the clock: the two run side by side (make test stays under 15 minutes).
-	$(MAKE) --no-print-directory -j2 typecheck unit
+	# The tests mostly wait on brokers, servers and the clock (about half a core each):
+	# mypy and two halves of the suite run side by side, each half printing its output
+	# when it ends (make test stays well under 15 minutes on two cores).
+	$(MAKE) --no-print-directory -j3 --output-sync=target typecheck unit-half-1 unit-half-2
 
 lint:
 	$(BIN)/ruff check .
@@ -39,6 +40,16 @@ typecheck:
 
 unit:
 	$(BIN)/python -m pytest -q --durations=30
+
+# Two halves of about the same length, split by folder. Every folder not named in the
+# first half runs in the second, so a new test folder is never left out.
+UNIT_HALF_1 := tests/cloud tests/fleet tests/forecast tests/models tests/edge_models
+
+unit-half-1:
+	$(BIN)/python -m pytest -q --durations=15 $(UNIT_HALF_1)
+
+unit-half-2:
+	$(BIN)/python -m pytest -q --durations=15 tests $(UNIT_HALF_1:%=--ignore=%)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
