@@ -4,14 +4,14 @@ Both through the edge's own backends (ONNX Runtime, CPU, spinning off), on real 
 the shipped clip: images per second at batch 1 and 8 over at least ``min_s`` seconds
 after a warm-up, whole calls as the edge makes them (the detector's letterbox and
 decoding included, the classifier's preprocessing included). ``--sizes`` also benches
-the detector made for other input sizes (the network is fully convolutional), to show what
-a larger input costs. ``ratio_bN`` = detector / classifier images per second.
+the detector at other input sizes (the network is fully convolutional; square ``416`` or
+width x height ``512x416``), to show what a larger input costs. ``ratio_bN`` = detector /
+classifier images per second.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,26 +21,22 @@ from roadsense.bench.edge import decode_all
 from roadsense.bench.timing import images_per_second
 from roadsense.edge.backends.classifier import create_classifier
 from roadsense.edge.backends.detector import create_detector
-from roadsense.models.card import card_path_for
+from roadsense.models.detection.card import with_input_size
 from roadsense.models.shipped import DEFAULT_CNN, DEFAULT_DETECTOR, SAMPLE_CLIP
 
 BATCHES = (1, 8)
 
 
-def _resized(model: Path, size: int, folder: Path) -> Path:
-    """A copy of the detector whose card asks for ``size`` x ``size`` input."""
-    copy = folder / f"detector-{size}.onnx"
-    copy.write_bytes(model.read_bytes())
-    card = json.loads(card_path_for(model).read_text(encoding="utf-8"))
-    card["input"].update(width=size, height=size)
-    card_path_for(copy).write_text(json.dumps(card), encoding="utf-8")
-    return copy
+def size_key(width: int, height: int) -> str:
+    """How a bench figure names an input size: ``416`` when square, else ``512x416``."""
+    return str(width) if width == height else f"{width}x{height}"
 
 
 def run_detector_bench(
-    model: Path = DEFAULT_DETECTOR, sizes: Sequence[int] = (), min_s: float = 2.0
+    model: Path = DEFAULT_DETECTOR, sizes: Sequence[tuple[int, int]] = (), min_s: float = 2.0
 ) -> dict[str, Any]:
-    """Images per second of the detector (and of the classifier) by batch size."""
+    """Images per second of the detector (and of the classifier) by batch size; ``sizes``
+    are further (width, height) inputs, their figures suffixed ``_416`` or ``_512x416``."""
     frames = decode_all(SAMPLE_CLIP)[: max(BATCHES)]
     classifier = create_classifier("onnxruntime", DEFAULT_CNN)
     figures: dict[str, Any] = {"classifier": classifier.card.version}
@@ -52,13 +48,13 @@ def run_detector_bench(
     classifier.close()
     with tempfile.TemporaryDirectory(prefix="roadsense-bench-") as workdir:
         shipped = create_detector("onnxruntime", model)
-        size = shipped.card.input.width
-        figures |= {"detector": shipped.version, "input": size}
+        size = (shipped.card.input.width, shipped.card.input.height)
+        figures |= {"detector": shipped.version, "input": size_key(*size)}
         shipped.close()
         for each in (size, *(s for s in sizes if s != size)):
-            path = model if each == size else _resized(model, each, Path(workdir))
+            path = model if each == size else with_input_size(model, *each, Path(workdir))
             detector = create_detector("onnxruntime", path)
-            suffix = "" if each == size else f"_{each}"
+            suffix = "" if each == size else f"_{size_key(*each)}"
             for batch in BATCHES:
                 rate = images_per_second(
                     functools.partial(detector.detect, frames[:batch]), batch, min_s

@@ -9,7 +9,6 @@ from typing import Any
 
 from roadsense.cli.output import print_figures
 from roadsense.cli.rollout import add_rollout_bench
-from roadsense.core.errors import ConfigError
 
 
 def _bench_classifier(args: argparse.Namespace) -> int:
@@ -24,11 +23,10 @@ def _bench_classifier(args: argparse.Namespace) -> int:
 
 def _bench_detector(args: argparse.Namespace) -> int:
     from roadsense.bench.detector import run_detector_bench
+    from roadsense.models.detection.card import parse_input_size
     from roadsense.models.shipped import DEFAULT_DETECTOR
 
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else []
-    if any(s <= 0 or s % 32 for s in sizes):
-        raise ConfigError(f"--sizes {args.sizes}: each size a positive multiple of 32")
+    sizes = [parse_input_size(s) for s in args.sizes.split(",")] if args.sizes else []
     result = run_detector_bench(args.model or DEFAULT_DETECTOR, sizes, min_s=args.seconds)
     return print_figures(result, args.json)
 
@@ -124,7 +122,8 @@ def _add_detector_bench(bench_commands: Any) -> None:
     )
     bench_detector.add_argument("--model", type=Path, help="detector ONNX (default: shipped)")
     bench_detector.add_argument(
-        "--sizes", help="also bench these input sizes, e.g. 416,640 (multiples of 32)"
+        "--sizes",
+        help="also bench these input sizes, e.g. 416,640,512x416 (width[xheight], multiples of 32)",
     )
     bench_detector.add_argument(
         "--seconds", type=float, default=2.0, help="least seconds timed per figure"

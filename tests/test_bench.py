@@ -13,6 +13,7 @@ import pytest
 
 from roadsense.bench.classifier import run_classifier_bench
 from roadsense.bench.delivery import run_delivery_bench
+from roadsense.bench.detector import run_detector_bench
 from roadsense.bench.edge import run_edge_bench
 from roadsense.bench.edge_rtsp import largest_passing, run_rtsp_bench
 from roadsense.bench.forecast import run_forecast_bench
@@ -24,6 +25,8 @@ from roadsense.cloud.config import StoreConfig
 from roadsense.cloud.store.open import open_store
 from roadsense.harness.postgres import RunningPostgres
 from roadsense.models.shipped import PLACEHOLDER_CNN
+
+from .support.helpers import roadsense_cli
 
 pytestmark = pytest.mark.integration
 
@@ -206,6 +209,25 @@ def test_classifier_bench_reports_every_batch() -> None:
         assert onnx > 0
         assert eager > 0
         assert result[f"ratio_b{batch}"] == pytest.approx(onnx / eager, rel=0.05)
+
+
+def test_detector_bench_runs_the_detector_at_each_size_beside_the_classifier() -> None:
+    result = run_detector_bench(sizes=[(320, 320), (512, 416)], min_s=0.05)
+    assert (result["input"], result["detector"]) == ("512", "1.0.0-yolox-nano-coco-512")
+    for suffix in ("", "_320", "_512x416"):
+        for batch in (1, 8):
+            assert result[f"detector{suffix}_img_s_b{batch}"] > 0
+    for batch in (1, 8):
+        ratio = result[f"detector_img_s_b{batch}"] / result[f"classifier_img_s_b{batch}"]
+        assert result[f"ratio_b{batch}"] == pytest.approx(ratio, rel=0.05)
+
+
+@pytest.mark.parametrize("sizes", ["512x", "500", "0", "640x-32", "big"])
+def test_detector_bench_refuses_a_bad_size_in_one_line(sizes: str) -> None:
+    done = roadsense_cli("bench", "detector", "--sizes", f"416,{sizes}")
+    assert done.returncode == 2
+    assert f"input size {sizes!r}" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_gpu_check_script_runs_and_says_what_it_skipped() -> None:

@@ -278,12 +278,19 @@ def _levels(args: argparse.Namespace, detector: Detector) -> dict[str, Any]:
 
 
 def _evaluate_counts(args: argparse.Namespace) -> int:
+    import tempfile
+
     from roadsense.edge.backends.detector import create_detector
+    from roadsense.models.detection.card import parse_input_size, with_input_size
 
     options: dict[str, object] = {"score_threshold": LOW_SCORE}
     if args.threads:
         options["intra_op_threads"] = args.threads
-    detector = create_detector(args.backend, args.model, options)
+    model = args.model
+    with tempfile.TemporaryDirectory(prefix="roadsense-evaluate-") as workdir:
+        if args.input:
+            model = with_input_size(model, *parse_input_size(args.input), Path(workdir))
+        detector = create_detector(args.backend, model, options)
     try:
         report: dict[str, Any] = {"counts": _counts(args, detector)}
         hand = _hand_counts(args, detector)
@@ -336,6 +343,12 @@ def add_evaluate_counts(models_commands: Any) -> None:
     evaluate.add_argument("--model", type=Path, default=DEFAULT_DETECTOR, help="detector ONNX")
     evaluate.add_argument("--backend", default="onnxruntime", help="onnxruntime, tensorrt, auto")
     evaluate.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads")
+    evaluate.add_argument(
+        "--input",
+        metavar="WxH",
+        help="run the detector at this input size instead of its card's, e.g. 640 or 512x416 "
+        "(multiples of 32): the trade-off against bench detector --sizes",
+    )
     evaluate.add_argument(
         "--data", dest="footage", type=Path, default=FOOTAGE, help=f"set folder (default {FOOTAGE})"
     )

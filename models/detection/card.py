@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from roadsense.core.config import ConfigModel, describe_validation_error
-from roadsense.core.errors import ModelLoadError
+from roadsense.core.errors import ConfigError, ModelLoadError
 from roadsense.models.card import card_path_for, sha256_file
 
 
@@ -89,3 +89,30 @@ def load_detector_card(onnx_path: str | Path) -> DetectorCard:
             "from different exports"
         )
     return card
+
+
+def parse_input_size(text: str) -> tuple[int, int]:
+    """``512`` (square) or ``512x416`` (width x height) as (width, height); ConfigError
+    naming the problem unless both are positive multiples of 32."""
+    parts = text.strip().lower().split("x")
+    if len(parts) not in (1, 2) or not all(part.strip().isdigit() for part in parts):
+        raise ConfigError(f"input size {text!r}: give WIDTH or WIDTHxHEIGHT, e.g. 512x416")
+    width, height = int(parts[0]), int(parts[-1])
+    if not (width > 0 and height > 0 and width % 32 == 0 and height % 32 == 0):
+        raise ConfigError(f"input size {text!r}: width and height must be multiples of 32")
+    return width, height
+
+
+def with_input_size(model: Path, width: int, height: int, folder: Path) -> Path:
+    """A copy of the detector in ``folder`` whose card asks for ``width`` x ``height`` input.
+
+    The network is fully convolutional and its graph dynamic in size, so only the card
+    changes: this is how the sizes a card was chosen from are evaluated and benched."""
+    load_detector_card(model)  # ModelLoadError naming what is wrong with the original
+    copy = folder / f"{model.stem}-{width}x{height}.onnx"
+    copy.write_bytes(model.read_bytes())
+    card = json.loads(card_path_for(model).read_text(encoding="utf-8"))
+    card["input"].update(width=width, height=height)
+    card["version"] = f"{card['version']}@{width}x{height}"
+    card_path_for(copy).write_text(json.dumps(card), encoding="utf-8")
+    return copy

@@ -309,6 +309,21 @@ def test_evaluate_counts_scores_each_boxed_camera_held_out() -> None:
     assert 0 < hand["all_frames"]["camera_mean"]["count_error"] < 0.4
 
 
+def test_evaluate_counts_runs_the_detector_at_another_input_size() -> None:
+    done = roadsense_cli(
+        "models", "evaluate-counts", "--data", str(FOOTAGE), "--sample-hz", "0.5",
+        "--input", "512x416", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["counts"]["detector"] == "1.0.0-yolox-nano-coco-512@512x416"
+    assert {row["camera"] for row in report["counts"]["cameras"]} == {"tfl-03601", "tfl-07355"}
+    bad = roadsense_cli("models", "evaluate-counts", "--data", str(FOOTAGE), "--input", "500")
+    assert bad.returncode == 2
+    assert "input size '500': width and height must be multiples of 32" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
 def test_a_cameras_rule_defaults_are_the_rules_own() -> None:
     from roadsense.edge.measure.config import RuleConfig
 
