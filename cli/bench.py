@@ -11,6 +11,13 @@ from roadsense.cli.output import print_figures
 from roadsense.cli.rollout import add_rollout_bench
 
 
+def _positive(text: str) -> int:
+    """A whole number of at least 1 (argparse names the option when it is not)."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def _bench_classifier(args: argparse.Namespace) -> int:
     from roadsense.bench.classifier import run_classifier_bench
     from roadsense.models.shipped import DEFAULT_CNN
@@ -27,7 +34,9 @@ def _bench_detector(args: argparse.Namespace) -> int:
     from roadsense.models.shipped import DEFAULT_DETECTOR
 
     sizes = [parse_input_size(s) for s in args.sizes.split(",")] if args.sizes else []
-    result = run_detector_bench(args.model or DEFAULT_DETECTOR, sizes, min_s=args.seconds)
+    result = run_detector_bench(
+        args.model or DEFAULT_DETECTOR, sizes, min_s=args.seconds, rounds=args.rounds
+    )
     return print_figures(result, args.json)
 
 
@@ -118,7 +127,8 @@ def _add_detector_bench(bench_commands: Any) -> None:
         "detector",
         help="vehicle detector img/s beside the congestion CNN, ONNX Runtime",
         description="Whole detector calls (letterbox, network, decoding) at batch 1 and 8 "
-        "on real frames, with the classifier's rate measured in the same run.",
+        "on real frames, with the classifier's rate measured in the same run; the models "
+        "take turns in rounds and each figure is the median of its rounds.",
     )
     bench_detector.add_argument("--model", type=Path, help="detector ONNX (default: shipped)")
     bench_detector.add_argument(
@@ -126,7 +136,10 @@ def _add_detector_bench(bench_commands: Any) -> None:
         help="also bench these input sizes, e.g. 416,640,512x416 (width[xheight], multiples of 32)",
     )
     bench_detector.add_argument(
-        "--seconds", type=float, default=2.0, help="least seconds timed per figure"
+        "--seconds", type=float, default=5.0, help="least seconds timed per figure, all rounds"
+    )
+    bench_detector.add_argument(
+        "--rounds", type=_positive, default=5, help="turns each model takes (default 5)"
     )
     bench_detector.add_argument("--json", action="store_true", help="print one JSON object")
     bench_detector.set_defaults(handler=_bench_detector)
