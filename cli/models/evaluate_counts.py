@@ -309,7 +309,8 @@ def _evaluate_counts(args: argparse.Namespace) -> int:
         print(
             f"  {row['camera']:24s} count error {row['count_error']:.3f}  recall@0.3 "
             f"{row['recall_30']:.3f}  @0.5 {row['recall_50']:.3f}  precision@0.3 "
-            f"{row['precision_30']:.3f}  stopped/moving {row['stopped_agreement']}"
+            f"{row['precision_30']:.3f}  stopped/moving {row['stopped_agreement']} (of "
+            f"{row['stopped_boxes']} stopped and {row['moving_boxes']} moving boxes)"
         )
     if "hand_counts" in report:
         hand = report["hand_counts"]

@@ -10,7 +10,9 @@ is then scored at it:
   (the zone where the annotators boxed vehicles: far, unboxed ones would read as false);
 - recall at IoU 0.3 and 0.5 of every truth box, precision of the boxes in the zone;
 - stopped or moving: of the truth boxes found (IoU 0.3), the mean of the recall of stopped
-  and of moving ones, so that calling everything moving scores 0.5, not the moving share.
+  and of moving ones, so that calling everything moving scores 0.5, not the moving share;
+  with the numbers of stopped and moving truth boxes it rests on (few stopped boxes make
+  the stopped recall, and so the agreement, a coin toss).
 
 Cameras counted by hand (single frames, no boxes) are scored on counts alone
 (``hand_count_scores``): the count error as above, and the bias (found - true) / true,
@@ -59,6 +61,11 @@ class CountScores:
     precision_30: float
     precision_50: float
     stopped_agreement: float
+    stopped_boxes: int = 0
+    """Truth boxes found and flagged stopped or parked, over the scored frames: what the
+    stopped recall rests on (one vehicle queued for 10 s at 5 Hz is 50)."""
+    moving_boxes: int = 0
+    """Truth boxes found and moving, over the scored frames."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,8 @@ def score_camera(frames: Sequence[ScoredFrame], threshold: float) -> CountScores
         stopped_agreement=balanced_agreement(
             np.array(predicted_stopped, dtype=bool), np.array(true_stopped, dtype=bool)
         ),
+        stopped_boxes=sum(true_stopped),
+        moving_boxes=len(true_stopped) - sum(true_stopped),
     )
 
 

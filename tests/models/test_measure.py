@@ -294,6 +294,11 @@ def test_evaluate_counts_scores_each_boxed_camera_held_out() -> None:
         assert 0 <= row["count_error"] < 0.5
         assert 0.4 < row["recall_30"] <= 1
         assert row["recall_50"] <= row["recall_30"]
+        # What the stopped/moving agreement rests on: found truth boxes of each state.
+        assert row["moving_boxes"] > 0
+        assert row["stopped_boxes"] >= 0
+    # Blackfriars has queues at its lights: stopped boxes at every sample rate.
+    assert rows["tfl-03601"]["stopped_boxes"] > 10
     means = counts["camera_mean"]
     assert means["count_error"] == pytest.approx(
         (rows["tfl-03601"]["count_error"] + rows["tfl-07355"]["count_error"]) / 2, abs=1e-3
