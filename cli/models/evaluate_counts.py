@@ -163,13 +163,18 @@ def _counted_frames(clip: Path, wanted: set[int]) -> dict[int, npt.NDArray[np.ui
 
 
 def _hand_counts(args: argparse.Namespace, detector: Detector) -> dict[str, Any] | None:
-    """The count error on the frames counted by hand; None when the set has no counts."""
+    """The count error on the frames counted by hand; None when the set has no counts.
+
+    With a second counter's counts of the same frames, also the detector against them and
+    the two counters against each other (the second's difference from the first)."""
     import numpy as np
 
     from roadsense.models.detection.counts import hand_count_scores
     from roadsense.models.detection.zone import in_zone, zone_mask
     from roadsense.models.footage.multicamera import (
         COUNTS_FILE,
+        SECOND_COUNTS_FILE,
+        HandCount,
         read_hand_counts,
         read_labelled_set,
     )
@@ -180,25 +185,23 @@ def _hand_counts(args: argparse.Namespace, detector: Detector) -> dict[str, Any]
     data = read_labelled_set(args.footage)
     counts = read_hand_counts(path, data.clips)
     threshold = detector.card.score_threshold
-    pairs: dict[str, list[tuple[int, int]]] = {}
-    certain: dict[str, list[tuple[int, int]]] = {}
+    found: dict[tuple[str, int], int] = {}
     for file in sorted({c.file for c in counts}):
         mine = [c for c in counts if c.file == file]
         images = _counted_frames(args.footage / file, {c.frame for c in mine})
         x, y, w, h = data.cameras[mine[0].camera].roi
-        for count, found in zip(
+        for count, boxes in zip(
             mine, detector.detect([images[c.frame] for c in mine]), strict=True
         ):
             shape = images[count.frame].shape[:2]
             mask = zone_mask([(x, y), (x + w, y), (x + w, y + h), (x, y + h)], shape)
-            kept = np.asarray(found.confidence) >= threshold
-            inside = in_zone(found.xyxy[kept].astype(np.float32), mask)
-            pair = (count.vehicles, int(inside.sum()))
-            pairs.setdefault(count.camera, []).append(pair)
-            if not count.uncertain:
-                certain.setdefault(count.camera, []).append(pair)
+            kept = np.asarray(boxes.confidence) >= threshold
+            found[file, count.frame] = int(in_zone(boxes.xyxy[kept].astype(np.float32), mask).sum())
 
-    def summary(per_camera: dict[str, list[tuple[int, int]]]) -> dict[str, Any]:
+    def summary(pairs: list[tuple[HandCount, int]]) -> dict[str, Any]:
+        per_camera: dict[str, list[tuple[int, int]]] = {}
+        for count, other in pairs:
+            per_camera.setdefault(count.camera, []).append((count.vehicles, other))
         rows = [hand_count_scores(camera, p) for camera, p in sorted(per_camera.items())]
         return {
             "cameras": [_rounded(asdict(r)) for r in rows],
@@ -208,12 +211,31 @@ def _hand_counts(args: argparse.Namespace, detector: Detector) -> dict[str, Any]
             },
         }
 
-    return {
-        "threshold": threshold,
-        "frames": len(counts),
-        "all_frames": summary(pairs),
-        "certain_frames": summary(certain),
-    }
+    def scored(truth: list[HandCount]) -> dict[str, Any]:
+        pairs = [(c, found[c.file, c.frame]) for c in truth]
+        return {
+            "all_frames": summary(pairs),
+            "certain_frames": summary([(c, n) for c, n in pairs if not c.uncertain]),
+        }
+
+    report: dict[str, Any] = {"threshold": threshold, "frames": len(counts), **scored(counts)}
+    second_path = args.footage / SECOND_COUNTS_FILE
+    if second_path.is_file():
+        second = {(c.file, c.frame): c for c in read_hand_counts(second_path, data.clips)}
+        if set(second) != set(found):
+            raise RoadSenseError(
+                f"{second_path}: counts {len(second)} frames, {COUNTS_FILE} {len(found)}; a "
+                "second counter counts the same frames"
+            )
+        both = [(c, second[c.file, c.frame]) for c in counts]
+        report["second_counter"] = scored([s for _, s in both])
+        report["counters"] = {
+            "all_frames": summary([(c, s.vehicles) for c, s in both]),
+            "certain_frames": summary(
+                [(c, s.vehicles) for c, s in both if not (c.uncertain or s.uncertain)]
+            ),
+        }
+    return report
 
 
 def _rounded(values: dict[str, Any]) -> dict[str, Any]:
@@ -309,8 +331,12 @@ def _evaluate_counts(args: argparse.Namespace) -> int:
         print(
             f"  {row['camera']:24s} count error {row['count_error']:.3f}  recall@0.3 "
             f"{row['recall_30']:.3f}  @0.5 {row['recall_50']:.3f}  precision@0.3 "
-            f"{row['precision_30']:.3f}  stopped/moving {row['stopped_agreement']} (of "
-            f"{row['stopped_boxes']} stopped and {row['moving_boxes']} moving boxes)"
+            f"{row['precision_30']:.3f}  stopped/moving {row['stopped_agreement']}"
+            + (
+                f" (of {row['stopped_boxes']} stopped and {row['moving_boxes']} moving boxes)"
+                if "stopped_boxes" in row  # a camera's row, not the mean
+                else ""
+            )
         )
     if "hand_counts" in report:
         hand = report["hand_counts"]
@@ -321,6 +347,15 @@ def _evaluate_counts(args: argparse.Namespace) -> int:
             f"bias {means['bias']:+.3f}; frames counted with certainty: "
             f"{sure['count_error']:.3f}, {sure['bias']:+.3f}"
         )
+        if "counters" in hand:
+            second = hand["second_counter"]["all_frames"]["camera_mean"]
+            apart = hand["counters"]["all_frames"]["camera_mean"]
+            apart_sure = hand["counters"]["certain_frames"]["camera_mean"]
+            print(
+                f"against the second counter: count error {second['count_error']:.3f}, bias "
+                f"{second['bias']:+.3f}; the two counters apart {apart['count_error']:.3f} "
+                f"(frames both counted with certainty: {apart_sure['count_error']:.3f})"
+            )
     if "levels" in report:
         means = report["levels"]["camera_mean"]
         print(

@@ -48,6 +48,8 @@ CLIPS_FILE = "clips.csv"
 LABELS_FILE = "labels.csv"
 COMPOSITES_FILE = "composites.csv"
 COUNTS_FILE = "counts.csv"
+SECOND_COUNTS_FILE = "counts-second.csv"
+"""The same frames counted by a second person, blind to the first: how far counters agree."""
 CAMERA_COLUMNS = ("camera", "roi_x", "roi_y", "roi_width", "roi_height", "view")
 CLIP_COLUMNS = ("file", "camera", "frames", "sha256", "licence")
 LABEL_COLUMNS = ("file", "first_frame", "last_frame", "label")

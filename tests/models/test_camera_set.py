@@ -18,6 +18,7 @@ from roadsense.models.footage.multicamera import (
     COMPOSITES_FILE,
     COUNTS_FILE,
     LABELS_FILE,
+    SECOND_COUNTS_FILE,
     composite_frames,
     labelled_frames,
     median_background,
@@ -57,6 +58,15 @@ def test_the_shipped_hand_counts_cover_every_camera_without_boxes() -> None:
     assert sum(c.vehicles for c in counts) == 600
     # Every uncertain count says why.
     assert all(c.note for c in counts if c.uncertain)
+
+
+def test_the_second_counter_counted_the_same_frames() -> None:
+    data = read_labelled_set(SHIPPED)
+    first = read_hand_counts(SHIPPED / COUNTS_FILE, data.clips)
+    second = read_hand_counts(SHIPPED / SECOND_COUNTS_FILE, data.clips)
+    assert [(c.file, c.frame) for c in second] == [(c.file, c.frame) for c in first]
+    assert sum(c.vehicles for c in second) == 627
+    assert all(c.note for c in second if c.uncertain)
 
 
 COUNTS_HEADER = "file,camera,frame,vehicles,uncertain,note\n"

@@ -312,17 +312,28 @@ def test_evaluate_counts_scores_each_boxed_camera_held_out() -> None:
     for row in cameras:
         assert row["count_error"] >= abs(row["bias"]) - 1e-3
     assert 0 < hand["all_frames"]["camera_mean"]["count_error"] < 0.4
+    # The same frames counted blind by a second person: the detector against them, and the
+    # two counters apart (the second's 627 vehicles against the first's 600).
+    second = hand["second_counter"]["all_frames"]["cameras"]
+    assert sum(c["vehicles"] for c in second) == 627
+    assert [c["found"] for c in second] == [c["found"] for c in cameras]
+    apart = hand["counters"]["all_frames"]
+    assert sum(c["found"] for c in apart["cameras"]) == 627
+    assert 0 < apart["camera_mean"]["count_error"] < 0.2
 
 
 def test_evaluate_counts_runs_the_detector_at_another_input_size() -> None:
     done = roadsense_cli(
         "models", "evaluate-counts", "--data", str(FOOTAGE), "--sample-hz", "0.5",
-        "--input", "512x416", "--json",
+        "--input", "512x416",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
-    assert report["counts"]["detector"] == "1.0.0-yolox-nano-coco-512@512x416"
-    assert {row["camera"] for row in report["counts"]["cameras"]} == {"tfl-03601", "tfl-07355"}
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("detector 1.0.0-yolox-nano-coco-512@512x416, 0.5 samples/s")
+    assert [line.split()[0] for line in lines[1:4]] == ["tfl-03601", "tfl-07355", "camera"]
+    assert " stopped and " in lines[1]
+    assert lines[4].startswith("counted by hand (57 frames, 19 cameras, threshold 0.15)")
+    assert lines[5].startswith("against the second counter: count error ")
     bad = roadsense_cli("models", "evaluate-counts", "--data", str(FOOTAGE), "--input", "500")
     assert bad.returncode == 2
     assert "input size '500': width and height must be multiples of 32" in bad.stderr
