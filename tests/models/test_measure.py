@@ -19,6 +19,7 @@ import supervision as sv
 from roadsense.edge.backends.detector import Detector, create_detector
 from roadsense.edge.measure.tracking import LagStoppedRule, StoppedSettings
 from roadsense.edge.measure.window import CameraMeter
+from roadsense.models.detection.card import load_detector_card
 from roadsense.models.detection.cvat import parse_cvat
 from roadsense.models.detection.rule import RuleThresholds, level, level_shares
 from roadsense.models.detection.scoring import score_detections
@@ -280,15 +281,13 @@ def test_measure_refuses_what_it_cannot_read_in_one_line(
 
 
 def test_evaluate_counts_scores_each_boxed_camera_held_out() -> None:
-    done = roadsense_cli(
-        "models", "evaluate-counts", "--data", str(FOOTAGE), "--sample-hz", "1", "--json"
-    )
+    done = roadsense_cli("models", "evaluate-counts", "--data", str(FOOTAGE), "--json")
     assert done.returncode == 0, done.stderr
     counts = json.loads(done.stdout)["counts"]
     rows = {row["camera"]: row for row in counts["cameras"]}
     assert set(rows) == {"tfl-03601", "tfl-07355"}
-    # 1 Hz over 25 fps clips: 10 frames of each clip (two clips of tfl-03601).
-    assert (rows["tfl-03601"]["frames"], rows["tfl-07355"]["frames"]) == (20, 10)
+    # 5 Hz over 25 fps clips of 240-250 frames: 48-50 of each (two clips of tfl-03601).
+    assert (rows["tfl-03601"]["frames"], rows["tfl-07355"]["frames"]) == (96, 50)
     for row in rows.values():
         assert row["threshold"] in (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
         assert 0 <= row["count_error"] < 0.5
@@ -320,6 +319,20 @@ def test_evaluate_counts_scores_each_boxed_camera_held_out() -> None:
     apart = hand["counters"]["all_frames"]
     assert sum(c["found"] for c in apart["cameras"]) == 627
     assert 0 < apart["camera_mean"]["count_error"] < 0.2
+    # The shipped card states what this command measures (to a box or two, across CPUs).
+    stated = load_detector_card(DEFAULT_DETECTOR).evaluation
+    boxed = stated["boxed_cameras_leave_one_camera_out"]
+    assert (boxed["frames"], boxed["vehicles"]) == (146, sum(r["vehicles"] for r in rows.values()))
+    for name in ("count_error", "recall_30", "recall_50", "precision_30", "stopped_agreement"):
+        assert boxed[name] == pytest.approx(means[name], abs=0.01), name
+    counted = stated["hand_counted_cameras"]
+    assert counted["count_error"] == pytest.approx(
+        hand["all_frames"]["camera_mean"]["count_error"], abs=0.01
+    )
+    assert counted["count_error_second_counter"] == pytest.approx(
+        hand["second_counter"]["all_frames"]["camera_mean"]["count_error"], abs=0.01
+    )
+    assert counted["counters_apart"] == apart["camera_mean"]["count_error"]
 
 
 def test_evaluate_counts_runs_the_detector_at_another_input_size() -> None:
