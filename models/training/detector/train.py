@@ -152,7 +152,7 @@ class Trainer:
                 bias[self._other] = bias0
         self.ema.update(self.model)
         self.step_count += 1
-        return {k: float(v) for k, v in losses.items()}
+        return {k: float(v.detach()) for k, v in losses.items()}
 
 
 @torch.no_grad()
