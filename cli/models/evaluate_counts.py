@@ -299,6 +299,14 @@ def _levels(args: argparse.Namespace, detector: Detector) -> dict[str, Any]:
     }
 
 
+def _scores_line(name: str, scores: dict[str, Any]) -> str:
+    return (
+        f"{name:24s} count error {scores['count_error']:.3f}  recall@0.3 "
+        f"{scores['recall_30']:.3f}  @0.5 {scores['recall_50']:.3f}  precision@0.3 "
+        f"{scores['precision_30']:.3f}  stopped/moving {scores['stopped_agreement']}"
+    )
+
+
 def _evaluate_counts(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -308,36 +316,29 @@ def _evaluate_counts(args: argparse.Namespace) -> int:
     options: dict[str, object] = {"score_threshold": LOW_SCORE}
     if args.threads:
         options["intra_op_threads"] = args.threads
-    model = args.model
     with tempfile.TemporaryDirectory(prefix="roadsense-evaluate-") as workdir:
+        model = args.model
         if args.input:
             model = with_input_size(model, *parse_input_size(args.input), Path(workdir))
         detector = create_detector(args.backend, model, options)
-    try:
-        report: dict[str, Any] = {"counts": _counts(args, detector)}
-        hand = _hand_counts(args, detector)
-        if hand is not None:
-            report["hand_counts"] = hand
-        if args.levels:
-            report["levels"] = _levels(args, detector)
-    finally:
-        detector.close()
+        try:
+            report: dict[str, Any] = {"counts": _counts(args, detector)}
+            hand = _hand_counts(args, detector)
+            if hand is not None:
+                report["hand_counts"] = hand
+            if args.levels:
+                report["levels"] = _levels(args, detector)
+        finally:
+            detector.close()
     if args.json:
         print(json.dumps(report))
         return 0
     counts = report["counts"]
     print(f"detector {counts['detector']}, {args.sample_hz:g} samples/s, leave one camera out")
-    for row in [*counts["cameras"], {"camera": "camera mean", **counts["camera_mean"]}]:
-        print(
-            f"  {row['camera']:24s} count error {row['count_error']:.3f}  recall@0.3 "
-            f"{row['recall_30']:.3f}  @0.5 {row['recall_50']:.3f}  precision@0.3 "
-            f"{row['precision_30']:.3f}  stopped/moving {row['stopped_agreement']}"
-            + (
-                f" (of {row['stopped_boxes']} stopped and {row['moving_boxes']} moving boxes)"
-                if "stopped_boxes" in row  # a camera's row, not the mean
-                else ""
-            )
-        )
+    for row in counts["cameras"]:
+        boxes = f"of {row['stopped_boxes']} stopped and {row['moving_boxes']} moving boxes"
+        print(f"  {_scores_line(row['camera'], row)} ({boxes})")
+    print(f"  {_scores_line('camera mean', counts['camera_mean'])}")
     if "hand_counts" in report:
         hand = report["hand_counts"]
         means, sure = hand["all_frames"]["camera_mean"], hand["certain_frames"]["camera_mean"]

@@ -108,11 +108,14 @@ def with_input_size(model: Path, width: int, height: int, folder: Path) -> Path:
 
     The network is fully convolutional and its graph dynamic in size, so only the card
     changes: this is how the sizes a card was chosen from are evaluated and benched."""
-    load_detector_card(model)  # ModelLoadError naming what is wrong with the original
+    card = load_detector_card(model)  # ModelLoadError naming what is wrong with it
+    resized = card.model_copy(
+        update={
+            "input": card.input.model_copy(update={"width": width, "height": height}),
+            "version": f"{card.version}@{width}x{height}",
+        }
+    )
     copy = folder / f"{model.stem}-{width}x{height}.onnx"
     copy.write_bytes(model.read_bytes())
-    card = json.loads(card_path_for(model).read_text(encoding="utf-8"))
-    card["input"].update(width=width, height=height)
-    card["version"] = f"{card['version']}@{width}x{height}"
-    card_path_for(copy).write_text(json.dumps(card), encoding="utf-8")
+    card_path_for(copy).write_text(resized.model_dump_json(indent=2), encoding="utf-8")
     return copy
