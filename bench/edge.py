@@ -233,12 +233,14 @@ def cameras_at_2hz(
 
     good, bad = 0, None
     n = 1
-    while n <= max_cameras:
+    while True:  # doubling up to max_cameras, which is tried itself
         if not attempt(n):
             bad = n
             break
         good = n
-        n *= 2
+        if n >= max_cameras:
+            break
+        n = min(n * 2, max_cameras)
     if bad is None:
         return good, trials
     while bad - good > 1 and len(trials) < 10:

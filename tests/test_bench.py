@@ -286,3 +286,21 @@ def test_the_measuring_edge_bench_counts_cameras_and_compares_with_the_detector_
     assert figures["ratio"] == pytest.approx(
         figures["pipeline_measured_fps"] / figures["detector_only_fps"], abs=0.05
     )
+
+
+def test_the_camera_search_tries_its_ceiling_and_bisects_below_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from roadsense.bench import edge
+
+    def sustained(cameras: int, *_: object, **__: object) -> tuple[bool, dict[str, float]]:
+        return cameras <= 40, {"mean_sample_hz": 1.0}
+
+    monkeypatch.setattr(edge, "_cameras_sustained", sustained)
+    cameras, trials = edge.cameras_at_2hz(None, tmp_path, 48, 1.0)  # type: ignore[arg-type]
+    # Doubling stops at the ceiling, 48 (not at 32, the last power of two under it).
+    assert [t["cameras"] for t in trials][:7] == [1, 2, 4, 8, 16, 32, 48]
+    assert cameras == 40
+    # A ceiling every trial sustains is the answer itself.
+    cameras, trials = edge.cameras_at_2hz(None, tmp_path, 24, 1.0)  # type: ignore[arg-type]
+    assert (cameras, trials[-1]["cameras"]) == (24, 24)
