@@ -135,7 +135,7 @@ class _Run:
         self.args = args
         self.detector = detector
         zone, line = _zone(args)
-        self.meter = CameraMeter(args.sample_hz, zone, line)
+        self.meter = CameraMeter(args.sample_hz, zone, line, support=detector.card.thresholds)
         self.samples: list[Sample] = []
         self.shape: tuple[int, int] | None = None
 
@@ -213,7 +213,7 @@ def _measure_folder(run: _Run, folder: Path) -> None:
             if image is None:
                 raise MeasureInputError(f"{path}: not an image that can be read")
             frames.append(image.astype(np.uint8, copy=False))
-        # Images of a folder are unrelated: no tracking, each its own time far apart.
+        # Images of a folder are unrelated: no tracking or support, each its own time far apart.
         samples = run.measure(frames, [1e6 * (start + i) for i in range(len(frames))])
         for path, frame, sample in zip(chunk, frames, samples, strict=True):
             record = {"image": path.name, "vehicles": sample.vehicles,

@@ -213,7 +213,7 @@ def test_classifier_bench_reports_every_batch() -> None:
 
 def test_detector_bench_runs_the_detector_at_each_size_beside_the_classifier() -> None:
     result = run_detector_bench(sizes=[(320, 320), (512, 416)], min_s=0.1, rounds=2)
-    assert (result["input"], result["detector"]) == ("512", "1.0.0-yolox-nano-coco-512")
+    assert (result["input"], result["detector"]) == ("512", "1.1.0-yolox-nano-coco-512")
     assert result["rounds"] == 2
     for suffix in ("", "_320", "_512x416"):
         for batch in (1, 8):

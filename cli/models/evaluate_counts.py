@@ -1,246 +1,150 @@
 """``roadsense models evaluate-counts``: the measurement against hand-drawn boxes and labels.
 
 Counts, boxes and stopped vehicles are scored on the CVAT-boxed clips of the footage,
-leave one camera out (``roadsense.models.detection.counts``); counts alone on the frames
-counted by hand (``counts.csv``: the cameras without boxes, at the detector's own
-threshold, in each camera's region of interest as the levels' meter); with ``--levels`` the
-measured level is scored leave one camera out against both labellers of the 21 cameras
-(``roadsense.models.detection.levels``). The detector runs as on the edge: the same
-backend, the same meter (zone, tracker, stopped rule).
+leave one camera out (``roadsense.models.detection.counts``: score and support thresholds
+chosen on the other camera); counts alone on the frames counted by hand (``counts.csv``:
+the cameras without boxes, by the detector card's thresholds, in each camera's region of
+interest as the levels' meter); with ``--levels`` the measured level is scored leave one
+camera out against both labellers of the 21 cameras (``roadsense.models.detection.levels``).
+The detector runs as on the edge: the same backend, the same meter (support, zone, tracker,
+stopped rule), the same sampling.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import math
-from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from roadsense.cli.models.evaluate_footage import clip_fps, hand_counts, rounded, sampled_frames
 from roadsense.core.errors import RoadSenseError
 from roadsense.models.shipped import DEFAULT_DETECTOR
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+    import supervision as sv
 
     from roadsense.edge.backends.detector import Detector
     from roadsense.models.detection.counts import ScoredFrame
+    from roadsense.models.detection.cvat import FrameTruth
+    from roadsense.models.detection.support import SupportThresholds
 
 FOOTAGE = Path("models/data/footage")
 """The labelled footage of the source tree (its clips are not installed with the package)."""
-LOW_SCORE = 0.05
-"""Boxes are kept down to this score once, then each fold's threshold filters them."""
+LOW_SCORE = 0.03
+"""Boxes are kept down to this score once; each setting's meter counts some of them."""
 STOPPED_HISTORY_S = 2.0
 
 
-def _clip_fps(clip: Path) -> float:
-    """The clip's frame rate as its container states it (25 when it states none)."""
-    import cv2
+@dataclass(frozen=True)
+class _BoxedSample:
+    """One sample of a boxed clip: every box the detector found (down to ``LOW_SCORE``)."""
 
-    capture = cv2.VideoCapture(str(clip))
-    try:
-        return float(capture.get(cv2.CAP_PROP_FPS) or 25.0)
-    finally:
-        capture.release()
-
-
-def _frames(clip: Path, sample_hz: float) -> Iterator[tuple[int, float, npt.NDArray[np.uint8]]]:
-    import cv2
-    import numpy as np
-
-    capture = cv2.VideoCapture(str(clip))
-    fps = float(capture.get(cv2.CAP_PROP_FPS) or 25.0)
-    step = max(1, round(fps / sample_hz))
-    index = 0
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                return
-            if index % step == 0:
-                yield index, index / fps, np.asarray(frame, dtype=np.uint8)
-            index += 1
-    finally:
-        capture.release()
+    t_s: float
+    found: sv.Detections
+    shape: tuple[int, int]
+    truth: FrameTruth
 
 
-def _measure_clip(detector: Detector, clip: Path, sample_hz: float) -> list[ScoredFrame]:
-    """Every sampled frame of a boxed clip: boxes (all scores), stopped flags, truth."""
+@dataclass(frozen=True)
+class _BoxedClip:
+    samples: list[_BoxedSample]
+    scoring_zone: npt.NDArray[np.bool_]
 
-    from roadsense.edge.measure.window import CameraMeter
-    from roadsense.models.detection.counts import ScoredFrame
+
+def _detect_clip(detector: Detector, clip: Path, sample_hz: float) -> _BoxedClip:
+    """Every sampled frame of a boxed clip: the detector's boxes, and the truth."""
     from roadsense.models.detection.cvat import parse_cvat
-    from roadsense.models.detection.zone import in_zone, learn_zone, zone_mask
+    from roadsense.models.detection.zone import learn_zone, zone_mask
 
     truth, shape = parse_cvat(clip.with_suffix(".cvat.xml"))
     # Score counts where the annotators boxed: the zone their boxes cover.
     mask = zone_mask(learn_zone([t.xyxy for t in truth.values()], shape), shape)
-    meter = CameraMeter(sample_hz)
-    frames = []
-    batch: list[tuple[int, float, npt.NDArray[np.uint8]]] = []
-
-    def flush() -> None:
+    samples: list[_BoxedSample] = []
+    frames = list(sampled_frames(clip.with_suffix(".mp4"), sample_hz))
+    for start in range(0, len(frames), detector.max_batch):
+        batch = frames[start : start + detector.max_batch]
         for (index, t_s, image), found in zip(
             batch, detector.detect([b[2] for b in batch]), strict=True
         ):
-            sample = meter.observe(t_s, found, image.shape[:2])
-            # The meter's whole-frame zone keeps every box, in the detector's order.
-            frames.append(
-                ScoredFrame(
-                    xyxy=sample.xyxy,
-                    scores=sample.scores,
-                    in_zone=in_zone(sample.xyxy, mask),
-                    stopped=sample.stopped,
-                    truth=truth[index],
-                    stopped_known=t_s >= STOPPED_HISTORY_S,
-                )
-            )
-        batch.clear()
+            samples.append(_BoxedSample(t_s, found, image.shape[:2], truth[index]))
+    return _BoxedClip(samples, mask)
 
-    for item in _frames(clip.with_suffix(".mp4"), sample_hz):
-        batch.append(item)
-        if len(batch) == detector.max_batch:
-            flush()
-    if batch:
-        flush()
+
+def _replay(clip: _BoxedClip, sample_hz: float, setting: SupportThresholds) -> list[ScoredFrame]:
+    """The clip's samples through a meter counting by ``setting``, as a device would."""
+    from roadsense.edge.measure.window import CameraMeter
+    from roadsense.models.detection.counts import ScoredFrame
+    from roadsense.models.detection.zone import in_zone
+
+    meter = CameraMeter(sample_hz, support=setting)
+    frames = []
+    for s in clip.samples:
+        sample = meter.observe(s.t_s, s.found, s.shape)
+        frames.append(
+            ScoredFrame(
+                xyxy=sample.xyxy,
+                in_zone=in_zone(sample.xyxy, clip.scoring_zone),
+                stopped=sample.stopped,
+                truth=s.truth,
+                stopped_known=s.t_s >= STOPPED_HISTORY_S,
+            )
+        )
     return frames
 
 
 def _counts(args: argparse.Namespace, detector: Detector) -> dict[str, Any]:
-    from roadsense.models.detection.counts import camera_mean, leave_one_camera_out
+    from roadsense.models.detection.counts import (
+        CountScores,
+        camera_mean,
+        choose,
+        leave_one_camera_out,
+        score_camera,
+    )
     from roadsense.models.footage.multicamera import read_labelled_set
 
     data = read_labelled_set(args.footage)
     boxed = sorted(args.footage.glob("*.cvat.xml"))
     if not boxed:
         raise RoadSenseError(f"{args.footage}: no CVAT-boxed clips (*.cvat.xml)")
-    cameras: dict[str, list[ScoredFrame]] = {}
+    cameras: dict[str, list[_BoxedClip]] = {}
     for xml in boxed:
         clip = xml.name.removesuffix(".cvat.xml")
         camera = data.clips[f"{clip}.mp4"].camera
-        cameras.setdefault(camera, []).extend(
-            _measure_clip(detector, xml.parent / clip, args.sample_hz)
+        cameras.setdefault(camera, []).append(
+            _detect_clip(detector, xml.parent / clip, args.sample_hz)
         )
-    folds = leave_one_camera_out(cameras)
+
+    @functools.cache
+    def score(camera: str, setting: SupportThresholds) -> CountScores:
+        return score_camera(
+            [f for clip in cameras[camera] for f in _replay(clip, args.sample_hz, setting)]
+        )
+
+    names = sorted(cameras)
+    folds = leave_one_camera_out(score, names)
+    on_all = choose(score, names)
     fields = ("count_error", "recall_30", "recall_50", "precision_30", "precision_50",
               "stopped_agreement")  # fmt: skip
     return {
         "detector": detector.version,
         "sample_hz": args.sample_hz,
         "cameras": [
-            {"camera": f.camera, "threshold": f.threshold, **_rounded(asdict(f.scores))}
+            {
+                "camera": f.camera,
+                "threshold": f.threshold,
+                "support": f.support,
+                **rounded(asdict(f.scores)),
+            }
             for f in folds
         ],
         "camera_mean": {name: round(camera_mean(folds, name), 3) for name in fields},
+        "chosen_on_all_cameras": {"threshold": on_all.threshold, "support": on_all.support},
     }
-
-
-def _counted_frames(clip: Path, wanted: set[int]) -> dict[int, npt.NDArray[np.uint8]]:
-    """The decoded frames of ``clip`` whose 0-based index is in ``wanted``."""
-    import cv2
-    import numpy as np
-
-    capture = cv2.VideoCapture(str(clip))
-    found: dict[int, npt.NDArray[np.uint8]] = {}
-    index = 0
-    try:
-        while len(found) < len(wanted):
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if index in wanted:
-                found[index] = np.asarray(frame, dtype=np.uint8)
-            index += 1
-    finally:
-        capture.release()
-    missing = sorted(wanted - set(found))
-    if missing:
-        raise RoadSenseError(f"{clip}: cannot decode frame(s) {missing} counted by hand")
-    return found
-
-
-def _hand_counts(args: argparse.Namespace, detector: Detector) -> dict[str, Any] | None:
-    """The count error on the frames counted by hand; None when the set has no counts.
-
-    With a second counter's counts of the same frames, also the detector against them and
-    the two counters against each other (the second's difference from the first)."""
-    import numpy as np
-
-    from roadsense.models.detection.counts import hand_count_scores
-    from roadsense.models.detection.zone import in_zone, zone_mask
-    from roadsense.models.footage.multicamera import (
-        COUNTS_FILE,
-        SECOND_COUNTS_FILE,
-        HandCount,
-        read_hand_counts,
-        read_labelled_set,
-    )
-
-    path = args.footage / COUNTS_FILE
-    if not path.is_file():
-        return None
-    data = read_labelled_set(args.footage)
-    counts = read_hand_counts(path, data.clips)
-    threshold = detector.card.score_threshold
-    found: dict[tuple[str, int], int] = {}
-    for file in sorted({c.file for c in counts}):
-        mine = [c for c in counts if c.file == file]
-        images = _counted_frames(args.footage / file, {c.frame for c in mine})
-        x, y, w, h = data.cameras[mine[0].camera].roi
-        for count, boxes in zip(
-            mine, detector.detect([images[c.frame] for c in mine]), strict=True
-        ):
-            shape = images[count.frame].shape[:2]
-            mask = zone_mask([(x, y), (x + w, y), (x + w, y + h), (x, y + h)], shape)
-            kept = np.asarray(boxes.confidence) >= threshold
-            found[file, count.frame] = int(in_zone(boxes.xyxy[kept].astype(np.float32), mask).sum())
-
-    def summary(pairs: list[tuple[HandCount, int]]) -> dict[str, Any]:
-        per_camera: dict[str, list[tuple[int, int]]] = {}
-        for count, other in pairs:
-            per_camera.setdefault(count.camera, []).append((count.vehicles, other))
-        rows = [hand_count_scores(camera, p) for camera, p in sorted(per_camera.items())]
-        return {
-            "cameras": [_rounded(asdict(r)) for r in rows],
-            "camera_mean": {
-                name: round(float(np.nanmean([getattr(r, name) for r in rows])), 3)
-                for name in ("count_error", "bias")
-            },
-        }
-
-    def scored(truth: list[HandCount]) -> dict[str, Any]:
-        pairs = [(c, found[c.file, c.frame]) for c in truth]
-        return {
-            "all_frames": summary(pairs),
-            "certain_frames": summary([(c, n) for c, n in pairs if not c.uncertain]),
-        }
-
-    report: dict[str, Any] = {"threshold": threshold, "frames": len(counts), **scored(counts)}
-    second_path = args.footage / SECOND_COUNTS_FILE
-    if second_path.is_file():
-        second = {(c.file, c.frame): c for c in read_hand_counts(second_path, data.clips)}
-        if set(second) != set(found):
-            raise RoadSenseError(
-                f"{second_path}: counts {len(second)} frames, {COUNTS_FILE} {len(found)}; a "
-                "second counter counts the same frames"
-            )
-        both = [(c, second[c.file, c.frame]) for c in counts]
-        report["second_counter"] = scored([s for _, s in both])
-        report["counters"] = {
-            "all_frames": summary([(c, s.vehicles) for c, s in both]),
-            "certain_frames": summary(
-                [(c, s.vehicles) for c, s in both if not (c.uncertain or s.uncertain)]
-            ),
-        }
-    return report
-
-
-def _rounded(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: round(v, 3) if isinstance(v, float) and not math.isnan(v) else v
-            for k, v in values.items()}  # fmt: skip
 
 
 def _levels(args: argparse.Namespace, detector: Detector) -> dict[str, Any]:
@@ -256,10 +160,14 @@ def _levels(args: argparse.Namespace, detector: Detector) -> dict[str, Any]:
     fps: dict[str, float] = {}
     for file, clip in data.clips.items():
         x, y, w, h = data.cameras[clip.camera].roi
-        meter = CameraMeter(args.sample_hz, zone=[(x, y), (x + w, y), (x + w, y + h), (x, y + h)])
+        meter = CameraMeter(
+            args.sample_hz,
+            zone=[(x, y), (x + w, y), (x + w, y + h), (x, y + h)],
+            support=detector.card.thresholds,
+        )
         mine = samples.setdefault(file, [])
-        fps[file] = _clip_fps(args.footage / file)
-        frames = list(_frames(args.footage / file, args.sample_hz))
+        fps[file] = clip_fps(args.footage / file)
+        frames = list(sampled_frames(args.footage / file, args.sample_hz))
         for start in range(0, len(frames), detector.max_batch):
             batch = frames[start : start + detector.max_batch]
             for (index, t_s, image), found in zip(
@@ -323,7 +231,7 @@ def _evaluate_counts(args: argparse.Namespace) -> int:
         detector = create_detector(args.backend, model, options)
         try:
             report: dict[str, Any] = {"counts": _counts(args, detector)}
-            hand = _hand_counts(args, detector)
+            hand = hand_counts(args, detector)
             if hand is not None:
                 report["hand_counts"] = hand
             if args.levels:
@@ -339,14 +247,17 @@ def _evaluate_counts(args: argparse.Namespace) -> int:
         boxes = f"of {row['stopped_boxes']} stopped and {row['moving_boxes']} moving boxes"
         print(f"  {_scores_line(row['camera'], row)} ({boxes})")
     print(f"  {_scores_line('camera mean', counts['camera_mean'])}")
+    chosen = counts["chosen_on_all_cameras"]
+    print(f"  chosen on all boxed cameras: threshold {chosen['threshold']:g}, support "
+          f"{chosen['support']}")  # fmt: skip
     if "hand_counts" in report:
         hand = report["hand_counts"]
         means, sure = hand["all_frames"]["camera_mean"], hand["certain_frames"]["camera_mean"]
         print(
             f"counted by hand ({hand['frames']} frames, {len(hand['all_frames']['cameras'])} "
-            f"cameras, threshold {hand['threshold']:g}): count error {means['count_error']:.3f}, "
-            f"bias {means['bias']:+.3f}; frames counted with certainty: "
-            f"{sure['count_error']:.3f}, {sure['bias']:+.3f}"
+            f"cameras, threshold {hand['threshold']:g}, support {hand['support']}): count "
+            f"error {means['count_error']:.3f}, bias {means['bias']:+.3f}; frames counted "
+            f"with certainty: {sure['count_error']:.3f}, {sure['bias']:+.3f}"
         )
         if "counters" in hand:
             second = hand["second_counter"]["all_frames"]["camera_mean"]
@@ -373,8 +284,8 @@ def add_evaluate_counts(models_commands: Any) -> None:
         help="score the measurement on hand-boxed clips (and levels), leave one camera out",
         description="Per-frame count error, recall and precision at IoU 0.3 and 0.5, and "
         "stopped/moving agreement on the CVAT-boxed clips, each camera scored at the score "
-        "threshold chosen on the others; the count error on the frames counted by hand "
-        "(counts.csv) of the other cameras; with --levels, the measured level against both "
+        "and support thresholds chosen on the others; the count error on the frames counted "
+        "by hand (counts.csv) of the other cameras; with --levels, the measured level against both "
         "labellers of the 21 cameras.",
     )
     evaluate.add_argument("--model", type=Path, default=DEFAULT_DETECTOR, help="detector ONNX")

@@ -36,11 +36,13 @@ class Detector:
     def __init__(self, model_path: Path, card: DetectorCard, options: dict[str, object]) -> None:
         self.model_path = model_path
         self.card = card
-        threshold = options.get("score_threshold", card.score_threshold)
+        threshold = options.get("score_threshold", card.thresholds.least)
         if not isinstance(threshold, float | int) or not 0 < threshold < 1:
             raise ModelLoadError(f"score_threshold must be within 0..1, got {threshold!r}")
         self.score_threshold = float(threshold)
-        """Least score of a reported box: the card's, unless an evaluation asks for less."""
+        """Least score of a returned box: the card's support threshold where it has one
+        (the camera's meter decides which weak boxes count), else its score threshold;
+        less where an evaluation asks."""
 
     @property
     def version(self) -> str:

@@ -74,6 +74,7 @@ class MeasuredCameras:
                     camera.measuring_zone(),
                     camera.counting_line,
                     camera.rule.thresholds(),
+                    support=self.detector.card.thresholds,
                 )
                 self._cameras[camera_id] = _Camera(meter, settings)
 
@@ -100,6 +101,8 @@ class MeasuredCameras:
         one; its version. The frames kept for a self-test were the old one's: forgotten."""
         old = self.detector
         self.detector = detector
+        for camera in self._cameras.values():
+            camera.meter.use_thresholds(detector.card.thresholds)
         self.recent.clear()
         old.close()
         return old.version

@@ -15,19 +15,19 @@ from roadsense.models.detection.rule import RuleThresholds
 class RuleConfig(ConfigModel):
     """Thresholds of the level rule (roadsense.models.detection.rule), per camera."""
 
-    light_occupancy: float = Field(default=0.12, ge=0, le=1, description="Light from here.")
-    moderate_occupancy: float = Field(default=0.15, ge=0, le=1, description="Moderate from here.")
+    light_occupancy: float = Field(default=0.08, ge=0, le=1, description="Light from here.")
+    moderate_occupancy: float = Field(default=0.10, ge=0, le=1, description="Moderate from here.")
     heavy_occupancy: float = Field(
-        default=0.30, ge=0, le=1, description="Heavy from here, with heavy_stopped."
+        default=0.25, ge=0, le=1, description="Heavy from here, with heavy_stopped."
     )
     jam_occupancy: float = Field(
         default=0.35, ge=0, le=1, description="Jammed from here, with jam_stopped."
     )
     moderate_stopped: float = Field(
-        default=0.30, ge=0, le=1, description="Stopped share that makes light occupancy moderate."
+        default=0.70, ge=0, le=1, description="Stopped share that makes light occupancy moderate."
     )
     heavy_stopped: float = Field(default=0.15, ge=0, le=1, description="Stopped share for heavy.")
-    jam_stopped: float = Field(default=0.80, ge=0, le=1, description="Stopped share for jammed.")
+    jam_stopped: float = Field(default=0.60, ge=0, le=1, description="Stopped share for jammed.")
 
     def thresholds(self) -> RuleThresholds:
         """The rule's thresholds (ValueError when they do not rise)."""

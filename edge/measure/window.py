@@ -1,9 +1,12 @@
 """One camera's measurements: each sample's vehicles, and a report window's figures.
 
 ``CameraMeter.observe`` takes the detector's boxes of one sample and returns what the
-camera saw (``Sample``): the vehicles whose ground contact is in the road zone, their
-track ids, which are stopped, and the zone's occupancy. ``CameraMeter.close_window``
-turns the samples since the last report into the report's ``Measurements``:
+camera saw (``Sample``): the vehicles whose ground contact is in the road zone and that
+count by the detector card's thresholds (a weak box counts where the previous sample
+counted one: ``roadsense.models.detection.support``), their track ids, which are stopped
+(against every box of 2 s earlier, weak ones included), and the zone's occupancy.
+``CameraMeter.close_window`` turns the samples since the last report into the report's
+``Measurements``:
 
 - vehicles in view and stopped vehicles: mean and largest count per sample;
 - occupancy: the mean over the samples;
@@ -31,6 +34,7 @@ from roadsense.edge.measure.tracking import (
     track_ids,
 )
 from roadsense.models.detection.rule import LEVELS, RULE_NAME, RuleThresholds, level, level_shares
+from roadsense.models.detection.support import SupportThresholds, TemporalSupport
 from roadsense.models.detection.zone import (
     LineCounter,
     Polygon,
@@ -88,9 +92,14 @@ class CameraMeter:
         zone: Polygon | None = None,
         counting_line: Polygon | None = None,
         thresholds: RuleThresholds | None = None,
+        *,
         stopped: StoppedSettings | None = None,
+        support: SupportThresholds | None = None,
     ) -> None:
+        """``support``: the detector card's thresholds (``DetectorCard.thresholds``); None
+        counts every box given."""
         self._zone = zone
+        self._support = TemporalSupport(support) if support is not None else None
         self._masks: dict[tuple[int, int], npt.NDArray[np.bool_]] = {}
         self._tracker = make_tracker(TrackerSettings(sample_hz=sample_hz))
         self._stopped = LagStoppedRule(stopped or StoppedSettings())
@@ -99,6 +108,10 @@ class CameraMeter:
         self._counting_line = counting_line if counting else None
         self._line: LineCounter | None = None
         self._window = _Window()
+
+    def use_thresholds(self, support: SupportThresholds | None) -> None:
+        """Count by another detector's thresholds from the next sample on."""
+        self._support = TemporalSupport(support) if support is not None else None
 
     def mask(self, frame_shape: tuple[int, int]) -> npt.NDArray[np.bool_]:
         """The zone as a mask of frames of this shape."""
@@ -120,9 +133,21 @@ class CameraMeter:
             start, end = to_pixels(self._counting_line, frame_shape)
             self._line = LineCounter((start[0], start[1]), (end[0], end[1]))
         inside = _subset(detections, in_zone(detections.xyxy.astype(np.float32), mask))
+        counted = np.ones(len(inside), dtype=bool)
+        if self._support is not None:
+            scores = np.asarray(
+                inside.confidence if inside.confidence is not None else counted, np.float32
+            )
+            # The candidates: what a device's detector returns (an evaluation asks for less).
+            candidate = scores >= self._support.thresholds.least
+            inside = _subset(inside, candidate)
+            counted = self._support.keep(t_s, inside.xyxy.astype(np.float32), scores[candidate])
+        # Every candidate is a reference for the stopped rule 2 s on: a queued car whose
+        # box scored low then still stood there.
+        stopped = self._stopped.update(t_s, inside.xyxy.astype(np.float32))[counted]
+        inside = _subset(inside, counted)
         ids = track_ids(self._tracker, inside)
         boxes = inside.xyxy.astype(np.float32)
-        stopped = self._stopped.update(t_s, boxes)
         if self._line is not None:
             tracked = _subset(inside, ids >= 0)
             tracked.tracker_id = ids[ids >= 0]

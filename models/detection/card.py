@@ -1,8 +1,8 @@
 """The card beside a vehicle detector's ONNX: what the edge needs to run it and what it is.
 
 Like the classifier's card (``roadsense.models.card``) it pins the artifact by sha256 and
-says what the network expects; a detector's card adds the score threshold and NMS overlap
-chosen on validation data, and the vehicle classes it may report.
+says what the network expects; a detector's card adds the score and support thresholds and
+the NMS overlap chosen on validation data, and the vehicle classes it may report.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 from roadsense.core.config import ConfigModel, describe_validation_error
 from roadsense.core.errors import ConfigError, ModelLoadError
 from roadsense.models.card import card_path_for, sha256_file
+from roadsense.models.detection.support import SupportThresholds
 
 
 class DetectorInput(ConfigModel):
@@ -47,6 +48,14 @@ class DetectorCard(ConfigModel):
     score_threshold: float = Field(
         gt=0, lt=1, description="Least score of a reported box (chosen on validation data)."
     )
+    support_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Least score of a box that counts because the camera's previous sample "
+        "counted one in its place (temporal support, roadsense.models.detection.support); "
+        "null: off.",
+    )
     nms_iou: float = Field(gt=0, lt=1, description="Overlap above which boxes are merged.")
     min_batch: int = Field(ge=1, description="Smallest batch the model accepts.")
     max_batch: int = Field(ge=1, description="Largest batch the model accepts.")
@@ -66,7 +75,14 @@ class DetectorCard(ConfigModel):
     def _batch_range(self) -> DetectorCard:
         if self.min_batch > self.max_batch:
             raise ValueError("min_batch must not exceed max_batch")
+        if self.support_threshold is not None and self.support_threshold > self.score_threshold:
+            raise ValueError("support_threshold must not exceed score_threshold")
         return self
+
+    @property
+    def thresholds(self) -> SupportThresholds:
+        """The score and support thresholds a camera's meter counts boxes by."""
+        return SupportThresholds(self.score_threshold, self.support_threshold)
 
 
 def load_detector_card(onnx_path: str | Path) -> DetectorCard:

@@ -1,10 +1,11 @@
 """Counts, boxes and stopped vehicles against hand-drawn boxes, leave one camera out.
 
-The caller runs the detector (at a low score threshold, once) and the stopped rule over
-each boxed clip and hands over, per camera, each scored frame's boxes with their scores and
-stopped flags, the truth boxes, and a scoring zone. For each held-out camera the score
-threshold is the one with the lowest count error on the other cameras; the held-out camera
-is then scored at it:
+The caller runs the detector over each boxed clip once (at a low score threshold) and
+replays the samples through a camera's meter for each setting asked (score threshold and
+support threshold, ``roadsense.models.detection.support``): each scored frame's counted
+boxes with their stopped flags, the truth boxes, and a scoring zone. For each held-out
+camera the setting is chosen on the other cameras (``choose``: the lowest count error
+over the grid of both); the held-out camera is then scored at it:
 
 - count error: sum over frames of |found - true| / sum of true, in the scoring zone
   (the zone where the annotators boxed vehicles: far, unboxed ones would read as false);
@@ -22,7 +23,7 @@ which says whether the detector misses vehicles or adds some.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,19 +31,21 @@ import numpy.typing as npt
 
 from roadsense.models.detection.cvat import FrameTruth
 from roadsense.models.detection.scoring import balanced_agreement, greedy_match, score_detections
+from roadsense.models.detection.support import SupportThresholds
 
 THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
 """Score thresholds a fold may choose from."""
+SUPPORTS = (0.03, 0.05, 0.08, 0.1)
+"""Support thresholds a fold may choose from (below its score threshold), or none."""
 
 
 @dataclass(frozen=True)
 class ScoredFrame:
-    """One frame: the detector's boxes (all scores) and the truth."""
+    """One sampled frame: the boxes that counted by a setting's thresholds, and the truth."""
 
     xyxy: npt.NDArray[np.float32]
-    scores: npt.NDArray[np.float32]
     in_zone: npt.NDArray[np.bool_]
-    """Whether each found box stands in the scoring zone."""
+    """Whether each counted box stands in the scoring zone."""
     stopped: npt.NDArray[np.bool_]
     truth: FrameTruth
     stopped_known: bool = True
@@ -51,7 +54,7 @@ class ScoredFrame:
 
 @dataclass(frozen=True)
 class CountScores:
-    """One camera's figures at one threshold."""
+    """One camera's figures at one setting."""
 
     frames: int
     vehicles: int
@@ -70,28 +73,27 @@ class CountScores:
 
 @dataclass(frozen=True)
 class CountFold:
-    """A held-out camera: the threshold chosen without it, and its scores."""
+    """A held-out camera: the thresholds chosen without it, and its scores."""
 
     camera: str
     threshold: float
+    support: float | None
     scores: CountScores
 
 
-def score_camera(frames: Sequence[ScoredFrame], threshold: float) -> CountScores:
-    """The figures of one camera's frames with boxes scoring ``threshold`` or more."""
-    found_all, found_zone, truths = [], [], []
+def score_camera(frames: Sequence[ScoredFrame]) -> CountScores:
+    """The figures of one camera's frames (each frame's counted boxes)."""
+    found_zone, truths = [], []
     predicted_stopped: list[bool] = []
     true_stopped: list[bool] = []
     for frame in frames:
-        keep = frame.scores >= threshold
-        found_all.append(frame.xyxy[keep])
-        found_zone.append(frame.xyxy[keep & frame.in_zone])
+        found_zone.append(frame.xyxy[frame.in_zone])
         truths.append(frame.truth.xyxy)
         if frame.stopped_known:
-            for p, t in greedy_match(frame.xyxy[keep], frame.truth.xyxy, 0.3):
-                predicted_stopped.append(bool(frame.stopped[keep][p]))
+            for p, t in greedy_match(frame.xyxy, frame.truth.xyxy, 0.3):
+                predicted_stopped.append(bool(frame.stopped[p]))
                 true_stopped.append(bool(frame.truth.not_moving[t]))
-    everything = score_detections(found_all, truths)
+    everything = score_detections([f.xyxy for f in frames], truths)
     zoned = score_detections(found_zone, truths)
     return CountScores(
         frames=len(frames),
@@ -109,20 +111,46 @@ def score_camera(frames: Sequence[ScoredFrame], threshold: float) -> CountScores
     )
 
 
+Score = Callable[[str, SupportThresholds], CountScores]
+"""A camera's figures with its boxes counted by these thresholds (the caller replays the
+camera's samples through the meter, so the support and the stopped rule see the boxes
+that counted)."""
+
+
+def choose(
+    score: Score,
+    cameras: Sequence[str],
+    thresholds: Sequence[float] = THRESHOLDS,
+    supports: Sequence[float] = SUPPORTS,
+) -> SupportThresholds:
+    """The setting with the lowest mean count error on ``cameras`` over every score
+    threshold, each alone or with a lower support threshold; ties go to no support, then
+    to the lower score threshold."""
+
+    def error(setting: SupportThresholds) -> float:
+        return float(np.mean([score(c, setting).count_error for c in cameras]))
+
+    options = [SupportThresholds(t) for t in thresholds]
+    options += [SupportThresholds(t, s) for t in thresholds for s in supports if s < t]
+    return min(options, key=error)
+
+
 def leave_one_camera_out(
-    cameras: Mapping[str, Sequence[ScoredFrame]], thresholds: Sequence[float] = THRESHOLDS
+    score: Score,
+    cameras: Sequence[str],
+    thresholds: Sequence[float] = THRESHOLDS,
+    supports: Sequence[float] = SUPPORTS,
 ) -> list[CountFold]:
-    """Each camera scored at the threshold with the lowest count error on the others."""
-    table = {c: {t: score_camera(f, t) for t in thresholds} for c, f in cameras.items()}
+    """Each camera scored at the setting ``choose`` finds on the others."""
     folds = []
     for held_out in cameras:
         others = [c for c in cameras if c != held_out]
-
-        def error(threshold: float, others: list[str] = others) -> float:
-            return float(np.mean([table[c][threshold].count_error for c in others]))
-
-        chosen = min(thresholds, key=error) if others else thresholds[0]
-        folds.append(CountFold(held_out, chosen, table[held_out][chosen]))
+        chosen = (
+            choose(score, others, thresholds, supports)
+            if others
+            else SupportThresholds(thresholds[0])
+        )
+        folds.append(CountFold(held_out, chosen.threshold, chosen.support, score(held_out, chosen)))
     return folds
 
 

@@ -46,13 +46,13 @@ RULE_NAME = "occupancy-stopped/1"
 class RuleThresholds:
     """The rule's thresholds for one camera."""
 
-    light_occupancy: float = 0.12
-    moderate_occupancy: float = 0.15
-    heavy_occupancy: float = 0.30
+    light_occupancy: float = 0.08
+    moderate_occupancy: float = 0.10
+    heavy_occupancy: float = 0.25
     jam_occupancy: float = 0.35
-    moderate_stopped: float = 0.30
+    moderate_stopped: float = 0.70
     heavy_stopped: float = 0.15
-    jam_stopped: float = 0.80
+    jam_stopped: float = 0.60
 
     def __post_init__(self) -> None:
         occupancies = (

@@ -60,9 +60,11 @@ def test_counts_on_a_camera_never_trained_on_are_within_a_fifth_of_the_hand_boxe
     truth, _ = parse_cvat(PENTONVILLE.with_suffix(".cvat.xml"))
     indices = list(range(0, 240, 30))
     frames = _frames(PENTONVILLE, indices)
-    found = detector.detect(frames)
+    # Single frames, no history: only boxes at the card's score threshold count.
+    threshold = detector.card.score_threshold
+    found = [d.xyxy[np.asarray(d.confidence) >= threshold] for d in detector.detect(frames)]
     score = score_detections(
-        [d.xyxy.astype(np.float32) for d in found], [truth[i].xyxy for i in indices]
+        [boxes.astype(np.float32) for boxes in found], [truth[i].xyxy for i in indices]
     )
     # Measured leave-one-camera-out at 512 px / score 0.15: count error 0.16, recall 0.6.
     assert score.n_true == sum(len(truth[i]) for i in indices) > 80
@@ -112,7 +114,7 @@ def test_the_queue_of_a_jammed_approach_reads_stopped_and_keeps_its_ids(
     truth, _ = parse_cvat(BLACKFRIARS.with_suffix(".cvat.xml"))
     indices = list(range(0, 150, 5))  # 5 Hz for 6 s
     frames = _frames(BLACKFRIARS, indices)
-    meter = CameraMeter(sample_hz=5.0)
+    meter = CameraMeter(sample_hz=5.0, support=detector.card.thresholds)
     samples = []
     for start in range(0, len(frames), detector.max_batch):
         batch = frames[start : start + detector.max_batch]
@@ -290,6 +292,7 @@ def test_evaluate_counts_scores_each_boxed_camera_held_out() -> None:
     assert (rows["tfl-03601"]["frames"], rows["tfl-07355"]["frames"]) == (96, 50)
     for row in rows.values():
         assert row["threshold"] in (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+        assert row["support"] is None or row["support"] < row["threshold"]
         assert 0 <= row["count_error"] < 0.5
         assert 0.4 < row["recall_30"] <= 1
         assert row["recall_50"] <= row["recall_30"]
@@ -302,9 +305,13 @@ def test_evaluate_counts_scores_each_boxed_camera_held_out() -> None:
     assert means["count_error"] == pytest.approx(
         (rows["tfl-03601"]["count_error"] + rows["tfl-07355"]["count_error"]) / 2, abs=1e-3
     )
-    # The other 19 cameras, counted by hand, at the detector's own threshold.
+    # The card carries the thresholds chosen on both boxed cameras.
+    card = load_detector_card(DEFAULT_DETECTOR)
+    chosen = counts["chosen_on_all_cameras"]
+    assert chosen == {"threshold": card.score_threshold, "support": card.support_threshold}
+    # The other 19 cameras, counted by hand, by the card's thresholds.
     hand = json.loads(done.stdout)["hand_counts"]
-    assert (hand["frames"], hand["threshold"]) == (57, 0.15)
+    assert (hand["frames"], hand["threshold"], hand["support"]) == (57, 0.15, 0.08)
     cameras = hand["all_frames"]["cameras"]
     assert len(cameras) == 19
     assert sum(c["vehicles"] for c in cameras) == 600
@@ -342,11 +349,12 @@ def test_evaluate_counts_runs_the_detector_at_another_input_size() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("detector 1.0.0-yolox-nano-coco-512@512x416, 0.5 samples/s")
+    assert lines[0].startswith("detector 1.1.0-yolox-nano-coco-512@512x416, 0.5 samples/s")
     assert [line.split()[0] for line in lines[1:4]] == ["tfl-03601", "tfl-07355", "camera"]
     assert " stopped and " in lines[1]
-    assert lines[4].startswith("counted by hand (57 frames, 19 cameras, threshold 0.15)")
-    assert lines[5].startswith("against the second counter: count error ")
+    assert lines[4].startswith("  chosen on all boxed cameras: threshold ")
+    assert lines[5].startswith("counted by hand (57 frames, 19 cameras, threshold 0.15, support")
+    assert lines[6].startswith("against the second counter: count error ")
     bad = roadsense_cli("models", "evaluate-counts", "--data", str(FOOTAGE), "--input", "500")
     assert bad.returncode == 2
     assert "input size '500': width and height must be multiples of 32" in bad.stderr

@@ -1,0 +1,191 @@
+"""The footage as a device samples it, and the frames counted by hand scored against it
+(for ``roadsense models evaluate-counts``)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from roadsense.core.errors import RoadSenseError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from roadsense.edge.backends.detector import Detector
+
+HISTORY_S = 4.0
+"""Seconds of samples measured before each frame counted by hand."""
+
+
+def clip_fps(clip: Path) -> float:
+    """The clip's frame rate as its container states it (25 when it states none)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(clip))
+    try:
+        return float(capture.get(cv2.CAP_PROP_FPS) or 25.0)
+    finally:
+        capture.release()
+
+
+def sampled_frames(
+    clip: Path, sample_hz: float
+) -> Iterator[tuple[int, float, npt.NDArray[np.uint8]]]:
+    """(0-based index, time, frame) of the clip's frames a device sampling at
+    ``sample_hz`` takes."""
+    import cv2
+    import numpy as np
+
+    capture = cv2.VideoCapture(str(clip))
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 25.0)
+    step = max(1, round(fps / sample_hz))
+    index = 0
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            if index % step == 0:
+                yield index, index / fps, np.asarray(frame, dtype=np.uint8)
+            index += 1
+    finally:
+        capture.release()
+
+
+def _history(fps: float, frame: int, sample_hz: float) -> list[int]:
+    """The frames a device sampling at ``sample_hz`` took in the ``HISTORY_S`` seconds up
+    to and including ``frame``, oldest first."""
+    step = max(1, round(fps / sample_hz))
+    return list(range(frame, max(-1, frame - round(HISTORY_S * fps) - 1), -step))[::-1]
+
+
+def _counted_frames(
+    clip: Path, wanted: set[int], sample_hz: float
+) -> dict[int, list[tuple[float, npt.NDArray[np.uint8]]]]:
+    """Each counted frame of ``clip`` (0-based index in ``wanted``) with the samples a
+    device took before it: (time, frame) pairs ending with the counted frame."""
+    import cv2
+    import numpy as np
+
+    fps = clip_fps(clip)
+    histories = {frame: _history(fps, frame, sample_hz) for frame in wanted}
+    needed = {i for h in histories.values() for i in h}
+    decoded: dict[int, npt.NDArray[np.uint8]] = {}
+    capture = cv2.VideoCapture(str(clip))
+    index = 0
+    try:
+        while index <= max(needed):
+            ok, image = capture.read()
+            if not ok:
+                break
+            if index in needed:
+                decoded[index] = np.asarray(image, dtype=np.uint8)
+            index += 1
+    finally:
+        capture.release()
+    missing = sorted(wanted - set(decoded))
+    if missing:
+        raise RoadSenseError(f"{clip}: cannot decode frame(s) {missing} counted by hand")
+    return {frame: [(i / fps, decoded[i]) for i in history] for frame, history in histories.items()}
+
+
+def hand_counts(args: argparse.Namespace, detector: Detector) -> dict[str, Any] | None:
+    """The count error on the frames counted by hand; None when the set has no counts.
+
+    Each counted frame is measured as a device sampling at ``--sample-hz`` would have,
+    after the samples of the ``HISTORY_S`` seconds before it (the support and the stopped
+    rule look back), in the camera's region of interest, by the detector card's thresholds.
+    With a second counter's counts of the same frames, also the detector against them and
+    the two counters against each other (the second's difference from the first)."""
+    import numpy as np
+
+    from roadsense.edge.measure.window import CameraMeter
+    from roadsense.models.detection.counts import hand_count_scores
+    from roadsense.models.footage.multicamera import (
+        COUNTS_FILE,
+        SECOND_COUNTS_FILE,
+        HandCount,
+        read_hand_counts,
+        read_labelled_set,
+    )
+
+    path = args.footage / COUNTS_FILE
+    if not path.is_file():
+        return None
+    data = read_labelled_set(args.footage)
+    counts = read_hand_counts(path, data.clips)
+    thresholds = detector.card.thresholds
+    found: dict[tuple[str, int], int] = {}
+    for file in sorted({c.file for c in counts}):
+        mine = [c for c in counts if c.file == file]
+        histories = _counted_frames(args.footage / file, {c.frame for c in mine}, args.sample_hz)
+        x, y, w, h = data.cameras[mine[0].camera].roi
+        for count in mine:
+            samples = histories[count.frame]
+            meter = CameraMeter(
+                args.sample_hz,
+                zone=[(x, y), (x + w, y), (x + w, y + h), (x, y + h)],
+                support=thresholds,
+            )
+            observed = []
+            for start in range(0, len(samples), detector.max_batch):
+                batch = samples[start : start + detector.max_batch]
+                for (t_s, image), boxes in zip(
+                    batch, detector.detect([image for _, image in batch]), strict=True
+                ):
+                    observed.append(meter.observe(t_s, boxes, image.shape[:2]))
+            found[file, count.frame] = observed[-1].vehicles
+
+    def summary(pairs: list[tuple[HandCount, int]]) -> dict[str, Any]:
+        per_camera: dict[str, list[tuple[int, int]]] = {}
+        for count, other in pairs:
+            per_camera.setdefault(count.camera, []).append((count.vehicles, other))
+        rows = [hand_count_scores(camera, p) for camera, p in sorted(per_camera.items())]
+        return {
+            "cameras": [rounded(asdict(r)) for r in rows],
+            "camera_mean": {
+                name: round(float(np.nanmean([getattr(r, name) for r in rows])), 3)
+                for name in ("count_error", "bias")
+            },
+        }
+
+    def scored(truth: list[HandCount]) -> dict[str, Any]:
+        pairs = [(c, found[c.file, c.frame]) for c in truth]
+        return {
+            "all_frames": summary(pairs),
+            "certain_frames": summary([(c, n) for c, n in pairs if not c.uncertain]),
+        }
+
+    report: dict[str, Any] = {
+        "threshold": thresholds.threshold,
+        "support": thresholds.support,
+        "frames": len(counts),
+        **scored(counts),
+    }
+    second_path = args.footage / SECOND_COUNTS_FILE
+    if second_path.is_file():
+        second = {(c.file, c.frame): c for c in read_hand_counts(second_path, data.clips)}
+        if set(second) != set(found):
+            raise RoadSenseError(
+                f"{second_path}: counts {len(second)} frames, {COUNTS_FILE} {len(found)}; a "
+                "second counter counts the same frames"
+            )
+        both = [(c, second[c.file, c.frame]) for c in counts]
+        report["second_counter"] = scored([s for _, s in both])
+        report["counters"] = {
+            "all_frames": summary([(c, s.vehicles) for c, s in both]),
+            "certain_frames": summary(
+                [(c, s.vehicles) for c, s in both if not (c.uncertain or s.uncertain)]
+            ),
+        }
+    return report
+
+
+def rounded(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 3) if isinstance(v, float) and not math.isnan(v) else v
+            for k, v in values.items()}  # fmt: skip
