@@ -18,6 +18,7 @@ from roadsense.models.detection.card import load_detector_card
 from roadsense.models.detection.counts import CountScores, choose, leave_one_camera_out
 from roadsense.models.detection.support import MAX_GAP_S, SupportThresholds, TemporalSupport
 from roadsense.models.shipped import DEFAULT_DETECTOR
+from roadsense.proto.v1 import telemetry_pb2
 
 CAR = (100.0, 100.0, 140.0, 130.0)
 SHIFTED = (104.0, 102.0, 144.0, 132.0)  # the same car a little on: IoU 0.7
@@ -153,3 +154,54 @@ def test_each_held_out_camera_is_scored_at_the_setting_the_others_chose() -> Non
     )
     # A support threshold at or over the score threshold is never tried.
     assert all(s.support is None or s.support < s.threshold for _, s in asked)
+
+
+class _WeakCarDetector:
+    """Sees one car scoring 0.1 in every frame; its card is the shipped one, re-thresholded."""
+
+    max_batch = 8
+
+    def __init__(self, score: float, support: float | None) -> None:
+        shipped = load_detector_card(DEFAULT_DETECTOR)
+        self.card = shipped.model_copy(
+            update={"score_threshold": score, "support_threshold": support}
+        )
+        self.version = f"fake-{score}"
+
+    def detect(self, frames: list[np.ndarray]) -> list[sv.Detections]:
+        return [_detections(_boxes(CAR), _scores(0.1)) for _ in frames]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_swapped_detector_brings_its_thresholds_to_every_camera() -> None:
+    from roadsense.edge.capture.camera import CapturedFrame
+    from roadsense.edge.capture.video import VideoFrame
+    from roadsense.edge.config import CameraConfig
+    from roadsense.edge.health import InferenceTimer
+    from roadsense.edge.measure.cameras import MeasuredCameras
+
+    image = np.zeros((288, 352, 3), dtype=np.uint8)
+
+    def frame(t_ms: int) -> CapturedFrame:
+        video = VideoFrame(
+            timestamp_ms=t_ms, stream_time_s=t_ms / 1000, width=352, height=288, key=True,
+            convert=lambda: image,
+        )  # fmt: skip
+        return CapturedFrame("cam1", t_ms, t_ms, video)
+
+    cameras = MeasuredCameras(_WeakCarDetector(0.15, 0.08), InferenceTimer())  # type: ignore[arg-type]
+    cameras.configure([CameraConfig(id="cam1", source="cam.mp4", segment_id="s1")])
+
+    def vehicles_mean(seq: int) -> float:
+        report = telemetry_pb2.CongestionReport.FromString(cameras.report("cam1", "d", "s1", seq))
+        return report.measurements.vehicles_mean
+
+    for t_ms in (0, 1000):
+        cameras.measure([frame(t_ms)])
+    assert vehicles_mean(1) == 0  # 0.1 never reached 0.15: no support either
+    cameras.swap(_WeakCarDetector(0.05, None))  # type: ignore[arg-type]
+    for t_ms in (2000, 3000):
+        cameras.measure([frame(t_ms)])
+    assert vehicles_mean(2) == 1
