@@ -268,6 +268,15 @@ def _evaluate_counts(args: argparse.Namespace) -> int:
                 f"{second['bias']:+.3f}; the two counters apart {apart['count_error']:.3f} "
                 f"(frames both counted with certainty: {apart_sure['count_error']:.3f})"
             )
+        if "boxes" in hand:
+            boxes = hand["boxes"]
+            print(
+                f"boxed by hand ({boxes['frames']} frames, {boxes['boxes']} boxes, "
+                f"{boxes['uncertain']} uncertain): recall@0.3 {boxes['pooled']['recall_30']:.3f}"
+                f", @0.5 {boxes['pooled']['recall_50']:.3f}, precision@0.3 "
+                f"{boxes['pooled']['precision_30']:.3f} (all boxes pooled; camera mean recall@0.3 "
+                f"{boxes['camera_mean']['recall_30']:.3f})"
+            )
     if "levels" in report:
         means = report["levels"]["camera_mean"]
         print(

@@ -120,7 +120,8 @@ def hand_counts(args: argparse.Namespace, detector: Detector) -> dict[str, Any] 
     data = read_labelled_set(args.footage)
     counts = read_hand_counts(path, data.clips)
     thresholds = detector.card.thresholds
-    found: dict[tuple[str, int], int] = {}
+    # The vehicles the meter counted in each counted frame (their boxes).
+    measured: dict[tuple[str, int], npt.NDArray[np.float32]] = {}
     for file in sorted({c.file for c in counts}):
         mine = [c for c in counts if c.file == file]
         histories = _counted_frames(args.footage / file, {c.frame for c in mine}, args.sample_hz)
@@ -139,7 +140,8 @@ def hand_counts(args: argparse.Namespace, detector: Detector) -> dict[str, Any] 
                     batch, detector.detect([image for _, image in batch]), strict=True
                 ):
                     observed.append(meter.observe(t_s, boxes, image.shape[:2]))
-            found[file, count.frame] = observed[-1].vehicles
+            measured[file, count.frame] = observed[-1].xyxy
+    found = {key: len(boxes) for key, boxes in measured.items()}
 
     def summary(pairs: list[tuple[HandCount, int]]) -> dict[str, Any]:
         per_camera: dict[str, list[tuple[int, int]]] = {}
@@ -183,7 +185,72 @@ def hand_counts(args: argparse.Namespace, detector: Detector) -> dict[str, Any] 
                 [(c, s.vehicles) for c, s in both if not (c.uncertain or s.uncertain)]
             ),
         }
+    boxed = hand_boxes(args.footage, data.clips, measured, {(c.file, c.frame): c for c in counts})
+    if boxed is not None:
+        report["boxes"] = boxed
     return report
+
+
+def hand_boxes(
+    footage: Path,
+    clips: dict[str, Any],
+    measured: dict[tuple[str, int], npt.NDArray[np.float32]],
+    counts: dict[tuple[str, int], Any],
+) -> dict[str, Any] | None:
+    """Recall and precision at IoU 0.3 and 0.5 on the frames boxed by hand (``boxes.csv``,
+    a subset of the frames counted by hand, measured as above), per camera and pooled;
+    and the boxes' number against ``counts.csv`` (a third count of those frames). None
+    when the set has no boxes."""
+    import numpy as np
+
+    from roadsense.models.detection.scoring import score_detections
+    from roadsense.models.footage.hand_boxes import BOXES_FILE, read_hand_boxes
+
+    path = footage / BOXES_FILE
+    if not path.is_file():
+        return None
+    boxed = read_hand_boxes(path, clips)
+    missing = [f"{b.file} frame {b.frame}" for b in boxed if (b.file, b.frame) not in measured]
+    if missing:
+        raise RoadSenseError(f"{path}: boxed frames not counted by hand: {', '.join(missing)}")
+    rows: list[dict[str, Any]] = []
+    for b in sorted(boxed, key=lambda b: b.camera):
+        found = measured[b.file, b.frame]
+        every = score_detections([found], [b.xyxy])
+        sure = score_detections([found], [b.xyxy[~b.uncertain]])
+        counted = counts[b.file, b.frame].vehicles
+        rows.append(
+            {
+                "camera": b.camera,
+                "frame": b.frame,
+                "boxes": len(b.xyxy),
+                "uncertain": int(b.uncertain.sum()),
+                "found": len(found),
+                "recall_30": every.recall(0.3),
+                "recall_50": every.recall(0.5),
+                "precision_30": every.precision(0.3),
+                "recall_30_certain": sure.recall(0.3),
+                "boxes_vs_count": (len(b.xyxy) - counted) / counted if counted else math.nan,
+            }
+        )
+    pooled = score_detections([measured[b.file, b.frame] for b in boxed], [b.xyxy for b in boxed])
+    fields = ("recall_30", "recall_50", "precision_30", "recall_30_certain")
+    return {
+        "frames": len(boxed),
+        "boxes": sum(r["boxes"] for r in rows),
+        "uncertain": sum(r["uncertain"] for r in rows),
+        "cameras": [rounded(r) for r in rows],
+        "camera_mean": {k: round(float(np.nanmean([r[k] for r in rows])), 3) for k in fields},
+        "pooled": {
+            "recall_30": round(pooled.recall(0.3), 3),
+            "recall_50": round(pooled.recall(0.5), 3),
+            "precision_30": round(pooled.precision(0.3), 3),
+        },
+        "boxes_vs_count": {
+            "difference": round(float(np.nanmean([abs(r["boxes_vs_count"]) for r in rows])), 3),
+            "bias": round(float(np.nanmean([r["boxes_vs_count"] for r in rows])), 3),
+        },
+    }
 
 
 def rounded(values: dict[str, Any]) -> dict[str, Any]:

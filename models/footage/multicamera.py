@@ -131,7 +131,7 @@ class LabelledFrame:
     """Made from the clip (``composites.csv``), not one of its frames: trains, never scored."""
 
 
-def _rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
+def csv_rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) of a CSV whose ``#`` lines are comments; header checked."""
     if not path.is_file():
         raise FootageError(f"{path}: no such file")
@@ -151,7 +151,7 @@ def _rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, s
         yield number, dict(zip(columns, values, strict=True))
 
 
-def _number(value: str, where: str, column: str) -> float:
+def read_number(value: str, where: str, column: str) -> float:
     try:
         return float(value)
     except ValueError:
@@ -162,11 +162,11 @@ def read_cameras(path: Path) -> dict[str, Camera]:
     """Cameras and their regions; a camera listed twice or a region outside the frame is
     refused."""
     cameras: dict[str, Camera] = {}
-    for line, row in _rows(path, CAMERA_COLUMNS):
+    for line, row in csv_rows(path, CAMERA_COLUMNS):
         where = f"{path}:{line}"
         if row["camera"] in cameras:
             raise FootageError(f"{where}: camera {row['camera']!r} listed twice")
-        values = [_number(row[c], where, c) for c in CAMERA_COLUMNS[1:5]]
+        values = [read_number(row[c], where, c) for c in CAMERA_COLUMNS[1:5]]
         roi: Roi = (values[0], values[1], values[2], values[3])
         try:
             check_roi(roi)
@@ -179,7 +179,7 @@ def read_cameras(path: Path) -> dict[str, Camera]:
 def read_clips(path: Path, cameras: dict[str, Camera]) -> dict[str, Clip]:
     """Clips; each must name a camera that has a region."""
     clips: dict[str, Clip] = {}
-    for line, row in _rows(path, CLIP_COLUMNS):
+    for line, row in csv_rows(path, CLIP_COLUMNS):
         where = f"{path}:{line}"
         if row["camera"] not in cameras:
             raise FootageError(
@@ -215,7 +215,7 @@ def read_ranges(
 ) -> list[LabelRange]:
     """Labelled ranges: known levels, inside their clip, never two labels on one frame."""
     ranges: list[LabelRange] = []
-    for line, row in _rows(path, LABEL_COLUMNS):
+    for line, row in csv_rows(path, LABEL_COLUMNS):
         where = f"{path}:{line}"
         clip = clips.get(row["file"])
         if clip is None:
@@ -257,7 +257,7 @@ def read_composites(
     label_comments(path)
     composites: list[Composite] = []
     seen: dict[tuple[str, str], int] = {}
-    for line, row in _rows(path, COMPOSITE_COLUMNS):
+    for line, row in csv_rows(path, COMPOSITE_COLUMNS):
         where = f"{path}:{line}"
         if row["file"] not in clips:
             raise FootageError(f"{where}: clip {row['file']!r} is not in {CLIPS_FILE}")
@@ -373,28 +373,36 @@ class HandCount:
     note: str
 
 
+def frame_of_clip(row: dict[str, str], where: str, clips: dict[str, Clip]) -> tuple[Clip, int]:
+    """The clip and frame a hand-made row names; FootageError naming ``where`` for a clip
+    not listed, a camera that is not the clip's, a frame past its end or an ``uncertain``
+    that is not 0 or 1."""
+    clip = clips.get(row["file"])
+    if clip is None:
+        raise FootageError(f"{where}: clip {row['file']!r} is not in {CLIPS_FILE}")
+    if row["camera"] != clip.camera:
+        raise FootageError(
+            f"{where}: clip {row['file']!r} is of camera {clip.camera!r}, not {row['camera']!r}"
+        )
+    frame = whole_number(row["frame"], where, "frame")
+    if frame >= clip.frames:
+        raise FootageError(f"{where}: frame {frame} is past the clip's {clip.frames} frames")
+    if row["uncertain"] not in ("0", "1"):
+        raise FootageError(f"{where}: uncertain must be 0 or 1, got {row['uncertain']!r}")
+    return clip, frame
+
+
 def read_hand_counts(path: Path, clips: dict[str, Clip]) -> list[HandCount]:
-    """Hand counts; a clip not listed, a camera that is not the clip's, a frame past the end
-    of its clip or a frame counted twice is refused with ``file:line``."""
+    """Hand counts; a bad row (``frame_of_clip``) or a frame counted twice is refused with
+    ``file:line``."""
     counts: list[HandCount] = []
     seen: set[tuple[str, int]] = set()
-    for line, row in _rows(path, COUNT_COLUMNS):
+    for line, row in csv_rows(path, COUNT_COLUMNS):
         where = f"{path}:{line}"
-        clip = clips.get(row["file"])
-        if clip is None:
-            raise FootageError(f"{where}: clip {row['file']!r} is not in {CLIPS_FILE}")
-        if row["camera"] != clip.camera:
-            raise FootageError(
-                f"{where}: clip {row['file']!r} is of camera {clip.camera!r}, not {row['camera']!r}"
-            )
-        frame = whole_number(row["frame"], where, "frame")
-        if frame >= clip.frames:
-            raise FootageError(f"{where}: frame {frame} is past the clip's {clip.frames} frames")
+        clip, frame = frame_of_clip(row, where, clips)
         if (row["file"], frame) in seen:
             raise FootageError(f"{where}: frame {frame} of {row['file']!r} counted twice")
         seen.add((row["file"], frame))
-        if row["uncertain"] not in ("0", "1"):
-            raise FootageError(f"{where}: uncertain must be 0 or 1, got {row['uncertain']!r}")
         vehicles = whole_number(row["vehicles"], where, "vehicles")
         uncertain = row["uncertain"] == "1"
         counts.append(HandCount(row["file"], clip.camera, frame, vehicles, uncertain, row["note"]))

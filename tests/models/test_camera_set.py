@@ -12,6 +12,7 @@ import pytest
 
 from roadsense.core.errors import FootageError
 from roadsense.core.roi import roi_box
+from roadsense.models.footage.hand_boxes import BOXES_FILE, read_hand_boxes
 from roadsense.models.footage.multicamera import (
     CAMERAS_FILE,
     CLIPS_FILE,
@@ -69,6 +70,36 @@ def test_the_second_counter_counted_the_same_frames() -> None:
     assert all(c.note for c in second if c.uncertain)
 
 
+def test_the_shipped_hand_boxes_stand_in_the_region_of_a_counted_frame() -> None:
+    data = read_labelled_set(SHIPPED)
+    counted = {(c.file, c.frame) for c in read_hand_counts(SHIPPED / COUNTS_FILE, data.clips)}
+    boxed = read_hand_boxes(SHIPPED / BOXES_FILE, data.clips)
+    assert {b.camera for b in boxed} == {data.clips[f].camera for f, _ in counted}
+    assert len(boxed) == 19
+    for frame in boxed:
+        assert (frame.file, frame.frame) in counted
+        # Every box by the rule: its ground contact (bottom centre) inside the region.
+        height, width = _frame_shape(frame.file)
+        x, y, w, h = data.cameras[frame.camera].roi
+        left, top, right, bottom = x * width, y * height, (x + w) * width, (y + h) * height
+        contact_x = (frame.xyxy[:, 0] + frame.xyxy[:, 2]) / 2
+        assert ((contact_x >= left) & (contact_x <= right)).all(), frame.camera
+        assert ((frame.xyxy[:, 3] >= top) & (frame.xyxy[:, 3] <= bottom)).all(), frame.camera
+        assert (frame.xyxy[:, 2] <= width + 0.5).all()
+        assert (frame.xyxy[:, 3] <= height + 0.5).all()
+
+
+def _frame_shape(file: str) -> tuple[int, int]:
+    capture = cv2.VideoCapture(str(SHIPPED / file))
+    try:
+        return (
+            int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        )
+    finally:
+        capture.release()
+
+
 COUNTS_HEADER = "file,camera,frame,vehicles,uncertain,note\n"
 
 
@@ -88,6 +119,48 @@ def test_a_bad_hand_count_is_refused_with_its_line(tmp_path: Path, row: str, err
     (tmp_path / COUNTS_FILE).write_text(COUNTS_HEADER + row + "\n")
     with pytest.raises(FootageError, match=error):
         read_hand_counts(tmp_path / COUNTS_FILE, data.clips)
+
+
+BOXES_HEADER = "file,camera,frame,x1,y1,x2,y2,uncertain,note\n"
+
+
+@pytest.mark.parametrize(
+    ("rows", "error"),
+    [
+        ("nowhere.mp4,tfl-06600,1,1,1,9,9,0,", r"boxes.csv:2: clip 'nowhere.mp4' is not in"),
+        (f"{TFL_06600},tfl-06608,1,1,1,9,9,0,", r"boxes.csv:2: .* camera 'tfl-06600', not"),
+        (f"{TFL_06600},tfl-06600,246,1,1,9,9,0,", r"boxes.csv:2: frame 246 is past the clip's"),
+        (
+            f"{TFL_06600},tfl-06600,1,9,1,1,9,0,",
+            r"boxes.csv:2: \(9.0, 1.0, 1.0, 9.0\) is not a",
+        ),
+        (f"{TFL_06600},tfl-06600,1,1,1,9,wide,0,", r"boxes.csv:2: y2 must be a number"),
+        (f"{TFL_06600},tfl-06600,1,1,1,9,9,2,", r"boxes.csv:2: uncertain must be 0 or 1"),
+        (
+            f"{TFL_06600},tfl-06600,1,,,,,0,no vehicle\n{TFL_06600},tfl-06600,1,1,1,9,9,0,",
+            r"boxes.csv:3: frame 1 of .* is both empty and boxed",
+        ),
+    ],
+)
+def test_a_bad_hand_box_is_refused_with_its_line(tmp_path: Path, rows: str, error: str) -> None:
+    data = read_labelled_set(SHIPPED)
+    (tmp_path / BOXES_FILE).write_text(BOXES_HEADER + rows + "\n")
+    with pytest.raises(FootageError, match=error):
+        read_hand_boxes(tmp_path / BOXES_FILE, data.clips)
+
+
+def test_hand_boxes_are_read_per_frame_and_an_empty_frame_has_none(tmp_path: Path) -> None:
+    data = read_labelled_set(SHIPPED)
+    rows = (
+        f"{TFL_06600},tfl-06600,1,10,20,30,40,0,\n"
+        f"{TFL_06600},tfl-06600,1,50.5,60,70,80.5,1,far\n"
+        f"{TFL_06600},tfl-06600,2,,,,,0,no vehicle\n"
+    )
+    (tmp_path / BOXES_FILE).write_text(BOXES_HEADER + rows)
+    first, empty = read_hand_boxes(tmp_path / BOXES_FILE, data.clips)
+    assert (first.camera, first.frame, first.uncertain.tolist()) == ("tfl-06600", 1, [False, True])
+    assert first.xyxy.tolist() == [[10, 20, 30, 40], [50.5, 60, 70, 80.5]]
+    assert (empty.frame, empty.xyxy.shape) == (2, (0, 4))
 
 
 def _copy(tmp_path: Path) -> Path:

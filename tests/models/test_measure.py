@@ -326,6 +326,16 @@ def test_evaluate_counts_scores_each_boxed_camera_held_out() -> None:
     apart = hand["counters"]["all_frames"]
     assert sum(c["found"] for c in apart["cameras"]) == 627
     assert 0 < apart["camera_mean"]["count_error"] < 0.2
+    # One frame of each of those cameras boxed by hand (by annotators blind to the counts):
+    # recall and precision where no setting was chosen.
+    boxes = hand["boxes"]
+    assert (boxes["frames"], boxes["boxes"]) == (19, 212)
+    assert {c["camera"] for c in boxes["cameras"]} == {c["camera"] for c in cameras}
+    pooled = boxes["pooled"]
+    assert 0.5 < pooled["recall_50"] <= pooled["recall_30"] <= 1
+    assert 0.5 < pooled["precision_30"] <= 1
+    # The boxes are a third count of those frames: close to the first counter's.
+    assert abs(boxes["boxes_vs_count"]["bias"]) < 0.1
     # The shipped card states what this command measures (to a box or two, across CPUs).
     stated = load_detector_card(DEFAULT_DETECTOR).evaluation
     boxed = stated["boxed_cameras_leave_one_camera_out"]
@@ -340,6 +350,10 @@ def test_evaluate_counts_scores_each_boxed_camera_held_out() -> None:
         hand["second_counter"]["all_frames"]["camera_mean"]["count_error"], abs=0.01
     )
     assert counted["counters_apart"] == apart["camera_mean"]["count_error"]
+    boxed_by_hand = stated["hand_boxed_cameras"]
+    assert boxed_by_hand["boxes"] == boxes["boxes"]
+    for name in ("recall_30", "recall_50", "precision_30"):
+        assert boxed_by_hand[name] == pytest.approx(boxes["camera_mean"][name], abs=0.01), name
 
 
 def test_evaluate_counts_runs_the_detector_at_another_input_size() -> None:
