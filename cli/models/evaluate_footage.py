@@ -203,6 +203,7 @@ def hand_boxes(
     when the set has no boxes."""
     import numpy as np
 
+    from roadsense.models.detection.counts import hand_count_scores
     from roadsense.models.detection.scoring import score_detections
     from roadsense.models.footage.hand_boxes import BOXES_FILE, read_hand_boxes
 
@@ -214,23 +215,28 @@ def hand_boxes(
     if missing:
         raise RoadSenseError(f"{path}: boxed frames not counted by hand: {', '.join(missing)}")
     rows: list[dict[str, Any]] = []
-    for b in sorted(boxed, key=lambda b: b.camera):
-        found = measured[b.file, b.frame]
-        every = score_detections([found], [b.xyxy])
-        sure = score_detections([found], [b.xyxy[~b.uncertain]])
-        counted = counts[b.file, b.frame].vehicles
+    for camera in sorted({b.camera for b in boxed}):
+        mine = [b for b in boxed if b.camera == camera]
+        found = [measured[b.file, b.frame] for b in mine]
+        every = score_detections(found, [b.xyxy for b in mine])
+        sure = score_detections(found, [b.xyxy[~b.uncertain] for b in mine])
+        # The boxes as a third count, scored as the detector is against the first counter.
+        apart = hand_count_scores(
+            camera, [(counts[b.file, b.frame].vehicles, len(b.xyxy)) for b in mine]
+        )
         rows.append(
             {
-                "camera": b.camera,
-                "frame": b.frame,
-                "boxes": len(b.xyxy),
-                "uncertain": int(b.uncertain.sum()),
-                "found": len(found),
+                "camera": camera,
+                "frames": len(mine),
+                "boxes": sum(len(b.xyxy) for b in mine),
+                "uncertain": sum(int(b.uncertain.sum()) for b in mine),
+                "found": sum(len(f) for f in found),
                 "recall_30": every.recall(0.3),
                 "recall_50": every.recall(0.5),
                 "precision_30": every.precision(0.3),
                 "recall_30_certain": sure.recall(0.3),
-                "boxes_vs_count": (len(b.xyxy) - counted) / counted if counted else math.nan,
+                "boxes_vs_count": apart.count_error,
+                "boxes_vs_count_bias": apart.bias,
             }
         )
     pooled = score_detections([measured[b.file, b.frame] for b in boxed], [b.xyxy for b in boxed])
@@ -247,8 +253,8 @@ def hand_boxes(
             "precision_30": round(pooled.precision(0.3), 3),
         },
         "boxes_vs_count": {
-            "difference": round(float(np.nanmean([abs(r["boxes_vs_count"]) for r in rows])), 3),
-            "bias": round(float(np.nanmean([r["boxes_vs_count"] for r in rows])), 3),
+            "difference": round(float(np.nanmean([r["boxes_vs_count"] for r in rows])), 3),
+            "bias": round(float(np.nanmean([r["boxes_vs_count_bias"] for r in rows])), 3),
         },
     }
 
