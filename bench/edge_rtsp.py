@@ -38,11 +38,11 @@ from roadsense.core.publisher import MemoryPublisher
 from roadsense.edge.agent import EdgeAgent
 from roadsense.edge.backends.classifier import Classifier, create_classifier
 from roadsense.edge.backends.detector import Detector, create_detector
+from roadsense.edge.capture.config import PyAvCaptureConfig
 from roadsense.edge.config import (
     CameraConfig,
     EdgeConfig,
     OutboxConfig,
-    PyAvCaptureConfig,
     ReportConfig,
 )
 from roadsense.edge.measure.config import MeasureConfig

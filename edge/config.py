@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -11,6 +11,7 @@ from roadsense.core.config import ConfigModel, relative_to
 from roadsense.core.metrics import MetricsConfig
 from roadsense.core.mqtt import MqttConfig, TlsConfig
 from roadsense.core.roi import Roi, check_line, check_regions, check_roi, check_zone
+from roadsense.edge.capture.config import AutoCaptureConfig, CaptureConfig
 from roadsense.edge.measure.config import MeasureConfig, RuleConfig
 from roadsense.proto.topics import is_identifier
 
@@ -22,49 +23,6 @@ def _identifier(value: str) -> str:
             "letter or digit"
         )
     return value
-
-
-class AutoCaptureConfig(ConfigModel):
-    """Pick the reader by the source: PyAV for RTSP/HTTP(S)/RTMP URLs, OpenCV for the rest."""
-
-    type: Literal["auto"] = Field(default="auto", description="Reader chosen by the source.")
-
-
-class OpenCvCaptureConfig(ConfigModel):
-    """OpenCV: USB/V4L2 devices, GStreamer pipelines (Jetson hardware decode), files."""
-
-    type: Literal["opencv"] = Field(description="Read through OpenCV (decodes every frame).")
-
-
-class PyAvCaptureConfig(ConfigModel):
-    """FFmpeg through PyAV: RTSP, HTTP and files, decoding keyframes only when that is
-    enough for the camera's sample rate."""
-
-    type: Literal["pyav"] = Field(description="Read through FFmpeg (PyAV).")
-    rtsp_transport: Literal["tcp", "udp"] = Field(
-        default="tcp",
-        description="RTSP transport: tcp (interleaved, no loss on a busy network) or udp.",
-    )
-    open_timeout_s: float = Field(
-        default=10.0, gt=0, description="Longest wait to open the stream and read its header."
-    )
-    keyframes: Literal["auto", "always", "never"] = Field(
-        default="auto",
-        description="Decode keyframes only: auto (when sample_hz is at or below the "
-        "stream's keyframe rate, otherwise every frame), always (the effective sample "
-        "rate is then at most the keyframe rate) or never.",
-    )
-    threads: int = Field(
-        default=0,
-        ge=0,
-        le=64,
-        description="FFmpeg decoder threads when decoding every frame; 0 lets FFmpeg choose.",
-    )
-
-
-CaptureConfig = Annotated[
-    AutoCaptureConfig | OpenCvCaptureConfig | PyAvCaptureConfig, Field(discriminator="type")
-]
 
 
 class CameraConfig(ConfigModel):

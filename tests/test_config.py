@@ -12,7 +12,8 @@ from pydantic import BaseModel
 from roadsense.cloud.config import CloudConfig
 from roadsense.core.config import ConfigModel, load_config
 from roadsense.core.errors import ConfigError
-from roadsense.edge.config import EdgeConfig, OutboxConfig, PyAvCaptureConfig
+from roadsense.edge.capture.config import PyAvCaptureConfig
+from roadsense.edge.config import EdgeConfig, OutboxConfig
 from roadsense.models.footage.config import FootageConfig
 
 REPO = Path(__file__).resolve().parent.parent

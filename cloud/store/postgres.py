@@ -22,13 +22,9 @@ from roadsense.cloud.domain import Reading
 from roadsense.cloud.store.interface import BatchResult
 from roadsense.cloud.store.open import redacted
 from roadsense.cloud.store.postgres_migrations import POSTGRES_MIGRATIONS, migrate_postgres
+from roadsense.cloud.store.rows import first_of_each, report_row
 from roadsense.cloud.store.session import Row, Upsert
-from roadsense.cloud.store.sql import (
-    REPORT_COLUMNS,
-    SqlStore,
-    first_of_each,
-    report_row,
-)
+from roadsense.cloud.store.sql import REPORT_COLUMNS, SqlStore
 from roadsense.core.errors import StoreError
 
 logger = logging.getLogger(__name__)

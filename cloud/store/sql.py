@@ -1,4 +1,5 @@
-"""What the SQLite and PostgreSQL stores share: every statement and every row conversion.
+"""What the SQLite and PostgreSQL stores share: every statement (the readings' and segments'
+row conversions are in ``rows.py``).
 
 Statements are written once, with ``?`` placeholders, in SQL that both engines run (upserts
 with ``ON CONFLICT``, columns of the target table qualified by its name). A backend supplies
@@ -11,7 +12,6 @@ here; each other wing keeps its own beside its code (``forecast/rows.py``, ``fle
 from __future__ import annotations
 
 import abc
-import functools
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -39,6 +39,7 @@ from roadsense.cloud.store.interface import (
     Store,
 )
 from roadsense.cloud.store.migrations import message_sha256
+from roadsense.cloud.store.rows import reading_from_row, segment_rows, segment_snapshots
 from roadsense.cloud.store.session import Row, SqlSession, Upsert, greater
 
 SEGMENT_CHUNK = 500
@@ -123,89 +124,11 @@ LATEST_CAMERAS = f"""SELECT {REPORT_COLUMNS} FROM (
    WHERE newest = 1"""
 
 
-@functools.lru_cache(maxsize=64)
-def _labels_json(labels: tuple[str, ...]) -> str:
-    # Every report of a model carries the same labels: encode them once.
-    return json.dumps(labels)
-
-
-def report_row(r: Reading) -> Row:
-    """A reading as the values of ``REPORT_COLUMNS``."""
-    return (
-        r.device_id,
-        r.seq,
-        r.camera_id,
-        r.segment_id,
-        r.capture_time_ms,
-        r.window_start_ms,
-        r.received_ms,
-        r.model_version,
-        _labels_json(r.labels),
-        "[" + ",".join(repr(p) for p in r.probabilities) + "]",
-        r.frames_in_window,
-        r.level,
-    )
-
-
-@functools.lru_cache(maxsize=64)
-def _labels(text: str) -> tuple[str, ...]:
-    # The reverse of _labels_json: a model's reports all carry the same labels.
-    return tuple(json.loads(text))
-
-
-def _reading(row: Row) -> Reading:
-    return Reading(
-        device_id=row[0],
-        seq=int(row[1]),
-        camera_id=row[2],
-        segment_id=row[3],
-        capture_time_ms=int(row[4]),
-        window_start_ms=int(row[5]),
-        received_ms=int(row[6]),
-        model_version=row[7],
-        labels=_labels(row[8]),
-        probabilities=tuple(json.loads(row[9])),
-        frames_in_window=int(row[10]),
-        level=float(row[11]),
-    )
-
-
 def _id_chunks(ids: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
     """``IN (?, ?, ...)`` and its parameters, a few hundred ids at a time."""
     for start in range(0, len(ids), SEGMENT_CHUNK):
         chunk = list(ids[start : start + SEGMENT_CHUNK])
         yield f"IN ({', '.join('?' * len(chunk))})", chunk
-
-
-def _segment_snapshots(rows: list[Row]) -> list[SegmentSnapshot]:
-    return [
-        SegmentSnapshot(
-            segment_id=row[0],
-            level=float(row[1]),
-            label=row[2],
-            updated_ms=int(row[3]),
-            last_changed_ms=int(row[4]),
-            camera_ids=tuple(json.loads(row[5])),
-            stale=False,
-            reports=int(row[6]),
-            vehicles=float(row[7]),
-            stopped=float(row[8]),
-            occupancy=float(row[9]),
-            measured_cameras=int(row[10]),
-        )
-        for row in rows
-    ]
-
-
-def first_of_each(readings: Sequence[Reading], fresh: set[tuple[str, int]]) -> list[Reading]:
-    """The readings whose key is in ``fresh``, each key once (a redelivery in one batch)."""
-    kept = []
-    for reading in readings:
-        key = (reading.device_id, reading.seq)
-        if key in fresh:
-            fresh.discard(key)
-            kept.append(reading)
-    return kept
 
 
 SessionT = TypeVar("SessionT", bound=SqlSession)
@@ -272,7 +195,7 @@ class SqlStore(
                 self._upsert(db, SEEN_DEVICES, [(d, 1, t) for d, t in sorted(seen.items())])
             if result.accepted:
                 result.segments = update_segments(result.accepted)
-                self._upsert(db, SAVE_SEGMENTS, _segment_rows(result.segments))
+                self._upsert(db, SAVE_SEGMENTS, segment_rows(result.segments))
                 self._add_history(db, result.accepted)
             if result.accepted or result.statuses or seen:
                 self._announce(db, result)
@@ -296,7 +219,8 @@ class SqlStore(
         rows: list[Row] = []
         for among, ids in self._among(segment_ids):
             rows += db.rows(LATEST_CAMERAS.format(among=among), [*ids, since, stale_ms])
-        shared.merge_stored(self._stored_segments(db, segment_ids), [_reading(r) for r in rows])
+        readings = [reading_from_row(r) for r in rows]
+        shared.merge_stored(self._stored_segments(db, segment_ids), readings)
 
     def _among(self, ids: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
         """(a condition on a column that holds for ``ids``, its parameters), for as many
@@ -307,7 +231,7 @@ class SqlStore(
         rows: list[Row] = []
         for among, ids in self._among(segment_ids):
             rows += db.rows(f"{SELECT_SEGMENTS} WHERE segment_id {among}", ids)
-        return _segment_snapshots(rows)
+        return segment_snapshots(rows)
 
     def _announce(self, db: SessionT, result: BatchResult) -> None:
         """Tell other processes, inside the batch's transaction, what it changed (if they can
@@ -359,7 +283,7 @@ class SqlStore(
     def segments(self, segment_ids: Sequence[str] | None = None) -> list[SegmentSnapshot]:
         with self._read() as db:
             if segment_ids is None:
-                return _segment_snapshots(db.rows(f"{SELECT_SEGMENTS} ORDER BY segment_id"))
+                return segment_snapshots(db.rows(f"{SELECT_SEGMENTS} ORDER BY segment_id"))
             return self._stored_segments(db, segment_ids)
 
     def latest_readings(self, arrived_within_ms: int | None = None) -> list[Reading]:
@@ -367,7 +291,7 @@ class SqlStore(
         within = 2**62 if arrived_within_ms is None else arrived_within_ms
         with self._read() as db:
             rows = db.rows(LATEST_READINGS, [within])
-        return [_reading(row) for row in rows]
+        return [reading_from_row(row) for row in rows]
 
     def devices(self) -> list[DeviceRecord]:
         with self._read() as db:
@@ -430,23 +354,3 @@ def _insert_rejected(db: SqlSession, r: Rejected) -> None:
             r.received_ms,
         ],
     )
-
-
-def _segment_rows(segments: list[SegmentSnapshot]) -> list[Row]:
-    """Segment rows for SAVE_SEGMENTS, in key order."""
-    return [
-        (
-            s.segment_id,
-            s.level,
-            s.label,
-            s.updated_ms,
-            s.last_changed_ms,
-            json.dumps(s.camera_ids),
-            s.reports,
-            s.vehicles,
-            s.stopped,
-            s.occupancy,
-            s.measured_cameras,
-        )
-        for s in sorted(segments, key=lambda s: s.segment_id)
-    ]

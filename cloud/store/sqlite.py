@@ -13,8 +13,9 @@ from typing import Any
 
 from roadsense.cloud.domain import Reading
 from roadsense.cloud.store.migrations import MIGRATIONS
+from roadsense.cloud.store.rows import first_of_each, report_row
 from roadsense.cloud.store.session import Row
-from roadsense.cloud.store.sql import INSERT_REPORTS, SqlStore, first_of_each, report_row
+from roadsense.cloud.store.sql import INSERT_REPORTS, SqlStore
 from roadsense.core.sqlite import migrate, open_database, transaction
 
 KEY_CHUNK = 400

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 from roadsense.core.errors import CaptureError
+from roadsense.edge.capture.config import PyAvCaptureConfig
 from roadsense.edge.capture.video import (
     DecodeMode,
     KeyframesMissingError,
@@ -32,7 +33,7 @@ from roadsense.edge.capture.video import (
     VideoReader,
     open_reader,
 )
-from roadsense.edge.config import CameraConfig, PyAvCaptureConfig
+from roadsense.edge.config import CameraConfig
 from roadsense.models.preprocess import Frame
 
 logger = logging.getLogger(__name__)

@@ -27,6 +27,7 @@ from typing import Any, cast
 
 from roadsense.core.errors import CaptureError
 from roadsense.core.timeutil import now_ms
+from roadsense.edge.capture.config import PyAvCaptureConfig
 from roadsense.edge.capture.video import (
     DecodeMode,
     KeyframesMissingError,
@@ -36,7 +37,7 @@ from roadsense.edge.capture.video import (
     register_reader,
     source_kind,
 )
-from roadsense.edge.config import CameraConfig, PyAvCaptureConfig
+from roadsense.edge.config import CameraConfig
 from roadsense.models.preprocess import Frame
 
 try:
