@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from roadsense.edge.backends.detector import Detector
+    from roadsense.models.footage.multicamera import Clip, HandCount
 
 HISTORY_S = 4.0
 """Seconds of samples measured before each frame counted by hand."""
@@ -33,35 +34,30 @@ def clip_fps(clip: Path) -> float:
         capture.release()
 
 
+def _step(fps: float, sample_hz: float) -> int:
+    """Frames between two samples of a device sampling a ``fps`` clip at ``sample_hz``."""
+    return max(1, round(fps / sample_hz))
+
+
 def sampled_frames(
     clip: Path, sample_hz: float
 ) -> Iterator[tuple[int, float, npt.NDArray[np.uint8]]]:
     """(0-based index, time, frame) of the clip's frames a device sampling at
     ``sample_hz`` takes."""
-    import cv2
-    import numpy as np
+    from roadsense.models.footage.video import read_frames
 
-    capture = cv2.VideoCapture(str(clip))
-    fps = float(capture.get(cv2.CAP_PROP_FPS) or 25.0)
-    step = max(1, round(fps / sample_hz))
-    index = 0
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                return
-            if index % step == 0:
-                yield index, index / fps, np.asarray(frame, dtype=np.uint8)
-            index += 1
-    finally:
-        capture.release()
+    fps = clip_fps(clip)
+    step = _step(fps, sample_hz)
+    for index, frame in enumerate(read_frames(clip)):
+        if index % step == 0:
+            yield index, index / fps, frame
 
 
 def _history(fps: float, frame: int, sample_hz: float) -> list[int]:
     """The frames a device sampling at ``sample_hz`` took in the ``HISTORY_S`` seconds up
     to and including ``frame``, oldest first."""
-    step = max(1, round(fps / sample_hz))
-    return list(range(frame, max(-1, frame - round(HISTORY_S * fps) - 1), -step))[::-1]
+    first = max(-1, frame - round(HISTORY_S * fps) - 1)
+    return list(range(frame, first, -_step(fps, sample_hz)))[::-1]
 
 
 def _counted_frames(
@@ -69,25 +65,18 @@ def _counted_frames(
 ) -> dict[int, list[tuple[float, npt.NDArray[np.uint8]]]]:
     """Each counted frame of ``clip`` (0-based index in ``wanted``) with the samples a
     device took before it: (time, frame) pairs ending with the counted frame."""
-    import cv2
-    import numpy as np
+    from roadsense.models.footage.video import read_frames
 
     fps = clip_fps(clip)
     histories = {frame: _history(fps, frame, sample_hz) for frame in wanted}
     needed = {i for h in histories.values() for i in h}
+    last = max(needed)
     decoded: dict[int, npt.NDArray[np.uint8]] = {}
-    capture = cv2.VideoCapture(str(clip))
-    index = 0
-    try:
-        while index <= max(needed):
-            ok, image = capture.read()
-            if not ok:
-                break
-            if index in needed:
-                decoded[index] = np.asarray(image, dtype=np.uint8)
-            index += 1
-    finally:
-        capture.release()
+    for index, image in enumerate(read_frames(clip)):
+        if index > last:
+            break
+        if index in needed:
+            decoded[index] = image
     missing = sorted(wanted - set(decoded))
     if missing:
         raise RoadSenseError(f"{clip}: cannot decode frame(s) {missing} counted by hand")
@@ -109,7 +98,6 @@ def hand_counts(args: argparse.Namespace, detector: Detector) -> dict[str, Any] 
     from roadsense.models.footage.multicamera import (
         COUNTS_FILE,
         SECOND_COUNTS_FILE,
-        HandCount,
         read_hand_counts,
         read_labelled_set,
     )
@@ -193,9 +181,9 @@ def hand_counts(args: argparse.Namespace, detector: Detector) -> dict[str, Any] 
 
 def hand_boxes(
     footage: Path,
-    clips: dict[str, Any],
+    clips: dict[str, Clip],
     measured: dict[tuple[str, int], npt.NDArray[np.float32]],
-    counts: dict[tuple[str, int], Any],
+    counts: dict[tuple[str, int], HandCount],
 ) -> dict[str, Any] | None:
     """Recall and precision at IoU 0.3 and 0.5 on the frames boxed by hand (``boxes.csv``,
     a subset of the frames counted by hand, measured as above), per camera and pooled;

@@ -99,7 +99,7 @@ class CameraMeter:
         """``support``: the detector card's thresholds (``DetectorCard.thresholds``); None
         counts every box given."""
         self._zone = zone
-        self._support = TemporalSupport(support) if support is not None else None
+        self.use_thresholds(support)
         self._masks: dict[tuple[int, int], npt.NDArray[np.bool_]] = {}
         self._tracker = make_tracker(TrackerSettings(sample_hz=sample_hz))
         self._stopped = LagStoppedRule(stopped or StoppedSettings())
@@ -133,6 +133,7 @@ class CameraMeter:
             start, end = to_pixels(self._counting_line, frame_shape)
             self._line = LineCounter((start[0], start[1]), (end[0], end[1]))
         inside = _subset(detections, in_zone(detections.xyxy.astype(np.float32), mask))
+        candidates = inside.xyxy.astype(np.float32)
         counted = np.ones(len(inside), dtype=bool)
         if self._support is not None:
             scores = np.asarray(
@@ -140,14 +141,14 @@ class CameraMeter:
             )
             # The candidates: what a device's detector returns (an evaluation asks for less).
             candidate = scores >= self._support.thresholds.least
-            inside = _subset(inside, candidate)
-            counted = self._support.keep(t_s, inside.xyxy.astype(np.float32), scores[candidate])
+            inside, candidates = _subset(inside, candidate), candidates[candidate]
+            counted = self._support.keep(t_s, candidates, scores[candidate])
         # Every candidate is a reference for the stopped rule 2 s on: a queued car whose
         # box scored low then still stood there.
-        stopped = self._stopped.update(t_s, inside.xyxy.astype(np.float32))[counted]
+        stopped = self._stopped.update(t_s, candidates)[counted]
         inside = _subset(inside, counted)
+        boxes = candidates[counted]
         ids = track_ids(self._tracker, inside)
-        boxes = inside.xyxy.astype(np.float32)
         if self._line is not None:
             tracked = _subset(inside, ids >= 0)
             tracked.tracker_id = ids[ids >= 0]
