@@ -17,6 +17,7 @@ from roadsense.cli.models.camera_set import (
     add_set_training_options,
     train_from_set,
 )
+from roadsense.cli.models.detector_training import add_dataset_boxes
 from roadsense.cli.models.evaluate_counts import add_evaluate_counts
 from roadsense.cli.models.model_registry import add_registry_commands
 from roadsense.cli.output import print_figures
@@ -232,6 +233,7 @@ def add_dataset_commands(commands: Any) -> None:
     frames.set_defaults(handler=_dataset_frames)
     add_dataset_check(dataset_commands)
     add_dataset_agreement(dataset_commands)
+    add_dataset_boxes(dataset_commands)
 
 
 def add_models_commands(commands: Any) -> None:

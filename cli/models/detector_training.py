@@ -17,9 +17,10 @@ def _train_detector(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if not args.data.is_dir():
-        print(f"roadsense: {args.data}: no such folder", file=sys.stderr)
-        return 2
+    for folder in args.data:
+        if not folder.is_dir():
+            print(f"roadsense: {folder}: no such folder", file=sys.stderr)
+            return 2
     # torch and onnx2torch are the `train` extra: imported only when this command runs.
     from rich.console import Console
     from rich.progress import Progress
@@ -63,6 +64,62 @@ def _train_detector(args: argparse.Namespace) -> int:
     )
 
 
+def _dataset_boxes(args: argparse.Namespace) -> int:
+    from roadsense.core.errors import FootageError
+    from roadsense.models.footage.training_boxes import export_footage_boxes
+
+    if args.cvat_step < 1:
+        print("roadsense: --cvat-step must be at least 1", file=sys.stderr)
+        return 2
+    exclude = [c for c in (args.exclude or "").split(",") if c]
+    try:
+        done = export_footage_boxes(
+            args.footage, args.out, exclude=exclude, cvat_step=args.cvat_step
+        )
+    except FootageError as err:
+        print(f"roadsense: {err}", file=sys.stderr)
+        return 2
+    return print_figures(
+        {
+            "out": str(args.out),
+            "images": sum(done.images.values()),
+            "boxes": sum(done.boxes.values()),
+            "cameras": {c: [done.images[c], done.boxes[c]] for c in sorted(done.images)},
+            "excluded": sorted(exclude),
+        },
+        args.json,
+    )
+
+
+def add_dataset_boxes(dataset_commands: Any) -> None:
+    """`dataset boxes`."""
+    from roadsense.cli.models.camera_set import SHIPPED_SET
+    from roadsense.models.footage.training_boxes import CVAT_STEP
+
+    boxes = dataset_commands.add_parser(
+        "boxes",
+        help="the footage's hand boxes (boxes.csv, CVAT clips) as a YOLO folder",
+        description="Write OUT/images/<camera>_<n>.png and OUT/labels/*.txt (YOLO, one "
+        "vehicle class) from every frame boxed by hand in the footage: boxes.csv and every "
+        "--cvat-step-th frame of the CVAT clips, greyed outside the area that was boxed. "
+        "File names start with the camera, so `train detector` splits by camera; "
+        "--exclude leaves out the cameras a model will be tested on.",
+    )
+    boxes.add_argument(
+        "--footage", type=Path, default=SHIPPED_SET, help=f"footage folder (default {SHIPPED_SET})"
+    )
+    boxes.add_argument("--out", type=Path, required=True, help="output folder")
+    boxes.add_argument("--exclude", help="comma-separated cameras to leave out")
+    boxes.add_argument(
+        "--cvat-step",
+        type=int,
+        default=CVAT_STEP,
+        help=f"every Nth frame of a CVAT clip (default {CVAT_STEP})",
+    )
+    boxes.add_argument("--json", action="store_true", help="print one JSON line")
+    boxes.set_defaults(handler=_dataset_boxes)
+
+
 def add_detector_training(train_commands: Any) -> None:
     """`train detector`."""
     detector = train_commands.add_parser(
@@ -73,7 +130,14 @@ def add_detector_training(train_commands: Any) -> None:
         "source videos (file-name prefix) for validation; export ONNX with a detector card "
         "whose score threshold has the lowest count error on those videos.",
     )
-    detector.add_argument("--data", type=Path, required=True, help="folder of images/ + labels/")
+    detector.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        required=True,
+        help="folder of images/ + labels/ (repeat for several, e.g. the stock road views and "
+        "`roadsense dataset boxes` of the footage)",
+    )
     detector.add_argument("--out", type=Path, required=True, help="output folder")
     detector.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
     detector.add_argument(

@@ -88,11 +88,13 @@ def test_the_loss_falls_on_a_repeated_batch(tmp_path: Path) -> None:
 def test_a_tiny_run_exports_a_detector_the_edge_loads(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _road_frames(tmp_path / "data" / "train", ("north", "south", "east"), 4)
+    _road_frames(tmp_path / "data" / "train", ("north", "south"), 4)
+    _road_frames(tmp_path / "more", ("east",), 4)  # a second --data folder
     parser = argparse.ArgumentParser()
     add_detector_training(parser.add_subparsers())
     args = parser.parse_args(
-        ["detector", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+        ["detector", "--data", str(tmp_path / "data"), "--data", str(tmp_path / "more"),
+         "--out", str(tmp_path / "out"),
          "--epochs", "1", "--size", "128", "--val-videos", "east", "--version", "9.9.9",
          "--json"]
     )  # fmt: skip
@@ -106,7 +108,7 @@ def test_a_tiny_run_exports_a_detector_the_edge_loads(
     assert card.training_data["train_images"] == 8
     assert card.score_threshold == figures["score_threshold"]
     detector = create_detector("onnxruntime", model)
-    frame = np.asarray(cv2.imread(str(tmp_path / "data" / "train" / "images" / "east_0000.jpg")))
+    frame = np.asarray(cv2.imread(str(tmp_path / "more" / "images" / "east_0000.jpg")))
     found = detector.detect([frame, frame])
     assert len(found) == 2
     assert set(found[0].data["class_name"]) <= {"car", "motorcycle", "bus", "truck"}

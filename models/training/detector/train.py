@@ -212,19 +212,24 @@ class FineTuned:
 
 
 def fine_tune(
-    data: str | Path,
+    data: str | Path | Sequence[str | Path],
     settings: DetectorSettings,
     val_videos: Sequence[str] | None = None,
     base: str | Path = DEFAULT_DETECTOR,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> FineTuned:
-    """Fine-tune ``base`` on the YOLO boxes under ``data``; keep the EMA weights of the
-    epoch with the best validation F1@0.5 at its count-error threshold."""
+    """Fine-tune ``base`` on the YOLO boxes under ``data`` (one folder or several); keep
+    the EMA weights of the epoch with the best validation F1@0.5 at its count-error
+    threshold."""
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
-    images = read_yolo_folder(data)
-    if not images:
-        raise ValueError(f"{data}: no images/ with labels/ found")
+    folders = [data] if isinstance(data, str | Path) else list(data)
+    images = []
+    for folder in folders:
+        found = read_yolo_folder(folder)
+        if not found:
+            raise ValueError(f"{folder}: no images/ with labels/ found")
+        images.extend(found)
     train_images, val_images, held = split_by_video(images, val_videos, settings.seed)
     model = load_yolox(base)
     train_set = RoadBoxes(train_images, settings.size, True, settings.crop, settings.seed)
