@@ -13,6 +13,7 @@ import cv2
 
 from roadsense.core.errors import CaptureError
 from roadsense.core.timeutil import now_ms
+from roadsense.edge.capture.config import DECODE_THREADS, OpenCvCaptureConfig
 from roadsense.edge.capture.video import (
     DecodeMode,
     ReaderFigures,
@@ -27,25 +28,23 @@ from roadsense.models.preprocess import Frame
 RETRY_READ_S = 0.05
 
 
-def _open(source: str, timeout_ms: int) -> cv2.VideoCapture:
+def _open(source: str, timeout_ms: int, threads: int) -> cv2.VideoCapture:
     kind = source_kind(source)
     if kind == "usb":
         return cv2.VideoCapture(int(source))
     if kind == "gstreamer":
         return cv2.VideoCapture(source, cv2.CAP_GSTREAMER)
+    params = [cv2.CAP_PROP_N_THREADS, threads] if threads else []
     if kind == "url":
         # Without these a dead RTSP server can block open() or read() for minutes.
-        return cv2.VideoCapture(
-            source,
-            cv2.CAP_FFMPEG,
-            [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-                timeout_ms,
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-                timeout_ms,
-            ],
-        )
-    return cv2.VideoCapture(source)
+        params += [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            timeout_ms,
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            timeout_ms,
+        ]
+        return cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
+    return cv2.VideoCapture(source, cv2.CAP_ANY, params)
 
 
 class OpenCvReader(VideoReader):
@@ -54,7 +53,9 @@ class OpenCvReader(VideoReader):
     def __init__(self, config: CameraConfig, source: str) -> None:
         self._source = source
         self._stall_s = config.stall_timeout_s
-        self._capture = _open(source, int(config.stall_timeout_s * 1000))
+        settings = config.capture
+        threads = settings.threads if isinstance(settings, OpenCvCaptureConfig) else DECODE_THREADS
+        self._capture = _open(source, int(config.stall_timeout_s * 1000), threads)
         if not self._capture.isOpened():
             self._capture.release()
             raise CaptureError(f"cannot open {source}")

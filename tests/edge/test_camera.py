@@ -105,3 +105,26 @@ def test_non_looping_file_ends(tmp_path: Path) -> None:
         assert camera.status().problem == "the video file ended"
     finally:
         camera.stop()
+
+
+def test_a_file_is_decoded_on_one_thread_unless_configured() -> None:
+    from roadsense.edge.capture.opencv import OpenCvReader
+
+    def threads(**capture: object) -> float:
+        settings: dict[str, object] = {
+            "id": "cam",
+            "source": str(SAMPLE_VIDEO),
+            "segment_id": "seg",
+        }
+        if capture:
+            settings["capture"] = {"type": "opencv", **capture}
+        reader = OpenCvReader(CameraConfig.model_validate(settings), str(SAMPLE_VIDEO))
+        try:
+            assert reader.read() is not None
+            return float(reader._capture.get(cv2.CAP_PROP_N_THREADS))
+        finally:
+            reader.close()
+
+    assert threads() == 1  # the auto reader: one FFmpeg thread a stream
+    assert threads(type="opencv") == 1
+    assert threads(threads=3) == 3
