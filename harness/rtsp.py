@@ -33,6 +33,7 @@ DEBIAN_PACKAGES = (
 )
 RESOLUTIONS = {"1080p": (1920, 1080), "720p": (1280, 720), "360p": (640, 360)}
 READY_TIMEOUT_S = 20.0
+LISTEN_RETRY_S = 10.0
 
 
 def missing_gstreamer() -> str | None:
@@ -105,7 +106,20 @@ class RtspServer:
         return self._process.pid if self._process else None
 
     def start(self) -> None:
-        """Start the server and wait until it listens."""
+        """Start the server and wait until it listens. A port taken (a restart on the same
+        port, which another process's outgoing connection may hold for a moment as its
+        local port) is tried again for ``LISTEN_RETRY_S``."""
+        deadline = time.monotonic() + LISTEN_RETRY_S
+        while (problem := self._start_once()) and "cannot listen" in problem:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        if problem:
+            raise CaptureError(f"the RTSP server did not start: {problem}")
+        logger.info("RTSP server on port %d (pid %s)", self.port, self.pid)
+
+    def _start_once(self) -> str:
+        """One try: "" when the server listens, else what it said."""
         command = [str(SYSTEM_PYTHON), str(SERVER_SCRIPT), "serve", f"--port={self.port}"]
         command += [
             f"--mount={path}={','.join(map(str, files))}" for path, files in self.mounts.items()
@@ -128,10 +142,10 @@ class RtspServer:
             errors.seek(0)
             problem = errors.read().strip()[-500:]
             errors.close()
-            raise CaptureError(f"the RTSP server did not start: {problem}")
+            return problem or "no answer"
         self._process = process
         self._errors = errors
-        logger.info("RTSP server on port %d (pid %d)", self.port, process.pid)
+        return ""
 
     def stop(self) -> None:
         """Stop the server (its clients see the stream end)."""

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from roadsense.cloud.config import CloudConfig
 from roadsense.core.config import ConfigModel, load_config
 from roadsense.core.errors import ConfigError
-from roadsense.edge.capture.config import PyAvCaptureConfig
+from roadsense.edge.capture.config import OpenCvCaptureConfig, PyAvCaptureConfig
 from roadsense.edge.config import EdgeConfig, OutboxConfig
 from roadsense.models.footage.config import FootageConfig
 
@@ -141,9 +141,12 @@ def test_camera_capture_is_discriminated_on_its_type(tmp_path: Path) -> None:
         load_config(
             EdgeConfig, _write(tmp_path, MINIMAL_EDGE + '[cameras.capture]\ntype = "vlc"\n')
         )
-    opencv_with_pyav_option = MINIMAL_EDGE + '[cameras.capture]\ntype = "opencv"\nthreads = 2\n'
-    with pytest.raises(ConfigError, match="threads"):
-        load_config(EdgeConfig, _write(tmp_path, opencv_with_pyav_option))
+    opencv = MINIMAL_EDGE + '[cameras.capture]\ntype = "opencv"\n'
+    with pytest.raises(ConfigError, match="keyframes"):  # a PyAV option
+        load_config(EdgeConfig, _write(tmp_path, opencv + 'keyframes = "auto"\n'))
+    capture = load_config(EdgeConfig, _write(tmp_path, opencv + "threads = 2\n")).cameras[0].capture
+    assert isinstance(capture, OpenCvCaptureConfig)
+    assert capture.threads == 2
 
 
 def test_missing_file_and_bad_toml(tmp_path: Path) -> None:

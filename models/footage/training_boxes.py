@@ -21,22 +21,22 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import cv2
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from roadsense.core.errors import FootageError
-from roadsense.core.roi import roi_box
-from roadsense.models.detection.yolox import PAD_VALUE
-from roadsense.models.footage.video import read_frames
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Frame = npt.NDArray[np.uint8]
+    Boxes = npt.NDArray[np.float32]
 
 logger = logging.getLogger(__name__)
 
-Frame = npt.NDArray[np.uint8]
-Boxes = npt.NDArray[np.float32]
 CVAT_STEP = 5
-"""Every fifth frame of a CVAT clip (25 fps clips: five a second)."""
+"""Every fifth frame of a CVAT clip (25 fps clips: five a second). The module imports
+numpy and OpenCV where they are used, so that the CLI reads this without them."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ class Exported:
 
 
 def _frames(video: Path, wanted: set[int]) -> dict[int, Frame]:
+    from roadsense.models.footage.video import read_frames
+
     found: dict[int, Frame] = {}
     for index, frame in enumerate(read_frames(video)):
         if index in wanted:
@@ -61,6 +63,10 @@ def _frames(video: Path, wanted: set[int]) -> dict[int, Frame]:
 
 
 def _write(out: Path, name: str, frame: Frame, keep: npt.NDArray[np.bool_], boxes: Boxes) -> None:
+    import cv2
+
+    from roadsense.models.detection.yolox import PAD_VALUE
+
     greyed = frame.copy()
     greyed[~keep] = PAD_VALUE
     height, width = frame.shape[:2]
@@ -83,6 +89,9 @@ def export_footage_boxes(
 ) -> Exported:
     """Write ``out/images`` and ``out/labels`` from the footage's hand boxes (both
     sources), leaving out the cameras in ``exclude``; FootageError on an unknown camera."""
+    import numpy as np
+
+    from roadsense.core.roi import roi_box
     from roadsense.models.detection.cvat import parse_cvat
     from roadsense.models.detection.zone import learn_zone, zone_mask
     from roadsense.models.footage.hand_boxes import BOXES_FILE, read_hand_boxes

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from roadsense.core.errors import CaptureError
 from roadsense.core.mqtt import MqttConfig
 from roadsense.core.paho_client import MqttPublisher
 from roadsense.edge.agent import EdgeAgent
@@ -435,3 +436,25 @@ def test_server_down_for_10_s_then_back_loses_no_report(
     assert 0 < camera.frames_used <= camera.frames_captured
     assert health.cpu_count >= 1
     assert 0 < health.process_cpu_share <= 1
+
+
+def test_a_server_restarted_on_a_port_held_a_moment_waits_for_it(
+    clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from roadsense.harness import rtsp
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    server = RtspServer({"/small": [clips["small"]]}, port=port)
+    monkeypatch.setattr(rtsp, "LISTEN_RETRY_S", 0.5)
+    with pytest.raises(CaptureError, match=f"cannot listen on 127.0.0.1:{port}"):
+        server.start()  # held for longer than it waits
+    monkeypatch.setattr(rtsp, "LISTEN_RETRY_S", 10.0)
+    threading.Timer(1.0, holder.close).start()  # an outgoing connection letting go
+    server.start()
+    try:
+        assert server.pid is not None
+    finally:
+        server.stop()
