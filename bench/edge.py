@@ -42,6 +42,9 @@ from roadsense.models.shipped import SAMPLE_CLIP as SAMPLE_VIDEO
 
 logger = logging.getLogger(__name__)
 
+MEASURE_HZ = 1.0
+"""The rate the measuring bench samples each camera at (a camera's usual rate)."""
+
 
 def decode_all(video: Path) -> list[Frame]:
     """Every frame of a clip, decoded once."""
@@ -331,10 +334,10 @@ def _measure_bench(
         model_runs.append(done / (time.perf_counter() - started))
     with tempfile.TemporaryDirectory(prefix="roadsense-bench-") as tmp:
         cameras, trials = cameras_at_2hz(
-            classifier, Path(tmp), max_cameras, trial_s, sample_hz=1.0, detector=detector
+            classifier, Path(tmp), max_cameras, trial_s, sample_hz=MEASURE_HZ, detector=detector
         )
     model_fps = statistics.median(model_runs)
-    throughput = cameras * 1.0
+    throughput = cameras * MEASURE_HZ
     detector.close()
     return {
         "detector": detector.version,

@@ -62,7 +62,8 @@ def _frames(video: Path, wanted: set[int]) -> dict[int, Frame]:
     return found
 
 
-def _write(out: Path, name: str, frame: Frame, keep: npt.NDArray[np.bool_], boxes: Boxes) -> None:
+def _write(out: Path, name: str, frame: Frame, keep: npt.NDArray[np.bool_], boxes: Boxes) -> int:
+    """Write one image and its labels; the number of boxes written (inside the frame)."""
     import cv2
 
     from roadsense.models.detection.yolox import PAD_VALUE
@@ -82,6 +83,7 @@ def _write(out: Path, name: str, frame: Frame, keep: npt.NDArray[np.bool_], boxe
         for x1, y1, x2, y2 in boxes.tolist()
     ]
     (out / "labels" / f"{name}.txt").write_text("".join(f"{line}\n" for line in lines))
+    return len(lines)
 
 
 def export_footage_boxes(
@@ -107,9 +109,9 @@ def export_footage_boxes(
     images: dict[str, int] = {}
     written: dict[str, int] = {}
 
-    def note(camera: str, boxes: Boxes) -> None:
+    def note(camera: str, boxes: int) -> None:
         images[camera] = images.get(camera, 0) + 1
-        written[camera] = written.get(camera, 0) + len(boxes)
+        written[camera] = written.get(camera, 0) + boxes
 
     boxes_path = footage / BOXES_FILE
     boxed = read_hand_boxes(boxes_path, data.clips) if boxes_path.is_file() else []
@@ -125,8 +127,7 @@ def export_footage_boxes(
             left, top, right, bottom = roi_box(width, height, roi)
             keep = np.zeros((height, width), bool)
             keep[top:bottom, left:right] = True
-            _write(out, f"{b.camera}_{b.frame:06d}", frame, keep, b.xyxy)
-            note(b.camera, b.xyxy)
+            note(b.camera, _write(out, f"{b.camera}_{b.frame:06d}", frame, keep, b.xyxy))
     for clip_index, xml in enumerate(sorted(footage.glob("*.cvat.xml")), start=1):
         file = xml.name.removesuffix(".cvat.xml") + ".mp4"
         camera = data.clips[file].camera if file in data.clips else None
@@ -138,8 +139,7 @@ def export_footage_boxes(
         keep = zone_mask(learn_zone([t.xyxy for t in truth.values()], shape), shape)
         wanted = {f for f in truth if f % cvat_step == 0}
         for index, frame in sorted(_frames(footage / file, wanted).items()):
-            boxes = truth[index].xyxy
-            _write(out, f"{camera}_{clip_index}{index:06d}", frame, keep, boxes)
-            note(camera, boxes)
+            name = f"{camera}_{clip_index}{index:06d}"
+            note(camera, _write(out, name, frame, keep, truth[index].xyxy))
     logger.info("exported %d images of %d cameras to %s", sum(images.values()), len(images), out)
     return Exported(images, written)

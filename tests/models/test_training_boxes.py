@@ -38,6 +38,7 @@ def test_the_boxes_are_exported_per_camera_and_the_test_cameras_left_out(
     boxed = [
         b for b in read_hand_boxes(SHIPPED / BOXES_FILE, data.clips) if b.camera == "tfl-06600"
     ]
+    assert done.boxes["tfl-06600"] == sum(len(b.xyxy) for b in boxed) == 29
     for truth in boxed:
         exported = next(i for i in images if i.path.stem == f"tfl-06600_{truth.frame:06d}")
         np.testing.assert_allclose(exported.boxes, truth.xyxy, atol=0.5)
