@@ -65,21 +65,11 @@ def _counted_frames(
 ) -> dict[int, list[tuple[float, npt.NDArray[np.uint8]]]]:
     """Each counted frame of ``clip`` (0-based index in ``wanted``) with the samples a
     device took before it: (time, frame) pairs ending with the counted frame."""
-    from roadsense.models.footage.video import read_frames
+    from roadsense.models.footage.video import read_frames_at
 
     fps = clip_fps(clip)
     histories = {frame: _history(fps, frame, sample_hz) for frame in wanted}
-    needed = {i for h in histories.values() for i in h}
-    last = max(needed)
-    decoded: dict[int, npt.NDArray[np.uint8]] = {}
-    for index, image in enumerate(read_frames(clip)):
-        if index > last:
-            break
-        if index in needed:
-            decoded[index] = image
-    missing = sorted(wanted - set(decoded))
-    if missing:
-        raise RoadSenseError(f"{clip}: cannot decode frame(s) {missing} counted by hand")
+    decoded = read_frames_at(clip, {i for h in histories.values() for i in h})
     return {frame: [(i / fps, decoded[i]) for i in history] for frame, history in histories.items()}
 
 

@@ -47,21 +47,6 @@ class Exported:
     boxes: dict[str, int]
 
 
-def _frames(video: Path, wanted: set[int]) -> dict[int, Frame]:
-    from roadsense.models.footage.video import read_frames
-
-    found: dict[int, Frame] = {}
-    for index, frame in enumerate(read_frames(video)):
-        if index in wanted:
-            found[index] = frame
-        if len(found) == len(wanted):
-            break
-    missing = sorted(wanted - set(found))
-    if missing:
-        raise FootageError(f"{video}: frames {missing} could not be decoded")
-    return found
-
-
 def _write(out: Path, name: str, frame: Frame, keep: npt.NDArray[np.bool_], boxes: Boxes) -> int:
     """Write one image and its labels; the number of boxes written (inside the frame)."""
     import cv2
@@ -98,6 +83,7 @@ def export_footage_boxes(
     from roadsense.models.detection.zone import learn_zone, zone_mask
     from roadsense.models.footage.hand_boxes import BOXES_FILE, read_hand_boxes
     from roadsense.models.footage.multicamera import read_labelled_set
+    from roadsense.models.footage.video import read_frames_at
 
     data = read_labelled_set(footage)
     left_out = set(exclude)
@@ -119,7 +105,7 @@ def export_footage_boxes(
         mine = [b for b in boxed if b.file == file and b.camera not in left_out]
         if not mine:
             continue
-        frames = _frames(footage / file, {b.frame for b in mine})
+        frames = read_frames_at(footage / file, {b.frame for b in mine})
         roi = data.cameras[mine[0].camera].roi
         for b in mine:
             frame = frames[b.frame]
@@ -138,7 +124,7 @@ def export_footage_boxes(
         truth, shape = parse_cvat(xml)
         keep = zone_mask(learn_zone([t.xyxy for t in truth.values()], shape), shape)
         wanted = {f for f in truth if f % cvat_step == 0}
-        for index, frame in sorted(_frames(footage / file, wanted).items()):
+        for index, frame in sorted(read_frames_at(footage / file, wanted).items()):
             name = f"{camera}_{clip_index}{index:06d}"
             note(camera, _write(out, name, frame, keep, truth[index].xyxy))
     logger.info("exported %d images of %d cameras to %s", sum(images.values()), len(images), out)

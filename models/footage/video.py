@@ -35,6 +35,24 @@ def read_frames(video: Path) -> Iterator[Frame]:
         capture.release()
 
 
+def read_frames_at(video: Path, indices: set[int]) -> dict[int, Frame]:
+    """The frames of a video at these 0-based indices (decoded in order, up to the last
+    one asked for); FootageError naming the indices that could not be decoded."""
+    found: dict[int, Frame] = {}
+    if not indices:
+        return found
+    last = max(indices)
+    for index, frame in enumerate(read_frames(video)):
+        if index in indices:
+            found[index] = frame
+        if index >= last:
+            break
+    missing = sorted(indices - set(found))
+    if missing:
+        raise FootageError(f"{video}: frame(s) {missing} could not be decoded")
+    return found
+
+
 def check_frame_size(frame: Frame, roi: RoiConfig, video: Path) -> None:
     """The ROI was drawn on frames of one size; another size means the wrong config."""
     height, width = frame.shape[:2]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from roadsense.cli.main import main
+from roadsense.core.errors import FootageError
 from roadsense.models.card import sha256_file
 from roadsense.models.congestion_labels import CONGESTION_LABELS
 from roadsense.models.footage.autolabel import autolabel_video, label_counts, level_for
@@ -30,7 +31,7 @@ from roadsense.models.footage.config import (
     load_footage_config,
 )
 from roadsense.models.footage.dataset import DatasetSummary, build_dataset
-from roadsense.models.footage.video import read_frames
+from roadsense.models.footage.video import read_frames, read_frames_at
 from tests.conftest import SAMPLE_VIDEO
 
 pytestmark = pytest.mark.integration
@@ -287,3 +288,13 @@ def test_cli_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main([*argv, "--holdout-fraction", "1.5"]) == 1
     assert "--holdout-fraction" in capsys.readouterr().err
     assert main(["dataset", "congestion", "--video", str(tmp_path / "x.avi"), "--out", "o"]) == 2
+
+
+def test_frames_are_read_at_their_indices_and_a_missing_one_is_named() -> None:
+    every = list(read_frames(SAMPLE_VIDEO))
+    picked = read_frames_at(SAMPLE_VIDEO, {0, 7, 120})
+    assert sorted(picked) == [0, 7, 120]
+    for index, frame in picked.items():
+        np.testing.assert_array_equal(frame, every[index])
+    with pytest.raises(FootageError, match=rf"frame\(s\) \[{len(every)}\] could not be decoded"):
+        read_frames_at(SAMPLE_VIDEO, {3, len(every)})
